@@ -1,0 +1,14 @@
+"""Attention explorer — the router. Pages live in app_pages/; models in models/; figures in viz/."""
+
+import streamlit as st
+
+
+def run() -> None:
+    st.set_page_config(page_title="Attention explorer", page_icon="🔍", layout="wide")
+    pages = [
+        st.Page("app_pages/seq2seq.py", title="Seq2seq alignment", icon="🔀", default=True),
+    ]
+    st.navigation(pages).run()
+
+
+run()

@@ -1,0 +1,250 @@
+"""The one attention core every model in this project uses.
+
+Attention is three steps: score every key against the query, turn the scores into weights with a
+softmax (after masking), and take the weighted sum of the values. Everything a page shows about
+attention — raw scores, the 1/sqrt(d_k) scaling, the mask as applied, the softmax weights, the
+output — comes out of `attend` below as a frozen `AttentionTrace`, *returned* to the caller.
+
+Nothing per call is ever stored on a module, in a hook or in a global: Streamlit shares one cached
+model between all browser sessions and threads, so a trace kept on `self` would be overwritten by
+whichever session ran last.
+
+Mask convention (same as `torch.nn.functional.scaled_dot_product_attention` with a boolean mask):
+``True`` means "this query may attend to this key"; ``False`` positions get ``-inf`` before the
+softmax and therefore exactly 0 weight. A query row with no allowed key gets all-zero weights and a
+zero output (a plain softmax would give NaN).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Scoring = Literal["additive", "dot", "general", "scaled_dot"]
+SCORINGS: tuple[str, ...] = ("additive", "dot", "general", "scaled_dot")
+
+
+@dataclass(frozen=True)
+class AttentionTrace:
+    """Every intermediate of one attention call. Shapes: (B, [h,] Tq, Tk) for score-like fields.
+
+    ``query``/``key``/``value`` are the tensors as scored (after any per-head split);
+    ``masked_scores`` is ``scaled_scores`` with ``-inf`` where ``mask`` is False: exactly what
+    went into the softmax.
+    """
+
+    query: Tensor  # (B, [h,] Tq, d_q)
+    key: Tensor  # (B, [h,] Tk, d_k)
+    value: Tensor  # (B, [h,] Tk, d_v)
+    raw_scores: Tensor  # (B, [h,] Tq, Tk)  e = score(q, k)
+    scale: float  # 1/sqrt(d_k) for scaled dot, else 1.0
+    temperature: float  # logits are divided by this before the softmax
+    scaled_scores: Tensor  # (B, [h,] Tq, Tk)  e * scale / temperature
+    mask: Tensor | None  # bool, broadcastable to scores; True = may attend
+    masked_scores: Tensor  # (B, [h,] Tq, Tk)  -inf where masked
+    weights: Tensor  # (B, [h,] Tq, Tk)  softmax over the last axis
+    output: Tensor  # (B, [h,] Tq, d_v)  weights @ value
+
+
+def check_mask(mask: Tensor | None, scores: Tensor) -> None:
+    """Raise a ValueError that says how to fix a mask that cannot apply to ``scores``."""
+    if mask is None:
+        return
+    if mask.dtype != torch.bool:
+        raise ValueError(
+            f"attention mask must be bool (True = may attend), got {mask.dtype}; "
+            "convert it with `mask.bool()` or build it with a comparison."
+        )
+    try:
+        torch.broadcast_shapes(mask.shape, scores.shape)
+    except RuntimeError as err:
+        raise ValueError(
+            f"attention mask of shape {tuple(mask.shape)} does not broadcast to scores "
+            f"{tuple(scores.shape)}; expected (B, [h,] Tq, Tk) or a broadcastable shape."
+        ) from err
+
+
+def attend(
+    *,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    raw_scores: Tensor,
+    scale: float = 1.0,
+    mask: Tensor | None = None,
+    temperature: float = 1.0,
+    return_trace: bool = False,
+) -> tuple[Tensor, AttentionTrace | None]:
+    """Scores → (scale, temperature) → mask → softmax → weighted sum of values.
+
+    ``raw_scores`` (…, Tq, Tk) come from a scoring function; ``value`` is (…, Tk, d_v).
+    Returns ``(output (…, Tq, d_v), trace or None)``.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}; use e.g. 1.0.")
+    check_mask(mask, raw_scores)
+    # 1) Scale the logits: 1/sqrt(d_k) keeps dot products at unit variance; temperature on top.
+    scaled = raw_scores * (scale / temperature)
+    # 2) Apply the mask: -inf where a query may not look, so the softmax gives exactly 0 there.
+    masked = scaled if mask is None else scaled.masked_fill(~mask, float("-inf"))
+    # 3) Softmax over the keys. A row with every key masked is all -inf → NaN; make it 0.
+    weights = torch.softmax(masked, dim=-1)
+    if mask is not None:
+        weights = torch.nan_to_num(weights, nan=0.0)
+    # 4) Weighted sum of the values.
+    output = weights @ value  # (…, Tq, Tk) @ (…, Tk, d_v) → (…, Tq, d_v)
+    if not return_trace:
+        return output, None
+    trace = AttentionTrace(
+        query=query,
+        key=key,
+        value=value,
+        raw_scores=raw_scores,
+        scale=scale,
+        temperature=temperature,
+        scaled_scores=scaled,
+        mask=mask,
+        masked_scores=masked,
+        weights=weights,
+        output=output,
+    )
+    return output, trace
+
+
+class Attention(nn.Module):
+    """Single-head attention with a choice of scoring function (the seq2seq and captioning kind).
+
+    additive   (Bahdanau): e = vᵀ tanh(W_q q + W_k k)
+    dot        (Luong):    e = q · k                (needs d_q == d_k)
+    general    (Luong):    e = qᵀ W k
+    scaled_dot (Vaswani):  e = q · k, then ÷ sqrt(d_k)  (needs d_q == d_k)
+    """
+
+    def __init__(self, scoring: Scoring, *, query_dim: int, key_dim: int, attn_dim: int = 64):
+        super().__init__()
+        if scoring not in SCORINGS:
+            raise ValueError(f"unknown scoring {scoring!r}; choose one of {SCORINGS}.")
+        if scoring in ("dot", "scaled_dot") and query_dim != key_dim:
+            raise ValueError(
+                f"{scoring} scoring needs query_dim == key_dim (got {query_dim} and {key_dim}); "
+                "use 'general' or 'additive', or project one side first."
+            )
+        self.scoring = scoring
+        self.key_dim = key_dim
+        if scoring == "additive":
+            self.w_q = nn.Linear(query_dim, attn_dim, bias=False)
+            self.w_k = nn.Linear(key_dim, attn_dim, bias=True)
+            self.v = nn.Linear(attn_dim, 1, bias=False)
+        elif scoring == "general":
+            self.w = nn.Linear(key_dim, query_dim, bias=False)
+
+    def score(self, *, query: Tensor, key: Tensor) -> Tensor:
+        """Raw alignment scores e: query (B, Tq, d_q), key (B, Tk, d_k) → (B, Tq, Tk)."""
+        if self.scoring == "additive":
+            q = self.w_q(query).unsqueeze(2)  # (B, Tq, 1, A)
+            k = self.w_k(key).unsqueeze(1)  # (B, 1, Tk, A)
+            return self.v(torch.tanh(q + k)).squeeze(-1)  # (B, Tq, Tk, 1) → (B, Tq, Tk)
+        if self.scoring == "general":
+            return query @ self.w(key).transpose(-1, -2)  # (B, Tq, d_q) @ (B, d_q, Tk)
+        return query @ key.transpose(-1, -2)  # (B, Tq, d) @ (B, d, Tk) → (B, Tq, Tk)
+
+    def forward(
+        self,
+        *,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None = None,
+        temperature: float = 1.0,
+        return_trace: bool = False,
+    ) -> tuple[Tensor, AttentionTrace | None]:
+        """query (B, Tq, d_q), key (B, Tk, d_k), value (B, Tk, d_v), mask (B, Tq|1, Tk) bool."""
+        scale = 1.0 / math.sqrt(self.key_dim) if self.scoring == "scaled_dot" else 1.0
+        raw = self.score(query=query, key=key)
+        return attend(
+            query=query,
+            key=key,
+            value=value,
+            raw_scores=raw,
+            scale=scale,
+            mask=mask,
+            temperature=temperature,
+            return_trace=return_trace,
+        )
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head scaled dot-product attention: project, split into h heads, attend, concat, W_O.
+
+    Same parameter layout as the math: W_Q, W_K, W_V, W_O are ``d_model × d_model`` linears.
+    With ``return_trace=False`` and no temperature the fused kernel
+    (``F.scaled_dot_product_attention``) runs; with a trace, the explicit path through `attend`
+    runs so that every intermediate is the one that produced the output.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, *, bias: bool = True):
+        super().__init__()
+        if n_heads < 1 or d_model % n_heads != 0:
+            raise ValueError(
+                f"d_model ({d_model}) must be divisible by the number of heads ({n_heads}); "
+                f"try n_heads in {[h for h in range(1, d_model + 1) if d_model % h == 0][:8]}."
+            )
+        self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
+        self.w_q = nn.Linear(d_model, d_model, bias=bias)
+        self.w_k = nn.Linear(d_model, d_model, bias=bias)
+        self.w_v = nn.Linear(d_model, d_model, bias=bias)
+        self.w_o = nn.Linear(d_model, d_model, bias=bias)
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.n_heads, self.d_head).transpose(1, 2)  # (B, h, T, d_head)
+
+    def forward(
+        self,
+        *,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None = None,
+        temperature: float = 1.0,
+        return_trace: bool = False,
+    ) -> tuple[Tensor, AttentionTrace | None]:
+        """query (B, Tq, d_model), key/value (B, Tk, d_model), mask broadcastable to
+        (B, h, Tq, Tk), e.g. (B, 1, 1, Tk) for padding or (1, 1, Tq, Tk) for causal.
+
+        Returns ``(output (B, Tq, d_model), trace)``; the trace's tensors are per head
+        (B, h, …) and its ``output`` is the per-head context before concat and W_O.
+        """
+        b, tq, _ = query.shape
+        # 1) Project to queries, keys, values and split into heads.
+        q = self._split(self.w_q(query))  # (B, h, Tq, d_head)
+        k = self._split(self.w_k(key))  # (B, h, Tk, d_head)
+        v = self._split(self.w_v(value))  # (B, h, Tk, d_head)
+        # 2) Scaled dot-product attention per head.
+        if not return_trace and temperature == 1.0:
+            if mask is not None:
+                check_mask(mask, torch.empty(b, self.n_heads, tq, k.shape[-2], device="meta"))
+            heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            if mask is not None:  # fully masked rows: fused kernel gives NaN, we give 0
+                heads = torch.nan_to_num(heads, nan=0.0)
+            trace = None
+        else:
+            raw = q @ k.transpose(-1, -2)  # (B, h, Tq, d_head) @ (B, h, d_head, Tk)
+            heads, trace = attend(
+                query=q,
+                key=k,
+                value=v,
+                raw_scores=raw,
+                scale=1.0 / math.sqrt(self.d_head),
+                mask=mask,
+                temperature=temperature,
+                return_trace=return_trace,
+            )
+        # 3) Concatenate the heads and mix them with W_O.
+        concat = heads.transpose(1, 2).reshape(b, tq, self.d_model)  # (B, Tq, h·d_head)
+        return self.w_o(concat), trace

@@ -1,0 +1,251 @@
+"""RNN encoder–decoder with attention (Bahdanau et al. 2015), and its no-attention baseline.
+
+Encoder: a bidirectional GRU reads the source into annotations h_1..h_S (each 2H wide).
+Decoder step t (the numbered steps below are the step inspector's names on the page):
+  1) query      s_{t-1}, the previous decoder state
+  2) scores     e_t,i = score(s_{t-1}, h_i)               (shared attention core)
+  3) weights    α_t = softmax(e_t)
+  4) context    c_t = Σ_i α_t,i h_i
+  5) state      s_t = GRU([emb(y_{t-1}); c_t], s_{t-1})
+  6) output     p(y_t) = softmax(W [s_t; c_t; emb(y_{t-1})])
+The baseline (scoring="none") is the fixed-vector model of Cho et al. 2014: c_t is the encoder's
+final state at every step — the whole sentence squeezed into one vector, the bottleneck attention
+removes. Both share every other line, so the comparison is fair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from models.attention import SCORINGS, Attention, AttentionTrace
+from models.tasks.common import BOS, EOS, SPECIALS
+
+BOS_ID, EOS_ID = SPECIALS.index(BOS), SPECIALS.index(EOS)
+
+
+@dataclass(frozen=True)
+class Seq2SeqConfig:
+    src_vocab: int  # source vocabulary size, specials included
+    tgt_vocab: int  # target vocabulary size, specials included
+    scoring: str = "additive"  # one of SCORINGS, or "none" for the fixed-vector baseline
+    emb_dim: int = 32  # token embedding width
+    enc_hidden: int = 64  # per direction; decoder state is 2× this, so dot scoring needs no projection
+    attn_dim: int = 64  # hidden size of additive scoring
+
+    def __post_init__(self) -> None:
+        if self.scoring not in SCORINGS + ("none",):
+            raise ValueError(f"scoring must be one of {SCORINGS + ('none',)}, got {self.scoring!r}.")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    memory: Tensor  # (B, S, 2H) annotations h_i
+    final: Tensor  # (B, 2H) [forward last; backward first]
+    mask: Tensor  # (B, 1, S) bool, True on real source tokens
+
+
+@dataclass(frozen=True)
+class DecodeTrace:
+    """Every decoder step's numbers, stacked on axis 1: (B, T, …). Attention fields are None for
+    the baseline. ``log_probs`` is log p of the token emitted (free running) or forced (teacher)."""
+
+    queries: Tensor  # (B, T, 2H) s_{t-1}
+    raw_scores: Tensor | None  # (B, T, S) e_t before scaling
+    scaled_scores: Tensor | None  # (B, T, S) what went into the softmax (masked: -inf)
+    weights: Tensor | None  # (B, T, S) α_t
+    contexts: Tensor  # (B, T, 2H) c_t
+    states: Tensor  # (B, T, 2H) s_t
+    logits: Tensor  # (B, T, V) the output layer's scores for y_t
+    log_probs: Tensor  # (B, T)
+    scale: float  # 1/sqrt(d_k) for scaled dot, else 1
+
+
+@dataclass(frozen=True)
+class _Step:
+    logits: Tensor  # (B, V)
+    query: Tensor  # (B, 2H)
+    context: Tensor  # (B, 2H)
+    state: Tensor  # (B, 2H)
+    attention: AttentionTrace | None
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    tokens: list[int]  # emitted ids, </s> included when it was reached
+    log_prob: float
+    trace: DecodeTrace  # B = 1
+
+
+def _stack(steps: list[_Step], picked: Tensor) -> DecodeTrace:
+    """Per-step records → one DecodeTrace; ``picked`` (B, T) are the tokens whose log p to keep."""
+    logits = torch.stack([s.logits for s in steps], 1)  # (B, T, V)
+    logp = torch.log_softmax(logits, -1)
+    att = [s.attention for s in steps]
+    has_att = att[0] is not None
+    return DecodeTrace(
+        queries=torch.stack([s.query for s in steps], 1),
+        raw_scores=torch.cat([a.raw_scores for a in att], 1) if has_att else None,  # (B, T, S)
+        scaled_scores=torch.cat([a.masked_scores for a in att], 1) if has_att else None,
+        weights=torch.cat([a.weights for a in att], 1) if has_att else None,
+        contexts=torch.stack([s.context for s in steps], 1),
+        states=torch.stack([s.state for s in steps], 1),
+        logits=logits,
+        log_probs=logp.gather(-1, picked.unsqueeze(-1)).squeeze(-1),
+        scale=att[0].scale if has_att else 1.0,
+    )
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, cfg: Seq2SeqConfig):
+        super().__init__()
+        self.cfg = cfg
+        hidden = 2 * cfg.enc_hidden
+        self.src_emb = nn.Embedding(cfg.src_vocab, cfg.emb_dim, padding_idx=0)
+        self.tgt_emb = nn.Embedding(cfg.tgt_vocab, cfg.emb_dim, padding_idx=0)
+        self.encoder = nn.GRU(cfg.emb_dim, cfg.enc_hidden, batch_first=True, bidirectional=True)
+        self.bridge = nn.Linear(hidden, hidden)
+        self.attention = (
+            None
+            if cfg.scoring == "none"
+            else Attention(cfg.scoring, query_dim=hidden, key_dim=hidden, attn_dim=cfg.attn_dim)
+        )
+        self.cell = nn.GRUCell(cfg.emb_dim + hidden, hidden)
+        self.out = nn.Linear(2 * hidden + cfg.emb_dim, cfg.tgt_vocab)
+
+    def encode(self, src: Tensor, src_lens: Tensor) -> Encoded:
+        """src (B, S) ids, src_lens (B,) → annotations, final state, source mask."""
+        packed = pack_padded_sequence(
+            self.src_emb(src), src_lens.cpu(), batch_first=True, enforce_sorted=False
+        )
+        out, h_n = self.encoder(packed)  # h_n: (2, B, H)
+        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
+        final = torch.cat([h_n[0], h_n[1]], -1)  # (B, 2H)
+        mask = (torch.arange(src.shape[1], device=src.device) < src_lens.to(src.device)[:, None])
+        return Encoded(memory=memory, final=final, mask=mask.unsqueeze(1))  # mask (B, 1, S)
+
+    def init_state(self, enc: Encoded) -> Tensor:
+        return torch.tanh(self.bridge(enc.final))  # (B, 2H)
+
+    def step(self, y_prev: Tensor, state: Tensor, enc: Encoded, *, trace: bool) -> _Step:
+        """One decoder step from y_{t-1} (B,) and s_{t-1} (B, 2H); see the module docstring."""
+        # 1) The query is the previous decoder state.
+        query = state
+        # 2–4) Scores, weights and context from the shared core (the baseline: the fixed vector).
+        if self.attention is None:
+            context, att = enc.final, None
+        else:
+            ctx, att = self.attention(
+                query=query.unsqueeze(1),  # (B, 1, 2H)
+                key=enc.memory,
+                value=enc.memory,
+                mask=enc.mask,
+                return_trace=trace,
+            )
+            context = ctx.squeeze(1)  # (B, 1, 2H) → (B, 2H)
+        # 5) New decoder state.
+        emb = self.tgt_emb(y_prev)  # (B, E)
+        new_state = self.cell(torch.cat([emb, context], -1), state)
+        # 6) Output distribution.
+        logits = self.out(torch.cat([new_state, context, emb], -1))  # (B, V)
+        return _Step(logits=logits, query=query, context=context, state=new_state, attention=att)
+
+    def forward(
+        self, src: Tensor, src_lens: Tensor, tgt_in: Tensor, *, return_trace: bool = False
+    ) -> tuple[Tensor, DecodeTrace | None]:
+        """Teacher forcing: tgt_in (B, T) = <s> y_1 … y_{T-1}. Returns logits (B, T, V)."""
+        enc = self.encode(src, src_lens)
+        state, steps = self.init_state(enc), []
+        for t in range(tgt_in.shape[1]):
+            s = self.step(tgt_in[:, t], state, enc, trace=return_trace)
+            steps.append(s)
+            state = s.state
+        logits = torch.stack([s.logits for s in steps], 1)  # (B, T, V)
+        if not return_trace:
+            return logits, None
+        forced = torch.cat([tgt_in[:, 1:], torch.full_like(tgt_in[:, :1], EOS_ID)], 1)
+        return logits, _stack(steps, forced)
+
+    def greedy(
+        self, src: Tensor, src_lens: Tensor, *, max_len: int, return_trace: bool = False
+    ) -> tuple[Tensor, DecodeTrace | None]:
+        """Batched greedy decoding. Returns ids (B, T) (after </s>: </s> repeated) and a trace."""
+        enc = self.encode(src, src_lens)
+        state = self.init_state(enc)
+        y = torch.full((src.shape[0],), BOS_ID, dtype=torch.long, device=src.device)
+        done = torch.zeros_like(y, dtype=torch.bool)
+        steps, tokens = [], []
+        for _ in range(max_len):
+            s = self.step(y, state, enc, trace=return_trace)
+            y = torch.where(done, EOS_ID, s.logits.argmax(-1))
+            steps.append(s)
+            tokens.append(y)
+            state, done = s.state, done | (y == EOS_ID)
+            if done.all():
+                break
+        ids = torch.stack(tokens, 1)  # (B, T)
+        return ids, (_stack(steps, ids) if return_trace else None)
+
+    def beam(self, src: Tensor, *, k: int, max_len: int) -> list[Hypothesis]:
+        """Beam search for one source (1, S). Every hypothesis keeps its own attention per step.
+
+        Finished hypotheses are ranked by length-normalised log probability (log p / length).
+        """
+        if src.shape[0] != 1 or k < 1:
+            raise ValueError("beam() takes one source sentence (shape (1, S)) and k ≥ 1.")
+        enc1 = self.encode(src, torch.tensor([src.shape[1]]))
+        alive: list[tuple[list[int], float, list[_Step]]] = [([], 0.0, [])]
+        state = self.init_state(enc1)
+        finished: list[tuple[list[int], float, list[_Step]]] = []
+        for _ in range(max_len):
+            n = len(alive)
+            enc = Encoded(
+                memory=enc1.memory.expand(n, -1, -1),
+                final=enc1.final.expand(n, -1),
+                mask=enc1.mask.expand(n, -1, -1),
+            )
+            y = torch.tensor([toks[-1] if toks else BOS_ID for toks, _, _ in alive], device=src.device)
+            s = self.step(y, state, enc, trace=True)
+            logp = torch.log_softmax(s.logits, -1)  # (n, V)
+            total = torch.tensor([lp for _, lp, _ in alive], device=src.device)[:, None] + logp
+            best = total.flatten().topk(min(k, total.numel())).indices
+            new_alive, rows = [], []
+            for flat in best.tolist():
+                h, tok = divmod(flat, logp.shape[1])
+                toks, _, hist = alive[h]
+                one = _Step(
+                    logits=s.logits[h : h + 1],
+                    query=s.query[h : h + 1],
+                    context=s.context[h : h + 1],
+                    state=s.state[h : h + 1],
+                    attention=_slice_trace(s.attention, h),
+                )
+                entry = (toks + [tok], float(total[h, tok]), hist + [one])
+                if tok == EOS_ID:
+                    finished.append(entry)
+                else:
+                    new_alive.append(entry)
+                    rows.append(h)
+            if len(finished) >= k or not new_alive:
+                break
+            alive, state = new_alive, s.state[rows]
+        finished += alive[: max(0, k - len(finished))]  # hit max_len without </s>: keep them too
+        finished.sort(key=lambda e: e[1] / len(e[0]), reverse=True)
+        return [
+            Hypothesis(toks, lp, _stack(hist, torch.tensor([toks], device=src.device)))
+            for toks, lp, hist in finished[:k]
+        ]
+
+
+def _slice_trace(trace: AttentionTrace | None, i: int) -> AttentionTrace | None:
+    """Row ``i`` of a batched trace (beam hypotheses share one batched step)."""
+    if trace is None:
+        return None
+    rows = {
+        name: (value[i : i + 1] if isinstance(value, Tensor) and value.dim() > 0 else value)
+        for name, value in vars(trace).items()
+    }
+    return AttentionTrace(**rows)

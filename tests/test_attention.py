@@ -1,0 +1,159 @@
+"""The attention core against references: SDPA, hand-written formulas, nn.MultiheadAttention."""
+
+import math
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models.attention import SCORINGS, Attention, MultiHeadAttention, attend
+
+B, TQ, TK, D = 3, 4, 6, 8
+
+
+@pytest.fixture
+def qkv():
+    g = torch.Generator().manual_seed(0)
+    return (torch.randn(B, TQ, D, generator=g), torch.randn(B, TK, D, generator=g),
+            torch.randn(B, TK, D, generator=g))
+
+
+def padding_mask(lengths):
+    """(B, 1, TK) True on the first ``length`` keys of each batch row."""
+    return (torch.arange(TK)[None, :] < torch.tensor(lengths)[:, None]).unsqueeze(1)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_scaled_dot_matches_sdpa(qkv, masked):
+    q, k, v = qkv
+    mask = padding_mask([6, 3, 1]) if masked else None
+    out, trace = Attention("scaled_dot", query_dim=D, key_dim=D)(query=q, key=k, value=v, mask=mask,
+                                                                 return_trace=True)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+    assert trace.scale == pytest.approx(1 / math.sqrt(D))
+    torch.testing.assert_close(trace.scaled_scores, trace.raw_scores / math.sqrt(D))
+
+
+def test_each_scoring_matches_its_formula(qkv):
+    q, k, v = qkv
+    for scoring in SCORINGS:
+        att = Attention(scoring, query_dim=D, key_dim=D, attn_dim=5)
+        _, trace = att(query=q, key=k, value=v, return_trace=True)
+        if scoring == "additive":
+            ref = torch.einsum("a,bqka->bqk", att.v.weight[0],
+                               torch.tanh(att.w_q(q)[:, :, None] + att.w_k(k)[:, None]))
+        elif scoring == "general":
+            ref = torch.einsum("bqd,de,bke->bqk", q, att.w.weight, k)
+        else:
+            ref = torch.einsum("bqd,bkd->bqk", q, k)
+        torch.testing.assert_close(trace.raw_scores, ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(trace.weights, torch.softmax(ref * trace.scale, -1))
+
+
+def test_rows_sum_to_one_and_masked_keys_get_exactly_zero(qkv):
+    q, k, v = qkv
+    mask = padding_mask([6, 3, 1])
+    _, trace = Attention("additive", query_dim=D, key_dim=D)(query=q, key=k, value=v, mask=mask,
+                                                             return_trace=True)
+    torch.testing.assert_close(trace.weights.sum(-1), torch.ones(B, TQ))
+    full = mask.expand(B, TQ, TK)
+    assert (trace.weights[~full] == 0).all()
+    assert torch.isinf(trace.masked_scores[~full]).all() and (trace.masked_scores[~full] < 0).all()
+    assert torch.isfinite(trace.masked_scores[full]).all()
+
+
+def test_fully_masked_row_gives_zeros_not_nan(qkv):
+    q, k, v = qkv
+    mask = torch.ones(B, TQ, TK, dtype=torch.bool)
+    mask[0, 1] = False
+    out, trace = Attention("dot", query_dim=D, key_dim=D)(query=q, key=k, value=v, mask=mask,
+                                                          return_trace=True)
+    assert torch.isfinite(out).all()
+    assert (trace.weights[0, 1] == 0).all() and (out[0, 1] == 0).all()
+
+
+def test_trace_reproduces_output_and_temperature(qkv):
+    q, k, v = qkv
+    att = Attention("general", query_dim=D, key_dim=D)
+    out, trace = att(query=q, key=k, value=v, temperature=2.5, return_trace=True)
+    torch.testing.assert_close(trace.weights @ trace.value, out)
+    torch.testing.assert_close(trace.weights, torch.softmax(trace.raw_scores / 2.5, -1))
+    plain, none = att(query=q, key=k, value=v)
+    assert none is None and not torch.allclose(plain, out)
+
+
+def test_bad_arguments_say_how_to_fix(qkv):
+    q, k, v = qkv
+    with pytest.raises(ValueError, match="divisible"):
+        MultiHeadAttention(10, 3)
+    with pytest.raises(ValueError, match="bool"):
+        Attention("dot", query_dim=D, key_dim=D)(query=q, key=k, value=v, mask=torch.ones(B, 1, TK))
+    with pytest.raises(ValueError, match="broadcast"):
+        Attention("dot", query_dim=D, key_dim=D)(query=q, key=k, value=v,
+                                                 mask=torch.ones(B, 1, TK + 1, dtype=torch.bool))
+    with pytest.raises(ValueError, match="query_dim == key_dim"):
+        Attention("dot", query_dim=D, key_dim=D + 1)
+    with pytest.raises(ValueError, match="temperature"):
+        attend(query=q, key=k, value=v, raw_scores=q @ k.transpose(1, 2), temperature=0)
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "padding", "causal"])
+def test_multihead_matches_torch_multiheadattention(mask_kind):
+    torch.manual_seed(0)
+    d, h, t = 12, 3, 5
+    ours = MultiHeadAttention(d, h).eval()
+    ref = torch.nn.MultiheadAttention(d, h, batch_first=True).eval()
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(torch.cat([ours.w_q.weight, ours.w_k.weight, ours.w_v.weight]))
+        ref.in_proj_bias.copy_(torch.cat([ours.w_q.bias, ours.w_k.bias, ours.w_v.bias]))
+        ref.out_proj.weight.copy_(ours.w_o.weight)
+        ref.out_proj.bias.copy_(ours.w_o.bias)
+    x = torch.randn(2, t, d)
+    kw, mask = {}, None
+    if mask_kind == "padding":
+        keep = torch.tensor([[True] * t, [True] * 3 + [False] * (t - 3)])  # (B, T)
+        mask, kw = keep[:, None, None, :], {"key_padding_mask": ~keep}  # torch: True = ignore
+    elif mask_kind == "causal":
+        keep = torch.tril(torch.ones(t, t, dtype=torch.bool))
+        mask, kw = keep, {"attn_mask": ~keep}
+    ref_out, ref_w = ref(x, x, x, need_weights=True, average_attn_weights=False, **kw)
+    fast, _ = ours(query=x, key=x, value=x, mask=mask)
+    slow, trace = ours(query=x, key=x, value=x, mask=mask, return_trace=True)
+    torch.testing.assert_close(fast, ref_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(slow, ref_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(trace.weights, ref_w, atol=1e-6, rtol=1e-5)
+    if mask_kind == "causal":
+        upper = torch.triu(torch.ones(t, t, dtype=torch.bool), 1)
+        assert (trace.weights[..., upper] == 0).all()
+    # The trace recomposes the output: per-head context → concat → W_O.
+    concat = trace.output.transpose(1, 2).reshape(2, t, d)
+    torch.testing.assert_close(ours.w_o(concat), slow)
+
+
+def test_threads_on_one_shared_model_each_get_their_own_trace():
+    """Streamlit shares one cached model between sessions: traces must not mix."""
+    torch.manual_seed(0)
+    model = MultiHeadAttention(16, 4).eval()
+    inputs = [torch.randn(1, 3 + i, 16) for i in range(8)]
+    with torch.inference_mode():
+        serial = [model(query=x, key=x, value=x, return_trace=True)[1].weights for x in inputs]
+    results: dict[int, torch.Tensor] = {}
+
+    def work(i: int) -> None:
+        with torch.inference_mode():
+            for _ in range(20):
+                _, trace = model(query=inputs[i], key=inputs[i], value=inputs[i], return_trace=True)
+                if i in results and not torch.equal(results[i], trace.weights):
+                    results[i] = None
+                    return
+                results.setdefault(i, trace.weights)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for i, ref in enumerate(serial):
+        assert results[i] is not None and torch.equal(results[i], ref)

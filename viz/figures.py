@@ -1,0 +1,167 @@
+"""Pure figure builders: arrays in, `plotly.graph_objects.Figure` out. No Streamlit here.
+
+Conventions (see shared/notes/ecosystem.md):
+- token axes are integer positions with tick labels, so a repeated token ("the … the") keeps its
+  own row/column; the token text rides in ``customdata`` for the hover;
+- matrices go out as float32 (half the bytes of float64; float16 would fall back to lists);
+- hover shows the exact value the model computed, to 4 decimals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+SCALE = "Viridis"
+SURE_COLOUR, POSSIBLE_COLOUR = "#ff4b4b", "#ffb000"
+
+
+def _labels(tokens: Sequence[str]) -> list[str]:
+    """Visible tick text: spaces shown as '␣' so a character model's blank is visible."""
+    return [t if t.strip() else "␣" for t in tokens]
+
+
+def attention_heatmap(
+    weights: np.ndarray,
+    rows: Sequence[str],
+    cols: Sequence[str],
+    *,
+    title: str = "",
+    row_title: str = "output",
+    col_title: str = "source",
+    value_name: str = "α",
+    gold_sure: Sequence[tuple[int, int]] = (),
+    gold_possible: Sequence[tuple[int, int]] = (),
+    annotate: bool | None = None,
+) -> go.Figure:
+    """A (rows × cols) weight matrix with optional gold links marked on top.
+
+    ``gold_sure``/``gold_possible`` are (row, col) cells: sure links as red squares, possible-only
+    links as amber outlines. Cells are annotated with their value when the matrix is small.
+    """
+    w = np.asarray(weights, dtype=np.float32)
+    if w.shape != (len(rows), len(cols)):
+        raise ValueError(f"weights {w.shape} do not match {len(rows)} row and {len(cols)} column labels")
+    rl, cl = _labels(rows), _labels(cols)
+    custom = np.empty(w.shape + (2,), dtype=object)
+    custom[..., 0] = np.array(rl, dtype=object)[:, None]
+    custom[..., 1] = np.array(cl, dtype=object)[None, :]
+    annotate = w.size <= 400 if annotate is None else annotate
+    heat = go.Heatmap(
+        z=w,
+        x=np.arange(len(cols)),
+        y=np.arange(len(rows)),
+        customdata=custom,
+        colorscale=SCALE,
+        zmin=0.0,
+        zmax=max(1e-6, float(np.nanmax(w))) if w.size else 1.0,
+        colorbar=dict(title=value_name, thickness=12),
+        hovertemplate=(
+            f"{row_title} %{{y}} '%{{customdata[0]}}'<br>{col_title} %{{x}} '%{{customdata[1]}}'"
+            f"<br>{value_name} = %{{z:.4f}}<extra></extra>"
+        ),
+        texttemplate="%{z:.2f}" if annotate else None,
+        textfont=dict(size=9),
+        name="weights",
+    )
+    fig = go.Figure(heat)
+    sure = set(gold_sure)
+    for cells, name, symbol, colour in (
+        (sorted(sure), "gold (sure)", "square", SURE_COLOUR),
+        (sorted(set(gold_possible) - sure), "gold (possible)", "square-open", POSSIBLE_COLOUR),
+    ):
+        if cells:
+            fig.add_trace(
+                go.Scatter(
+                    x=[c for _, c in cells],
+                    y=[r for r, _ in cells],
+                    mode="markers",
+                    marker=dict(symbol=symbol, size=7, color=colour, line=dict(width=1.5, color=colour)),
+                    name=name,
+                    hoverinfo="skip",
+                )
+            )
+    fig.update_layout(
+        title=title,
+        xaxis=dict(title=col_title, tickmode="array", tickvals=list(range(len(cols))), ticktext=cl,
+                   side="top", tickangle=0 if max(map(len, cl), default=0) <= 2 else -60),
+        yaxis=dict(title=row_title, tickmode="array", tickvals=list(range(len(rows))), ticktext=rl,
+                   autorange="reversed"),
+        height=max(280, 60 + 22 * len(rows) + 6 * max(map(len, cl), default=0)),
+        margin=dict(l=10, r=10, t=80, b=10),
+        legend=dict(orientation="h", y=-0.05),
+    )
+    return fig
+
+
+def step_bars(
+    scores: np.ndarray, weights: np.ndarray, tokens: Sequence[str], *, score_name: str = "e_t"
+) -> go.Figure:
+    """Two aligned bar charts over the source tokens: the scores e_t and the weights α_t."""
+    labels = _labels(tokens)
+    x = np.arange(len(tokens))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=(f"scores {score_name} (into the softmax)", "weights α_t = softmax"))
+    for row, values, name, fmt in ((1, scores, score_name, ".4f"), (2, weights, "α_t", ".4f")):
+        fig.add_trace(
+            go.Bar(x=x, y=np.asarray(values, dtype=np.float32), name=name, customdata=labels,
+                   hovertemplate=f"%{{x}} '%{{customdata}}'<br>{name} = %{{y:{fmt}}}<extra></extra>"),
+            row=row, col=1,
+        )
+    fig.update_xaxes(tickmode="array", tickvals=list(x), ticktext=labels, row=2, col=1)
+    fig.update_layout(showlegend=False, height=420, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def vector_strips(vectors: Mapping[str, np.ndarray]) -> go.Figure:
+    """Several vectors of one width as labelled rows of a heatmap (context, decoder states)."""
+    names = list(vectors)
+    z = np.stack([np.asarray(vectors[n], dtype=np.float32) for n in names])
+    lim = float(np.abs(z).max()) or 1.0
+    fig = go.Figure(
+        go.Heatmap(z=z, y=np.arange(len(names)), colorscale="RdBu", zmid=0, zmin=-lim, zmax=lim,
+                   customdata=np.array([[n] * z.shape[1] for n in names], dtype=object),
+                   hovertemplate="%{customdata}[%{x}] = %{z:.4f}<extra></extra>",
+                   colorbar=dict(thickness=12))
+    )
+    fig.update_layout(yaxis=dict(tickmode="array", tickvals=list(range(len(names))), ticktext=names,
+                                 autorange="reversed"),
+                      xaxis=dict(title="dimension"), height=80 + 40 * len(names),
+                      margin=dict(l=10, r=10, t=10, b=10))
+    return fig
+
+
+def token_bars(tokens: Sequence[str], values: np.ndarray, *, name: str, title: str = "") -> go.Figure:
+    """One bar per token (e.g. per-token loss under teacher forcing)."""
+    labels = _labels(tokens)
+    fig = go.Figure(
+        go.Bar(x=np.arange(len(tokens)), y=np.asarray(values, dtype=np.float32), customdata=labels,
+               hovertemplate=f"%{{x}} '%{{customdata}}'<br>{name} = %{{y:.4f}}<extra></extra>")
+    )
+    fig.update_layout(title=title, xaxis=dict(tickmode="array", tickvals=list(range(len(tokens))),
+                                              ticktext=labels),
+                      yaxis=dict(title=name), height=300, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def length_curves(
+    curves: Mapping[str, Mapping[str, float]], *, unit: str, highlight: str | None = None
+) -> go.Figure:
+    """Exact match by source-length bucket, one line per model; ``highlight`` marks a bucket."""
+    fig = go.Figure()
+    for name, points in curves.items():
+        fig.add_trace(go.Scatter(x=list(points), y=list(points.values()), mode="lines+markers", name=name,
+                                 hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>"))
+    if highlight is not None:
+        # add_vline's annotation cannot average category labels; a shape + annotation can.
+        fig.add_shape(type="line", x0=highlight, x1=highlight, y0=0, y1=1, yref="paper",
+                      line=dict(dash="dot", color="grey"))
+        fig.add_annotation(x=highlight, y=1, yref="paper", text="your input", showarrow=False,
+                           yanchor="bottom")
+    fig.update_layout(xaxis=dict(title=f"source length ({unit})", type="category"),
+                      yaxis=dict(title="exact match (test split)", range=[0, 1.02]),
+                      height=340, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"))
+    return fig
