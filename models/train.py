@@ -104,10 +104,6 @@ def evaluate(
         hyps = [" ".join(p) for p in preds]
         refs = [[" ".join(ex.tgt) for ex in examples]]
         metrics["bleu"] = sacrebleu.corpus_bleu(hyps, refs).score
-    metrics["examples"] = [  # a few outputs for the card, failures first
-        {"src": task.joiner.join(ex.src), "gold": task.joiner.join(ex.tgt), "pred": task.joiner.join(p)}
-        for ex, p in sorted(pairs, key=lambda e: list(e[0].tgt) == e[1])[:5]
-    ]
     return metrics
 
 
