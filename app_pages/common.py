@@ -49,6 +49,6 @@ def cached_decode(
 
 
 @st.cache_data(show_spinner=False)
-def test_examples(task_name: str, n: int = 60) -> list[Example]:
+def held_out_examples(task_name: str, n: int = 60) -> list[Example]:
     """The first ``n`` examples of the task's fixed test split (the one the cards are scored on)."""
     return TASKS[task_name].generate(TEST_SIZE, TEST_SEED, "test")[:n]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_pages.common import cached_decode, card, md_escape, quoted, test_examples
+from app_pages.common import cached_decode, card, held_out_examples, md_escape, quoted
 from models.attention import SCORINGS
 from models.checkpoints import seq2seq_name
 from models.runs import InputError, Run, prepare
@@ -31,7 +31,7 @@ st.title("Seq2seq alignment")
 st.markdown(
     "A GRU encoder reads the source into one vector $h_i$ per token. Without attention the decoder "
     "gets only the encoder's final state — one fixed vector for the whole sentence, a bottleneck. "
-    "With attention, each decoder step t scores every h_i, turns the scores into weights "
+    "With attention, each decoder step t scores every $h_i$, turns the scores into weights "
     "$\\alpha_t = \\mathrm{softmax}(e_t)$, and reads its own context $c_t = \\sum_i \\alpha_{t,i} h_i$. "
     "Every number below is the trained model's own."
 )
@@ -56,7 +56,7 @@ src_vocab, tgt_vocab = Vocab(tuple(model_card["src_vocab"])), Vocab(tuple(model_
 mode = st.radio("Input", ["Example from the test split", "Your own text"], horizontal=True, key="s2s_mode")
 gold = None
 if mode == "Example from the test split":
-    examples = test_examples(task_name)
+    examples = held_out_examples(task_name)
     idx = st.selectbox(
         f"Example (held-out test split, {len(examples)} shown)",
         range(len(examples)),
@@ -146,7 +146,7 @@ with tab_align:
     )
     if matches_gold:
         st.markdown(
-            f"Red squares: sure gold links; amber outlines: possible links. "
+            f"Red squares: sure gold links; amber circles: possible links. "
             f"**AER of the argmax attention on this example: {example_aer(run):.3f}** (0 is perfect)."
         )
     elif gold is not None:

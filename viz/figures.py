@@ -9,6 +9,7 @@ Conventions (see shared/notes/ecosystem.md):
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -20,8 +21,12 @@ SURE_COLOUR, POSSIBLE_COLOUR = "#ff4b4b", "#ffb000"
 
 
 def _labels(tokens: Sequence[str]) -> list[str]:
-    """Visible tick text: spaces shown as '␣' so a character model's blank is visible."""
-    return [t if t.strip() else "␣" for t in tokens]
+    """Tokens as Plotly text: '<', '>' and '&' escaped (Plotly reads pseudo-HTML in labels, so
+    '</s>' or a user's '<b>' would be parsed as markup) and blanks shown as '␣'."""
+    return [
+        html.escape(t, quote=False) if t.strip() else "␣"
+        for t in tokens
+    ]
 
 
 def attention_heatmap(
@@ -70,8 +75,8 @@ def attention_heatmap(
     fig = go.Figure(heat)
     sure = set(gold_sure)
     for cells, name, symbol, colour in (
-        (sorted(sure), "gold (sure)", "square", SURE_COLOUR),
-        (sorted(set(gold_possible) - sure), "gold (possible)", "square-open", POSSIBLE_COLOUR),
+        (sorted(sure), "gold (sure)", "square-open", SURE_COLOUR),
+        (sorted(set(gold_possible) - sure), "gold (possible)", "circle-open", POSSIBLE_COLOUR),
     ):
         if cells:
             fig.add_trace(
@@ -79,7 +84,8 @@ def attention_heatmap(
                     x=[c for _, c in cells],
                     y=[r for r, _ in cells],
                     mode="markers",
-                    marker=dict(symbol=symbol, size=7, color=colour, line=dict(width=1.5, color=colour)),
+                    marker=dict(symbol=symbol, size=16 if symbol.startswith("square") else 9,
+                                color=colour, line=dict(width=2.5, color=colour)),
                     name=name,
                     hoverinfo="skip",
                 )
@@ -87,10 +93,10 @@ def attention_heatmap(
     fig.update_layout(
         title=title,
         xaxis=dict(title=col_title, tickmode="array", tickvals=list(range(len(cols))), ticktext=cl,
-                   side="top", tickangle=0 if max(map(len, cl), default=0) <= 2 else -60),
+                   side="top", tickangle=0 if max(map(len, cols), default=0) <= 2 else -60),
         yaxis=dict(title=row_title, tickmode="array", tickvals=list(range(len(rows))), ticktext=rl,
                    autorange="reversed"),
-        height=max(280, 60 + 22 * len(rows) + 6 * max(map(len, cl), default=0)),
+        height=160 + 24 * len(rows) + 5 * max(map(len, cols), default=0),
         margin=dict(l=10, r=10, t=80, b=10),
         legend=dict(orientation="h", y=-0.05),
     )
@@ -143,7 +149,8 @@ def token_bars(tokens: Sequence[str], values: np.ndarray, *, name: str, title: s
     )
     fig.update_layout(title=title, xaxis=dict(tickmode="array", tickvals=list(range(len(tokens))),
                                               ticktext=labels),
-                      yaxis=dict(title=name), height=300, margin=dict(l=10, r=10, t=40, b=10))
+                      yaxis=dict(title=name, tickformat=".2~g"), height=300,
+                      margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 
