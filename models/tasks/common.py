@@ -7,7 +7,8 @@ splits, whatever seed or size generated it: the test split is never trained on.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+import random
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
@@ -26,6 +27,21 @@ class Example:
 
     def __post_init__(self) -> None:
         assert self.sure <= self.possible, "sure links must be a subset of possible links"
+
+
+def distinct(
+    make: Callable[[random.Random], Example], n: int, seed: int, split: str | None, joiner: str
+) -> list[Example]:
+    """``n`` examples with distinct sources from ``make(rng)``, optionally only one split's."""
+    rng = random.Random(seed)
+    out, seen = [], set()
+    while len(out) < n:
+        ex = make(rng)
+        if ex.src in seen or (split is not None and split_of(ex.src, joiner) != split):
+            continue
+        seen.add(ex.src)
+        out.append(ex)
+    return out
 
 
 def split_of(src: Sequence[str], joiner: str) -> str:

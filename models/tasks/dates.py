@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from models.tasks.common import Example, split_of
+from models.tasks.common import Example, distinct
 
 MONTHS = (
     "january february march april may june july august september october november december"
@@ -125,19 +125,14 @@ def render(d: dt.date, fmt: str) -> Example:
     return Example(tuple(src), tuple(target), frozenset(sure), frozenset(possible))
 
 
+def random_example(rng: random.Random) -> Example:
+    d = FIRST_DAY + dt.timedelta(days=rng.randint(0, (LAST_DAY - FIRST_DAY).days))
+    return render(d, rng.choice(FORMATS))
+
+
 def generate(n: int, seed: int, split: str | None = None) -> list[Example]:
     """``n`` distinct examples from a seeded generator, optionally only those of one split."""
-    rng = random.Random(seed)
-    span_days = (LAST_DAY - FIRST_DAY).days
-    out, seen = [], set()
-    while len(out) < n:
-        d = FIRST_DAY + dt.timedelta(days=rng.randint(0, span_days))
-        ex = render(d, rng.choice(FORMATS))
-        if ex.src in seen or (split is not None and split_of(ex.src, "") != split):
-            continue
-        seen.add(ex.src)
-        out.append(ex)
-    return out
+    return distinct(random_example, n, seed, split, "")
 
 
 def tokenize(text: str) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 
-from models.tasks.common import Example, split_of
+from models.tasks.common import Example, distinct
 
 # English singular, English plural, target singular, gender ("m"/"f").
 NOUNS = [
@@ -185,15 +185,7 @@ def sentence(rng: random.Random) -> Example:
 
 def generate(n: int, seed: int, split: str | None = None) -> list[Example]:
     """``n`` distinct sentences from a seeded generator, optionally only those of one split."""
-    rng = random.Random(seed)
-    out, seen = [], set()
-    while len(out) < n:
-        ex = sentence(rng)
-        if ex.src in seen or (split is not None and split_of(ex.src, " ") != split):
-            continue
-        seen.add(ex.src)
-        out.append(ex)
-    return out
+    return distinct(sentence, n, seed, split, " ")
 
 
 def tokenize(text: str) -> tuple[str, ...]:
