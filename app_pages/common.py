@@ -6,7 +6,7 @@ import re
 
 import streamlit as st
 
-from models.checkpoints import load_card, load_seq2seq
+from models.checkpoints import load_card, load_checkpoint
 from models.runs import Run, decode
 from models.tasks import TASKS
 from models.tasks.common import Example
@@ -28,7 +28,7 @@ def quoted(tokens) -> str:
 @st.cache_resource(show_spinner="Loading model…")
 def load_model(name: str):
     """One shared model per checkpoint (eval mode, on the picked device), its card and vocabularies."""
-    return load_seq2seq(name)
+    return load_checkpoint(name)
 
 
 @st.cache_data(show_spinner=False)

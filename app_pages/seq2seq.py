@@ -7,7 +7,7 @@ import streamlit as st
 
 from app_pages.common import cached_decode, card, held_out_examples, md_escape, quoted
 from models.attention import SCORINGS
-from models.checkpoints import seq2seq_name
+from models.checkpoints import checkpoint_name
 from models.runs import InputError, Run, prepare
 from models.tasks import TASKS, bucket_label
 from models.tasks.common import EOS, Vocab, aer, argmax_links
@@ -43,7 +43,7 @@ scoring = c2.selectbox("Scoring function", SCORINGS, format_func=SCORING_LABELS.
 decoding = c3.radio("Decoding", ["greedy", "beam search"], horizontal=True, key="s2s_decoding")
 beam = c3.slider("Beam size k", 2, 8, 4, key="s2s_beam") if decoding == "beam search" else 1
 task = TASKS[task_name]
-name = seq2seq_name(task_name, scoring)
+name = checkpoint_name("seq2seq", task_name, scoring)
 model_card = card(name)
 if model_card is None:
     st.error(
@@ -87,6 +87,8 @@ except InputError as err:
     (st.info if not text.strip() else st.error)(str(err))
     st.stop()
 src = prepared.tokens
+# Axis labels: unknown tokens are marked, so a reader sees which columns the model read as <unk>.
+labels = [f"{tok} (unk)" if tok in prepared.unknown else tok for tok in src]
 if prepared.unknown:
     st.warning(
         f"Not in the model's vocabulary, read as <unk>: {quoted(prepared.unknown)}. "
@@ -139,7 +141,7 @@ def example_aer(r: Run) -> float:
 with tab_align:
     st.plotly_chart(
         attention_heatmap(
-            run.weights, run.rows, src, title="Alignment α (row t: where output token t looked)",
+            run.weights, run.rows, labels, title="Alignment α (row t: where output token t looked)",
             **(gold_cells(gold) if matches_gold else {}),
         ),
         key="s2s_heatmap",
@@ -165,11 +167,11 @@ with tab_step:
         st.markdown("**2 · Weights and context:**")
         st.latex(r"\alpha_{t,i} = \frac{\exp e_{t,i}}{\sum_j \exp e_{t,j}}, \qquad "
                  r"c_t = \sum_i \alpha_{t,i}\, h_i")
-        st.plotly_chart(step_bars(run.scaled_scores[t], run.weights[t], src), key="s2s_bars")
+        st.plotly_chart(step_bars(run.scaled_scores[t], run.weights[t], labels), key="s2s_bars")
     with right:
         table = {
             "i": list(range(len(src))),
-            "token": list(src),
+            "token": labels,
             "e_t,i (raw)": run.raw_scores[t],
             "α_t,i": run.weights[t],
         }
@@ -212,11 +214,11 @@ with tab_tf:
         )
         a, b = st.columns(2)
         a.plotly_chart(
-            attention_heatmap(tf.weights, tf.rows, src, title="Teacher-forced α",
+            attention_heatmap(tf.weights, tf.rows, labels, title="Teacher-forced α",
                               **(gold_cells(gold) if gold is not None else {})),
             key="s2s_tf_heatmap",
         )
-        b.plotly_chart(attention_heatmap(run.weights, run.rows, src, title="Free-running α"),
+        b.plotly_chart(attention_heatmap(run.weights, run.rows, labels, title="Free-running α"),
                        key="s2s_free_heatmap")
         if gold is not None:
             st.markdown(f"AER of the teacher-forced argmax attention vs gold: **{example_aer(tf):.3f}**")
@@ -224,10 +226,10 @@ with tab_tf:
                         key="s2s_tf_loss")
 
 with tab_neck:
-    base_name = seq2seq_name(task_name, "none")
+    base_name = checkpoint_name("seq2seq", task_name, "none")
     curves = {}
     for s in SCORINGS + ("none",):
-        c = card(seq2seq_name(task_name, s))
+        c = card(checkpoint_name("seq2seq", task_name, s))
         if c is not None:
             curves[SCORING_LABELS[s]] = {b: v["exact_match"] for b, v in c["test"]["by_length"].items()}
     st.markdown(
@@ -245,7 +247,7 @@ with tab_neck:
 with tab_card:
     rows = []
     for s in SCORINGS + ("none",):
-        c = card(seq2seq_name(task_name, s))
+        c = card(checkpoint_name("seq2seq", task_name, s))
         if c is not None:
             m = c["test"]
             rows.append({"scoring": SCORING_LABELS[s], "exact match": m["exact_match"],

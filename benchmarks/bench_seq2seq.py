@@ -17,7 +17,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from models.checkpoints import load_seq2seq  # noqa: E402
+from models.checkpoints import load_checkpoint  # noqa: E402
 from models.runs import decode  # noqa: E402
 from models.tasks import TASKS  # noqa: E402
 from models.train import batch_tensors  # noqa: E402
@@ -41,7 +41,7 @@ TEXTS = {
 
 def bench_model(task_name: str, scoring: str) -> None:
     task = TASKS[task_name]
-    model, _, sv, tv = load_seq2seq(f"seq2seq-{task_name}-{scoring}")
+    model, _, sv, tv = load_checkpoint(f"seq2seq-{task_name}-{scoring}")
     src = task.tokenize(TEXTS[task_name])
     ids, lens = torch.tensor([sv.encode(src)]), torch.tensor([len(src)])
     ref = task.tokenize(decode(model, task, src, sv, tv)[0].text)
@@ -59,7 +59,7 @@ def bench_model(task_name: str, scoring: str) -> None:
 
 def bench_batch(task_name: str) -> None:
     task = TASKS[task_name]
-    model, _, sv, tv = load_seq2seq(f"seq2seq-{task_name}-additive")
+    model, _, sv, tv = load_checkpoint(f"seq2seq-{task_name}-additive")
     src, lens, _, _ = batch_tensors(task.generate(250, 99), sv, tv, next(model.parameters()).device)
 
     def batched():

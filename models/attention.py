@@ -178,13 +178,25 @@ class Attention(nn.Module):
         )
 
 
+@dataclass(frozen=True)
+class MultiHeadTrace:
+    """One multi-head call: its inputs, every head's `AttentionTrace`, the concat and W_O output."""
+
+    x_query: Tensor  # (B, Tq, d_model) what the queries were projected from
+    x_key: Tensor  # (B, Tk, d_model) what the keys and values were projected from
+    heads: AttentionTrace  # (B, h, …) per head; heads.output is each head's context
+    head_mask: Tensor | None  # (h,) multiplier per head (0 = ablated), or None
+    concat: Tensor  # (B, Tq, d_model) heads side by side, after the head mask
+    output: Tensor  # (B, Tq, d_model) concat @ W_Oᵀ + b_O
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head scaled dot-product attention: project, split into h heads, attend, concat, W_O.
 
     Same parameter layout as the math: W_Q, W_K, W_V, W_O are ``d_model × d_model`` linears.
-    With ``return_trace=False`` and no temperature the fused kernel
-    (``F.scaled_dot_product_attention``) runs; with a trace, the explicit path through `attend`
-    runs so that every intermediate is the one that produced the output.
+    With no trace and no intervention the fused kernel (``F.scaled_dot_product_attention``)
+    runs; otherwise the explicit path through `attend` runs, so every intermediate in the trace
+    is the one that produced the output. Interventions are per call (arguments), never state.
     """
 
     def __init__(self, d_model: int, n_heads: int, *, bias: bool = True):
@@ -212,21 +224,26 @@ class MultiHeadAttention(nn.Module):
         value: Tensor,
         mask: Tensor | None = None,
         temperature: float = 1.0,
+        scaled: bool = True,
+        head_mask: Tensor | None = None,
         return_trace: bool = False,
-    ) -> tuple[Tensor, AttentionTrace | None]:
+    ) -> tuple[Tensor, MultiHeadTrace | None]:
         """query (B, Tq, d_model), key/value (B, Tk, d_model), mask broadcastable to
-        (B, h, Tq, Tk), e.g. (B, 1, 1, Tk) for padding or (1, 1, Tq, Tk) for causal.
+        (B, h, Tq, Tk), e.g. (B, 1, 1, Tk) for padding or (Tq, Tk) for causal.
+        ``scaled=False`` drops the 1/sqrt(d_k); ``head_mask`` (h,) multiplies each head's
+        context before the concat (0 ablates a head).
 
-        Returns ``(output (B, Tq, d_model), trace)``; the trace's tensors are per head
-        (B, h, …) and its ``output`` is the per-head context before concat and W_O.
+        Returns ``(output (B, Tq, d_model), trace or None)``.
         """
         b, tq, _ = query.shape
+        if head_mask is not None and head_mask.shape != (self.n_heads,):
+            raise ValueError(f"head_mask must have shape ({self.n_heads},), got {tuple(head_mask.shape)}.")
         # 1) Project to queries, keys, values and split into heads.
         q = self._split(self.w_q(query))  # (B, h, Tq, d_head)
         k = self._split(self.w_k(key))  # (B, h, Tk, d_head)
         v = self._split(self.w_v(value))  # (B, h, Tk, d_head)
         # 2) Scaled dot-product attention per head.
-        if not return_trace and temperature == 1.0:
+        if not return_trace and temperature == 1.0 and scaled:
             if mask is not None:
                 check_mask(mask, torch.empty(b, self.n_heads, tq, k.shape[-2], device="meta"))
             heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -240,11 +257,18 @@ class MultiHeadAttention(nn.Module):
                 key=k,
                 value=v,
                 raw_scores=raw,
-                scale=1.0 / math.sqrt(self.d_head),
+                scale=1.0 / math.sqrt(self.d_head) if scaled else 1.0,
                 mask=mask,
                 temperature=temperature,
                 return_trace=return_trace,
             )
-        # 3) Concatenate the heads and mix them with W_O.
+        # 3) Switch heads off (ablation), concatenate them and mix with W_O.
+        if head_mask is not None:
+            heads = heads * head_mask.view(1, -1, 1, 1).to(heads.dtype)  # (B, h, Tq, d_head)
         concat = heads.transpose(1, 2).reshape(b, tq, self.d_model)  # (B, Tq, h·d_head)
-        return self.w_o(concat), trace
+        output = self.w_o(concat)
+        if not return_trace:
+            return output, None
+        return output, MultiHeadTrace(
+            x_query=query, x_key=key, heads=trace, head_mask=head_mask, concat=concat, output=output
+        )

@@ -1,4 +1,8 @@
-"""Weights as safetensors (never pickle) plus a JSON model card, both under assets/."""
+"""Weights as safetensors (never pickle) plus a JSON model card, both under assets/.
+
+A checkpoint is named ``<kind>-<task>-<variant>``: e.g. ``seq2seq-dates-additive`` (variant =
+scoring function, ``none`` = no attention) or ``transformer-dates-h4``.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,25 @@ from dataclasses import asdict
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from models.device import pick_device
 from models.seq2seq import Seq2Seq, Seq2SeqConfig
 from models.tasks.common import Vocab
+from models.transformer import Transformer, TransformerConfig
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+KINDS: dict[str, tuple[type[nn.Module], type]] = {
+    "seq2seq": (Seq2Seq, Seq2SeqConfig),
+    "transformer": (Transformer, TransformerConfig),
+}
 
 
-def seq2seq_name(task: str, scoring: str) -> str:
-    return f"seq2seq-{task}-{scoring}"
+def checkpoint_name(kind: str, task: str, variant: str) -> str:
+    return f"{kind}-{task}-{variant}"
 
 
-def save_seq2seq(model: Seq2Seq, card: dict, name: str, folder: Path = ASSETS) -> None:
+def save_checkpoint(model: nn.Module, card: dict, name: str, folder: Path = ASSETS) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, folder / f"{name}.safetensors")
@@ -36,10 +46,11 @@ def load_card(name: str, folder: Path = ASSETS) -> dict:
     return json.loads(path.read_text())
 
 
-def load_seq2seq(name: str, folder: Path = ASSETS) -> tuple[Seq2Seq, dict, Vocab, Vocab]:
+def load_checkpoint(name: str, folder: Path = ASSETS) -> tuple[nn.Module, dict, Vocab, Vocab]:
     """A ready model (eval mode, on the picked device), its card, source and target vocabularies."""
     card = load_card(name, folder)
-    model = Seq2Seq(Seq2SeqConfig(**card["config"]))
+    model_cls, config_cls = KINDS[card["kind"]]
+    model = model_cls(config_cls(**card["config"]))
     model.load_state_dict(load_file(folder / f"{name}.safetensors"))
     model.eval().to(pick_device())
     return model, card, Vocab(tuple(card["src_vocab"])), Vocab(tuple(card["tgt_vocab"]))

@@ -63,6 +63,11 @@ class DecodeTrace:
     log_probs: Tensor  # (B, T)
     scale: float  # 1/sqrt(d_k) for scaled dot, else 1
 
+    @property
+    def alignment(self) -> Tensor | None:
+        """(B, T, S) the word alignment: α itself (None without attention)."""
+        return self.weights
+
 
 @dataclass(frozen=True)
 class _Step:

@@ -1,7 +1,8 @@
-"""Train and evaluate the seq2seq checkpoints; writes assets/<name>.safetensors + <name>.json.
+"""Train and evaluate checkpoints; writes assets/<name>.safetensors + <name>.json.
 
-    python -m models.train --task dates --scoring additive
-    python -m models.train --task translation --scoring all      # 4 scorings + the baseline
+    python -m models.train --task dates --scoring additive                 # seq2seq (GRU)
+    python -m models.train --task translation --scoring all                # 4 scorings + the baseline
+    python -m models.train --model transformer --task dates --variant h4   # h1 h2 h4 h8 h4-post, all
 
 Seeded end to end (data, init, batch order); a tqdm bar shows loss. The test split (fixed seed,
 disjoint from training by construction) is only ever evaluated, never trained on.
@@ -21,19 +22,28 @@ from torch import Tensor
 from tqdm import tqdm
 
 from models.attention import SCORINGS
-from models.checkpoints import ASSETS, save_seq2seq, seq2seq_name
+from models.checkpoints import ASSETS, KINDS, checkpoint_name, save_checkpoint
 from models.device import pick_device
-from models.seq2seq import Seq2Seq, Seq2SeqConfig
 from models.tasks import TASKS, Task, bucket_label
 from models.tasks.common import BOS, EOS, Example, Vocab, argmax_links, corpus_aer
+from models.transformer import PRESETS as TRANSFORMER_VARIANTS
 
 TEST_SEED = 20261121  # the test split is the same whatever seed trains the model
 TEST_SIZE = 1000
-# Per task: training set size, steps, batch, model widths. Chosen to train in minutes on 2 cores.
+# Per model kind and task: data size, steps, batch, learning rate, and the config widths.
+# Chosen to train in minutes on 2 CPU cores.
 PRESETS = {
-    "dates": dict(n_train=20000, steps=2000, batch=64, lr=3e-3, emb_dim=32, enc_hidden=64),
-    "translation": dict(n_train=40000, steps=4000, batch=64, lr=3e-3, emb_dim=48, enc_hidden=80),
+    "seq2seq": {
+        "dates": dict(n_train=20000, steps=2000, batch=64, lr=3e-3, config=dict(emb_dim=32, enc_hidden=64)),
+        "translation": dict(n_train=40000, steps=4000, batch=64, lr=3e-3,
+                            config=dict(emb_dim=48, enc_hidden=80)),
+    },
+    "transformer": {
+        "dates": dict(n_train=20000, steps=2000, batch=64, lr=2e-3, config=dict(d_model=64, d_ff=128)),
+        "translation": dict(n_train=40000, steps=3000, batch=64, lr=2e-3, config=dict(d_model=64, d_ff=128)),
+    },
 }
+VARIANTS = {"seq2seq": SCORINGS + ("none",), "transformer": tuple(TRANSFORMER_VARIANTS)}
 
 
 def batch_tensors(
@@ -61,9 +71,25 @@ def splits(task: Task, n_train: int, data_seed: int) -> dict[str, list[Example]]
     }
 
 
+def variant_config(kind: str, variant: str) -> dict:
+    """The config fields a variant name sets: a scoring function, or a transformer preset."""
+    return {"scoring": variant} if kind == "seq2seq" else dict(TRANSFORMER_VARIANTS[variant])
+
+
+def grad_norms(model: torch.nn.Module) -> dict[str, float]:
+    """Gradient L2 norm per layer (parameters grouped by name up to the layer index)."""
+    sums: dict[str, float] = defaultdict(float)
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            parts = name.split(".")
+            group = ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else parts[0]
+            sums[group] += float(p.grad.pow(2).sum())
+    return {k: round(v**0.5, 6) for k, v in sums.items()}
+
+
 @torch.inference_mode()
 def evaluate(
-    model: Seq2Seq, examples: Sequence[Example], task: Task, src_vocab: Vocab, tgt_vocab: Vocab,
+    model: torch.nn.Module, examples: Sequence[Example], task: Task, src_vocab: Vocab, tgt_vocab: Vocab,
     batch: int = 250,
 ) -> dict:
     """Greedy decoding on ``examples``: exact match, token accuracy, BLEU (word tasks), AER of the
@@ -77,8 +103,8 @@ def evaluate(
         for b, ex in enumerate(chunk):
             pred = tgt_vocab.decode(ids[b].tolist())
             preds.append(pred)
-            if trace.weights is not None:
-                w = trace.weights[b, : len(pred), : len(ex.src)].tolist()
+            if trace.alignment is not None:
+                w = trace.alignment[b, : len(pred), : len(ex.src)].tolist()
                 aer_rows.append((argmax_links(w), ex.sure, ex.possible))
     pairs = list(zip(examples, preds, strict=True))
     exact = [list(ex.tgt) == p for ex, p in pairs]
@@ -108,11 +134,11 @@ def evaluate(
 
 
 def train(
-    task_name: str, scoring: str, *, seed: int = 0, steps: int | None = None,
+    task_name: str, variant: str, *, kind: str = "seq2seq", seed: int = 0, steps: int | None = None,
     n_train: int | None = None, progress: bool = True, evaluate_splits: bool = True,
-) -> tuple[Seq2Seq, dict]:
+) -> tuple[torch.nn.Module, dict]:
     """Train one model; returns it (eval mode) and its card (with val/test metrics if asked)."""
-    task, preset = TASKS[task_name], dict(PRESETS[task_name])
+    task, preset = TASKS[task_name], PRESETS[kind][task_name]
     steps = steps or preset["steps"]
     n_train = n_train or preset["n_train"]
     data_seed = 1000 + seed
@@ -122,17 +148,16 @@ def train(
     tgt_vocab = Vocab.build(ex.tgt for ex in data["train"])
     torch.manual_seed(seed)  # CLI process only: never called from the app
     device = pick_device()
-    cfg = Seq2SeqConfig(
-        src_vocab=len(src_vocab), tgt_vocab=len(tgt_vocab), scoring=scoring,
-        emb_dim=preset["emb_dim"], enc_hidden=preset["enc_hidden"],
-    )
-    model = Seq2Seq(cfg).to(device)
+    model_cls, config_cls = KINDS[kind]
+    cfg = config_cls(src_vocab=len(src_vocab), tgt_vocab=len(tgt_vocab), **preset["config"],
+                     **variant_config(kind, variant))
+    model = model_cls(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=preset["lr"])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=preset["lr"], total_steps=steps)
     rng = random.Random(seed)
     history: list[dict] = []
     start, running = time.perf_counter(), None
-    bar = tqdm(range(steps), desc=seq2seq_name(task_name, scoring), disable=not progress)
+    bar = tqdm(range(steps), desc=checkpoint_name(kind, task_name, variant), disable=not progress)
     for step in bar:
         model.train()
         src, lens, tgt_in, tgt_out = batch_tensors(
@@ -142,18 +167,21 @@ def train(
         loss = loss_fn(logits, tgt_out)
         opt.zero_grad()
         loss.backward()
+        log = step % 50 == 0 or step == steps - 1
+        norms = grad_norms(model) if log else None  # before clipping: what the layer really got
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-        if step % 50 == 0 or step == steps - 1:
+        if log:
             bar.set_postfix(loss=f"{running:.3f}")
-            history.append({"step": step, "loss": round(running, 5)})
+            history.append({"step": step, "loss": round(running, 5), "grad_norms": norms})
     model.eval()
     card = {
-        "kind": "seq2seq",
+        "kind": kind,
         "task": task_name,
-        "scoring": scoring,
+        "variant": variant,
+        **({"scoring": variant} if kind == "seq2seq" else {}),
         "seed": seed,
         "data_seed": data_seed,
         "test_seed": TEST_SEED,
@@ -178,20 +206,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--model", choices=sorted(KINDS), default="seq2seq")
     parser.add_argument("--task", choices=sorted(TASKS), required=True)
-    parser.add_argument("--scoring", choices=SCORINGS + ("none", "all"), required=True,
-                        help="'none' is the fixed-vector baseline; 'all' trains the four scorings and it")
+    parser.add_argument("--variant", "--scoring", required=True,
+                        help="seq2seq: a scoring function or 'none' (no attention); transformer: "
+                             f"one of {', '.join(TRANSFORMER_VARIANTS)}; 'all' trains every variant")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=None, help="default: the task's preset")
+    parser.add_argument("--steps", type=int, default=None, help="default: the preset's")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
+    known = VARIANTS[args.model]
+    if args.variant not in known + ("all",):
+        parser.error(f"--variant for {args.model} must be one of {', '.join(known)} or all")
     if args.threads:
         torch.set_num_threads(args.threads)
-    scorings = SCORINGS + ("none",) if args.scoring == "all" else (args.scoring,)
-    for scoring in scorings:
-        model, card = train(args.task, scoring, seed=args.seed, steps=args.steps)
-        name = seq2seq_name(args.task, scoring)
-        save_seq2seq(model, card, name)
+    for variant in known if args.variant == "all" else (args.variant,):
+        model, card = train(args.task, variant, kind=args.model, seed=args.seed, steps=args.steps)
+        name = checkpoint_name(args.model, args.task, variant)
+        save_checkpoint(model, card, name)
         t = card["test"]
         print(f"{name}: test exact {t['exact_match']:.4f}  token acc {t['token_accuracy']:.4f}  "
               f"AER {t['aer']}  BLEU {t.get('bleu')}  ({card['training_seconds']} s) → {ASSETS}")

@@ -123,13 +123,30 @@ def test_multihead_matches_torch_multiheadattention(mask_kind):
     slow, trace = ours(query=x, key=x, value=x, mask=mask, return_trace=True)
     torch.testing.assert_close(fast, ref_out, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(slow, ref_out, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(trace.weights, ref_w, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(trace.heads.weights, ref_w, atol=1e-6, rtol=1e-5)
     if mask_kind == "causal":
         upper = torch.triu(torch.ones(t, t, dtype=torch.bool), 1)
-        assert (trace.weights[..., upper] == 0).all()
+        assert (trace.heads.weights[..., upper] == 0).all()
     # The trace recomposes the output: per-head context → concat → W_O.
-    concat = trace.output.transpose(1, 2).reshape(2, t, d)
+    concat = trace.heads.output.transpose(1, 2).reshape(2, t, d)
+    torch.testing.assert_close(concat, trace.concat)
     torch.testing.assert_close(ours.w_o(concat), slow)
+    torch.testing.assert_close(trace.output, slow)
+
+
+def test_multihead_interventions_per_call():
+    torch.manual_seed(1)
+    mha = MultiHeadAttention(8, 4).eval()
+    x = torch.randn(2, 5, 8)
+    base, _ = mha(query=x, key=x, value=x)
+    off = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    ablated, trace = mha(query=x, key=x, value=x, head_mask=off, return_trace=True)
+    assert (trace.concat[..., 2:4] == 0).all() and not torch.allclose(ablated, base)
+    unscaled, tr = mha(query=x, key=x, value=x, scaled=False, return_trace=True)
+    assert tr.heads.scale == 1.0
+    torch.testing.assert_close(tr.heads.weights, torch.softmax(tr.heads.raw_scores, -1))
+    again, _ = mha(query=x, key=x, value=x)  # nothing stuck on the module
+    torch.testing.assert_close(again, base)
 
 
 def test_threads_on_one_shared_model_each_get_their_own_trace():
@@ -138,17 +155,17 @@ def test_threads_on_one_shared_model_each_get_their_own_trace():
     model = MultiHeadAttention(16, 4).eval()
     inputs = [torch.randn(1, 3 + i, 16) for i in range(8)]
     with torch.inference_mode():
-        serial = [model(query=x, key=x, value=x, return_trace=True)[1].weights for x in inputs]
+        serial = [model(query=x, key=x, value=x, return_trace=True)[1].heads.weights for x in inputs]
     results: dict[int, torch.Tensor] = {}
 
     def work(i: int) -> None:
         with torch.inference_mode():
             for _ in range(20):
                 _, trace = model(query=inputs[i], key=inputs[i], value=inputs[i], return_trace=True)
-                if i in results and not torch.equal(results[i], trace.weights):
+                if i in results and not torch.equal(results[i], trace.heads.weights):
                     results[i] = None
                     return
-                results.setdefault(i, trace.weights)
+                results.setdefault(i, trace.heads.weights)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
     for th in threads:

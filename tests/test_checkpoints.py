@@ -5,7 +5,7 @@ import pytest
 from safetensors import safe_open
 
 from models.attention import SCORINGS
-from models.checkpoints import ASSETS, load_seq2seq, seq2seq_name
+from models.checkpoints import ASSETS, checkpoint_name, load_checkpoint
 from models.tasks import TASKS
 from models.train import TEST_SEED, TEST_SIZE, evaluate
 
@@ -19,7 +19,7 @@ def test_splits():
 
 
 def evaluated(task_name, scoring, test_splits):
-    model, card, sv, tv = load_seq2seq(seq2seq_name(task_name, scoring))
+    model, card, sv, tv = load_checkpoint(checkpoint_name("seq2seq", task_name, scoring))
     metrics = evaluate(model, test_splits[task_name], TASKS[task_name], sv, tv)
     return card, metrics
 

@@ -1,0 +1,229 @@
+"""A small encoder–decoder transformer (Vaswani et al. 2017) on the shared attention core.
+
+Every attention call — encoder self-attention, decoder masked self-attention, cross-attention —
+is `models.attention.MultiHeadAttention`; with ``return_trace=True`` each returns its
+`MultiHeadTrace`, collected into a `TransformerTrace` that is *returned*, never stored.
+
+Interventions (causal/padding masks off, hidden keys, no 1/sqrt(d_k), temperature, ablated heads,
+no positional encoding) are one frozen `Interventions` value passed per call: a shared cached
+model is never switched into a mode.
+
+Free-running decoding is causal by construction (the future does not exist yet), so the causal
+toggle acts on teacher forcing, where the reference is there to peek at.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor, nn
+
+from models.attention import MultiHeadAttention, MultiHeadTrace
+from models.seq2seq import BOS_ID, EOS_ID
+
+BLOCKS = ("encoder", "decoder_self", "cross")
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    src_vocab: int  # source vocabulary size, specials included
+    tgt_vocab: int  # target vocabulary size, specials included
+    d_model: int = 64  # residual width; each head gets d_model / n_heads
+    n_heads: int = 4  # heads per attention block
+    n_layers: int = 2  # encoder layers = decoder layers
+    d_ff: int = 128  # feed-forward hidden width
+    norm: str = "pre"  # "pre": x + f(LN(x)); "post": LN(x + f(x)) as in the original paper
+    max_len: int = 128  # positional-encoding table length
+
+    def __post_init__(self) -> None:
+        if self.norm not in ("pre", "post"):
+            raise ValueError(f"norm must be 'pre' or 'post', got {self.norm!r}.")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}).")
+
+
+# The trained variants: head counts at one d_model (so d_k = d_model / h), and the norm placement.
+PRESETS: dict[str, dict] = {
+    "h1": dict(n_heads=1),
+    "h2": dict(n_heads=2),
+    "h4": dict(n_heads=4),
+    "h8": dict(n_heads=8),
+    "h4-post": dict(n_heads=4, norm="post"),
+}
+
+
+@dataclass(frozen=True)
+class Interventions:
+    """What to change in one forward pass. The default changes nothing. Hashable (a cache key)."""
+
+    causal: bool = True  # decoder self-attention may not look ahead (teacher forcing only)
+    padding: bool = True  # padding keys are hidden
+    hidden_keys: tuple[int, ...] = ()  # source positions no query may attend to (encoder and cross)
+    scaled: bool = True  # divide q·k by sqrt(d_k)
+    temperature: float = 1.0  # divide the attention logits by this
+    ablate: frozenset[tuple[str, int, int]] = frozenset()  # (block, layer, head) switched off
+    positional: bool = True  # add the sinusoidal positional encoding
+
+
+@dataclass(frozen=True)
+class TransformerTrace:
+    """Per layer, each block's `MultiHeadTrace` (weights (B, h, Tq, Tk) in ``.heads.weights``)."""
+
+    encoder: tuple[MultiHeadTrace, ...]
+    decoder_self: tuple[MultiHeadTrace, ...]
+    cross: tuple[MultiHeadTrace, ...]
+    memory: Tensor  # (B, S, d_model) encoder output
+    logits: Tensor  # (B, T, V)
+
+    def block(self, name: str) -> tuple[MultiHeadTrace, ...]:
+        return getattr(self, name)
+
+    @property
+    def alignment(self) -> Tensor:
+        """(B, T, S) last cross-attention layer, averaged over heads: the word alignment."""
+        return self.cross[-1].heads.weights.mean(1)
+
+
+def sinusoids(length: int, d_model: int) -> Tensor:
+    """PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(…). Shape (length, d_model)."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(length, d_model)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq)
+    return pe
+
+
+class _Layer(nn.Module):
+    """One encoder layer (self-attention, FFN) or decoder layer (+ cross-attention)."""
+
+    def __init__(self, cfg: TransformerConfig, *, cross: bool):
+        super().__init__()
+        self.pre = cfg.norm == "pre"
+        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads)
+        self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads) if cross else None
+        self.ff = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.ReLU(), nn.Linear(cfg.d_ff, cfg.d_model))
+        self.norms = nn.ModuleList(nn.LayerNorm(cfg.d_model) for _ in range(3 if cross else 2))
+
+    def _sublayer(self, x: Tensor, i: int, fn) -> tuple[Tensor, MultiHeadTrace | None]:
+        """Pre-norm: x + f(LN(x)). Post-norm: LN(x + f(x))."""
+        if self.pre:
+            out, trace = fn(self.norms[i](x))
+            return x + out, trace
+        out, trace = fn(x)
+        return self.norms[i](x + out), trace
+
+    def forward(self, x: Tensor, *, self_mask: Tensor | None, memory: Tensor | None = None,
+                cross_mask: Tensor | None = None, kw_self: dict, kw_cross: dict | None = None):
+        # 1) Self-attention (masked in the decoder).
+        x, t_self = self._sublayer(
+            x, 0, lambda h: self.self_attn(query=h, key=h, value=h, mask=self_mask, **kw_self)
+        )
+        # 2) Cross-attention: queries from the decoder, keys and values from the encoder output.
+        t_cross = None
+        if self.cross_attn is not None:
+            x, t_cross = self._sublayer(
+                x, 1,
+                lambda h: self.cross_attn(query=h, key=memory, value=memory, mask=cross_mask, **kw_cross),
+            )
+        # 3) Position-wise feed-forward.
+        x, _ = self._sublayer(x, len(self.norms) - 1, lambda h: (self.ff(h), None))
+        return x, t_self, t_cross
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.src_emb = nn.Embedding(cfg.src_vocab, cfg.d_model, padding_idx=0)
+        self.tgt_emb = nn.Embedding(cfg.tgt_vocab, cfg.d_model, padding_idx=0)
+        self.register_buffer("pe", sinusoids(cfg.max_len, cfg.d_model), persistent=False)
+        self.encoder = nn.ModuleList(_Layer(cfg, cross=False) for _ in range(cfg.n_layers))
+        self.decoder = nn.ModuleList(_Layer(cfg, cross=True) for _ in range(cfg.n_layers))
+        self.enc_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
+        self.dec_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
+        self.out = nn.Linear(cfg.d_model, cfg.tgt_vocab)
+
+    def embed(self, emb: nn.Embedding, ids: Tensor, iv: Interventions) -> Tensor:
+        """Token embedding × sqrt(d_model), plus the positional encoding unless switched off."""
+        if ids.shape[1] > self.cfg.max_len:
+            raise ValueError(f"sequence of {ids.shape[1]} tokens exceeds max_len {self.cfg.max_len}.")
+        x = emb(ids) * math.sqrt(self.cfg.d_model)  # (B, T, d)
+        return x + self.pe[: ids.shape[1]] if iv.positional else x
+
+    def _attn_kwargs(self, iv: Interventions, block: str, layer: int, device) -> dict:
+        heads = [h for b, i, h in iv.ablate if b == block and i == layer]
+        head_mask = None
+        if heads:
+            head_mask = torch.ones(self.cfg.n_heads, device=device)
+            head_mask[heads] = 0.0
+        return dict(temperature=iv.temperature, scaled=iv.scaled, head_mask=head_mask)
+
+    def source_mask(self, src_lens: Tensor, s_len: int, iv: Interventions, device) -> Tensor | None:
+        """(B, 1, 1, S) True where a query may look; None when nothing is hidden."""
+        keep = torch.ones(len(src_lens), s_len, dtype=torch.bool, device=device)
+        if iv.padding:
+            keep &= torch.arange(s_len, device=device)[None] < src_lens.to(device)[:, None]
+        hidden = [j for j in iv.hidden_keys if 0 <= j < s_len]
+        keep[:, hidden] = False
+        return None if keep.all() else keep[:, None, None, :]
+
+    def encode(self, src: Tensor, src_lens: Tensor, iv: Interventions, trace: bool):
+        mask = self.source_mask(src_lens, src.shape[1], iv, src.device)
+        x, traces = self.embed(self.src_emb, src, iv), []
+        for i, layer in enumerate(self.encoder):
+            x, t, _ = layer(x, self_mask=mask,
+                            kw_self=dict(self._attn_kwargs(iv, "encoder", i, src.device), return_trace=trace))
+            traces.append(t)
+        return self.enc_norm(x), mask, traces
+
+    def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor | None, iv: Interventions, trace: bool):
+        t_len, dev = tgt_in.shape[1], tgt_in.device
+        keep = torch.ones(t_len, t_len, dtype=torch.bool, device=dev)
+        if iv.causal:
+            keep = torch.tril(keep)  # (T, T): position t sees 0..t
+        if iv.padding:
+            keep = keep & (tgt_in != 0)[:, None, None, :]  # (B, 1, T, T)
+        x, selfs, crosses = self.embed(self.tgt_emb, tgt_in, iv), [], []
+        for i, layer in enumerate(self.decoder):
+            x, ts, tc = layer(
+                x, self_mask=keep, memory=memory, cross_mask=src_mask,
+                kw_self=dict(self._attn_kwargs(iv, "decoder_self", i, dev), return_trace=trace),
+                kw_cross=dict(self._attn_kwargs(iv, "cross", i, dev), return_trace=trace),
+            )
+            selfs.append(ts)
+            crosses.append(tc)
+        return self.out(self.dec_norm(x)), selfs, crosses  # logits (B, T, V)
+
+    def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor, *,
+                iv: Interventions = Interventions(), return_trace: bool = False):
+        """Teacher forcing: tgt_in (B, T) = <s> y_1 … y_{T-1}. Returns (logits (B, T, V), trace)."""
+        memory, src_mask, enc = self.encode(src, src_lens, iv, return_trace)
+        logits, selfs, crosses = self.decode(tgt_in, memory, src_mask, iv, return_trace)
+        if not return_trace:
+            return logits, None
+        return logits, TransformerTrace(tuple(enc), tuple(selfs), tuple(crosses), memory, logits)
+
+    def greedy(self, src: Tensor, src_lens: Tensor, *, max_len: int,
+               iv: Interventions = Interventions(), return_trace: bool = False):
+        """Batched greedy decoding (always causal). Returns ids (B, T) and, if asked, the trace of
+        the final pass over <s> y_1 … y_{T-1} — the very pass that chose y_T, and whose rows
+        t < T repeat the earlier steps' numbers (causal attention sees only the prefix)."""
+        iv = replace(iv, causal=True)
+        memory, src_mask, _ = self.encode(src, src_lens, iv, False)
+        ys = torch.full((src.shape[0], 1), BOS_ID, dtype=torch.long, device=src.device)
+        done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
+        for _ in range(max_len):
+            logits, _, _ = self.decode(ys, memory, src_mask, iv, False)
+            nxt = torch.where(done, EOS_ID, logits[:, -1].argmax(-1))
+            ys = torch.cat([ys, nxt[:, None]], 1)
+            done |= nxt == EOS_ID
+            if done.all():
+                break
+        ids = ys[:, 1:]
+        if not return_trace:
+            return ids, None
+        _, trace = self(src, src_lens, ys[:, :-1], iv=iv, return_trace=True)
+        return ids, trace
