@@ -7,6 +7,7 @@ def run() -> None:
     st.set_page_config(page_title="Attention explorer", page_icon="🔍", layout="wide")
     pages = [
         st.Page("app_pages/seq2seq.py", title="Seq2seq alignment", icon="🔀", default=True),
+        st.Page("app_pages/transformer.py", title="Transformer lab", icon="🧠", url_path="transformer"),
     ]
     st.navigation(pages).run()
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import streamlit as st
 
+from models import transformer_runs
 from models.checkpoints import load_card, load_checkpoint
 from models.runs import Run, decode
 from models.tasks import TASKS
 from models.tasks.common import Example
 from models.train import TEST_SEED, TEST_SIZE
+from models.transformer import Interventions
+from models.transformer_runs import TransformerRun
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
 
@@ -18,6 +22,12 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
 def md_escape(text: str) -> str:
     """User text inside a Markdown string: every Markdown/HTML character escaped."""
     return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def token_key(prefix: str, tokens) -> str:
+    """A widget key tied to a token sequence: a picker of positions resets when the tokens change
+    (position 3 of another sentence is another token)."""
+    return f"{prefix}_{hashlib.sha1(repr(tuple(tokens)).encode()).hexdigest()[:10]}"
 
 
 def quoted(tokens) -> str:
@@ -49,6 +59,37 @@ def cached_decode(
 
 
 @st.cache_data(show_spinner=False)
-def held_out_examples(task_name: str, n: int = 60) -> list[Example]:
+def held_out_examples(task_name: str, n: int = 100) -> list[Example]:
     """The first ``n`` examples of the task's fixed test split (the one the cards are scored on)."""
     return TASKS[task_name].generate(TEST_SIZE, TEST_SEED, "test")[:n]
+
+
+FIXED_BATCH = 100  # held-out examples the transformer page scores interventions on
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def cached_transformer_run(
+    name: str, src: tuple[str, ...], iv: Interventions, reference: tuple[str, ...] | None = None,
+    pad_to: int = 0,
+) -> TransformerRun:
+    model, model_card, src_vocab, tgt_vocab = load_model(name)
+    task = TASKS[model_card["task"]]
+    return transformer_runs.run(
+        model, task, src, src_vocab, tgt_vocab, iv, reference=reference, pad_to=pad_to
+    )
+
+
+@st.cache_data(max_entries=64, show_spinner="Scoring the fixed test batch…")
+def cached_batch_accuracy(name: str, iv: Interventions) -> float:
+    model, model_card, src_vocab, tgt_vocab = load_model(name)
+    task_name = model_card["task"]
+    batch = held_out_examples(task_name, FIXED_BATCH)
+    return transformer_runs.exact_match(model, TASKS[task_name], batch, src_vocab, tgt_vocab, iv)
+
+
+@st.cache_data(max_entries=16, show_spinner="Ablating each head in turn on the fixed test batch…")
+def cached_head_ranking(name: str, iv: Interventions) -> list[tuple[str, int, int, float]]:
+    model, model_card, src_vocab, tgt_vocab = load_model(name)
+    task_name = model_card["task"]
+    batch = held_out_examples(task_name, FIXED_BATCH)
+    return transformer_runs.head_ranking(model, TASKS[task_name], batch, src_vocab, tgt_vocab, iv)

@@ -67,6 +67,9 @@ class Interventions:
     positional: bool = True  # add the sinusoidal positional encoding
 
 
+NO_INTERVENTION = Interventions()
+
+
 @dataclass(frozen=True)
 class TransformerTrace:
     """Per layer, each block's `MultiHeadTrace` (weights (B, h, Tq, Tk) in ``.heads.weights``)."""
@@ -198,7 +201,7 @@ class Transformer(nn.Module):
         return self.out(self.dec_norm(x)), selfs, crosses  # logits (B, T, V)
 
     def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor, *,
-                iv: Interventions = Interventions(), return_trace: bool = False):
+                iv: Interventions = NO_INTERVENTION, return_trace: bool = False):
         """Teacher forcing: tgt_in (B, T) = <s> y_1 … y_{T-1}. Returns (logits (B, T, V), trace)."""
         memory, src_mask, enc = self.encode(src, src_lens, iv, return_trace)
         logits, selfs, crosses = self.decode(tgt_in, memory, src_mask, iv, return_trace)
@@ -207,7 +210,7 @@ class Transformer(nn.Module):
         return logits, TransformerTrace(tuple(enc), tuple(selfs), tuple(crosses), memory, logits)
 
     def greedy(self, src: Tensor, src_lens: Tensor, *, max_len: int,
-               iv: Interventions = Interventions(), return_trace: bool = False):
+               iv: Interventions = NO_INTERVENTION, return_trace: bool = False):
         """Batched greedy decoding (always causal). Returns ids (B, T) and, if asked, the trace of
         the final pass over <s> y_1 … y_{T-1} — the very pass that chose y_T, and whose rows
         t < T repeat the earlier steps' numbers (causal attention sees only the prefix)."""

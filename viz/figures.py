@@ -123,10 +123,14 @@ def step_bars(
 
 
 def vector_strips(vectors: Mapping[str, np.ndarray]) -> go.Figure:
-    """Several vectors of one width as labelled rows of a heatmap (context, decoder states)."""
+    """Vectors as labelled rows of a heatmap (context, states, q, head outputs). Shorter rows are
+    padded with NaN, which Plotly leaves blank."""
     names = list(vectors)
-    z = np.stack([np.asarray(vectors[n], dtype=np.float32) for n in names])
-    lim = float(np.abs(z).max()) or 1.0
+    rows = [np.asarray(vectors[n], dtype=np.float32).ravel() for n in names]
+    z = np.full((len(rows), max(len(r) for r in rows)), np.nan, dtype=np.float32)
+    for i, r in enumerate(rows):
+        z[i, : len(r)] = r
+    lim = float(np.nanmax(np.abs(z))) or 1.0
     fig = go.Figure(
         go.Heatmap(z=z, y=np.arange(len(names)), colorscale="RdBu", zmid=0, zmin=-lim, zmax=lim,
                    customdata=np.array([[n] * z.shape[1] for n in names], dtype=object),
@@ -171,4 +175,79 @@ def length_curves(
     fig.update_layout(xaxis=dict(title=f"source length ({unit})", type="category"),
                       yaxis=dict(title="exact match (test split)", range=[0, 1.02]),
                       height=340, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"))
+    return fig
+
+
+def head_grid(
+    weights: np.ndarray, rows: Sequence[str], cols: Sequence[str], *, row_names: Sequence[str],
+    col_names: Sequence[str], focus: tuple[int, int] | None = None, height_per_row: int = 220,
+) -> go.Figure:
+    """Small multiples: weights (R, C, Tq, Tk) → an R × C grid of heatmaps on one colour scale.
+
+    Used for the head view (1 × heads) and the model view (layers × heads). ``focus`` outlines
+    one cell. Tokens stay distinct (integer axes); the hover names the panel, tokens and value.
+    """
+    w = np.asarray(weights, dtype=np.float32)
+    n_r, n_c = w.shape[:2]
+    fig = make_subplots(rows=n_r, cols=n_c, horizontal_spacing=0.02, vertical_spacing=0.06,
+                        subplot_titles=[f"{r} · {c}" for r in row_names for c in col_names])
+    rl, cl = _labels(rows), _labels(cols)
+    custom = np.empty(w.shape[2:] + (2,), dtype=object)
+    custom[..., 0] = np.array(rl, dtype=object)[:, None]
+    custom[..., 1] = np.array(cl, dtype=object)[None, :]
+    for i in range(n_r):
+        for j in range(n_c):
+            fig.add_trace(
+                go.Heatmap(z=w[i, j], coloraxis="coloraxis", customdata=custom,
+                           hovertemplate=f"{row_names[i]} · {col_names[j]}<br>q %{{y}} '%{{customdata[0]}}'"
+                                         "<br>k %{x} '%{customdata[1]}'<br>w = %{z:.4f}<extra></extra>"),
+                row=i + 1, col=j + 1,
+            )
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False, autorange="reversed")
+    if focus is not None:
+        axis = focus[0] * n_c + focus[1] + 1
+        suffix = "" if axis == 1 else str(axis)
+        fig.add_shape(type="rect", xref=f"x{suffix} domain", yref=f"y{suffix} domain",
+                      x0=0, x1=1, y0=0, y1=1, line=dict(color=SURE_COLOUR, width=3))
+    scale = dict(colorscale=SCALE, cmin=0, cmax=1, colorbar=dict(title="w", thickness=12))
+    fig.update_layout(coloraxis=scale, height=60 + height_per_row * n_r, margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_annotations(font_size=11)
+    return fig
+
+
+def matrix_heatmap(
+    z: np.ndarray, *, title: str = "", x_title: str = "", y_title: str = "", value_name: str = "value",
+    x_labels: Sequence[str] | None = None, y_labels: Sequence[str] | None = None, diverging: bool = True,
+) -> go.Figure:
+    """Any matrix (weights W, positional encodings, similarities) with exact values on hover."""
+    z = np.asarray(z, dtype=np.float32)
+    lim = float(np.abs(z).max()) or 1.0
+    fig = go.Figure(go.Heatmap(
+        z=z, colorscale="RdBu" if diverging else SCALE, zmid=0 if diverging else None,
+        zmin=-lim if diverging else None, zmax=lim if diverging else None,
+        hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>{value_name} = %{{z:.4f}}<extra></extra>",
+        colorbar=dict(thickness=12, title=value_name),
+    ))
+    fig.update_layout(title=title, xaxis=_axis(x_labels, x_title),
+                      yaxis={**_axis(y_labels, y_title), "autorange": "reversed"},
+                      height=min(700, 140 + 18 * z.shape[0]), margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def _axis(labels: Sequence[str] | None, title: str) -> dict:
+    if labels is None:
+        return dict(title=title)
+    return dict(title=title, tickmode="array", tickvals=list(range(len(labels))), ticktext=_labels(labels))
+
+
+def lines(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, x_title: str, y_title: str,
+          title: str = "", log_y: bool = False) -> go.Figure:
+    """Named (x, y) series as lines (training curves, gradient norms)."""
+    hover = f"{x_title} %{{x}}<br>{y_title} %{{y:.5g}}<extra>%{{fullData.name}}</extra>"
+    fig = go.Figure([go.Scatter(x=list(x), y=list(y), mode="lines", name=name, hovertemplate=hover)
+                     for name, (x, y) in series.items()])
+    fig.update_layout(title=title, xaxis=dict(title=x_title),
+                      yaxis=dict(title=y_title, type="log" if log_y else None),
+                      height=320, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h"))
     return fig
