@@ -8,9 +8,15 @@ from models.attention import SCORINGS
 from models.checkpoints import ASSETS, checkpoint_name, load_checkpoint
 from models.tasks import TASKS
 from models.train import TEST_SEED, TEST_SIZE, evaluate
+from models.transformer import PRESETS
 
 BARS = {"dates": 0.98, "translation": 0.95}  # exact match on the test split, attention models
-AER_BAR = 0.15  # at least one scoring function per task
+AER_BAR = 0.15  # at least one seq2seq scoring function per task
+SHIPPED = (
+    [("seq2seq", task, s) for task in TASKS for s in SCORINGS + ("none",)]
+    + [("transformer", "dates", v) for v in PRESETS]
+    + [("transformer", "translation", "h4")]
+)
 
 
 @pytest.fixture(scope="module")
@@ -18,36 +24,42 @@ def test_splits():
     return {name: task.generate(TEST_SIZE, TEST_SEED, "test") for name, task in TASKS.items()}
 
 
-def evaluated(task_name, scoring, test_splits):
-    model, card, sv, tv = load_checkpoint(checkpoint_name("seq2seq", task_name, scoring))
-    metrics = evaluate(model, test_splits[task_name], TASKS[task_name], sv, tv)
-    return card, metrics
+@pytest.fixture(scope="module")
+def measured(test_splits):
+    """Every shipped checkpoint evaluated once: name → (card, freshly computed metrics)."""
+    out = {}
+    for kind, task, variant in SHIPPED:
+        model, card, sv, tv = load_checkpoint(checkpoint_name(kind, task, variant))
+        out[(kind, task, variant)] = card, evaluate(model, test_splits[task], TASKS[task], sv, tv)
+    return out
 
 
-@pytest.mark.parametrize("task_name", sorted(TASKS))
-def test_attention_models_meet_their_bars(task_name, test_splits):
-    aers = []
-    for scoring in SCORINGS:
-        card, m = evaluated(task_name, scoring, test_splits)
-        assert m["exact_match"] >= BARS[task_name], (scoring, m["exact_match"])
-        assert card["test"]["exact_match"] == pytest.approx(m["exact_match"])
-        assert card["test"]["aer"] == pytest.approx(m["aer"], abs=1e-6)
-        aers.append(m["aer"])
-        if task_name == "translation":
-            assert m["bleu"] > 90
+@pytest.mark.parametrize("kind, task, variant", [s for s in SHIPPED if s[2] != "none"])
+def test_attention_models_meet_their_bars(measured, kind, task, variant):
+    card, m = measured[(kind, task, variant)]
+    assert m["exact_match"] >= BARS[task], m["exact_match"]
+    assert card["test"]["exact_match"] == pytest.approx(m["exact_match"])
+    assert card["test"]["aer"] == pytest.approx(m["aer"], abs=1e-6)
+    if task == "translation":
+        assert m["bleu"] > 90
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_one_scoring_function_aligns_well(measured, task):
+    aers = [measured[("seq2seq", task, s)][1]["aer"] for s in SCORINGS]
     assert min(aers) <= AER_BAR, aers
 
 
-@pytest.mark.parametrize("task_name", sorted(TASKS))
-def test_baseline_card_and_bottleneck(task_name, test_splits):
-    card, m = evaluated(task_name, "none", test_splits)
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_baseline_card_matches_and_bottleneck_shows(measured, task):
+    card, m = measured[("seq2seq", task, "none")]
     assert m["aer"] is None and card["test"]["exact_match"] == pytest.approx(m["exact_match"])
-    assert set(m["by_length"]) == set(card["test"]["by_length"])
+    assert card["test"]["by_length"] == m["by_length"]
 
 
 def test_checkpoints_are_small_safetensors():
-    weights = sorted(ASSETS.glob("seq2seq-*.safetensors"))
-    assert len(weights) == 2 * (len(SCORINGS) + 1)
+    weights = sorted(ASSETS.glob("*.safetensors"))
+    assert {p.stem for p in weights} == {checkpoint_name(*s) for s in SHIPPED}
     for path in weights:
         assert path.stat().st_size < 2.2e6, path.name
         with safe_open(path, "pt") as f:  # a real safetensors file, not a pickle

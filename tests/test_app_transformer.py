@@ -1,0 +1,128 @@
+"""The Transformer lab page through AppTest: every toggle reruns and changes what it should."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from app_pages.common import held_out_examples, load_model
+from models.tasks import TASKS
+from models.transformer import Interventions
+from models.transformer_runs import run
+from tests.test_app_seq2seq import array
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+NAME = "transformer-dates-h4"
+PLAIN = Interventions()
+
+
+@pytest.fixture
+def at():
+    st.cache_data.clear()
+    app = AppTest.from_file(str(APP), default_timeout=120)
+    app.run()
+    app.switch_page("app_pages/transformer.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def model_run(iv=PLAIN, **kw):
+    model, _, sv, tv = load_model(NAME)
+    return run(model, TASKS["dates"], held_out_examples("dates")[0].src, sv, tv, iv, **kw)
+
+
+def chart(app, key):
+    (c,) = [c for c in app.get("plotly_chart") if key in c.proto.id]
+    return json.loads(c.proto.spec)
+
+
+def focus_weights(app):
+    heat = chart(app, "tf_focus")["data"][0]
+    return array(heat["z"])
+
+
+def metric(app, label):
+    (m,) = [m for m in app.metric if m.label.startswith(label)]
+    return m
+
+
+def test_page_shows_the_models_output_and_passes_its_own_checks(at):
+    assert at.code[0].value == model_run().text
+    assert any(s.value.startswith("Check: concat @ W_Oᵀ") for s in at.success)
+    weights = focus_weights(at).reshape(model_run().blocks["encoder"][0].weights[0].shape)
+    np.testing.assert_array_equal(weights, model_run().blocks["encoder"][0].weights[0].astype(np.float32))
+
+
+def test_scaling_and_temperature_change_the_attention(at):
+    before = float(metric(at, "Mean encoder attention entropy").value)
+    at.sidebar.slider(key="tf_temp").set_value(4.0).run()
+    hot = float(metric(at, "Mean encoder attention entropy").value)
+    assert hot > before
+    at.sidebar.slider(key="tf_temp").set_value(1.0).run()
+    at.sidebar.checkbox(key="tf_scaled").uncheck().run()
+    expected = model_run(replace(PLAIN, scaled=False)).blocks["encoder"][0].weights[0]
+    np.testing.assert_allclose(focus_weights(at).reshape(expected.shape), expected, atol=1e-6)
+    assert at.code[0].value == model_run(replace(PLAIN, scaled=False)).text
+
+
+def test_padding_hidden_keys_and_ablation(at):
+    at.sidebar.checkbox(key="tf_padded").check().run()
+    n = len(held_out_examples("dates")[0].src)
+    assert (focus_weights(at)[:, n:] == 0).all()
+    at.sidebar.checkbox(key="tf_padding").uncheck().run()
+    assert (focus_weights(at)[:, n:] > 0).all()
+    at.sidebar.checkbox(key="tf_padded").uncheck().run()
+    at.sidebar.checkbox(key="tf_padding").check().run()
+    at.sidebar.multiselect[0].set_value([0, 2]).run()
+    assert (focus_weights(at)[:, [0, 2]] == 0).all()
+    at.sidebar.multiselect[0].set_value([]).run()
+    at.sidebar.multiselect(key="tf_ablate_h4").set_value([("cross", 1, 0), ("cross", 1, 1)]).run()
+    iv = replace(PLAIN, ablate=frozenset({("cross", 1, 0), ("cross", 1, 1)}))
+    assert at.code[0].value == model_run(iv).text
+    assert metric(at, "Exact match, ").delta is not None  # compared with the unablated model
+
+
+def test_causal_toggle_acts_on_teacher_forcing(at):
+    ex = held_out_examples("dates")[0]
+    at.sidebar.checkbox(key="tf_causal").uncheck().run()
+    forced = model_run(replace(PLAIN, causal=False), reference=ex.tgt)
+    assert at.code[1].value == " ".join(forced.predictions)
+    at.radio(key="tf_heads_block").set_value("decoder_self").run()
+    w = focus_weights(at)
+    assert (w[np.triu_indices_from(w, 1)] > 0).any()
+    at.sidebar.checkbox(key="tf_causal").check().run()
+    w = focus_weights(at)
+    assert (w[np.triu_indices_from(w, 1)] == 0).all()
+
+
+def test_positional_encoding_and_variant_switch(at):
+    assert f"without PE: {model_run(replace(PLAIN, positional=False)).text}" in at.code[-1].value
+    at.sidebar.checkbox(key="tf_pe").uncheck().run()
+    assert at.code[0].value == model_run(replace(PLAIN, positional=False)).text
+    grid = chart(at, "tf_model_view")
+    assert len([t for t in grid["data"] if t["type"] == "heatmap"]) == 2 * 4  # layers × heads
+    at.selectbox(key="tf_variant").set_value("h4-post").run()
+    assert not at.exception
+
+
+def test_playground_refuses_invalid_dimensions(at):
+    at.number_input(key="tf_pg_d").set_value(6).run()
+    at.number_input(key="tf_pg_h").set_value(4).run()
+    assert any("must be divisible" in e.value for e in at.error)
+    at.number_input(key="tf_pg_h").set_value(3).run()
+    assert not at.error
+    assert len(chart(at, "tf_pg_grid")["data"]) == 3
+
+
+def test_head_ranking_and_bad_input(at):
+    at.toggle(key="tf_rank").set_value(True).run()
+    assert not at.exception and len(at.dataframe) >= 2
+    at.radio(key="tf_mode").set_value("Your own text").run()
+    at.text_input(key="tf_text_dates").set_value("").run()
+    assert any("Type a source text" in i.value for i in at.info)
+    at.text_input(key="tf_text_dates").set_value("x" * 1000).run()
+    assert any("at most 80 characters" in e.value for e in at.error)
