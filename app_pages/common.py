@@ -7,8 +7,10 @@ import re
 
 import streamlit as st
 
-from models import transformer_runs
+from models import bert_runs, transformer_runs
+from models.bert import LoadedBert, load_bert
 from models.checkpoints import load_card, load_checkpoint
+from models.device import pick_device
 from models.runs import Run, decode
 from models.tasks import TASKS
 from models.tasks.common import Example
@@ -69,7 +71,10 @@ FIXED_BATCH = 100  # held-out examples the transformer page scores interventions
 
 @st.cache_data(max_entries=128, show_spinner=False)
 def cached_transformer_run(
-    name: str, src: tuple[str, ...], iv: Interventions, reference: tuple[str, ...] | None = None,
+    name: str,
+    src: tuple[str, ...],
+    iv: Interventions,
+    reference: tuple[str, ...] | None = None,
     pad_to: int = 0,
 ) -> TransformerRun:
     model, model_card, src_vocab, tgt_vocab = load_model(name)
@@ -93,3 +98,32 @@ def cached_head_ranking(name: str, iv: Interventions) -> list[tuple[str, int, in
     task_name = model_card["task"]
     batch = held_out_examples(task_name, FIXED_BATCH)
     return transformer_runs.head_ranking(model, TASKS[task_name], batch, src_vocab, tgt_vocab, iv)
+
+
+BERT_ENV = "ATTENTION_EXPLORER_BERT"  # a folder with config.json, model.safetensors, tokenizer.json
+
+
+@st.cache_resource(show_spinner="Loading BERT…", max_entries=3)
+def load_bert_cached(folder: str) -> LoadedBert:
+    return load_bert(folder, pick_device())
+
+
+@st.cache_data(max_entries=8, show_spinner="Running BERT…")
+def cached_bert_run(folder: str, text_a: str, text_b: str | None, iv: Interventions):
+    loaded = load_bert_cached(folder)
+    enc = bert_runs.encode(loaded, text_a, text_b)
+    return enc, bert_runs.run(loaded, enc, iv)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_neuron(
+    folder: str, text_a: str, text_b: str | None, iv: Interventions, layer: int, head: int, query: int
+):
+    loaded = load_bert_cached(folder)
+    return bert_runs.neuron(loaded, bert_runs.encode(loaded, text_a, text_b), iv, layer, head, query)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_pair_similarity(folder: str, text_a: str, text_b: str, iv: Interventions) -> float:
+    loaded = load_bert_cached(folder)
+    return bert_runs.pair_similarity(loaded, bert_runs.encode(loaded, text_a, text_b), text_a, text_b, iv)

