@@ -1,0 +1,98 @@
+"""The Pretrained BERT page through AppTest: views show the model's own weights; controls work."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from models.bert import default_folder, load_bert
+from models.bert_runs import encode, run
+from models.transformer import Interventions
+from tests.test_app_seq2seq import array
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+@pytest.fixture(scope="module")
+def bert():
+    return load_bert(default_folder())
+
+
+@pytest.fixture
+def at():
+    st.cache_data.clear()
+    app = AppTest.from_file(str(APP), default_timeout=300)
+    app.run()
+    app.switch_page("app_pages/bert.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def chart(app, key):
+    (c,) = [c for c in app.get("plotly_chart") if key in c.proto.id]
+    return json.loads(c.proto.spec)
+
+
+def metric(app, label):
+    (m,) = [m for m in app.metric if m.label.startswith(label)]
+    return m
+
+
+def texts(app):
+    b = app.text_input(key="bert_b").value
+    return app.text_area(key="bert_a").value, b or None
+
+
+def test_zoomed_head_is_the_models_own(at, bert):
+    at.selectbox(key="bert_mv_layer").set_value(4).run()
+    at.selectbox(key="bert_mv_head").set_value(9).run()
+    expected = run(bert, encode(bert, *texts(at))).weights[4, 9]
+    z = array(chart(at, "bert_zoom")["data"][0]["z"]).reshape(expected.shape)
+    np.testing.assert_array_equal(z, expected.astype(np.float32))
+    grid = chart(at, "bert_model_view")
+    assert len([t for t in grid["data"] if t["type"] == "heatmap"]) == 72
+
+
+def test_interventions_change_the_embedding_and_similarity(at, bert):
+    assert metric(at, "cos(embedding").value == "1.0000"
+    at.sidebar.multiselect(key="bert_ablate").set_value([(5, h) for h in range(12)]).run()
+    enc = encode(bert, *texts(at))
+    iv = Interventions(ablate=frozenset(("encoder", 5, h) for h in range(12)))
+    expected = float(run(bert, enc, iv).embedding @ run(bert, enc).embedding)
+    assert metric(at, "cos(embedding").value == f"{expected:.4f}" and expected < 0.9999
+    assert metric(at, "Pair similarity").delta is not None
+
+
+def test_neuron_view_and_token_mask(at):
+    at.selectbox(key="bert_nv_layer").set_value(1).run()
+    caption = [c.value for c in at.caption if "Σ of each q ⊙ k row" in c.value]
+    assert caption and float(caption[0].rsplit("=", 1)[1]) < 1e-4
+    at.sidebar.multiselect[0].set_value([1]).run()
+    z = array(chart(at, "bert_zoom")["data"][0]["z"])  # (T, T): every query, key 1 hidden
+    assert z.ndim == 2 and (z[:, 1] == 0).all() and (z[:, 0] > 0).all()
+
+
+def test_long_empty_and_hostile_text(at):
+    at.text_area(key="bert_a").set_value("<script>alert(1)</script> " + "token " * 900).run()
+    assert not at.exception
+    assert any("longer than the model's 512 tokens" in w.value for w in at.warning)
+    assert metric(at, "Tokens").value == "512"
+    assert at.slider(key="bert_window").max == 512 - 64  # the long input is windowed, not a 512² wall
+    at.text_area(key="bert_a").set_value("   ").run()
+    assert any("Type a sentence" in i.value for i in at.info)
+
+
+def test_bad_checkpoint_folder_gets_a_message(at, tmp_path):
+    at.text_input(key="bert_folder").set_value(str(tmp_path)).run()
+    assert not at.exception
+    assert any("lacks config" in e.value for e in at.error)
+
+
+def test_export_buttons_and_svg(at):
+    at.sidebar.radio(key="bert_fmt").set_value("svg").run()
+    cfg = json.loads([c for c in at.get("plotly_chart") if "bert_zoom" in c.proto.id][0].proto.config)
+    assert cfg["toImageButtonOptions"]["format"] == "svg"
+    assert len(at.get("download_button")) == 2
