@@ -39,7 +39,7 @@ PRESETS = {
                             config=dict(emb_dim=48, enc_hidden=80)),
     },
     "transformer": {
-        "dates": dict(n_train=20000, steps=2000, batch=64, lr=2e-3, config=dict(d_model=64, d_ff=128)),
+        "dates": dict(n_train=20000, steps=3000, batch=64, lr=2e-3, config=dict(d_model=64, d_ff=128)),
         "translation": dict(n_train=40000, steps=3000, batch=64, lr=2e-3, config=dict(d_model=64, d_ff=128)),
     },
 }

@@ -148,6 +148,12 @@ class Transformer(nn.Module):
         self.enc_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
         self.dec_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
         self.out = nn.Linear(cfg.d_model, cfg.tgt_vocab)
+        # Embeddings start at std d^-1/2 so that × sqrt(d) in `embed` gives unit scale, comparable
+        # to the positional encoding. (PyTorch's default N(0, 1) would make tokens 8× louder than
+        # positions at d = 64, and the model would barely see where a character is.)
+        for emb in (self.src_emb, self.tgt_emb):
+            nn.init.normal_(emb.weight, std=cfg.d_model**-0.5)
+            nn.init.zeros_(emb.weight[0])  # padding row
 
     def embed(self, emb: nn.Embedding, ids: Tensor, iv: Interventions) -> Tensor:
         """Token embedding × sqrt(d_model), plus the positional encoding unless switched off."""
