@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from models.attention import SCORINGS, Attention, AttentionTrace
+from models.decoding import beam_search
 from models.tasks.common import BOS, EOS, SPECIALS
 
 BOS_ID, EOS_ID = SPECIALS.index(BOS), SPECIALS.index(EOS)
@@ -129,7 +130,7 @@ class Seq2Seq(nn.Module):
         out, h_n = self.encoder(packed)  # h_n: (2, B, H)
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
         final = torch.cat([h_n[0], h_n[1]], -1)  # (B, 2H)
-        mask = (torch.arange(src.shape[1], device=src.device) < src_lens.to(src.device)[:, None])
+        mask = torch.arange(src.shape[1], device=src.device) < src_lens.to(src.device)[:, None]
         return Encoded(memory=memory, final=final, mask=mask.unsqueeze(1))  # mask (B, 1, S)
 
     def init_state(self, enc: Encoded) -> Tensor:
@@ -199,58 +200,24 @@ class Seq2Seq(nn.Module):
 
         Finished hypotheses are ranked by length-normalised log probability (log p / length).
         """
-        if src.shape[0] != 1 or k < 1:
-            raise ValueError("beam() takes one source sentence (shape (1, S)) and k ≥ 1.")
+        if src.shape[0] != 1:
+            raise ValueError("beam() takes one source sentence, shape (1, S).")
         enc1 = self.encode(src, torch.tensor([src.shape[1]]))
-        alive: list[tuple[list[int], float, list[_Step]]] = [([], 0.0, [])]
-        state = self.init_state(enc1)
-        finished: list[tuple[list[int], float, list[_Step]]] = []
-        for _ in range(max_len):
-            n = len(alive)
+
+        def step(y: Tensor, state: Tensor):
+            n = len(y)
             enc = Encoded(
                 memory=enc1.memory.expand(n, -1, -1),
                 final=enc1.final.expand(n, -1),
                 mask=enc1.mask.expand(n, -1, -1),
             )
-            y = torch.tensor([toks[-1] if toks else BOS_ID for toks, _, _ in alive], device=src.device)
             s = self.step(y, state, enc, trace=True)
-            logp = torch.log_softmax(s.logits, -1)  # (n, V)
-            total = torch.tensor([lp for _, lp, _ in alive], device=src.device)[:, None] + logp
-            best = total.flatten().topk(min(k, total.numel())).indices
-            new_alive, rows = [], []
-            for flat in best.tolist():
-                h, tok = divmod(flat, logp.shape[1])
-                toks, _, hist = alive[h]
-                one = _Step(
-                    logits=s.logits[h : h + 1],
-                    query=s.query[h : h + 1],
-                    context=s.context[h : h + 1],
-                    state=s.state[h : h + 1],
-                    attention=_slice_trace(s.attention, h),
-                )
-                entry = (toks + [tok], float(total[h, tok]), hist + [one])
-                if tok == EOS_ID:
-                    finished.append(entry)
-                else:
-                    new_alive.append(entry)
-                    rows.append(h)
-            if len(finished) >= k or not new_alive:
-                break
-            alive, state = new_alive, s.state[rows]
-        finished += alive[: max(0, k - len(finished))]  # hit max_len without </s>: keep them too
-        finished.sort(key=lambda e: e[1] / len(e[0]), reverse=True)
+            return s.logits, s.state, s
+
+        found = beam_search(
+            step, self.init_state(enc1), k=k, max_len=max_len, bos=BOS_ID, eos=EOS_ID, device=src.device
+        )
         return [
             Hypothesis(toks, lp, _stack(hist, torch.tensor([toks], device=src.device)))
-            for toks, lp, hist in finished[:k]
+            for toks, lp, hist in found
         ]
-
-
-def _slice_trace(trace: AttentionTrace | None, i: int) -> AttentionTrace | None:
-    """Row ``i`` of a batched trace (beam hypotheses share one batched step)."""
-    if trace is None:
-        return None
-    rows = {
-        name: (value[i : i + 1] if isinstance(value, Tensor) and value.dim() > 0 else value)
-        for name, value in vars(trace).items()
-    }
-    return AttentionTrace(**rows)
