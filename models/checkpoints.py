@@ -13,6 +13,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from models.captioner import Captioner, CaptionerConfig
 from models.device import pick_device
 from models.seq2seq import Seq2Seq, Seq2SeqConfig
 from models.tasks.common import Vocab
@@ -22,6 +23,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 KINDS: dict[str, tuple[type[nn.Module], type]] = {
     "seq2seq": (Seq2Seq, Seq2SeqConfig),
     "transformer": (Transformer, TransformerConfig),
+    "captioner": (Captioner, CaptionerConfig),
 }
 
 

@@ -1,0 +1,172 @@
+"""Show, attend and tell (Xu et al. 2015), small: a CNN grid encoder with a self-attention block,
+and an LSTM decoder with soft attention from the shared core.
+
+Encoder: 64×64 RGB (+ 2 coordinate channels, so convolutions know where they are) → 5 conv blocks
+(torchvision `Conv2dNormActivation`) → an 8×8 grid of C-dim region features → one non-local
+self-attention block (`MultiHeadAttention`, 1 head): f ← f + MHA(f + pos). Region-to-region
+weights come back in the trace.
+Decoder step t:
+  1) query      h_{t-1}
+  2) attention  α_t = softmax(vᵀ tanh(W_h h_{t-1} + W_a a_i))        (additive, shared core)
+  3) gate       β_t = σ(w_β · h_{t-1});  z_t = β_t Σ_i α_t,i a_i
+  4) LSTM       h_t, c_t = LSTM([emb(y_{t-1}); z_t], (h_{t-1}, c_{t-1}))
+  5) output     p(y_t) = softmax(W [h_t; z_t; emb(y_{t-1})])
+Training adds the doubly stochastic penalty λ Σ_i (1 − Σ_t α_t,i)², pushing the caption to look
+at every region over its course.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import Conv2dNormActivation
+
+from models.attention import Attention, AttentionTrace, MultiHeadAttention, MultiHeadTrace
+from models.decoding import beam_search
+from models.seq2seq import BOS_ID, EOS_ID
+
+
+@dataclass(frozen=True)
+class CaptionerConfig:
+    vocab: int  # caption vocabulary size, specials included
+    channels: int = 64  # region feature width C
+    hidden: int = 192  # LSTM state
+    emb_dim: int = 48  # word embedding
+    attn_dim: int = 96  # additive attention hidden size
+    image: int = 64  # input side; the grid is image / 8
+
+
+@dataclass(frozen=True)
+class CaptionTrace:
+    """Per decoder step, stacked on axis 1: (B, T, …); plus the encoder's self-attention."""
+
+    alphas: Tensor  # (B, T, R) attention over the R = 64 regions
+    scores: Tensor  # (B, T, R) e_t, into the softmax
+    betas: Tensor  # (B, T) gate
+    contexts: Tensor  # (B, T, C) z_t after the gate
+    logits: Tensor  # (B, T, V)
+    self_attention: MultiHeadTrace  # weights (B, 1, R, R)
+
+
+@dataclass(frozen=True)
+class _Step:
+    logits: Tensor
+    h: Tensor
+    c: Tensor
+    beta: Tensor  # (B,)
+    context: Tensor
+    attention: AttentionTrace
+
+
+def _stack(steps: list[_Step], self_attention: MultiHeadTrace) -> CaptionTrace:
+    return CaptionTrace(
+        alphas=torch.cat([s.attention.weights for s in steps], 1),  # (B, 1, R) × T → (B, T, R)
+        scores=torch.cat([s.attention.masked_scores for s in steps], 1),
+        betas=torch.stack([s.beta for s in steps], 1),
+        contexts=torch.stack([s.context for s in steps], 1),
+        logits=torch.stack([s.logits for s in steps], 1),
+        self_attention=self_attention,
+    )
+
+
+class Captioner(nn.Module):
+    def __init__(self, cfg: CaptionerConfig):
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.channels
+        self.cnn = nn.Sequential(
+            Conv2dNormActivation(5, 32, 3, stride=2),  # 32×32
+            Conv2dNormActivation(32, 48, 3, stride=1),
+            Conv2dNormActivation(48, c, 3, stride=2),  # 16×16
+            Conv2dNormActivation(c, c, 3, stride=2),  # 8×8
+            Conv2dNormActivation(c, c, 3, stride=1),
+        )
+        self.grid = cfg.image // 8
+        self.pos = nn.Parameter(torch.zeros(self.grid * self.grid, c))
+        self.self_attn = MultiHeadAttention(c, 1)
+        self.init_h = nn.Linear(c, cfg.hidden)
+        self.init_c = nn.Linear(c, cfg.hidden)
+        self.embed = nn.Embedding(cfg.vocab, cfg.emb_dim, padding_idx=0)
+        self.attention = Attention("additive", query_dim=cfg.hidden, key_dim=c, attn_dim=cfg.attn_dim)
+        self.gate = nn.Linear(cfg.hidden, 1)
+        self.lstm = nn.LSTMCell(cfg.emb_dim + c, cfg.hidden)
+        self.out = nn.Linear(cfg.hidden + c + cfg.emb_dim, cfg.vocab)
+
+    def encode(self, images: Tensor) -> tuple[Tensor, MultiHeadTrace]:
+        """images (B, 3, H, W) normalised → region features (B, R, C) and the self-attention trace."""
+        b, _, h, w = images.shape
+        ys = torch.linspace(-1, 1, h, device=images.device).view(1, 1, h, 1).expand(b, 1, h, w)
+        xs = torch.linspace(-1, 1, w, device=images.device).view(1, 1, 1, w).expand(b, 1, h, w)
+        f = self.cnn(torch.cat([images, xs, ys], 1))  # (B, C, g, g)
+        f = f.flatten(2).transpose(1, 2)  # (B, C, R) → (B, R, C), regions in row-major order
+        x = f + self.pos
+        a, trace = self.self_attn(query=x, key=x, value=x, return_trace=True)
+        return f + a, trace
+
+    def init_state(self, feats: Tensor) -> tuple[Tensor, Tensor]:
+        mean = feats.mean(1)
+        return torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean))
+
+    def step(self, y_prev: Tensor, state: tuple[Tensor, Tensor], feats: Tensor) -> _Step:
+        h, c = state
+        # 1–2) Query h_{t-1}, additive attention over the regions.
+        ctx, att = self.attention(query=h.unsqueeze(1), key=feats, value=feats, return_trace=True)
+        # 3) Gate: how much of the image this word needs.
+        beta = torch.sigmoid(self.gate(h)).squeeze(-1)  # (B,)
+        z = beta[:, None] * ctx.squeeze(1)  # (B, C)
+        # 4) LSTM.
+        emb = self.embed(y_prev)
+        h, c = self.lstm(torch.cat([emb, z], -1), (h, c))
+        # 5) Output distribution.
+        logits = self.out(torch.cat([h, z, emb], -1))
+        return _Step(logits=logits, h=h, c=c, beta=beta, context=z, attention=att)
+
+    def forward(self, images: Tensor, tgt_in: Tensor) -> tuple[Tensor, CaptionTrace]:
+        """Teacher forcing: tgt_in (B, T) = <s> w_1 … Returns logits (B, T, V) and the trace."""
+        feats, sa = self.encode(images)
+        state, steps = self.init_state(feats), []
+        for t in range(tgt_in.shape[1]):
+            s = self.step(tgt_in[:, t], state, feats)
+            steps.append(s)
+            state = (s.h, s.c)
+        trace = _stack(steps, sa)
+        return trace.logits, trace
+
+    def greedy(self, images: Tensor, *, max_len: int) -> tuple[Tensor, CaptionTrace]:
+        """Batched greedy captions: ids (B, T) (</s> repeated after the end) and the trace."""
+        feats, sa = self.encode(images)
+        state = self.init_state(feats)
+        y = torch.full((images.shape[0],), BOS_ID, dtype=torch.long, device=images.device)
+        done = torch.zeros_like(y, dtype=torch.bool)
+        steps, tokens = [], []
+        for _ in range(max_len):
+            s = self.step(y, state, feats)
+            y = torch.where(done, EOS_ID, s.logits.argmax(-1))
+            steps.append(s)
+            tokens.append(y)
+            state, done = (s.h, s.c), done | (y == EOS_ID)
+            if done.all():
+                break
+        return torch.stack(tokens, 1), _stack(steps, sa)
+
+    def beam(self, image: Tensor, *, k: int, max_len: int) -> list[tuple[list[int], float, CaptionTrace]]:
+        """Beam search for one image (1, 3, H, W); each hypothesis keeps its own attention."""
+        feats1, sa = self.encode(image)
+
+        def step(y: Tensor, state):
+            s = self.step(y, state, feats1.expand(len(y), -1, -1))
+            return s.logits, (s.h, s.c), s
+
+        found = beam_search(
+            step, self.init_state(feats1), k=k, max_len=max_len, bos=BOS_ID, eos=EOS_ID, device=image.device
+        )
+        return [(toks, lp, _stack(hist, sa)) for toks, lp, hist in found]
+
+
+def doubly_stochastic(alphas: Tensor, tgt_out: Tensor) -> Tensor:
+    """Σ_i (1 − Σ_t α_t,i)² over real (non-pad) steps, averaged over the batch."""
+    real = (tgt_out != 0).to(alphas.dtype)[..., None]  # (B, T, 1)
+    coverage = (alphas * real).sum(1)  # (B, R)
+    return ((1 - coverage) ** 2).sum(-1).mean()

@@ -1,0 +1,96 @@
+"""Images in: untrusted uploads to clean RGB, and RGB to the captioner's input tensor.
+
+Uploads are hostile input: the format is allow-listed, decompression bombs are refused (scoped to
+this call, not process-wide), truncated files fail inside our try (``img.load()``), EXIF
+orientation is applied, and every mode (RGBA, LA, P with transparency, L, I;16, CMYK, …) becomes
+RGB correctly — transparency over white, 16-bit scaled, not clipped.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torchvision.transforms.v2 import functional as TF
+
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+MAX_PIXELS = 40_000_000  # refuse images larger than this (a decompression bomb guard)
+DISPLAY_SIDE = 512  # uploads are downscaled to this before anything else sees them
+MEAN, STD = 0.5, 0.25  # the captioner's input normalisation
+
+
+class ImageError(ValueError):
+    """An upload the page should refuse, with the message to show."""
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grey: scale to 8 bits, not clip
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(arr.astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")  # L, 1, CMYK, YCbCr, RGB, F …
+
+
+def load_upload(data: bytes, *, max_side: int = DISPLAY_SIDE) -> Image.Image:
+    """Bytes from an upload → an RGB image no larger than ``max_side``; ImageError otherwise."""
+    if not data:
+        raise ImageError("The file is empty (0 bytes). Choose an image file (PNG, JPEG, WebP, GIF or BMP).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            if img.width * img.height > MAX_PIXELS:
+                raise ImageError(
+                    f"The image is {img.width}×{img.height} pixels; the limit is {MAX_PIXELS // 1_000_000} "
+                    "megapixels. Downscale it first."
+                )
+            img.seek(0)  # animated GIF/WebP: the first frame
+            img.load()  # truncated or corrupt data fails here, inside the try
+            img = ImageOps.exif_transpose(img)
+            img = _to_rgb(img)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
+        raise ImageError(f"Refused: the image decompresses to too many pixels ({err}).") from err
+    except Image.UnidentifiedImageError as err:
+        raise ImageError(
+            "This is not an image this page reads: PNG, JPEG, WebP, GIF (first frame) or BMP. "
+            "(SVG and other formats are not accepted.)"
+        ) from err
+    except (OSError, ValueError, SyntaxError, EOFError) as err:
+        raise ImageError(f"The image file is damaged or truncated and cannot be decoded ({err}).") from err
+    if img.width < 1 or img.height < 1:
+        raise ImageError("The image has no pixels.")
+    img.thumbnail((max_side, max_side), Image.LANCZOS)
+    return img
+
+
+def model_input(img: Image.Image, side: int = 64) -> tuple[np.ndarray, torch.Tensor]:
+    """RGB image → (the side×side RGB array the model sees, its (1, 3, side, side) input tensor).
+
+    Non-square images are padded to a square with their median border colour, then resized.
+    """
+    arr = np.asarray(img.convert("RGB"))
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+    fill = tuple(int(v) for v in np.median(border, axis=0))
+    square = ImageOps.pad(img.convert("RGB"), (side, side), method=Image.LANCZOS, color=fill)
+    seen = np.asarray(square)
+    return seen, to_tensor(seen[None])
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(B, H, W, 3) uint8 → (B, 3, H, W) float, normalised as in training."""
+    x = TF.to_dtype(
+        torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2), torch.float32, scale=True
+    )
+    return TF.normalize(x, [MEAN] * 3, [STD] * 3)
