@@ -9,6 +9,7 @@ def run() -> None:
         st.Page("app_pages/seq2seq.py", title="Seq2seq alignment", icon="🔀", default=True),
         st.Page("app_pages/transformer.py", title="Transformer lab", icon="🧠", url_path="transformer"),
         st.Page("app_pages/bert.py", title="Pretrained BERT", icon="🔬", url_path="bert"),
+        st.Page("app_pages/captioning.py", title="Captioning", icon="🖼️", url_path="captioning"),
     ]
     st.navigation(pages).run()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -102,12 +103,23 @@ def _shapes_scene(
     if centres is None:
         return _shapes_scene(rng, n)
     bg = tuple(rng.randint(205, 255) for _ in range(3))
+    return _draw_shapes(objs, centres, bg, rng, outline_prob=0.25)
+
+
+def _draw_shapes(
+    objs: list[tuple[str, str, str]],
+    centres: list[tuple[float, float]],
+    bg: tuple,
+    rng: random.Random,
+    outline_prob: float,
+) -> tuple[Image.Image, list[np.ndarray], list[str], list[int], str]:
+    n = len(objs)
     canvas = Image.new("RGB", (SIZE * SUPER, SIZE * SUPER), bg)
     draw = ImageDraw.Draw(canvas)
     masks = []
     for (shape, colour, size), (x, y) in zip(objs, centres, strict=True):
         fill = tuple(int(np.clip(c + rng.randint(-12, 12), 0, 255)) for c in COLOURS[colour])
-        outline = rng.random() < 0.25  # hand-drawn look: a wobbly thick outline instead of a fill
+        outline = rng.random() < outline_prob  # hand-drawn look: a wobbly thick outline, not a fill
         pts = _polygon(shape, x, y, SIZES[size], rng, wobble=0.8 if outline else 0.0)
         m = Image.new("L", canvas.size, 0)
         ImageDraw.Draw(m).polygon(pts, fill=255)
@@ -176,6 +188,28 @@ def render(rng: random.Random) -> Scene:
     noise = rng.uniform(0, 12)
     arr = arr + np.random.default_rng(rng.randrange(2**32)).normal(0, noise, arr.shape)
     return Scene(np.clip(arr, 0, 255).astype(np.uint8), tuple(words), np.stack(masks), tuple(links), key)
+
+
+def compose(objects: Sequence[tuple[str, str, str, float, float]], background=(240, 240, 240)) -> Scene:
+    """A scene the user lays out: (shape, colour, size, x, y) per object, x and y in pixels.
+
+    Its caption is what the grammar says of that layout; `caption_is_defined` tells whether the
+    layout is one the generator would have drawn (no overlap, unambiguous order)."""
+    objs = [(shape, colour, size) for shape, colour, size, _, _ in objects]
+    centres = [(float(x), float(y)) for *_, x, y in objects]
+    image, masks, words, links, key = _draw_shapes(objs, centres, tuple(background), random.Random(0), 0.0)
+    return Scene(np.asarray(image), tuple(words), np.stack(masks), tuple(links), key)
+
+
+def caption_is_defined(objects: Sequence[tuple[str, str, str, float, float]]) -> bool:
+    centres = [(float(x), float(y)) for *_, x, y in objects]
+    radii = [SIZES[o[2]] for o in objects]
+    pairs = [(i, j) for i in range(len(centres)) for j in range(i + 1, len(centres))]
+    apart = all(
+        np.hypot(centres[i][0] - centres[j][0], centres[i][1] - centres[j][1]) > radii[i] + radii[j] + 3
+        for i, j in pairs
+    )
+    return apart and (len(centres) == 1 or _unambiguous(centres))
 
 
 def split_of(key: str) -> str:
