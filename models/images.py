@@ -91,6 +91,6 @@ def model_input(img: Image.Image, side: int = 64) -> tuple[np.ndarray, torch.Ten
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """(B, H, W, 3) uint8 → (B, 3, H, W) float, normalised as in training."""
     x = TF.to_dtype(
-        torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2), torch.float32, scale=True
+        torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2), torch.float32, scale=True
     )
     return TF.normalize(x, [MEAN] * 3, [STD] * 3)

@@ -1,0 +1,106 @@
+"""Uploads are hostile input: every odd file is read correctly or refused with a clear message."""
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.images import DISPLAY_SIDE, ImageError, load_upload, model_input, to_tensor
+
+
+def png(img: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG", **kw)
+    return buf.getvalue()
+
+
+def jpeg(img: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", **kw)
+    return buf.getvalue()
+
+
+def zeroed_huffman_table(data: bytes) -> bytes:
+    """A JPEG whose first Huffman table is overwritten with zeros: it opens, then fails to decode."""
+    i = data.index(b"\xff\xc4")
+    return data[: i + 4] + b"\x00" * 40 + data[i + 44 :]
+
+
+def hostile_files() -> dict[str, bytes]:
+    """The corpus of odd uploads (also used by the page tests)."""
+    red = Image.new("RGB", (40, 30), (220, 30, 30))
+    noisy = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    gif = io.BytesIO()
+    frames = [Image.new("P", (20, 20), i) for i in (1, 2, 3)]
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:], loop=0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise
+    tall = Image.new("RGB", (40, 20), (0, 0, 255))
+    tall.paste((255, 255, 0), (0, 0, 10, 20))
+    pal = Image.new("P", (16, 16), 0)
+    pal.putpalette([255, 0, 0] + [0, 0, 0] * 255)
+    pal.info["transparency"] = 0
+    return {
+        "zero_bytes.png": b"",
+        "truncated.png": png(red)[:60],
+        "corrupt.jpg": zeroed_huffman_table(jpeg(noisy)),
+        "text_renamed.png": b"this is a text file, not an image\n",
+        "drawing.svg": b'<svg xmlns="http://www.w3.org/2000/svg"><circle r="5"/></svg>',
+        "one_pixel.png": png(Image.new("RGB", (1, 1), (10, 200, 10))),
+        "wide_10000x5.png": png(Image.new("RGB", (10000, 5), (0, 0, 0))),
+        "cmyk.jpg": jpeg(Image.new("CMYK", (32, 32), (0, 255, 255, 0))),
+        "sixteen_bit.png": png(
+            Image.fromarray(np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16))
+        ),
+        "palette_transparent.png": png(pal),
+        "animated.gif": gif.getvalue(),
+        "exif_rotated.jpg": jpeg(tall, exif=exif),
+        "bomb.png": png(Image.new("1", (9000, 9000))),
+    }
+
+
+FILES = hostile_files()
+REFUSED = {
+    "zero_bytes.png": "empty",
+    "truncated.png": "damaged or truncated",
+    "corrupt.jpg": "damaged or truncated",
+    "text_renamed.png": "not an image",
+    "drawing.svg": "not an image",
+    "bomb.png": "megapixels",
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_bad_files_are_refused_with_a_message(name):
+    with pytest.raises(ImageError, match=REFUSED[name]):
+        load_upload(FILES[name])
+
+
+def test_odd_but_valid_files_become_correct_rgb():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing leaks a warning, and the bomb filter is not global
+        one = load_upload(FILES["one_pixel.png"])
+    assert one.mode == "RGB" and one.getpixel((0, 0)) == (10, 200, 10)
+    wide = load_upload(FILES["wide_10000x5.png"])
+    assert max(wide.size) <= DISPLAY_SIDE and wide.size[1] >= 1
+    cmyk = np.asarray(load_upload(FILES["cmyk.jpg"]))
+    assert cmyk[..., 0].mean() > 200 and cmyk[..., 1].mean() < 60  # no cyan, full magenta + yellow = red
+    deep = np.asarray(load_upload(FILES["sixteen_bit.png"]))
+    assert deep.min() == 0 and deep.max() == 255 and len(np.unique(deep)) > 100  # scaled, not clipped
+    pal = np.asarray(load_upload(FILES["palette_transparent.png"]))
+    assert (pal == 255).all()  # the transparent red shows the white behind it, not red
+    gif = load_upload(FILES["animated.gif"])
+    assert gif.mode == "RGB"
+    rot = load_upload(FILES["exif_rotated.jpg"])
+    assert rot.size == (20, 40)  # EXIF orientation applied: landscape became portrait
+    top = np.asarray(rot)[:5].mean(0).mean(0)
+    assert top[0] > 200 and top[1] > 200 and top[2] < 80  # the yellow stripe moved to the top
+
+
+def test_model_input_pads_and_normalises():
+    seen, x = model_input(Image.new("RGB", (300, 100), (255, 255, 255)))
+    assert seen.shape == (64, 64, 3) and x.shape == (1, 3, 64, 64)
+    assert float(x.max()) == pytest.approx((1 - 0.5) / 0.25)
+    assert to_tensor(np.zeros((2, 8, 8, 3), np.uint8)).shape == (2, 3, 8, 8)
