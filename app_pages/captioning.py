@@ -69,8 +69,7 @@ elif source == "New random scene":
 elif source == "Upload":
     up = st.file_uploader(
         "PNG, JPEG, WebP, GIF (first frame) or BMP, up to 10 MB",
-        type=["png", "jpg", "jpeg", "webp", "gif", "bmp"],
-        key="cap_upload",
+        key="cap_upload",  # no type= filter: Streamlit would raise on other names; the bytes are checked
     )
     if up is None:
         st.info(

@@ -1,0 +1,129 @@
+"""Scenes, the captioner's traces, the pointing game, and the Captioning page with every source."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+import torch
+from streamlit.testing.v1 import AppTest
+
+from models.caption_runs import caption, map_similarity
+from models.captioner import Captioner, CaptionerConfig, doubly_stochastic
+from models.images import to_tensor
+from models.tasks.scenes import COLOURS, compose, generate, split_of
+from models.train_captioner import batch, pointing_hits, vocab
+from tests.test_images import FILES, REFUSED
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+def test_scene_captions_match_objects_and_masks():
+    scenes = generate(200, 5)
+    assert generate(20, 5)[0].caption == scenes[0].caption  # seeded
+    for s in scenes:
+        named = [o for o in s.word_objects if o >= 0]
+        assert sorted(named) == list(range(len(s.masks)))  # every object named exactly once
+        assert all(s.masks[o].sum() > 10 for o in named)
+        for t, o in enumerate(s.word_objects):
+            if o >= 0 and s.caption[0] == "the":
+                assert s.caption[t].isdigit()
+    left = compose([("circle", "red", "big", 14, 30), ("square", "blue", "small", 50, 34)])
+    assert " ".join(left.caption) == "a big red circle left of a small blue square"
+    above = compose([("triangle", "green", "small", 40, 50), ("circle", "yellow", "big", 36, 14)])
+    assert " ".join(above.caption) == "a big yellow circle above a small green triangle"
+    red = left.image[left.masks[0]].mean(0)
+    assert np.abs(red - COLOURS["red"]).max() < 30  # the mask covers the drawn object
+
+
+def test_splits_are_disjoint():
+    train = {s.key for s in generate(300, 1, "train")}
+    test = {s.key for s in generate(100, 2, "test")}
+    assert not train & test and all(split_of(k) == "test" for k in test)
+
+
+def test_trace_reproduces_the_decoder_and_attention_rows_sum_to_one():
+    torch.manual_seed(0)
+    v = vocab()
+    model = Captioner(CaptionerConfig(vocab=len(v), channels=16, hidden=32, emb_dim=8, attn_dim=8)).eval()
+    scenes = generate(4, 3)
+    images, tgt_in, tgt_out = batch(scenes, v, torch.device("cpu"))
+    with torch.inference_mode():
+        logits, trace = model(images, tgt_in)
+        ids, greedy = model.greedy(images, max_len=6)
+        _, replay = model(images, torch.cat([tgt_in[:, :1], ids[:, :-1]], 1))
+    torch.testing.assert_close(trace.alphas.sum(-1), torch.ones(trace.alphas.shape[:2]))
+    torch.testing.assert_close(greedy.alphas, replay.alphas)  # free running = teacher forcing on itself
+    torch.testing.assert_close(greedy.logits.argmax(-1), ids)
+    assert trace.self_attention.heads.weights.shape == (4, 1, 64, 64)
+    assert doubly_stochastic(trace.alphas, tgt_out) > 0
+    runs = caption(model, v, images[:1], beam=3)
+    assert len(runs) == 3 and all(r.alphas.shape[1:] == (8, 8) for r in runs)
+
+
+def test_pointing_game_on_known_scenes():
+    scene = compose([("circle", "red", "big", 14, 30), ("square", "blue", "small", 50, 34)])
+    alphas = np.zeros((len(scene.caption), 64))
+    t_circle, t_square = scene.caption.index("circle"), scene.caption.index("square")
+    alphas[t_circle, 3 * 8 + 1] = 1.0  # row 3, col 1: pixels 24-31 × 8-15, inside the circle
+    alphas[t_square, 0] = 1.0  # top-left corner: not the square
+    assert pointing_hits(alphas, scene) == [True, False]
+    same = np.ones((4, 8, 8))
+    assert map_similarity(same) == pytest.approx(1.0) and map_similarity(np.eye(4).reshape(4, 2, 2)) == 0.0
+
+
+@pytest.fixture
+def at():
+    st.cache_data.clear()
+    app = AppTest.from_file(str(APP), default_timeout=300)
+    app.run()
+    app.switch_page("app_pages/captioning.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def test_every_image_source(at):
+    gallery = at.code[0].value
+    at.select_slider(key="cap_sample").set_value(2).run()
+    assert not at.exception and at.code[0].value
+    at.radio(key="cap_source").set_value("New random scene").run()
+    first = at.code[0].value
+    at.button(key="cap_new").click().run()
+    assert at.number_input(key="cap_seed").value == 1 and not at.exception
+    at.radio(key="cap_source").set_value("Compose a scene").run()
+    at.slider(key="cap_n").set_value(3).run()
+    assert not at.exception and len(at.get("plotly_chart")) >= 4
+    at.slider(key="cap_beam").set_value(3).run()
+    assert len(at.radio(key="cap_hyp").options) == 3
+    assert gallery and first
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_every_hostile_upload(at, name):
+    at.radio(key="cap_source").set_value("Upload").run()
+    at.file_uploader(key="cap_upload").set_value((name, FILES[name], "image/png")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    if name in REFUSED:
+        assert at.error and not at.code
+    else:
+        assert not at.error and at.code[0].value  # a caption, and the vocabulary note
+        assert any("Words the model knows" in c.value for c in at.caption)
+
+
+def test_upload_caption_is_the_models_own(at):
+    from app_pages.common import load_model
+    from models.images import load_upload, model_input
+
+    scene = generate(1, 123)[0]
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(scene.image).save(buf, "PNG")
+    at.radio(key="cap_source").set_value("Upload").run()
+    at.file_uploader(key="cap_upload").set_value(("scene.png", buf.getvalue(), "image/png")).run()
+    model, _, _, v = load_model("captioner-scenes")
+    _, x = model_input(load_upload(buf.getvalue()))
+    assert at.code[0].value == caption(model, v, x)[0].text
+    assert to_tensor(scene.image[None]).shape == (1, 3, 64, 64)
