@@ -13,8 +13,10 @@ from app_pages.common import (
     cached_bert_run,
     cached_neuron,
     cached_pair_similarity,
+    from_url,
     load_bert_cached,
     md_escape,
+    to_url,
     token_key,
 )
 from models.bert import REQUIRED_FILES, default_folder, scale_note
@@ -51,20 +53,29 @@ cfg = loaded.config
 n_layers, n_heads = cfg.num_hidden_layers, cfg.num_attention_heads
 
 # --- Input ----------------------------------------------------------------------------------------
+from_url(
+    "bert_a",
+    "a",
+    "The animal didn't cross the street because it was too tired.",
+    valid=lambda v: len(v) <= 100_000,
+)
+from_url("bert_b", "b", "The creature stayed on the pavement, exhausted.", valid=lambda v: len(v) <= 100_000)
 text_a = st.text_area(
     "Sentence A",
-    "The animal didn't cross the street because it was too tired.",
     max_chars=100_000,
     key="bert_a",
     height=80,
 )
 text_b = st.text_input(
     "Sentence B (optional: a pair gets segment ids and a similarity score)",
-    "The creature stayed on the pavement, exhausted.",
     max_chars=100_000,
     key="bert_b",
 )
 text_b = text_b if text_b.strip() else None
+# Long texts stay out of the URL (a link must stay shareable): only sentences up to 1000 characters.
+to_url(
+    "bert", a=text_a if len(text_a) <= 1000 else None, b=text_b if text_b and len(text_b) <= 1000 else None
+)
 if not text_a.strip():
     st.info("Type a sentence to see its attention.")
     st.stop()

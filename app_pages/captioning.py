@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from app_pages.common import card, load_model, md_escape
+from app_pages.common import card, from_url, load_model, md_escape, to_url
 from models.caption_runs import SAME_MAPS, CaptionRun, caption, map_similarity
 from models.checkpoints import ASSETS
 from models.images import ImageError, load_upload, model_input
@@ -44,9 +44,18 @@ def captions_of(pixels: bytes, shape: tuple[int, int, int], beam: int) -> list[C
 
 
 # --- Image source ---------------------------------------------------------------------------------
+SOURCES = {
+    "gallery": "Sample gallery",
+    "random": "New random scene",
+    "upload": "Upload",
+    "compose": "Compose a scene",
+}
+from_url("cap_source", "source", SOURCES["gallery"], parse=SOURCES.__getitem__)
+from_url("cap_sample", "sample", 0, parse=int, valid=lambda v: 0 <= v < len(SAMPLES))
+from_url("cap_seed", "seed", 0, parse=int, valid=lambda v: 0 <= v <= 10**9)
 source = st.radio(
     "Image",
-    ["Sample gallery", "New random scene", "Upload", "Compose a scene"],
+    list(SOURCES.values()),
     horizontal=True,
     key="cap_source",
 )
@@ -109,6 +118,12 @@ if max(picture.size) > 64 or picture.size[0] != picture.size[1]:
     )
 
 beam = st.slider("Beam size (1 = greedy)", 1, 5, 1, key="cap_beam")
+to_url(
+    "cap",
+    source=next(k for k, v in SOURCES.items() if v == source),
+    sample=st.session_state["cap_sample"] if source == SOURCES["gallery"] else None,
+    seed=st.session_state["cap_seed"] if source == SOURCES["random"] else None,
+)
 runs = captions_of(seen.tobytes(), seen.shape, beam)
 if len(runs) > 1:
     pick_h = st.radio(

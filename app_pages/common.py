@@ -127,3 +127,33 @@ def cached_neuron(
 def cached_pair_similarity(folder: str, text_a: str, text_b: str, iv: Interventions) -> float:
     loaded = load_bert_cached(folder)
     return bert_runs.pair_similarity(loaded, bert_runs.encode(loaded, text_a, text_b), text_a, text_b, iv)
+
+
+def from_url(key: str, param: str, default, parse=str, valid=lambda v: True) -> None:
+    """Before a widget is created: give its session-state ``key`` the value of ``?param=`` from the
+    URL (parsed and validated; anything else is ignored), or ``default``, once per session.
+    Widgets then take their value from session state, so a shared URL restores the view."""
+    if key in st.session_state:
+        return
+    value = default
+    if param in st.query_params and not st.session_state.get(_loaded_flag(key)):
+        try:
+            candidate = parse(st.query_params[param])
+            if valid(candidate):
+                value = candidate
+        except (ValueError, TypeError):
+            pass
+    st.session_state[key] = value
+
+
+def _loaded_flag(key: str) -> str:
+    """Session flag of the page a widget key belongs to (keys are page-prefixed: "s2s_task")."""
+    return f"_url_loaded_{key.split('_')[0]}"
+
+
+def to_url(page: str, **params) -> None:
+    """Write the page's main state into the URL (values as strings), replacing what was there.
+    From now on this session's widgets of ``page`` (its key prefix) ignore the URL: a link seeds
+    the view it opens, and later choices are the user's."""
+    st.session_state[f"_url_loaded_{page}"] = True
+    st.query_params.from_dict({k: str(v) for k, v in params.items() if v is not None})

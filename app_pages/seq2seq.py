@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_pages.common import cached_decode, card, held_out_examples, md_escape, quoted
+from app_pages.common import cached_decode, card, from_url, held_out_examples, md_escape, quoted, to_url
 from models.attention import SCORINGS
 from models.checkpoints import checkpoint_name
 from models.runs import InputError, Run, prepare
@@ -37,11 +37,18 @@ st.markdown(
 )
 
 # --- Controls -------------------------------------------------------------------------------------
+MODES = {"example": "Example from the test split", "text": "Your own text"}
+DECODINGS = {"greedy": "greedy", "beam": "beam search"}
+from_url("s2s_task", "task", "dates", valid=lambda v: v in TASKS)
+from_url("s2s_scoring", "scoring", "additive", valid=lambda v: v in SCORINGS)
+from_url("s2s_decoding", "decoding", "greedy", parse=DECODINGS.__getitem__)
+from_url("s2s_beam", "k", 4, parse=int, valid=lambda v: 2 <= v <= 8)
+from_url("s2s_mode", "input", MODES["example"], parse=MODES.__getitem__)
 c1, c2, c3 = st.columns([2, 2, 2])
 task_name = c1.selectbox("Task", list(TASKS), format_func=lambda n: TASKS[n].title, key="s2s_task")
 scoring = c2.selectbox("Scoring function", SCORINGS, format_func=SCORING_LABELS.get, key="s2s_scoring")
 decoding = c3.radio("Decoding", ["greedy", "beam search"], horizontal=True, key="s2s_decoding")
-beam = c3.slider("Beam size k", 2, 8, 4, key="s2s_beam") if decoding == "beam search" else 1
+beam = c3.slider("Beam size k", 2, 8, key="s2s_beam") if decoding == "beam search" else 1
 task = TASKS[task_name]
 name = checkpoint_name("seq2seq", task_name, scoring)
 model_card = card(name)
@@ -53,10 +60,11 @@ if model_card is None:
     st.stop()
 src_vocab, tgt_vocab = Vocab(tuple(model_card["src_vocab"])), Vocab(tuple(model_card["tgt_vocab"]))
 
-mode = st.radio("Input", ["Example from the test split", "Your own text"], horizontal=True, key="s2s_mode")
+mode = st.radio("Input", list(MODES.values()), horizontal=True, key="s2s_mode")
 gold = None
-if mode == "Example from the test split":
+if mode == MODES["example"]:
     examples = held_out_examples(task_name)
+    from_url(f"s2s_example_{task_name}", "example", 0, parse=int, valid=lambda v: 0 <= v < len(examples))
     idx = st.selectbox(
         f"Example (held-out test split, {len(examples)} shown)",
         range(len(examples)),
@@ -67,9 +75,12 @@ if mode == "Example from the test split":
     text, reference = task.joiner.join(gold.src), gold.tgt
     st.caption(f"Gold target: {md_escape(task.joiner.join(gold.tgt))}")
 else:
+    from_url(f"s2s_text_{task_name}", "text", task.placeholder, valid=lambda v: len(v) <= 5000)
+    from_url(f"s2s_ref_{task_name}", "ref", "", valid=lambda v: len(v) <= 5000)
     text = st.text_input(
-        f"Source text (at most {task.max_source} {task.unit})", value=task.placeholder,
-        max_chars=5000, key=f"s2s_text_{task_name}",
+        f"Source text (at most {task.max_source} {task.unit})",
+        max_chars=5000,
+        key=f"s2s_text_{task_name}",
     )
     ref_text = st.text_input(
         "Reference target (optional): the model is also run with teacher forcing on it",
@@ -79,8 +90,20 @@ else:
     if task_name == "dates":
         st.caption("Input is lower-cased and spaces are folded: the model was trained on lower-case dates.")
     else:
-        st.caption("Input is lower-cased and . , ! ? ; : \" ( ) are dropped: the model saw no punctuation.")
+        st.caption('Input is lower-cased and . , ! ? ; : " ( ) are dropped: the model saw no punctuation.')
 
+own = mode == MODES["text"]
+to_url(
+    "s2s",
+    task=task_name,
+    scoring=scoring,
+    decoding="beam" if beam > 1 else "greedy",
+    k=beam if beam > 1 else None,
+    input="text" if own else "example",
+    example=None if own else idx,
+    text=text if own else None,
+    ref=(ref_text or None) if own else None,
+)
 try:
     prepared = prepare(task, text, src_vocab)
 except InputError as err:
@@ -95,8 +118,10 @@ if prepared.unknown:
         f"The model knows {len(src_vocab) - 4} source {task.unit}; expect a poor output."
     )
 if reference is not None and len(reference) + 1 > task.max_target:
-    st.warning(f"The reference is longer than this model ever outputs ({task.max_target - 1} tokens); "
-               "teacher forcing is skipped.")
+    st.warning(
+        f"The reference is longer than this model ever outputs ({task.max_target - 1} tokens); "
+        "teacher forcing is skipped."
+    )
     reference = None
 
 # --- Output ---------------------------------------------------------------------------------------
@@ -141,7 +166,10 @@ def example_aer(r: Run) -> float:
 with tab_align:
     st.plotly_chart(
         attention_heatmap(
-            run.weights, run.rows, labels, title="Alignment α (row t: where output token t looked)",
+            run.weights,
+            run.rows,
+            labels,
+            title="Alignment α (row t: where output token t looked)",
             **(gold_cells(gold) if matches_gold else {}),
         ),
         key="s2s_heatmap",
@@ -152,21 +180,27 @@ with tab_align:
             f"**AER of the argmax attention on this example: {example_aer(run):.3f}** (0 is perfect)."
         )
     elif gold is not None:
-        st.caption("The output differs from the gold target, so the gold links are shown on the "
-                   "teacher-forced alignment (Teacher forcing tab).")
+        st.caption(
+            "The output differs from the gold target, so the gold links are shown on the "
+            "teacher-forced alignment (Teacher forcing tab)."
+        )
 
 with tab_step:
     t = st.select_slider(
-        "Decoder step t", options=list(range(len(run.rows))),
-        format_func=lambda i: f"t={i + 1} → {run.rows[i]}", key="s2s_step",
+        "Decoder step t",
+        options=list(range(len(run.rows))),
+        format_func=lambda i: f"t={i + 1} → {run.rows[i]}",
+        key="s2s_step",
     )
     left, right = st.columns([3, 2])
     with left:
         st.markdown("**1 · Scores** — the query is the previous decoder state $s_{t-1}$:")
         st.latex(SCORE_FORMULAS[scoring])
         st.markdown("**2 · Weights and context:**")
-        st.latex(r"\alpha_{t,i} = \frac{\exp e_{t,i}}{\sum_j \exp e_{t,j}}, \qquad "
-                 r"c_t = \sum_i \alpha_{t,i}\, h_i")
+        st.latex(
+            r"\alpha_{t,i} = \frac{\exp e_{t,i}}{\sum_j \exp e_{t,j}}, \qquad "
+            r"c_t = \sum_i \alpha_{t,i}\, h_i"
+        )
         st.plotly_chart(step_bars(run.scaled_scores[t], run.weights[t], labels), key="s2s_bars")
     with right:
         table = {
@@ -177,9 +211,14 @@ with tab_step:
         }
         if run.scale != 1.0:
             table["e_t,i · 1/√d_k"] = run.scaled_scores[t]
-        st.dataframe(table, hide_index=True, height=min(420, 40 + 35 * len(src)),
-                     column_config={k: st.column_config.NumberColumn(format="%.5f")
-                                    for k in table if k not in ("i", "token")})
+        st.dataframe(
+            table,
+            hide_index=True,
+            height=min(420, 40 + 35 * len(src)),
+            column_config={
+                k: st.column_config.NumberColumn(format="%.5f") for k in table if k not in ("i", "token")
+            },
+        )
         recomposed = run.weights[t] @ run.memory  # (S,) @ (S, 2H): Σ α_t,i h_i from the shown numbers
         gap = np.abs(recomposed - run.contexts[t]).max()
         st.markdown(
@@ -189,18 +228,27 @@ with tab_step:
         )
         top = ", ".join(f"{tok} {p:.4f}" for tok, p in zip(run.top_tokens[t], run.top_probs[t], strict=True))
         st.markdown(f"**3 · Next-token probabilities** (top {len(run.top_tokens[t])}): {md_escape(top)}")
-    st.markdown("**Vectors of this step** — query $s_{t-1}$, context $c_t$ and new state "
-                "$s_t = \\mathrm{GRU}([\\mathrm{emb}(y_{t-1}); c_t],\\, s_{t-1})$:")
+    st.markdown(
+        "**Vectors of this step** — query $s_{t-1}$, context $c_t$ and new state "
+        "$s_t = \\mathrm{GRU}([\\mathrm{emb}(y_{t-1}); c_t],\\, s_{t-1})$:"
+    )
     st.plotly_chart(
-        vector_strips({"s_{t-1} (query)": run.queries[t], "c_t (context)": run.contexts[t],
-                       "s_t (new state)": run.states[t]}),
+        vector_strips(
+            {
+                "s_{t-1} (query)": run.queries[t],
+                "c_t (context)": run.contexts[t],
+                "s_t (new state)": run.states[t],
+            }
+        ),
         key="s2s_vectors",
     )
 
 with tab_tf:
     if reference is None:
-        st.info("Pick an example (its gold target is the reference) or type a reference target to see "
-                "the teacher-forced alignment and the loss of each reference token.")
+        st.info(
+            "Pick an example (its gold target is the reference) or type a reference target to see "
+            "the teacher-forced alignment and the loss of each reference token."
+        )
     else:
         (tf,) = cached_decode(name, src, 1, reference)
         ref_unknown = tgt_vocab.unknown(reference)
@@ -214,16 +262,23 @@ with tab_tf:
         )
         a, b = st.columns(2)
         a.plotly_chart(
-            attention_heatmap(tf.weights, tf.rows, labels, title="Teacher-forced α",
-                              **(gold_cells(gold) if gold is not None else {})),
+            attention_heatmap(
+                tf.weights,
+                tf.rows,
+                labels,
+                title="Teacher-forced α",
+                **(gold_cells(gold) if gold is not None else {}),
+            ),
             key="s2s_tf_heatmap",
         )
-        b.plotly_chart(attention_heatmap(run.weights, run.rows, labels, title="Free-running α"),
-                       key="s2s_free_heatmap")
+        b.plotly_chart(
+            attention_heatmap(run.weights, run.rows, labels, title="Free-running α"), key="s2s_free_heatmap"
+        )
         if gold is not None:
             st.markdown(f"AER of the teacher-forced argmax attention vs gold: **{example_aer(tf):.3f}**")
-        st.plotly_chart(token_bars(tf.rows, losses, name="−log p", title="Loss per reference token"),
-                        key="s2s_tf_loss")
+        st.plotly_chart(
+            token_bars(tf.rows, losses, name="−log p", title="Loss per reference token"), key="s2s_tf_loss"
+        )
 
 with tab_neck:
     base_name = checkpoint_name("seq2seq", task_name, "none")
@@ -237,8 +292,9 @@ with tab_neck:
         "must squeeze the whole source into one vector; its accuracy falls as inputs grow, while the "
         "attention models read what they need at each step."
     )
-    st.plotly_chart(length_curves(curves, unit=task.unit, highlight=bucket_label(len(src), task.buckets)),
-                    key="s2s_curve")
+    st.plotly_chart(
+        length_curves(curves, unit=task.unit, highlight=bucket_label(len(src), task.buckets)), key="s2s_curve"
+    )
     if card(base_name) is not None:
         (base,) = cached_decode(base_name, src, 1, None)
         st.markdown(f"**Your input ({len(src)} {task.unit})** through both models:")
@@ -250,11 +306,38 @@ with tab_card:
         c = card(checkpoint_name("seq2seq", task_name, s))
         if c is not None:
             m = c["test"]
-            rows.append({"scoring": SCORING_LABELS[s], "exact match": m["exact_match"],
-                         "token accuracy": m["token_accuracy"], "AER": m["aer"], "BLEU": m.get("bleu"),
-                         "params": c["params"], "training s": c["training_seconds"]})
-    st.markdown(f"All checkpoints of this task, on the same {model_card['test']['n']}-example test split "
-                f"(seed {model_card['test_seed']}, never trained on):")
+            rows.append(
+                {
+                    "scoring": SCORING_LABELS[s],
+                    "exact match": m["exact_match"],
+                    "token accuracy": m["token_accuracy"],
+                    "AER": m["aer"],
+                    "BLEU": m.get("bleu"),
+                    "params": c["params"],
+                    "training s": c["training_seconds"],
+                }
+            )
+    st.markdown(
+        f"All checkpoints of this task, on the same {model_card['test']['n']}-example test split "
+        f"(seed {model_card['test_seed']}, never trained on):"
+    )
     st.dataframe(rows, hide_index=True)
-    st.json({k: model_card[k] for k in ("name", "config", "seed", "data_seed", "n_train", "steps", "batch",
-                                        "lr", "params", "training_seconds", "device")}, expanded=False)
+    st.json(
+        {
+            k: model_card[k]
+            for k in (
+                "name",
+                "config",
+                "seed",
+                "data_seed",
+                "n_train",
+                "steps",
+                "batch",
+                "lr",
+                "params",
+                "training_seconds",
+                "device",
+            )
+        },
+        expanded=False,
+    )

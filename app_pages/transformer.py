@@ -14,10 +14,12 @@ from app_pages.common import (
     cached_head_ranking,
     cached_transformer_run,
     card,
+    from_url,
     held_out_examples,
     load_model,
     md_escape,
     quoted,
+    to_url,
     token_key,
 )
 from models.attention import MultiHeadAttention
@@ -45,6 +47,9 @@ st.markdown(
 )
 
 # --- Model and input ------------------------------------------------------------------------------
+MODES = {"example": "Example from the test split", "text": "Your own text"}
+from_url("tf_task", "task", "dates", valid=lambda v: v in TASKS)
+from_url("tf_mode", "input", MODES["example"], parse=MODES.__getitem__)
 c1, c2, c3 = st.columns([2, 2, 2])
 task_name = c1.selectbox("Task", list(TASKS), format_func=lambda n: TASKS[n].title, key="tf_task")
 available = [v for v in PRESETS if card(checkpoint_name("transformer", task_name, v)) is not None]
@@ -65,23 +70,21 @@ def variant_label(v: str) -> str:
     )
 
 
-variant = c2.selectbox(
-    "Model (head count, norm)",
-    available,
-    format_func=variant_label,
-    key="tf_variant",
-    index=available.index("h4") if "h4" in available else 0,
-)
+from_url("tf_variant", "model", "h4" if "h4" in available else available[0], valid=lambda v: v in available)
+if st.session_state["tf_variant"] not in available:  # another task may lack this variant
+    st.session_state["tf_variant"] = available[0]
+variant = c2.selectbox("Model (head count, norm)", available, format_func=variant_label, key="tf_variant")
 name = checkpoint_name("transformer", task_name, variant)
 model_card = card(name)
 cfg = model_card["config"]
 n_heads, n_layers, d_model = cfg["n_heads"], cfg["n_layers"], cfg["d_model"]
 task = TASKS[task_name]
 src_vocab = Vocab(tuple(model_card["src_vocab"]))
-mode = c3.radio("Input", ["Example from the test split", "Your own text"], key="tf_mode")
+mode = c3.radio("Input", list(MODES.values()), key="tf_mode")
 gold = None
-if mode == "Example from the test split":
+if mode == MODES["example"]:
     examples = held_out_examples(task_name)
+    from_url(f"tf_example_{task_name}", "example", 0, parse=int, valid=lambda v: 0 <= v < len(examples))
     idx = st.selectbox(
         "Example (held-out test split)",
         range(len(examples)),
@@ -91,11 +94,9 @@ if mode == "Example from the test split":
     gold = examples[idx]
     text, reference = task.joiner.join(gold.src), gold.tgt
 else:
+    from_url(f"tf_text_{task_name}", "text", task.placeholder, valid=lambda v: len(v) <= 5000)
     text = st.text_input(
-        f"Source text (at most {task.max_source} {task.unit})",
-        value=task.placeholder,
-        max_chars=5000,
-        key=f"tf_text_{task_name}",
+        f"Source text (at most {task.max_source} {task.unit})", max_chars=5000, key=f"tf_text_{task_name}"
     )
     reference = (
         task.tokenize(
@@ -103,6 +104,15 @@ else:
         )
         or None
     )
+own = mode == MODES["text"]
+to_url(
+    "tf",
+    task=task_name,
+    model=variant,
+    input="text" if own else "example",
+    example=None if own else idx,
+    text=text if own else None,
+)
 try:
     prepared = prepare(task, text, src_vocab)
 except InputError as err:

@@ -85,7 +85,8 @@ def test_controls_change_what_they_should(at):
     at.selectbox(key="s2s_task").set_value("translation").run()
     assert not at.exception
     ex = held_out_examples("translation")[0]
-    assert shown_output(at) == model_run("translation", "dot", ex.src, beam=2)[0].text
+    chosen = at.radio(key="s2s_hyp").value  # the hypothesis picked earlier stays picked
+    assert shown_output(at) == model_run("translation", "dot", ex.src, beam=2)[chosen].text
 
 
 def test_own_text_reference_and_teacher_forcing(at):
