@@ -1,0 +1,102 @@
+"""Hostile text into every text input of every page: a message or correct handling, never a
+traceback or hang. And every page runs with outbound connections refused."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+def corpus() -> dict[str, str]:
+    return {
+        "empty": "",
+        "whitespace": " \t\n  \r\n ",
+        "huge": "saturday 21 november 2026 " * 4000,  # 100 000+ characters
+        "control": "21\x00nov\x07\x1b[31m2026\x7f\u200b",
+        "emoji": "🎉🍕 21 nov 2026 😀👍🏽",
+        "korean": "2026년 11월 21일 토요일",
+        "rtl": "‏السبت ٢١ نوفمبر ٢٠٢٦ שבת",
+        "html": "<script>alert(1)</script><img src=x onerror=alert(2)> <b>b</b> **md** [a](javascript:x)",
+        "punctuation": "?!.,;:-/()[]{}'\"…",
+        "unknown": "qqq zzzz xyzzy plugh",
+    }
+
+
+TEXT_INPUTS = [  # (page, how to reach the widget, widget kind, key)
+    ("app_pages/seq2seq.py", {"s2s_mode": "Your own text"}, "text_input", "s2s_text_dates"),
+    ("app_pages/seq2seq.py", {"s2s_mode": "Your own text"}, "text_input", "s2s_ref_dates"),
+    (
+        "app_pages/seq2seq.py",
+        {"s2s_task": "translation", "s2s_mode": "Your own text"},
+        "text_input",
+        "s2s_text_translation",
+    ),
+    ("app_pages/transformer.py", {"tf_mode": "Your own text"}, "text_input", "tf_text_dates"),
+    ("app_pages/transformer.py", {"tf_mode": "Your own text"}, "text_input", "tf_ref_dates"),
+    ("app_pages/transformer.py", {}, "text_input", "tf_pg_text"),
+    ("app_pages/bert.py", {}, "text_area", "bert_a"),
+    ("app_pages/bert.py", {}, "text_input", "bert_b"),
+    ("app_pages/bert.py", {}, "text_input", "bert_folder"),
+]
+
+
+def open_page(page: str, setup: dict) -> AppTest:
+    st.cache_data.clear()
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    at.run()
+    at.switch_page(page).run()
+    for key, value in setup.items():
+        widget = at.selectbox(key=key) if key.endswith("task") else at.radio(key=key)
+        widget.set_value(value).run()
+    return at
+
+
+@pytest.mark.parametrize("page, setup, kind, key", TEXT_INPUTS, ids=[t[3] for t in TEXT_INPUTS])
+def test_every_hostile_text_in_every_input(page, setup, kind, key):
+    at = open_page(page, setup)
+    for name, text in corpus().items():
+        getattr(at, kind)(key=key).set_value(text).run()
+        assert not at.exception, (name, [e.value for e in at.exception])
+        shown = [m.value for m in at.markdown] + [e.value for e in at.error] + [w.value for w in at.warning]
+        for value in shown:  # user text reaches Markdown only escaped
+            assert "<script>" not in value, (name, value)
+        # Something useful is on screen: an output, or a message saying what to do.
+        assert at.code or at.metric or at.error or at.info or at.warning, name
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Refuse (and record) every connection to a non-loopback address in this process."""
+    attempts = []
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            attempts.append(address)
+            raise OSError(f"test: outbound connection to {address} refused")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    return attempts
+
+
+def test_every_page_works_offline(no_network):
+    at = open_page("app_pages/seq2seq.py", {"s2s_mode": "Your own text"})
+    assert at.code and not at.exception
+    for page in ("app_pages/transformer.py", "app_pages/bert.py", "app_pages/captioning.py"):
+        at.switch_page(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert at.code or at.metric, page
+    assert no_network == []
