@@ -50,11 +50,13 @@ def bench_model(task_name: str, scoring: str) -> None:
         with torch.inference_mode():
             model.greedy(ids, lens, max_len=task.max_target, return_trace=False)
 
-    print(f"{f'seq2seq-{task_name}-{scoring}':34s} {len(src):4d} "
-          f"{median_ms(greedy_plain):8.2f}ms "
-          f"{median_ms(lambda: decode(model, task, src, sv, tv)):12.2f}ms "
-          f"{median_ms(lambda: decode(model, task, src, sv, tv, beam=4), 5):11.2f}ms "
-          f"{median_ms(lambda: decode(model, task, src, sv, tv, reference=ref)):13.2f}ms")
+    print(
+        f"{f'seq2seq-{task_name}-{scoring}':34s} {len(src):4d} "
+        f"{median_ms(greedy_plain):8.2f}ms "
+        f"{median_ms(lambda: decode(model, task, src, sv, tv)):12.2f}ms "
+        f"{median_ms(lambda: decode(model, task, src, sv, tv, beam=4), 5):11.2f}ms "
+        f"{median_ms(lambda: decode(model, task, src, sv, tv, reference=ref)):13.2f}ms"
+    )
 
 
 def bench_batch(task_name: str) -> None:
@@ -72,8 +74,10 @@ def bench_batch(task_name: str) -> None:
 
 def bench_models() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'model':34s} {'len':>4s} {'greedy':>9s} {'greedy+trace':>13s} {'beam4+trace':>12s} "
-          f"{'teacher+trace':>14s}")
+    print(
+        f"{'model':34s} {'len':>4s} {'greedy':>9s} {'greedy+trace':>13s} {'beam4+trace':>12s} "
+        f"{'teacher+trace':>14s}"
+    )
     for task_name in TASKS:
         for scoring in ("additive", "dot", "general", "scaled_dot", "none"):
             bench_model(task_name, scoring)

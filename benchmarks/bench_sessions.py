@@ -73,8 +73,10 @@ def concurrent(n: int = 8) -> None:
     for t in threads:
         t.join()
     wall, each, first = time.perf_counter() - start, statistics.median(done), statistics.median(alone)
-    print(f"{n} sessions at once: wall {wall:.2f} s, per session median {each * 1000:.0f} ms "
-          f"(each alone, first run: {first * 1000:.0f} ms)")
+    print(
+        f"{n} sessions at once: wall {wall:.2f} s, per session median {each * 1000:.0f} ms "
+        f"(each alone, first run: {first * 1000:.0f} ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark (not a test): transformer forward with/without trace, and Transformer page reruns.
 
-    python benchmarks/bench_transformer.py
+python benchmarks/bench_transformer.py
 """
 
 from __future__ import annotations
@@ -55,8 +55,10 @@ def bench_page() -> None:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
     start = time.perf_counter()
     at.switch_page("app_pages/transformer.py").run()
-    print(f"\ntransformer page first run (model load, decode, 100-example accuracy): "
-          f"{(time.perf_counter() - start) * 1000:.0f} ms")
+    print(
+        f"\ntransformer page first run (model load, decode, 100-example accuracy): "
+        f"{(time.perf_counter() - start) * 1000:.0f} ms"
+    )
     toggles = [
         ("causal mask off", lambda: at.sidebar.checkbox(key="tf_causal").uncheck()),
         ("padding mask off", lambda: at.sidebar.checkbox(key="tf_padding").uncheck()),

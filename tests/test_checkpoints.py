@@ -7,7 +7,9 @@ from safetensors import safe_open
 from models.attention import SCORINGS
 from models.checkpoints import ASSETS, checkpoint_name, load_checkpoint
 from models.tasks import TASKS
+from models.tasks.scenes import generate as generate_scenes
 from models.train import TEST_SEED, TEST_SIZE, evaluate
+from models.train_captioner import evaluate as evaluate_captions
 from models.transformer import PRESETS
 
 BARS = {"dates": 0.98, "translation": 0.95}  # exact match on the test split, attention models
@@ -57,9 +59,19 @@ def test_baseline_card_matches_and_bottleneck_shows(measured, task):
     assert card["test"]["by_length"] == m["by_length"]
 
 
+def test_captioner_meets_its_bars():
+    model, card, _, v = load_checkpoint("captioner-scenes")
+    m = evaluate_captions(model, generate_scenes(TEST_SIZE, TEST_SEED, "test"), v)
+    assert m["exact_match"] >= 0.85, m["exact_match"]
+    assert m["pointing_game"] >= 0.80, m["pointing_game"]
+    assert card["test"]["exact_match"] == pytest.approx(m["exact_match"])
+    assert card["test"]["pointing_game"] == pytest.approx(m["pointing_game"])
+    assert set(m["by_object_count"]) == {"1", "2", "3"}
+
+
 def test_checkpoints_are_small_safetensors():
     weights = sorted(ASSETS.glob("*.safetensors"))
-    assert {p.stem for p in weights} == {checkpoint_name(*s) for s in SHIPPED}
+    assert {p.stem for p in weights} == {checkpoint_name(*s) for s in SHIPPED} | {"captioner-scenes"}
     for path in weights:
         assert path.stat().st_size < 2.2e6, path.name
         with safe_open(path, "pt") as f:  # a real safetensors file, not a pickle
