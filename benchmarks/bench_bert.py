@@ -31,11 +31,11 @@ def main() -> None:
         ids = torch.randint(1000, 29000, (1, n))
         ids[0, 0], ids[0, -1] = 101, 102
 
-        def ours_fwd(trace: bool):
+        def ours_fwd(trace: bool, ids=ids):
             with torch.inference_mode():
                 ours.model(ids, return_trace=trace)
 
-        def hf(attn: bool):
+        def hf(attn: bool, ids=ids):
             with torch.inference_mode():
                 ref(input_ids=ids, output_attentions=attn)
 
