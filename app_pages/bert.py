@@ -16,6 +16,7 @@ from app_pages.common import (
     from_url,
     load_bert_cached,
     md_escape,
+    model_view,
     to_url,
     token_key,
 )
@@ -23,7 +24,7 @@ from models.bert import REQUIRED_FILES, default_folder, scale_note
 from models.bert_runs import rollout
 from models.transformer import Interventions
 from models.transformer_runs import entropy
-from viz.figures import attention_heatmap, head_grid, head_lines, matrix_heatmap, step_bars
+from viz.figures import attention_heatmap, head_lines, matrix_heatmap, step_bars
 
 WINDOW = 64  # tokens shown at once in the matrix views; longer inputs get a window slider
 
@@ -162,36 +163,8 @@ with tabs[0]:
     st.caption("Left: queries; right: keys. Line opacity ∝ weight (≥ 0.05 drawn).")
 
 with tabs[1]:
-    f1, f2 = st.columns(2)
-    fl = f1.selectbox("Zoom: layer", range(n_layers), key="bert_mv_layer")
-    fh = f2.selectbox("Zoom: head", range(n_heads), key="bert_mv_head")
-    grid = run.weights[:, :, idx][:, :, :, idx]  # (L, h, n, n)
-    st.plotly_chart(
-        head_grid(
-            grid,
-            toks,
-            toks,
-            row_names=[f"L{i}" for i in range(n_layers)],
-            col_names=[f"H{h}" for h in range(n_heads)],
-            focus=(fl, fh),
-            height_per_row=120,
-        ),
-        key="bert_model_view",
-        config=PLOT_CONFIG,
-    )
-    st.plotly_chart(
-        attention_heatmap(
-            grid[fl, fh],
-            toks,
-            toks,
-            title=f"layer {fl} · head {fh}",
-            row_title="query",
-            col_title="key",
-            value_name="w",
-        ),
-        key="bert_zoom",
-        config=PLOT_CONFIG,
-    )
+    grid = run.weights[:, :, idx][:, :, :, idx]  # (L, h, n, n): the window
+    model_view(grid, toks, toks, "bert", height_per_row=120, plot_config=PLOT_CONFIG)
 
 with tabs[2]:
     n1, n2, n3 = st.columns(3)

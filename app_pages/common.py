@@ -11,12 +11,13 @@ from models import bert_runs, transformer_runs
 from models.bert import LoadedBert, load_bert
 from models.checkpoints import load_card, load_checkpoint
 from models.device import pick_device
-from models.runs import Run, decode
+from models.runs import InputError, Run, decode, prepare
 from models.tasks import TASKS
 from models.tasks.common import Example
 from models.train import TEST_SEED, TEST_SIZE
 from models.transformer import Interventions
 from models.transformer_runs import TransformerRun
+from viz.figures import attention_heatmap, head_grid
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
 
@@ -157,3 +158,55 @@ def to_url(page: str, **params) -> None:
     the view it opens, and later choices are the user's."""
     st.session_state[f"_url_loaded_{page}"] = True
     st.query_params.from_dict({k: str(v) for k, v in params.items() if v is not None})
+
+
+def checked_source(task, text: str, src_vocab, reference):
+    """Validate user text for a seq2seq-style task: show the message and stop on empty or too long
+    input; name unknown tokens; drop a reference longer than the model outputs. Returns the
+    prepared source and the reference to use."""
+    try:
+        prepared = prepare(task, text, src_vocab)
+    except InputError as err:
+        (st.info if not text.strip() else st.error)(str(err))
+        st.stop()
+    if prepared.unknown:
+        st.warning(
+            f"Not in the model's vocabulary, read as <unk>: {quoted(prepared.unknown)}. "
+            f"The model knows {len(src_vocab) - 4} source {task.unit}; expect a poor output."
+        )
+    if reference is not None and len(reference) + 1 > task.max_target:
+        st.warning(
+            f"The reference is longer than this model ever outputs ({task.max_target - 1} tokens); "
+            "teacher forcing is skipped."
+        )
+        reference = None
+    return prepared, reference
+
+
+def model_view(weights, q_tokens, k_tokens, prefix: str, *, height_per_row: int = 200, plot_config=None):
+    """Layers × heads thumbnails (weights (L, h, Tq, Tk)) and one zoomed head, chosen by select boxes."""
+    n_layers, n_heads = weights.shape[:2]
+    c1, c2 = st.columns(2)
+    layer = c1.selectbox("Zoom: layer", range(n_layers), key=f"{prefix}_mv_layer")
+    head = c2.selectbox("Zoom: head", range(n_heads), key=f"{prefix}_mv_head")
+    st.markdown("**Model view** — every layer × head (hover for exact weights); the zoomed head is outlined:")
+    grid = head_grid(
+        weights,
+        q_tokens,
+        k_tokens,
+        row_names=[f"L{i}" for i in range(n_layers)],
+        col_names=[f"H{h}" for h in range(n_heads)],
+        focus=(layer, head),
+        height_per_row=height_per_row,
+    )
+    st.plotly_chart(grid, key=f"{prefix}_model_view", config=plot_config)
+    zoom = attention_heatmap(
+        weights[layer, head],
+        q_tokens,
+        k_tokens,
+        title=f"layer {layer} · head {head}",
+        row_title="query",
+        col_title="key",
+        value_name="w",
+    )
+    st.plotly_chart(zoom, key=f"{prefix}_zoom", config=plot_config)

@@ -5,10 +5,19 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_pages.common import cached_decode, card, from_url, held_out_examples, md_escape, quoted, to_url
+from app_pages.common import (
+    cached_decode,
+    card,
+    checked_source,
+    from_url,
+    held_out_examples,
+    md_escape,
+    quoted,
+    to_url,
+)
 from models.attention import SCORINGS
 from models.checkpoints import checkpoint_name
-from models.runs import InputError, Run, prepare
+from models.runs import Run
 from models.tasks import TASKS, bucket_label
 from models.tasks.common import EOS, Vocab, aer, argmax_links
 from viz.figures import attention_heatmap, length_curves, step_bars, token_bars, vector_strips
@@ -104,25 +113,10 @@ to_url(
     text=text if own else None,
     ref=(ref_text or None) if own else None,
 )
-try:
-    prepared = prepare(task, text, src_vocab)
-except InputError as err:
-    (st.info if not text.strip() else st.error)(str(err))
-    st.stop()
+prepared, reference = checked_source(task, text, src_vocab, reference)
 src = prepared.tokens
 # Axis labels: unknown tokens are marked, so a reader sees which columns the model read as <unk>.
 labels = [f"{tok} (unk)" if tok in prepared.unknown else tok for tok in src]
-if prepared.unknown:
-    st.warning(
-        f"Not in the model's vocabulary, read as <unk>: {quoted(prepared.unknown)}. "
-        f"The model knows {len(src_vocab) - 4} source {task.unit}; expect a poor output."
-    )
-if reference is not None and len(reference) + 1 > task.max_target:
-    st.warning(
-        f"The reference is longer than this model ever outputs ({task.max_target - 1} tokens); "
-        "teacher forcing is skipped."
-    )
-    reference = None
 
 # --- Output ---------------------------------------------------------------------------------------
 runs = cached_decode(name, src, beam, None)

@@ -14,22 +14,22 @@ from app_pages.common import (
     cached_head_ranking,
     cached_transformer_run,
     card,
+    checked_source,
     from_url,
     held_out_examples,
     load_model,
     md_escape,
-    quoted,
+    model_view,
     to_url,
     token_key,
 )
 from models.attention import MultiHeadAttention
 from models.checkpoints import checkpoint_name
-from models.runs import InputError, prepare
 from models.tasks import TASKS
 from models.tasks.common import BOS, EOS, PAD, Vocab
 from models.transformer import BLOCKS, PRESETS, Interventions, sinusoids
 from models.transformer_runs import entropy
-from viz.figures import attention_heatmap, head_grid, lines, matrix_heatmap, token_bars, vector_strips
+from viz.figures import head_grid, lines, matrix_heatmap, token_bars, vector_strips
 
 BLOCK_LABELS = {
     "encoder": "encoder self-attention",
@@ -113,17 +113,8 @@ to_url(
     example=None if own else idx,
     text=text if own else None,
 )
-try:
-    prepared = prepare(task, text, src_vocab)
-except InputError as err:
-    (st.info if not text.strip() else st.error)(str(err))
-    st.stop()
+prepared, reference = checked_source(task, text, src_vocab, reference)
 src = prepared.tokens
-if prepared.unknown:
-    st.warning(f"Not in the model's vocabulary, read as <unk>: {quoted(prepared.unknown)}.")
-if reference is not None and len(reference) + 1 > task.max_target:
-    st.warning(f"The reference is longer than this model outputs ({task.max_target - 1} tokens); ignored.")
-    reference = None
 
 # --- Interventions (sidebar) ----------------------------------------------------------------------
 with st.sidebar:
@@ -326,34 +317,7 @@ with tabs[1]:
     q_tokens = view.src if hb == "encoder" else view.inputs
     k_tokens = view.src if hb != "decoder_self" else view.inputs
     grid = np.stack([view.blocks[hb][i].weights for i in range(n_layers)])  # (L, h, Tq, Tk)
-    f1, f2 = st.columns(2)
-    focus_layer = f1.selectbox("Focus layer", range(n_layers), key="tf_focus_layer")
-    focus_head = f2.selectbox("Focus head", range(n_heads), key="tf_focus_head")
-    st.markdown("**Model view** — every layer × head of this block (hover for exact weights):")
-    st.plotly_chart(
-        head_grid(
-            grid,
-            q_tokens,
-            k_tokens,
-            row_names=[f"L{i}" for i in range(n_layers)],
-            col_names=[f"H{h}" for h in range(n_heads)],
-            focus=(focus_layer, focus_head),
-            height_per_row=180 if n_heads > 4 else 240,
-        ),
-        key="tf_model_view",
-    )
-    st.plotly_chart(
-        attention_heatmap(
-            grid[focus_layer, focus_head],
-            q_tokens,
-            k_tokens,
-            title=f"{BLOCK_LABELS[hb]} · layer {focus_layer} · head {focus_head}",
-            row_title="query",
-            col_title="key",
-            value_name="w",
-        ),
-        key="tf_focus",
-    )
+    model_view(grid, q_tokens, k_tokens, "tf", height_per_row=180 if n_heads > 4 else 240)
 
 with tabs[2]:
     st.markdown(

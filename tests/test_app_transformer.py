@@ -41,7 +41,7 @@ def chart(app, key):
 
 
 def focus_weights(app):
-    heat = chart(app, "tf_focus")["data"][0]
+    heat = chart(app, "tf_zoom")["data"][0]
     return array(heat["z"])
 
 

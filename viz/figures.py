@@ -93,21 +93,12 @@ def attention_heatmap(
             )
     fig.update_layout(
         title=title,
-        xaxis=dict(
-            title=col_title,
-            tickmode="array",
-            tickvals=list(range(len(cols))),
-            ticktext=cl,
-            side="top",
-            tickangle=0 if max(map(len, cols), default=0) <= 2 else -60,
-        ),
-        yaxis=dict(
-            title=row_title,
-            tickmode="array",
-            tickvals=list(range(len(rows))),
-            ticktext=rl,
-            autorange="reversed",
-        ),
+        xaxis={
+            **_axis(cols, col_title),
+            "side": "top",
+            "tickangle": 0 if max(map(len, cols), default=0) <= 2 else -60,
+        },
+        yaxis={**_axis(rows, row_title), "autorange": "reversed"},
         height=160 + 24 * len(rows) + 5 * max(map(len, cols), default=0),
         margin=dict(l=10, r=10, t=80, b=10),
         legend=dict(orientation="h", y=-0.05),
