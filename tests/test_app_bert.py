@@ -1,19 +1,14 @@
 """The Pretrained BERT page through AppTest: views show the model's own weights; controls work."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from models.bert import default_folder, load_bert
 from models.bert_runs import encode, run
 from models.transformer import Interventions
-from tests.test_app_seq2seq import array
-
-APP = Path(__file__).resolve().parent.parent / "app.py"
+from tests.helpers import array, chart, open_app
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +18,7 @@ def bert():
 
 @pytest.fixture
 def at():
-    st.cache_data.clear()
-    app = AppTest.from_file(str(APP), default_timeout=300)
-    app.run()
-    app.switch_page("app_pages/bert.py").run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
-
-
-def chart(app, key):
-    (c,) = [c for c in app.get("plotly_chart") if key in c.proto.id]
-    return json.loads(c.proto.spec)
+    return open_app("app_pages/bert.py")
 
 
 def metric(app, label):

@@ -1,44 +1,21 @@
 """The Seq2seq alignment page, driven through AppTest: what the user sees is the model's output."""
 
-import base64
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from app_pages.common import held_out_examples, load_model
 from models.runs import decode
 from models.tasks import TASKS
-
-APP = Path(__file__).resolve().parent.parent / "app.py"
+from tests.helpers import array, chart, open_app
 
 
 @pytest.fixture
 def at():
-    st.cache_data.clear()
-    app = AppTest.from_file(str(APP), default_timeout=60)
-    app.run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
+    return open_app()
 
 
 def figure(app, key):
-    """The Plotly figure JSON of the chart with this widget key."""
-    charts = [c for c in app.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id]
-    assert charts, f"no chart {key}"
-    return json.loads(charts[0].proto.spec)
-
-
-def array(value):
-    """A Plotly array as numpy, whether sent as a list or as a base64 typed array."""
-    if isinstance(value, dict) and "bdata" in value:
-        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        shape = value.get("shape")
-        return data.reshape([int(n) for n in str(shape).split(",")]) if shape else data
-    return np.asarray(value, dtype=float)
+    return chart(app, key)
 
 
 def model_run(task_name, scoring, src, **kw):
@@ -97,8 +74,9 @@ def test_own_text_reference_and_teacher_forcing(at):
     at.text_input(key="s2s_ref_dates").set_value("1999-03-03").run()
     assert not at.exception
     losses = array(figure(at, "s2s_tf_loss")["data"][0]["y"])
-    (tf,) = model_run("dates", "additive", TASKS["dates"].tokenize("the 3rd of march, 1999"),
-                      reference=tuple("1999-03-03"))
+    (tf,) = model_run(
+        "dates", "additive", TASKS["dates"].tokenize("the 3rd of march, 1999"), reference=tuple("1999-03-03")
+    )
     np.testing.assert_allclose(losses, -tf.token_log_probs, rtol=1e-6)
 
 

@@ -1,43 +1,28 @@
 """The Transformer lab page through AppTest: every toggle reruns and changes what it should."""
 
-import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from app_pages.common import held_out_examples, load_model
 from models.tasks import TASKS
 from models.transformer import Interventions
 from models.transformer_runs import run
-from tests.test_app_seq2seq import array
+from tests.helpers import array, chart, open_app
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
 NAME = "transformer-dates-h4"
 PLAIN = Interventions()
 
 
 @pytest.fixture
 def at():
-    st.cache_data.clear()
-    app = AppTest.from_file(str(APP), default_timeout=120)
-    app.run()
-    app.switch_page("app_pages/transformer.py").run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
+    return open_app("app_pages/transformer.py")
 
 
 def model_run(iv=PLAIN, **kw):
     model, _, sv, tv = load_model(NAME)
     return run(model, TASKS["dates"], held_out_examples("dates")[0].src, sv, tv, iv, **kw)
-
-
-def chart(app, key):
-    (c,) = [c for c in app.get("plotly_chart") if key in c.proto.id]
-    return json.loads(c.proto.spec)
 
 
 def focus_weights(app):

@@ -15,8 +15,11 @@ B, TQ, TK, D = 3, 4, 6, 8
 @pytest.fixture
 def qkv():
     g = torch.Generator().manual_seed(0)
-    return (torch.randn(B, TQ, D, generator=g), torch.randn(B, TK, D, generator=g),
-            torch.randn(B, TK, D, generator=g))
+    return (
+        torch.randn(B, TQ, D, generator=g),
+        torch.randn(B, TK, D, generator=g),
+        torch.randn(B, TK, D, generator=g),
+    )
 
 
 def padding_mask(lengths):
@@ -28,8 +31,9 @@ def padding_mask(lengths):
 def test_scaled_dot_matches_sdpa(qkv, masked):
     q, k, v = qkv
     mask = padding_mask([6, 3, 1]) if masked else None
-    out, trace = Attention("scaled_dot", query_dim=D, key_dim=D)(query=q, key=k, value=v, mask=mask,
-                                                                 return_trace=True)
+    out, trace = Attention("scaled_dot", query_dim=D, key_dim=D)(
+        query=q, key=k, value=v, mask=mask, return_trace=True
+    )
     ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
     assert trace.scale == pytest.approx(1 / math.sqrt(D))
@@ -42,8 +46,9 @@ def test_each_scoring_matches_its_formula(qkv):
         att = Attention(scoring, query_dim=D, key_dim=D, attn_dim=5)
         _, trace = att(query=q, key=k, value=v, return_trace=True)
         if scoring == "additive":
-            ref = torch.einsum("a,bqka->bqk", att.v.weight[0],
-                               torch.tanh(att.w_q(q)[:, :, None] + att.w_k(k)[:, None]))
+            ref = torch.einsum(
+                "a,bqka->bqk", att.v.weight[0], torch.tanh(att.w_q(q)[:, :, None] + att.w_k(k)[:, None])
+            )
         elif scoring == "general":
             ref = torch.einsum("bqd,de,bke->bqk", q, att.w.weight, k)
         else:
@@ -55,8 +60,9 @@ def test_each_scoring_matches_its_formula(qkv):
 def test_rows_sum_to_one_and_masked_keys_get_exactly_zero(qkv):
     q, k, v = qkv
     mask = padding_mask([6, 3, 1])
-    _, trace = Attention("additive", query_dim=D, key_dim=D)(query=q, key=k, value=v, mask=mask,
-                                                             return_trace=True)
+    _, trace = Attention("additive", query_dim=D, key_dim=D)(
+        query=q, key=k, value=v, mask=mask, return_trace=True
+    )
     torch.testing.assert_close(trace.weights.sum(-1), torch.ones(B, TQ))
     full = mask.expand(B, TQ, TK)
     assert (trace.weights[~full] == 0).all()
@@ -68,8 +74,9 @@ def test_fully_masked_row_gives_zeros_not_nan(qkv):
     q, k, v = qkv
     mask = torch.ones(B, TQ, TK, dtype=torch.bool)
     mask[0, 1] = False
-    out, trace = Attention("dot", query_dim=D, key_dim=D)(query=q, key=k, value=v, mask=mask,
-                                                          return_trace=True)
+    out, trace = Attention("dot", query_dim=D, key_dim=D)(
+        query=q, key=k, value=v, mask=mask, return_trace=True
+    )
     assert torch.isfinite(out).all()
     assert (trace.weights[0, 1] == 0).all() and (out[0, 1] == 0).all()
 
@@ -91,8 +98,9 @@ def test_bad_arguments_say_how_to_fix(qkv):
     with pytest.raises(ValueError, match="bool"):
         Attention("dot", query_dim=D, key_dim=D)(query=q, key=k, value=v, mask=torch.ones(B, 1, TK))
     with pytest.raises(ValueError, match="broadcast"):
-        Attention("dot", query_dim=D, key_dim=D)(query=q, key=k, value=v,
-                                                 mask=torch.ones(B, 1, TK + 1, dtype=torch.bool))
+        Attention("dot", query_dim=D, key_dim=D)(
+            query=q, key=k, value=v, mask=torch.ones(B, 1, TK + 1, dtype=torch.bool)
+        )
     with pytest.raises(ValueError, match="query_dim == key_dim"):
         Attention("dot", query_dim=D, key_dim=D + 1)
     with pytest.raises(ValueError, match="temperature"):

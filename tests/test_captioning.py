@@ -1,21 +1,16 @@
 """Scenes, the captioner's traces, the pointing game, and the Captioning page with every source."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-import streamlit as st
 import torch
-from streamlit.testing.v1 import AppTest
 
 from models.caption_runs import caption, map_similarity
 from models.captioner import Captioner, CaptionerConfig, doubly_stochastic
 from models.images import to_tensor
 from models.tasks.scenes import COLOURS, compose, generate, split_of
 from models.train_captioner import batch, pointing_hits, vocab
+from tests.helpers import open_app
 from tests.test_images import FILES, REFUSED
-
-APP = Path(__file__).resolve().parent.parent / "app.py"
 
 
 def test_scene_captions_match_objects_and_masks():
@@ -74,12 +69,7 @@ def test_pointing_game_on_known_scenes():
 
 @pytest.fixture
 def at():
-    st.cache_data.clear()
-    app = AppTest.from_file(str(APP), default_timeout=300)
-    app.run()
-    app.switch_page("app_pages/captioning.py").run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
+    return open_app("app_pages/captioning.py")
 
 
 def test_every_image_source(at):

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
+from tests.helpers import open_app
 
 
 def corpus() -> dict[str, str]:
@@ -48,10 +46,7 @@ TEXT_INPUTS = [  # (page, how to reach the widget, widget kind, key)
 
 
 def open_page(page: str, setup: dict) -> AppTest:
-    st.cache_data.clear()
-    at = AppTest.from_file(str(APP), default_timeout=300)
-    at.run()
-    at.switch_page(page).run()
+    at = open_app(page)
     for key, value in setup.items():
         widget = at.selectbox(key=key) if key.endswith("task") else at.radio(key=key)
         widget.set_value(value).run()

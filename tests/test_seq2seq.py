@@ -35,10 +35,15 @@ def test_greedy_trace_equals_teacher_forcing_on_its_own_output(vocabs, scoring):
     (forced,) = decode(model, TASK, src, sv, tv, reference=greedy.rows[:-1] if stopped else greedy.rows)
     n = len(greedy.rows)  # an untrained model may not stop: compare the steps both ran
     for field in ("weights", "raw_scores", "contexts", "states", "token_log_probs"):
-        torch.testing.assert_close(torch.from_numpy(getattr(greedy, field)),
-                                   torch.from_numpy(getattr(forced, field)[:n]))
-    torch.testing.assert_close(torch.from_numpy(greedy.weights @ greedy.memory),
-                               torch.from_numpy(greedy.contexts), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            torch.from_numpy(getattr(greedy, field)), torch.from_numpy(getattr(forced, field)[:n])
+        )
+    torch.testing.assert_close(
+        torch.from_numpy(greedy.weights @ greedy.memory),
+        torch.from_numpy(greedy.contexts),
+        atol=1e-5,
+        rtol=1e-5,
+    )
     assert greedy.weights.sum(-1) == pytest.approx(1.0, abs=1e-5)
 
 
@@ -74,12 +79,13 @@ def test_padding_does_not_change_a_sentence(vocabs):
     src = torch.tensor([sv.encode(a) + [0] * (len(b) - len(a)), sv.encode(b)])
     with torch.inference_mode():
         ids, trace = model.greedy(src, torch.tensor([len(a), len(b)]), max_len=12, return_trace=True)
-        alone, alone_trace = model.greedy(src[:1, : len(a)], torch.tensor([len(a)]), max_len=12,
-                                          return_trace=True)
+        alone, alone_trace = model.greedy(
+            src[:1, : len(a)], torch.tensor([len(a)]), max_len=12, return_trace=True
+        )
     n = alone.shape[1]
     assert torch.equal(ids[0, :n], alone[0])
     torch.testing.assert_close(trace.weights[0, :n, : len(a)], alone_trace.weights[0])
-    assert (trace.weights[0, :, len(a):] == 0).all()  # padding gets exactly zero weight
+    assert (trace.weights[0, :, len(a) :] == 0).all()  # padding gets exactly zero weight
 
 
 def test_shared_model_across_threads_matches_serial(vocabs):
@@ -111,8 +117,9 @@ def test_prepare_refuses_empty_and_too_long(vocabs):
 
 def test_short_training_run_lowers_the_loss():
     torch.set_num_threads(2)
-    _, card = train("dates", "additive", kind="seq2seq", steps=80, n_train=400, progress=False,
-                    evaluate_splits=False)
+    _, card = train(
+        "dates", "additive", kind="seq2seq", steps=80, n_train=400, progress=False, evaluate_splits=False
+    )
     curve = [p["loss"] for p in card["loss_curve"]]
     assert curve[-1] < 0.6 * curve[0]
     assert EOS_ID == 2 and card["params"] > 0

@@ -59,7 +59,8 @@ def test_translation_rules_and_alignments():
     # det adj noun → det noun adj, the adjective agreeing with the noun's gender and number.
     adjectives = {en: es for en, es in translation.ADJECTIVES}
     nouns = {en: (es, g) for en, pl, es, g in translation.NOUNS} | {
-        pl: (es, g) for en, pl, es, g in translation.NOUNS}
+        pl: (es, g) for en, pl, es, g in translation.NOUNS
+    }
     checked = 0
     for e in examples:
         align = {j: t for t, j in e.sure}

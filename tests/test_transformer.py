@@ -77,10 +77,11 @@ def test_padding_mask_keeps_a_padded_sentence_unchanged(vocabs):
     padded = run(model, TASK, src, sv, tv, pad_to=20)
     leaky = run(model, TASK, src, sv, tv, replace(BASE, padding=False), pad_to=20)
     assert padded.rows == alone.rows
-    np.testing.assert_allclose(padded.blocks["cross"][1].weights[..., : len(src)],
-                               alone.blocks["cross"][1].weights, atol=1e-5)
-    assert (padded.blocks["encoder"][0].weights[..., len(src):] == 0).all()
-    assert (leaky.blocks["encoder"][0].weights[..., len(src):] > 0).all()
+    np.testing.assert_allclose(
+        padded.blocks["cross"][1].weights[..., : len(src)], alone.blocks["cross"][1].weights, atol=1e-5
+    )
+    assert (padded.blocks["encoder"][0].weights[..., len(src) :] == 0).all()
+    assert (leaky.blocks["encoder"][0].weights[..., len(src) :] > 0).all()
     assert padded.src[-1] == "<pad>" and len(padded.src) == 20
 
 
@@ -132,9 +133,16 @@ def test_bad_config_says_how_to_fix():
 def test_sessions_with_different_interventions_do_not_mix(vocabs):
     model, (sv, tv) = tiny(vocabs, heads=4), vocabs
     src = tokens("saturday, 21 november 2026")
-    settings = [BASE, replace(BASE, scaled=False), replace(BASE, temperature=3.0),
-                replace(BASE, positional=False), replace(BASE, ablate=frozenset({("encoder", 0, 1)})),
-                replace(BASE, hidden_keys=(2, 3)), replace(BASE, padding=False), BASE]
+    settings = [
+        BASE,
+        replace(BASE, scaled=False),
+        replace(BASE, temperature=3.0),
+        replace(BASE, positional=False),
+        replace(BASE, ablate=frozenset({("encoder", 0, 1)})),
+        replace(BASE, hidden_keys=(2, 3)),
+        replace(BASE, padding=False),
+        BASE,
+    ]
     serial = [run(model, TASK, src, sv, tv, iv).blocks["cross"][1].weights for iv in settings]
     got = [None] * len(settings)
 

@@ -1,0 +1,40 @@
+"""Shared by the page tests: open the app on a page, read Plotly figures back from AppTest."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+def open_app(page: str | None = None, **query) -> AppTest:
+    """A fresh app (caches cleared) on ``page``, with optional URL query parameters."""
+    st.cache_data.clear()
+    app = AppTest.from_file(str(APP), default_timeout=300)
+    app.query_params.update(query)
+    app.run()
+    if page is not None:
+        app.switch_page(page).run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def chart(app: AppTest, key: str) -> dict:
+    """The Plotly figure JSON of the chart whose widget key contains ``key``."""
+    (c,) = [c for c in app.get("plotly_chart") if key in c.proto.id]
+    return json.loads(c.proto.spec)
+
+
+def array(value) -> np.ndarray:
+    """A Plotly array as numpy, whether sent as a list or as a base64 typed array."""
+    if isinstance(value, dict) and "bdata" in value:
+        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        return data.reshape([int(n) for n in str(shape).split(",")]) if shape else data
+    return np.asarray(value, dtype=float)
