@@ -396,6 +396,7 @@ def head_lines(
     edges = np.linspace(threshold, 1.0, opacity_bins + 1)
     for h in heads:
         colour = HEAD_COLOURS[h % len(HEAD_COLOURS)]
+        first = True
         for b in range(opacity_bins):
             lo, hi = edges[b], edges[b + 1] + (1e-6 if b == opacity_bins - 1 else 0)
             xs, ys = [], []
@@ -414,10 +415,11 @@ def head_lines(
                         hoverinfo="skip",
                         name=f"head {h}",
                         legendgroup=f"h{h}",
-                        showlegend=b == 0,
+                        showlegend=first,
                     )
                 )
-    for x, anchor in ((0, "right"), (1, "left")):
+                first = False
+    for x, anchor in ((0, "left"), (1, "right")):  # queries' labels left of x=0, keys' right of x=1
         fig.add_trace(
             go.Scatter(
                 x=[x] * n,
