@@ -1,10 +1,14 @@
 """Show, attend and tell (Xu et al. 2015), small: a CNN grid encoder with a self-attention block,
 and an LSTM decoder with soft attention from the shared core.
 
-Encoder: 64×64 RGB (+ 2 coordinate channels, so convolutions know where they are) → 5 conv blocks
-(torchvision `Conv2dNormActivation`) → an 8×8 grid of C-dim region features → one non-local
-self-attention block (`MultiHeadAttention`, 1 head): f ← f + MHA(f + pos). Region-to-region
-weights come back in the trace.
+Encoder: 64×64 RGB (+ 2 coordinate channels, so convolutions know where they are) → 4 conv blocks
+(torchvision `Conv2dNormActivation`) → an 8×8 grid of C-dim region features a_i, each seeing only
+a 15-pixel neighbourhood → one non-local self-attention block (`MultiHeadAttention`, 1 head):
+g = a + MHA(a + pos). Region-to-region weights come back in the trace.
+The decoder attends over the *local* features a_i, and starts from the global ones (mean of g).
+Why: if every region already carried the whole image (a wide receptive field, or g), the decoder
+could read any object from anywhere and its attention would not need to point at the object —
+trained that way, captions were 98.8% right but the pointing game was 46%.
 Decoder step t:
   1) query      h_{t-1}
   2) attention  α_t = softmax(vᵀ tanh(W_h h_{t-1} + W_a a_i))        (additive, shared core)
@@ -77,11 +81,10 @@ class Captioner(nn.Module):
         self.cfg = cfg
         c = cfg.channels
         self.cnn = nn.Sequential(
-            Conv2dNormActivation(5, 32, 3, stride=2),  # 32×32
-            Conv2dNormActivation(32, 48, 3, stride=1),
-            Conv2dNormActivation(48, c, 3, stride=2),  # 16×16
-            Conv2dNormActivation(c, c, 3, stride=2),  # 8×8
-            Conv2dNormActivation(c, c, 3, stride=1),
+            Conv2dNormActivation(5, 32, 3, stride=2),  # 32×32, receptive field 3 px
+            Conv2dNormActivation(32, c, 3, stride=2),  # 16×16, 7 px
+            Conv2dNormActivation(c, c, 3, stride=2),  # 8×8, 15 px
+            Conv2dNormActivation(c, c, 1, stride=1),
         )
         self.grid = cfg.image // 8
         self.pos = nn.Parameter(torch.zeros(self.grid * self.grid, c))
@@ -94,8 +97,9 @@ class Captioner(nn.Module):
         self.lstm = nn.LSTMCell(cfg.emb_dim + c, cfg.hidden)
         self.out = nn.Linear(cfg.hidden + c + cfg.emb_dim, cfg.vocab)
 
-    def encode(self, images: Tensor) -> tuple[Tensor, MultiHeadTrace]:
-        """images (B, 3, H, W) normalised → region features (B, R, C) and the self-attention trace."""
+    def encode(self, images: Tensor) -> tuple[Tensor, Tensor, MultiHeadTrace]:
+        """images (B, 3, H, W) normalised → local region features a (B, R, C), global features
+        g = a + MHA(a + pos) (B, R, C), and the self-attention trace."""
         b, _, h, w = images.shape
         ys = torch.linspace(-1, 1, h, device=images.device).view(1, 1, h, 1).expand(b, 1, h, w)
         xs = torch.linspace(-1, 1, w, device=images.device).view(1, 1, 1, w).expand(b, 1, h, w)
@@ -103,10 +107,10 @@ class Captioner(nn.Module):
         f = f.flatten(2).transpose(1, 2)  # (B, C, R) → (B, R, C), regions in row-major order
         x = f + self.pos
         a, trace = self.self_attn(query=x, key=x, value=x, return_trace=True)
-        return f + a, trace
+        return f, f + a, trace
 
-    def init_state(self, feats: Tensor) -> tuple[Tensor, Tensor]:
-        mean = feats.mean(1)
+    def init_state(self, global_feats: Tensor) -> tuple[Tensor, Tensor]:
+        mean = global_feats.mean(1)
         return torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean))
 
     def step(self, y_prev: Tensor, state: tuple[Tensor, Tensor], feats: Tensor) -> _Step:
@@ -125,8 +129,8 @@ class Captioner(nn.Module):
 
     def forward(self, images: Tensor, tgt_in: Tensor) -> tuple[Tensor, CaptionTrace]:
         """Teacher forcing: tgt_in (B, T) = <s> w_1 … Returns logits (B, T, V) and the trace."""
-        feats, sa = self.encode(images)
-        state, steps = self.init_state(feats), []
+        feats, global_feats, sa = self.encode(images)
+        state, steps = self.init_state(global_feats), []
         for t in range(tgt_in.shape[1]):
             s = self.step(tgt_in[:, t], state, feats)
             steps.append(s)
@@ -136,8 +140,8 @@ class Captioner(nn.Module):
 
     def greedy(self, images: Tensor, *, max_len: int) -> tuple[Tensor, CaptionTrace]:
         """Batched greedy captions: ids (B, T) (</s> repeated after the end) and the trace."""
-        feats, sa = self.encode(images)
-        state = self.init_state(feats)
+        feats, global_feats, sa = self.encode(images)
+        state = self.init_state(global_feats)
         y = torch.full((images.shape[0],), BOS_ID, dtype=torch.long, device=images.device)
         done = torch.zeros_like(y, dtype=torch.bool)
         steps, tokens = [], []
@@ -153,14 +157,14 @@ class Captioner(nn.Module):
 
     def beam(self, image: Tensor, *, k: int, max_len: int) -> list[tuple[list[int], float, CaptionTrace]]:
         """Beam search for one image (1, 3, H, W); each hypothesis keeps its own attention."""
-        feats1, sa = self.encode(image)
+        feats1, global1, sa = self.encode(image)
 
         def step(y: Tensor, state):
             s = self.step(y, state, feats1.expand(len(y), -1, -1))
             return s.logits, (s.h, s.c), s
 
         found = beam_search(
-            step, self.init_state(feats1), k=k, max_len=max_len, bos=BOS_ID, eos=EOS_ID, device=image.device
+            step, self.init_state(global1), k=k, max_len=max_len, bos=BOS_ID, eos=EOS_ID, device=image.device
         )
         return [(toks, lp, _stack(hist, sa)) for toks, lp, hist in found]
 
