@@ -31,7 +31,7 @@ from models.tasks.scenes import VOCABULARY, Scene, generate
 from models.train import TEST_SEED
 
 NAME = "captioner-scenes"
-PRESET = dict(n_train=16000, steps=3000, batch=64, lr=2e-3, stochastic=0.01, max_len=20)
+PRESET = dict(n_train=16000, steps=4000, batch=64, lr=2e-3, stochastic=0.01, max_len=20)
 
 
 def vocab() -> Vocab:
