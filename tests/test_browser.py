@@ -119,13 +119,11 @@ def no_exception(page) -> None:
 
 
 def shot(page, name: str) -> None:
+    """A tall viewport (Streamlit scrolls inside the page, so a full-page shot would be cut)."""
     DOCS.mkdir(exist_ok=True)
-    height = min(2200, page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight"))
-    page.screenshot(
-        path=str(DOCS / f"{name}.png"),
-        full_page=True,
-        clip={"x": 0, "y": 0, "width": 1400, "height": max(1000, height)},
-    )
+    page.set_viewport_size({"width": 1400, "height": 1900})
+    settle(page)
+    page.screenshot(path=str(DOCS / f"{name}.png"))
 
 
 def test_seq2seq_page(server, page):

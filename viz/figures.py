@@ -439,7 +439,7 @@ def head_lines(
         yaxis=dict(visible=False, autorange="reversed"),
         height=max(300, 22 * n + 80),
         margin=dict(l=10, r=10, t=30, b=10),
-        legend=dict(orientation="h", y=1.02),
+        legend=dict(orientation="h", y=-0.02, yanchor="top"),
     )
     return fig
 
