@@ -268,7 +268,7 @@ with tabs[0]:
         "j": list(range(len(k_tokens))),
         "key token": list(k_tokens),
         "q·k": b.raw_scores[head, qi],
-        f"× {b.scale:.4f} ÷ T={b.temperature:g}": b.raw_scores[head, qi] * b.scale / b.temperature,
+        f"× {b.scale:.4f} ÷ T={b.temperature:g}": b.scaled_scores[head, qi],
         "masked (−inf = hidden)": b.masked_scores[head, qi],
         "softmax w": b.weights[head, qi],
     }

@@ -36,6 +36,7 @@ class BlockTrace:
     raw_scores: np.ndarray  # (h, Tq, Tk) q·k
     scale: float
     temperature: float
+    scaled_scores: np.ndarray  # (h, Tq, Tk) q·k × scale ÷ temperature
     masked_scores: np.ndarray  # (h, Tq, Tk) into the softmax, -inf where masked
     weights: np.ndarray  # (h, Tq, Tk)
     head_outputs: np.ndarray  # (h, Tq, d_head) weights @ v
@@ -47,11 +48,21 @@ class BlockTrace:
     def of(cls, t: MultiHeadTrace) -> BlockTrace:
         a = t.heads
         return cls(
-            x_query=_np(t.x_query[0]), x_key=_np(t.x_key[0]), q=_np(a.query[0]), k=_np(a.key[0]),
-            v=_np(a.value[0]), raw_scores=_np(a.raw_scores[0]), scale=a.scale,
-            temperature=a.temperature, masked_scores=_np(a.masked_scores[0]),
-            weights=_np(a.weights[0]), head_outputs=_np(a.output[0]), head_mask=_np(t.head_mask),
-            concat=_np(t.concat[0]), output=_np(t.output[0]),
+            x_query=_np(t.x_query[0]),
+            x_key=_np(t.x_key[0]),
+            q=_np(a.query[0]),
+            k=_np(a.key[0]),
+            v=_np(a.value[0]),
+            raw_scores=_np(a.raw_scores[0]),
+            scale=a.scale,
+            temperature=a.temperature,
+            scaled_scores=_np(a.scaled_scores[0]),
+            masked_scores=_np(a.masked_scores[0]),
+            weights=_np(a.weights[0]),
+            head_outputs=_np(a.output[0]),
+            head_mask=_np(t.head_mask),
+            concat=_np(t.concat[0]),
+            output=_np(t.output[0]),
         )
 
 
@@ -86,8 +97,14 @@ def _run(trace, src, inputs_ids, rows_ids, tgt_vocab: Vocab, joiner: str) -> Tra
 
 
 def run(
-    model: Transformer, task: Task, src: tuple[str, ...], src_vocab: Vocab, tgt_vocab: Vocab,
-    iv: Interventions = NO_INTERVENTION, *, reference: tuple[str, ...] | None = None,
+    model: Transformer,
+    task: Task,
+    src: tuple[str, ...],
+    src_vocab: Vocab,
+    tgt_vocab: Vocab,
+    iv: Interventions = NO_INTERVENTION,
+    *,
+    reference: tuple[str, ...] | None = None,
     pad_to: int = 0,
 ) -> TransformerRun:
     """Greedy decoding (or teacher forcing on ``reference``) of one source under ``iv``.
@@ -114,7 +131,11 @@ def run(
 
 
 def exact_match(
-    model: Transformer, task: Task, examples: list[Example], src_vocab: Vocab, tgt_vocab: Vocab,
+    model: Transformer,
+    task: Task,
+    examples: list[Example],
+    src_vocab: Vocab,
+    tgt_vocab: Vocab,
     iv: Interventions = NO_INTERVENTION,
 ) -> float:
     """Greedy exact match on ``examples`` (one padded batch) under ``iv``."""
@@ -127,7 +148,11 @@ def exact_match(
 
 
 def head_ranking(
-    model: Transformer, task: Task, examples: list[Example], src_vocab: Vocab, tgt_vocab: Vocab,
+    model: Transformer,
+    task: Task,
+    examples: list[Example],
+    src_vocab: Vocab,
+    tgt_vocab: Vocab,
     iv: Interventions = NO_INTERVENTION,
 ) -> list[tuple[str, int, int, float]]:
     """Each head ablated alone (on top of ``iv``): (block, layer, head, exact match), worst first."""

@@ -95,6 +95,9 @@ def test_hidden_keys_scaling_temperature_positional_ablation(vocabs):
     unscaled = run(model, TASK, src, sv, tv, replace(BASE, scaled=False))
     enc = unscaled.blocks["encoder"][0]
     assert enc.scale == 1.0
+    np.testing.assert_array_equal(enc.scaled_scores, enc.raw_scores)
+    scaled = base.blocks["encoder"][0]
+    np.testing.assert_allclose(scaled.scaled_scores, scaled.raw_scores * scaled.scale, rtol=1e-6)
     e = np.exp(enc.raw_scores - enc.raw_scores.max(-1, keepdims=True))
     np.testing.assert_allclose(enc.weights, e / e.sum(-1, keepdims=True), atol=1e-6)
     hot = run(model, TASK, src, sv, tv, replace(BASE, temperature=5.0))
