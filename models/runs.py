@@ -65,12 +65,14 @@ class Run:
     top_probs: np.ndarray  # (T, TOP_K)
 
 
-def _np(x: torch.Tensor | None) -> np.ndarray | None:
-    return None if x is None else x.detach().float().cpu().numpy()
-
-
-def _run(trace: DecodeTrace, ids: list[int], src: tuple[str, ...], memory: torch.Tensor,
-         tgt_vocab: Vocab, joiner: str) -> Run:
+def _run(
+    trace: DecodeTrace,
+    ids: list[int],
+    src: tuple[str, ...],
+    memory: torch.Tensor,
+    tgt_vocab: Vocab,
+    joiner: str,
+) -> Run:
     """Batch row 0 of ``trace`` → a Run (steps after the first </s> are dropped)."""
     t_len = ids.index(EOS_ID) + 1 if EOS_ID in ids else len(ids)
     probs = torch.softmax(trace.logits[0, :t_len], -1)  # (T, V)
@@ -99,8 +101,14 @@ def _run(trace: DecodeTrace, ids: list[int], src: tuple[str, ...], memory: torch
 
 
 def decode(
-    model: Seq2Seq, task: Task, src: tuple[str, ...], src_vocab: Vocab, tgt_vocab: Vocab,
-    *, beam: int = 1, reference: tuple[str, ...] | None = None,
+    model: Seq2Seq,
+    task: Task,
+    src: tuple[str, ...],
+    src_vocab: Vocab,
+    tgt_vocab: Vocab,
+    *,
+    beam: int = 1,
+    reference: tuple[str, ...] | None = None,
 ) -> list[Run]:
     """Free-running decoding (greedy when ``beam`` is 1, else the ``beam`` best hypotheses), or
     teacher forcing on ``reference`` (one Run whose log p is the reference's)."""

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models.tasks import TASKS
-from models.tasks.common import Vocab
+from models.tasks.common import Example, Vocab
 from models.transformer import Interventions, Transformer, TransformerConfig, sinusoids
 from models.transformer_runs import entropy, exact_match, run
 
@@ -167,7 +167,13 @@ def test_sessions_with_different_interventions_do_not_mix(vocabs):
 
 
 def test_exact_match_counts(vocabs):
+    """Half the targets are the model's own greedy outputs, half the true dates an untrained model
+    gets wrong: exact match must be exactly one half, batched and padded as on the page."""
     model, (sv, tv) = tiny(vocabs), vocabs
     examples = TASK.generate(20, 1)
-    acc = exact_match(model, TASK, examples, sv, tv)
-    assert 0.0 <= acc <= 1.0
+    own = []
+    for ex in examples[:10]:
+        rows = run(model, TASK, ex.src, sv, tv).rows
+        own.append(Example(ex.src, tuple(r for r in rows if r != "</s>"), frozenset(), frozenset()))
+    assert all(run(model, TASK, ex.src, sv, tv).text != "".join(ex.tgt) for ex in examples[10:])
+    assert exact_match(model, TASK, own + examples[10:], sv, tv) == 0.5
