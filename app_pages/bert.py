@@ -8,7 +8,11 @@ import os
 import numpy as np
 import streamlit as st
 
-from app_pages.common import (
+from models.attention import Interventions
+from models.bert import REQUIRED_FILES, default_folder, scale_note
+from runners.bert import rollout
+from runners.transformer import entropy
+from views.serving import (
     BERT_ENV,
     cached_bert_run,
     cached_neuron,
@@ -20,10 +24,6 @@ from app_pages.common import (
     to_url,
     token_key,
 )
-from models.bert import REQUIRED_FILES, default_folder, scale_note
-from models.bert_runs import rollout
-from models.transformer import Interventions
-from models.transformer_runs import entropy
 from viz.figures import attention_heatmap, head_lines, matrix_heatmap, step_bars
 
 WINDOW = 64  # tokens shown at once in the matrix views; longer inputs get a window slider

@@ -6,11 +6,11 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from app_pages.common import card, from_url, load_model, md_escape, to_url
-from models.caption_runs import SAME_MAPS, CaptionRun, caption, map_similarity
 from models.checkpoints import ASSETS
-from models.images import ImageError, load_upload, model_input
-from models.tasks.scenes import COLOURS, SHAPES, SIZES, VOCABULARY, caption_is_defined, compose, generate
+from runners.captioner import SAME_MAPS, CaptionRun, caption, map_similarity
+from tasks.images import ImageError, load_upload, model_input
+from tasks.scenes import COLOURS, SHAPES, SIZES, VOCABULARY, caption_is_defined, compose, generate
+from views.serving import card, from_url, load_model, md_escape, to_url
 from viz.figures import attention_overlay, matrix_heatmap, token_bars
 
 NAME = "captioner-scenes"
@@ -24,7 +24,7 @@ st.markdown(
 )
 model_card = card(NAME)
 if model_card is None:
-    st.error("No trained captioner in assets/. Train it with `python -m models.train_captioner`.")
+    st.error("No trained captioner in assets/. Train it with `python -m training.captioner`.")
     st.stop()
 model, _, _, vocab = load_model(NAME)
 test = model_card["test"]

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_pages.common import (
+from models.attention import SCORINGS
+from models.checkpoints import checkpoint_name
+from runners.seq2seq import Run
+from tasks import TASKS, bucket_label
+from tasks.common import EOS, Vocab, aer, argmax_links
+from views.serving import (
     cached_decode,
     card,
     checked_source,
@@ -15,11 +20,6 @@ from app_pages.common import (
     quoted,
     to_url,
 )
-from models.attention import SCORINGS
-from models.checkpoints import checkpoint_name
-from models.runs import Run
-from models.tasks import TASKS, bucket_label
-from models.tasks.common import EOS, Vocab, aer, argmax_links
 from viz.figures import attention_heatmap, length_curves, step_bars, token_bars, vector_strips
 
 SCORING_LABELS = {
@@ -64,7 +64,7 @@ model_card = card(name)
 if model_card is None:
     st.error(
         f"No trained checkpoint `{name}` in assets/. Train it with "
-        f"`python -m models.train --task {task_name} --scoring {scoring}`."
+        f"`python -m training.train --task {task_name} --scoring {scoring}`."
     )
     st.stop()
 src_vocab, tgt_vocab = Vocab(tuple(model_card["src_vocab"])), Vocab(tuple(model_card["tgt_vocab"]))

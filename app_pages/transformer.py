@@ -8,7 +8,13 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app_pages.common import (
+from models.attention import Interventions, MultiHeadAttention
+from models.checkpoints import checkpoint_name
+from models.transformer import BLOCKS, PRESETS, sinusoids
+from runners.transformer import entropy
+from tasks import TASKS
+from tasks.common import BOS, EOS, PAD, Vocab
+from views.serving import (
     FIXED_BATCH,
     cached_batch_accuracy,
     cached_head_ranking,
@@ -23,12 +29,6 @@ from app_pages.common import (
     to_url,
     token_key,
 )
-from models.attention import MultiHeadAttention
-from models.checkpoints import checkpoint_name
-from models.tasks import TASKS
-from models.tasks.common import BOS, EOS, PAD, Vocab
-from models.transformer import BLOCKS, PRESETS, Interventions, sinusoids
-from models.transformer_runs import entropy
 from viz.figures import head_grid, lines, matrix_heatmap, token_bars, vector_strips
 
 BLOCK_LABELS = {
@@ -56,7 +56,7 @@ available = [v for v in PRESETS if card(checkpoint_name("transformer", task_name
 if not available:
     st.error(
         f"No trained transformer for this task in assets/. Train one with "
-        f"`python -m models.train --model transformer --task {task_name} --variant h4`."
+        f"`python -m training.train --model transformer --task {task_name} --variant h4`."
     )
     st.stop()
 

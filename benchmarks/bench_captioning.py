@@ -13,9 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_seq2seq import median_ms  # noqa: E402
-from models.caption_runs import caption  # noqa: E402
 from models.checkpoints import ASSETS, load_checkpoint  # noqa: E402
-from models.images import load_upload, model_input  # noqa: E402
+from runners.captioner import caption  # noqa: E402
+from tasks.images import load_upload, model_input  # noqa: E402
 
 
 def main() -> None:

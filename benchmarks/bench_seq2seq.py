@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from models.checkpoints import load_checkpoint  # noqa: E402
-from models.runs import decode  # noqa: E402
-from models.tasks import TASKS  # noqa: E402
-from models.train import batch_tensors  # noqa: E402
+from runners.seq2seq import decode  # noqa: E402
+from tasks import TASKS  # noqa: E402
+from training.train import batch_tensors  # noqa: E402
 
 
 def median_ms(fn, repeat: int = 20) -> float:

@@ -17,9 +17,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_seq2seq import TEXTS, median_ms  # noqa: E402
 from models.checkpoints import checkpoint_name, load_checkpoint  # noqa: E402
-from models.tasks import TASKS  # noqa: E402
 from models.transformer import PRESETS, Interventions  # noqa: E402
-from models.transformer_runs import run  # noqa: E402
+from runners.transformer import run  # noqa: E402
+from tasks import TASKS  # noqa: E402
 
 
 def bench_model(task_name: str, variant: str) -> None:

@@ -18,6 +18,7 @@ zero output (a plain softmax would give NaN).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,6 +50,61 @@ class AttentionTrace:
     masked_scores: Tensor  # (B, [h,] Tq, Tk)  -inf where masked
     weights: Tensor  # (B, [h,] Tq, Tk)  softmax over the last axis
     output: Tensor  # (B, [h,] Tq, d_v)  weights @ value
+
+
+@dataclass(frozen=True)
+class Interventions:
+    """What to change in one forward pass, for any model on this core. The default changes
+    nothing. Frozen and hashable: a cache key, passed per call — a shared cached model is never
+    switched into a mode. Fields a model does not have (a causal mask in BERT) are ignored by it."""
+
+    causal: bool = True  # decoder self-attention may not look ahead (teacher forcing only)
+    padding: bool = True  # padding keys are hidden
+    hidden_keys: tuple[int, ...] = ()  # source positions no query may attend to
+    scaled: bool = True  # divide q·k by sqrt(d_k)
+    temperature: float = 1.0  # divide the attention logits by this
+    ablate: frozenset[tuple[str, int, int]] = frozenset()  # (block, layer, head) switched off
+    positional: bool = True  # add the positional encoding
+
+    def head_mask(self, block: str, layer: int, n_heads: int, device=None) -> Tensor | None:
+        """(h,) multiplier per head of one block and layer (0 = switched off); None if none is."""
+        off = [h for b, i, h in self.ablate if b == block and i == layer]
+        if not off:
+            return None
+        mask = torch.ones(n_heads, device=device)
+        mask[off] = 0.0
+        return mask
+
+    def attention_kwargs(
+        self, block: str, layer: int, n_heads: int, device=None, *, return_trace: bool = False
+    ) -> dict:
+        """The per-call arguments of `MultiHeadAttention` for one block and layer."""
+        return dict(
+            temperature=self.temperature,
+            scaled=self.scaled,
+            head_mask=self.head_mask(block, layer, n_heads, device),
+            return_trace=return_trace,
+        )
+
+
+NO_INTERVENTION = Interventions()
+
+
+def keys_kept(
+    batch: int,
+    n_keys: int,
+    *,
+    hidden: Sequence[int] = (),
+    lengths: Tensor | None = None,
+    device=None,
+) -> Tensor:
+    """(B, Tk) bool, True on keys a query may attend to: inside each row's length (when
+    ``lengths`` is given) and not among the ``hidden`` positions (out-of-range ones ignored)."""
+    keep = torch.ones(batch, n_keys, dtype=torch.bool, device=device)
+    if lengths is not None:
+        keep &= torch.arange(n_keys, device=device)[None] < lengths.to(device)[:, None]
+    keep[:, [j for j in hidden if 0 <= j < n_keys]] = False
+    return keep
 
 
 def check_mask(mask: Tensor | None, scores: Tensor) -> None:

@@ -25,8 +25,7 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
-from models.attention import MultiHeadAttention, MultiHeadTrace
-from models.transformer import NO_INTERVENTION, Interventions
+from models.attention import NO_INTERVENTION, Interventions, MultiHeadAttention, MultiHeadTrace, keys_kept
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
@@ -119,13 +118,9 @@ class BertEncoder(nn.Module):
                 f"{t} tokens exceed the model's {self.cfg.max_position_embeddings}; truncate first."
             )
         types = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
-        keep = (
-            torch.ones(b, t, dtype=torch.bool, device=input_ids.device)
-            if attention_mask is None
-            else attention_mask
-        )
-        keep = keep.clone()
-        keep[:, [j for j in iv.hidden_keys if 0 <= j < t]] = False
+        keep = keys_kept(b, t, hidden=iv.hidden_keys, device=input_ids.device)
+        if attention_mask is not None:
+            keep &= attention_mask
         mask = keep[:, None, None, :]  # (B, 1, 1, T): every query, every head
         # 1) Embeddings: word + position + segment, layer-normed.
         x = self.word(input_ids) + self.segment(types)
@@ -134,21 +129,10 @@ class BertEncoder(nn.Module):
         x = self.emb_norm(x)
         hidden, traces = [x], []
         for i, layer in enumerate(self.layers):
-            heads = [h for blk, li, h in iv.ablate if blk == "encoder" and li == i]
-            head_mask = None
-            if heads:
-                head_mask = torch.ones(self.cfg.num_attention_heads, device=x.device)
-                head_mask[heads] = 0.0
-            x, trace = layer(
-                x,
-                mask=mask,
-                kw=dict(
-                    temperature=iv.temperature,
-                    scaled=iv.scaled,
-                    head_mask=head_mask,
-                    return_trace=return_trace,
-                ),
+            kw = iv.attention_kwargs(
+                "encoder", i, self.cfg.num_attention_heads, x.device, return_trace=return_trace
             )
+            x, trace = layer(x, mask=mask, kw=kw)
             hidden.append(x)
             traces.append(trace)
         return BertOutput(tuple(hidden), tuple(traces) if return_trace else None)

@@ -33,8 +33,8 @@ from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation
 
 from models.attention import Attention, AttentionTrace, MultiHeadAttention, MultiHeadTrace
-from models.decoding import beam_search
-from models.seq2seq import BOS_ID, EOS_ID
+from models.decoding import beam_search, greedy_search
+from tasks.common import BOS_ID, EOS_ID
 
 
 @dataclass(frozen=True)
@@ -150,30 +150,37 @@ class Captioner(nn.Module):
     def greedy(self, images: Tensor, *, max_len: int) -> tuple[Tensor, CaptionTrace]:
         """Batched greedy captions: ids (B, T) (</s> repeated after the end) and the trace."""
         feats, global_feats, sa = self.encode(images)
-        state = self.init_state(global_feats)
-        y = torch.full((images.shape[0],), BOS_ID, dtype=torch.long, device=images.device)
-        done = torch.zeros_like(y, dtype=torch.bool)
-        steps, tokens = [], []
-        for _ in range(max_len):
-            s = self.step(y, state, feats)
-            y = torch.where(done, EOS_ID, s.logits.argmax(-1))
-            steps.append(s)
-            tokens.append(y)
-            state, done = (s.h, s.c), done | (y == EOS_ID)
-            if done.all():
-                break
-        return torch.stack(tokens, 1), _stack(steps, sa)
+        ids, steps = greedy_search(
+            self._search_step(feats),
+            self.init_state(global_feats),
+            batch=images.shape[0],
+            max_len=max_len,
+            bos=BOS_ID,
+            eos=EOS_ID,
+            device=images.device,
+        )
+        return ids, _stack(steps, sa)
+
+    def _search_step(self, feats: Tensor):
+        """A `models.decoding` step over ``feats`` (1 or n rows; expanded to the n hypotheses)."""
+
+        def step(y: Tensor, state: tuple[Tensor, Tensor]):
+            s = self.step(y, state, feats.expand(len(y), -1, -1))
+            return s.logits, (s.h, s.c), s
+
+        return step
 
     def beam(self, image: Tensor, *, k: int, max_len: int) -> list[tuple[list[int], float, CaptionTrace]]:
         """Beam search for one image (1, 3, H, W); each hypothesis keeps its own attention."""
         feats1, global1, sa = self.encode(image)
-
-        def step(y: Tensor, state):
-            s = self.step(y, state, feats1.expand(len(y), -1, -1))
-            return s.logits, (s.h, s.c), s
-
         found = beam_search(
-            step, self.init_state(global1), k=k, max_len=max_len, bos=BOS_ID, eos=EOS_ID, device=image.device
+            self._search_step(feats1),
+            self.init_state(global1),
+            k=k,
+            max_len=max_len,
+            bos=BOS_ID,
+            eos=EOS_ID,
+            device=image.device,
         )
         return [(toks, lp, _stack(hist, sa)) for toks, lp, hist in found]
 

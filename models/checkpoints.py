@@ -16,8 +16,8 @@ from torch import nn
 from models.captioner import Captioner, CaptionerConfig
 from models.device import pick_device
 from models.seq2seq import Seq2Seq, Seq2SeqConfig
-from models.tasks.common import Vocab
 from models.transformer import Transformer, TransformerConfig
+from tasks.common import Vocab
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 KINDS: dict[str, tuple[type[nn.Module], type]] = {
@@ -43,7 +43,7 @@ def load_card(name: str, folder: Path = ASSETS) -> dict:
     path = folder / f"{name}.json"
     if not path.exists():
         raise FileNotFoundError(
-            f"no model card {path}; train it with `python -m models.train` (see README)."
+            f"no model card {path}; train it with `python -m training.train` (see README)."
         )
     return json.loads(path.read_text())
 

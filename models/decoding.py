@@ -1,4 +1,4 @@
-"""Beam search shared by every recurrent decoder (seq2seq, captioner).
+"""Greedy and beam search, shared by every recurrent decoder (seq2seq, captioner).
 
 A decoder supplies ``step(y_prev (n,), state) -> (logits (n, V), new_state, record)``, where
 ``state`` and ``record`` are tensors, tuples or dataclasses of tensors with the n hypotheses on
@@ -28,6 +28,32 @@ def take(obj: Any, rows: int | list[int]) -> Any:
     if isinstance(obj, tuple):
         return tuple(take(x, rows) for x in obj)
     return obj
+
+
+def greedy_search(
+    step: Callable[[Tensor, Any], tuple[Tensor, Any, Any]],
+    state: Any,
+    *,
+    batch: int,
+    max_len: int,
+    bos: int,
+    eos: int,
+    device: torch.device,
+) -> tuple[Tensor, list[Any]]:
+    """Batched greedy decoding with the same ``step`` as `beam_search`. Returns ids (B, T) — after
+    a row's ``eos``, ``eos`` repeated — and every step's record; stops when all rows are done."""
+    y = torch.full((batch,), bos, dtype=torch.long, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    tokens, records = [], []
+    for _ in range(max_len):
+        logits, state, record = step(y, state)
+        y = torch.where(done, eos, logits.argmax(-1))
+        tokens.append(y)
+        records.append(record)
+        done |= y == eos
+        if done.all():
+            break
+    return torch.stack(tokens, 1), records
 
 
 def beam_search(

@@ -22,10 +22,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from models.attention import SCORINGS, Attention, AttentionTrace
-from models.decoding import beam_search
-from models.tasks.common import BOS, EOS, SPECIALS
-
-BOS_ID, EOS_ID = SPECIALS.index(BOS), SPECIALS.index(EOS)
+from models.decoding import beam_search, greedy_search
+from tasks.common import BOS_ID, EOS_ID
 
 
 @dataclass(frozen=True)
@@ -180,20 +178,31 @@ class Seq2Seq(nn.Module):
     ) -> tuple[Tensor, DecodeTrace | None]:
         """Batched greedy decoding. Returns ids (B, T) (after </s>: </s> repeated) and a trace."""
         enc = self.encode(src, src_lens)
-        state = self.init_state(enc)
-        y = torch.full((src.shape[0],), BOS_ID, dtype=torch.long, device=src.device)
-        done = torch.zeros_like(y, dtype=torch.bool)
-        steps, tokens = [], []
-        for _ in range(max_len):
-            s = self.step(y, state, enc, trace=return_trace)
-            y = torch.where(done, EOS_ID, s.logits.argmax(-1))
-            steps.append(s)
-            tokens.append(y)
-            state, done = s.state, done | (y == EOS_ID)
-            if done.all():
-                break
-        ids = torch.stack(tokens, 1)  # (B, T)
+        ids, steps = greedy_search(
+            self._search_step(enc, trace=return_trace),
+            self.init_state(enc),
+            batch=src.shape[0],
+            max_len=max_len,
+            bos=BOS_ID,
+            eos=EOS_ID,
+            device=src.device,
+        )
         return ids, (_stack(steps, ids) if return_trace else None)
+
+    def _search_step(self, enc: Encoded, *, trace: bool):
+        """A `models.decoding` step over ``enc`` (1 or n rows; expanded to the n hypotheses)."""
+
+        def step(y: Tensor, state: Tensor):
+            n = len(y)
+            rows = Encoded(
+                memory=enc.memory.expand(n, -1, -1),
+                final=enc.final.expand(n, -1),
+                mask=enc.mask.expand(n, -1, -1),
+            )
+            s = self.step(y, state, rows, trace=trace)
+            return s.logits, s.state, s
+
+        return step
 
     def beam(self, src: Tensor, *, k: int, max_len: int) -> list[Hypothesis]:
         """Beam search for one source (1, S). Every hypothesis keeps its own attention per step.
@@ -203,19 +212,14 @@ class Seq2Seq(nn.Module):
         if src.shape[0] != 1:
             raise ValueError("beam() takes one source sentence, shape (1, S).")
         enc1 = self.encode(src, torch.tensor([src.shape[1]]))
-
-        def step(y: Tensor, state: Tensor):
-            n = len(y)
-            enc = Encoded(
-                memory=enc1.memory.expand(n, -1, -1),
-                final=enc1.final.expand(n, -1),
-                mask=enc1.mask.expand(n, -1, -1),
-            )
-            s = self.step(y, state, enc, trace=True)
-            return s.logits, s.state, s
-
         found = beam_search(
-            step, self.init_state(enc1), k=k, max_len=max_len, bos=BOS_ID, eos=EOS_ID, device=src.device
+            self._search_step(enc1, trace=True),
+            self.init_state(enc1),
+            k=k,
+            max_len=max_len,
+            bos=BOS_ID,
+            eos=EOS_ID,
+            device=src.device,
         )
         return [
             Hypothesis(toks, lp, _stack(hist, torch.tensor([toks], device=src.device)))

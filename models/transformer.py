@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from models.attention import MultiHeadAttention, MultiHeadTrace
-from models.seq2seq import BOS_ID, EOS_ID
+from models.attention import NO_INTERVENTION, Interventions, MultiHeadAttention, MultiHeadTrace, keys_kept
+from tasks.common import BOS_ID, EOS_ID
 
 BLOCKS = ("encoder", "decoder_self", "cross")
 
@@ -52,22 +52,6 @@ PRESETS: dict[str, dict] = {
     "h8": dict(n_heads=8),
     "h4-post": dict(n_heads=4, norm="post"),
 }
-
-
-@dataclass(frozen=True)
-class Interventions:
-    """What to change in one forward pass. The default changes nothing. Hashable (a cache key)."""
-
-    causal: bool = True  # decoder self-attention may not look ahead (teacher forcing only)
-    padding: bool = True  # padding keys are hidden
-    hidden_keys: tuple[int, ...] = ()  # source positions no query may attend to (encoder and cross)
-    scaled: bool = True  # divide q·k by sqrt(d_k)
-    temperature: float = 1.0  # divide the attention logits by this
-    ablate: frozenset[tuple[str, int, int]] = frozenset()  # (block, layer, head) switched off
-    positional: bool = True  # add the sinusoidal positional encoding
-
-
-NO_INTERVENTION = Interventions()
 
 
 @dataclass(frozen=True)
@@ -162,29 +146,18 @@ class Transformer(nn.Module):
         x = emb(ids) * math.sqrt(self.cfg.d_model)  # (B, T, d)
         return x + self.pe[: ids.shape[1]] if iv.positional else x
 
-    def _attn_kwargs(self, iv: Interventions, block: str, layer: int, device) -> dict:
-        heads = [h for b, i, h in iv.ablate if b == block and i == layer]
-        head_mask = None
-        if heads:
-            head_mask = torch.ones(self.cfg.n_heads, device=device)
-            head_mask[heads] = 0.0
-        return dict(temperature=iv.temperature, scaled=iv.scaled, head_mask=head_mask)
-
     def source_mask(self, src_lens: Tensor, s_len: int, iv: Interventions, device) -> Tensor | None:
         """(B, 1, 1, S) True where a query may look; None when nothing is hidden."""
-        keep = torch.ones(len(src_lens), s_len, dtype=torch.bool, device=device)
-        if iv.padding:
-            keep &= torch.arange(s_len, device=device)[None] < src_lens.to(device)[:, None]
-        hidden = [j for j in iv.hidden_keys if 0 <= j < s_len]
-        keep[:, hidden] = False
+        lengths = src_lens if iv.padding else None
+        keep = keys_kept(len(src_lens), s_len, hidden=iv.hidden_keys, lengths=lengths, device=device)
         return None if keep.all() else keep[:, None, None, :]
 
     def encode(self, src: Tensor, src_lens: Tensor, iv: Interventions, trace: bool):
         mask = self.source_mask(src_lens, src.shape[1], iv, src.device)
         x, traces = self.embed(self.src_emb, src, iv), []
         for i, layer in enumerate(self.encoder):
-            x, t, _ = layer(x, self_mask=mask,
-                            kw_self=dict(self._attn_kwargs(iv, "encoder", i, src.device), return_trace=trace))
+            kw = iv.attention_kwargs("encoder", i, self.cfg.n_heads, src.device, return_trace=trace)
+            x, t, _ = layer(x, self_mask=mask, kw_self=kw)
             traces.append(t)
         return self.enc_norm(x), mask, traces
 
@@ -199,8 +172,8 @@ class Transformer(nn.Module):
         for i, layer in enumerate(self.decoder):
             x, ts, tc = layer(
                 x, self_mask=keep, memory=memory, cross_mask=src_mask,
-                kw_self=dict(self._attn_kwargs(iv, "decoder_self", i, dev), return_trace=trace),
-                kw_cross=dict(self._attn_kwargs(iv, "cross", i, dev), return_trace=trace),
+                kw_self=iv.attention_kwargs("decoder_self", i, self.cfg.n_heads, dev, return_trace=trace),
+                kw_cross=iv.attention_kwargs("cross", i, self.cfg.n_heads, dev, return_trace=trace),
             )
             selfs.append(ts)
             crosses.append(tc)

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from models.attention import Interventions
 from models.bert import default_folder, load_bert
-from models.bert_runs import encode, run
-from models.transformer import Interventions
+from runners.bert import encode, run
 from tests.helpers import array, chart, open_app
 
 

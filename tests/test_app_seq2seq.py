@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from app_pages.common import held_out_examples, load_model
-from models.runs import decode
-from models.tasks import TASKS
+from runners.seq2seq import decode
+from tasks import TASKS
 from tests.helpers import array, chart, open_app
+from views.serving import held_out_examples, load_model
 
 
 @pytest.fixture

@@ -5,11 +5,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from app_pages.common import held_out_examples, load_model
-from models.tasks import TASKS
-from models.transformer import Interventions
-from models.transformer_runs import run
+from models.attention import Interventions
+from runners.transformer import run
+from tasks import TASKS
 from tests.helpers import array, chart, open_app
+from views.serving import held_out_examples, load_model
 
 NAME = "transformer-dates-h4"
 PLAIN = Interventions()

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from models.attention import Interventions
 from models.bert import default_folder, load_bert
-from models.bert_runs import encode, neuron, pair_similarity, rollout, run
-from models.transformer import Interventions
+from runners.bert import encode, neuron, pair_similarity, rollout, run
 
 TOL = 1e-4  # hidden states and attention weights, absolute
 SENTENCES = {

@@ -24,9 +24,9 @@ import pytest
 from PIL import Image
 
 from models.checkpoints import load_checkpoint
-from models.runs import decode
-from models.tasks import TASKS
-from models.tasks.scenes import generate
+from runners.seq2seq import decode
+from tasks import TASKS
+from tasks.scenes import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

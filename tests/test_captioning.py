@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from models.caption_runs import caption, map_similarity
 from models.captioner import Captioner, CaptionerConfig, doubly_stochastic
-from models.images import to_tensor
-from models.tasks.scenes import COLOURS, compose, generate, split_of
-from models.train_captioner import batch, pointing_hits, vocab
+from runners.captioner import caption, map_similarity
+from tasks.common import split_of
+from tasks.images import to_tensor
+from tasks.scenes import COLOURS, compose, generate
 from tests.helpers import open_app
 from tests.test_images import FILES, REFUSED
+from training.captioner import batch, pointing_hits, vocab
 
 
 def test_scene_captions_match_objects_and_masks():
@@ -101,8 +102,8 @@ def test_every_hostile_upload(at, name):
 
 
 def test_upload_caption_is_the_models_own(at):
-    from app_pages.common import load_model
-    from models.images import load_upload, model_input
+    from tasks.images import load_upload, model_input
+    from views.serving import load_model
 
     scene = generate(1, 123)[0]
     import io

@@ -6,11 +6,11 @@ from safetensors import safe_open
 
 from models.attention import SCORINGS
 from models.checkpoints import ASSETS, checkpoint_name, load_checkpoint
-from models.tasks import TASKS
-from models.tasks.scenes import generate as generate_scenes
-from models.train import TEST_SEED, TEST_SIZE, evaluate
-from models.train_captioner import evaluate as evaluate_captions
 from models.transformer import PRESETS
+from tasks import TASKS
+from tasks.scenes import generate as generate_scenes
+from training.captioner import evaluate as evaluate_captions
+from training.train import TEST_SEED, TEST_SIZE, evaluate
 
 BARS = {"dates": 0.98, "translation": 0.95}  # exact match on the test split, attention models
 AER_BAR = 0.15  # at least one seq2seq scoring function per task

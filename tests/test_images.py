@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.images import DISPLAY_SIDE, ImageError, load_upload, model_input, to_tensor
+from tasks.images import DISPLAY_SIDE, ImageError, load_upload, model_input, to_tensor
 
 
 def png(img: Image.Image, **kw) -> bytes:

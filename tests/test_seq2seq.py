@@ -5,11 +5,11 @@ import threading
 import pytest
 import torch
 
-from models.runs import InputError, decode, prepare
-from models.seq2seq import EOS_ID, Seq2Seq, Seq2SeqConfig
-from models.tasks import TASKS
-from models.tasks.common import Vocab
-from models.train import train
+from models.seq2seq import Seq2Seq, Seq2SeqConfig
+from runners.seq2seq import InputError, decode, prepare
+from tasks import TASKS
+from tasks.common import EOS_ID, Vocab
+from training.train import train
 
 TASK = TASKS["dates"]
 

@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 
-from models.tasks import TASKS, bucket_label, dates, translation
-from models.tasks.common import Vocab, aer, argmax_links, corpus_aer, split_of
+from tasks import TASKS, bucket_label, dates, translation
+from tasks.common import Vocab, aer, argmax_links, corpus_aer, split_of
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
@@ -15,7 +15,7 @@ def test_seeded_and_splits_disjoint(name):
     train = {ex.src for ex in task.generate(600, 1, "train")}
     test = {ex.src for ex in task.generate(300, 2, "test")}
     assert not train & test
-    assert all(split_of(src, task.joiner) == "test" for src in test)
+    assert all(split_of(task.joiner.join(src)) == "test" for src in test)
 
 
 def test_date_targets_and_copied_digits():

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from models.tasks import TASKS
-from models.tasks.common import Example, Vocab
-from models.transformer import Interventions, Transformer, TransformerConfig, sinusoids
-from models.transformer_runs import entropy, exact_match, run
+from models.attention import Interventions
+from models.transformer import Transformer, TransformerConfig, sinusoids
+from runners.transformer import entropy, exact_match, run
+from tasks import TASKS
+from tasks.common import Example, Vocab
 
 TASK = TASKS["dates"]
 BASE = Interventions()

@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from models.attention import NO_INTERVENTION, Interventions, keys_kept
 from models.bert import LoadedBert, sentence_embedding
-from models.runs import INFERENCE_LOCK
-from models.transformer import NO_INTERVENTION, Interventions
+from runners.seq2seq import INFERENCE_LOCK
 
 MAX_CHARS = 20_000  # far more text than 512 tokens can hold; longer input is cut before tokenising
 
@@ -67,8 +67,7 @@ def _forward(loaded: LoadedBert, enc: Encoding, iv: Interventions, trace: bool):
     types = torch.tensor([enc.type_ids], device=device)
     with INFERENCE_LOCK, torch.inference_mode():
         out = loaded.model(ids, token_type_ids=types, iv=iv, return_trace=trace)
-        keep = torch.ones_like(ids, dtype=torch.bool)
-        keep[:, [j for j in iv.hidden_keys if 0 <= j < ids.shape[1]]] = False
+        keep = keys_kept(1, ids.shape[1], hidden=iv.hidden_keys, device=device)
         emb = sentence_embedding(out.last_hidden_state, keep)[0]
     return out, emb.float().cpu().numpy()
 

@@ -8,9 +8,8 @@ import numpy as np
 import torch
 
 from models.captioner import Captioner, CaptionTrace
-from models.runs import INFERENCE_LOCK
-from models.seq2seq import EOS_ID
-from models.tasks.common import Vocab
+from runners.seq2seq import INFERENCE_LOCK
+from tasks.common import EOS_ID, Vocab
 
 MAX_WORDS = 20
 SAME_MAPS = 0.9  # mean pairwise cosine of per-word maps above this: the maps barely move

@@ -7,16 +7,17 @@ import re
 
 import streamlit as st
 
-from models import bert_runs, transformer_runs
+from models.attention import Interventions
 from models.bert import LoadedBert, load_bert
 from models.checkpoints import load_card, load_checkpoint
 from models.device import pick_device
-from models.runs import InputError, Run, decode, prepare
-from models.tasks import TASKS
-from models.tasks.common import Example
-from models.train import TEST_SEED, TEST_SIZE
-from models.transformer import Interventions
-from models.transformer_runs import TransformerRun
+from runners import bert as bert_runs
+from runners import transformer as transformer_runs
+from runners.seq2seq import InputError, Run, decode, prepare
+from runners.transformer import TransformerRun
+from tasks import TASKS
+from tasks.common import Example
+from training.train import TEST_SEED, TEST_SIZE
 from viz.figures import attention_heatmap, head_grid
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(len(SPECIALS))  # the same ids in every vocabulary
 Link = tuple[int, int]  # (target index, source index)
 
 
@@ -37,18 +38,24 @@ def distinct(
     out, seen = [], set()
     while len(out) < n:
         ex = make(rng)
-        if ex.src in seen or (split is not None and split_of(ex.src, joiner) != split):
+        if ex.src in seen or (split is not None and split_of(joiner.join(ex.src)) != split):
             continue
         seen.add(ex.src)
         out.append(ex)
     return out
 
 
-def split_of(src: Sequence[str], joiner: str) -> str:
-    """'train' (80%), 'val' (10%) or 'test' (10%), fixed by the source text alone."""
-    digest = hashlib.sha256(joiner.join(src).encode()).digest()
+def split_of(key: str) -> str:
+    """'train' (80%), 'val' (10%) or 'test' (10%), fixed by the example's key alone (a source
+    text, a scene layout): the same key can never land in two splits."""
+    digest = hashlib.sha256(key.encode()).digest()
     bucket = int.from_bytes(digest[:4], "big") % 100
     return "train" if bucket < 80 else "val" if bucket < 90 else "test"
+
+
+def length_to_eos(ids: Sequence[int]) -> int:
+    """How many of ``ids`` an output really has: up to and including the first </s>, else all."""
+    return ids.index(EOS_ID) + 1 if EOS_ID in ids else len(ids)
 
 
 @dataclass(frozen=True)

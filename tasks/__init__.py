@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from models.tasks import dates, translation
-from models.tasks.common import Example
+from tasks import dates, translation
+from tasks.common import Example
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.seq2seq import EOS_ID, DecodeTrace, Seq2Seq
-from models.tasks import Task
-from models.tasks.common import BOS, EOS, Vocab
+from models.seq2seq import DecodeTrace, Seq2Seq
+from tasks import Task
+from tasks.common import BOS, EOS, EOS_ID, Vocab
 
 INFERENCE_LOCK = threading.Lock()
 TOP_K = 5

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 
-from models.tasks.common import Example, distinct
+from tasks.common import Example, distinct
 
 # English singular, English plural, target singular, gender ("m"/"f").
 NOUNS = [

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from models.tasks.common import Example, distinct
+from tasks.common import Example, distinct
 
 MONTHS = (
     "january february march april may june july august september october november december"

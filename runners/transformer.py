@@ -1,7 +1,7 @@
 """The transformer on one input (or a small fixed batch) → numpy for the Transformer page.
 
 Every array is batch row 0 of the model's own `TransformerTrace`; nothing is recomputed here.
-Same lock and `inference_mode` as `models.runs`.
+Same lock and `inference_mode` as `runners.seq2seq`.
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from models.attention import MultiHeadTrace
-from models.runs import INFERENCE_LOCK
-from models.seq2seq import EOS_ID
-from models.tasks import Task
-from models.tasks.common import BOS, EOS, PAD, Example, Vocab
-from models.train import batch_tensors
-from models.transformer import BLOCKS, NO_INTERVENTION, Interventions, Transformer
+from models.attention import NO_INTERVENTION, Interventions, MultiHeadTrace
+from models.transformer import BLOCKS, Transformer
+from runners.seq2seq import INFERENCE_LOCK
+from tasks import Task
+from tasks.common import BOS, EOS, EOS_ID, PAD, Example, Vocab
+from training.train import batch_tensors
 
 
 def _np(x: torch.Tensor | None) -> np.ndarray | None:

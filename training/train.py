@@ -1,8 +1,8 @@
 """Train and evaluate checkpoints; writes assets/<name>.safetensors + <name>.json.
 
-    python -m models.train --task dates --scoring additive                 # seq2seq (GRU)
-    python -m models.train --task translation --scoring all                # 4 scorings + the baseline
-    python -m models.train --model transformer --task dates --variant h4   # h1 h2 h4 h8 h4-post, all
+    python -m training.train --task dates --scoring additive                 # seq2seq (GRU)
+    python -m training.train --task translation --scoring all                # 4 scorings + the baseline
+    python -m training.train --model transformer --task dates --variant h4   # h1 h2 h4 h8 h4-post, all
 
 Seeded end to end (data, init, batch order); a tqdm bar shows loss. The test split (fixed seed,
 disjoint from training by construction) is only ever evaluated, never trained on.
@@ -24,9 +24,9 @@ from tqdm import tqdm
 from models.attention import SCORINGS
 from models.checkpoints import ASSETS, KINDS, checkpoint_name, save_checkpoint
 from models.device import pick_device
-from models.tasks import TASKS, Task, bucket_label
-from models.tasks.common import BOS, EOS, Example, Vocab, argmax_links, corpus_aer
 from models.transformer import PRESETS as TRANSFORMER_VARIANTS
+from tasks import TASKS, Task, bucket_label
+from tasks.common import BOS, EOS, Example, Vocab, argmax_links, corpus_aer
 
 TEST_SEED = 20261121  # the test split is the same whatever seed trains the model
 TEST_SIZE = 1000

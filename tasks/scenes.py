@@ -12,7 +12,6 @@ Augmentation: background tint, pixel noise, colour jitter, hand-drawn outlines.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from tasks.common import split_of
 
 SIZE = 64  # image side in pixels
 SUPER = 3  # draw at 3× and downscale, for smooth edges
@@ -210,11 +211,6 @@ def caption_is_defined(objects: Sequence[tuple[str, str, str, float, float]]) ->
         for i, j in pairs
     )
     return apart and (len(centres) == 1 or _unambiguous(centres))
-
-
-def split_of(key: str) -> str:
-    bucket = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % 100
-    return "train" if bucket < 80 else "val" if bucket < 90 else "test"
 
 
 def generate(n: int, seed: int, split: str | None = None) -> list[Scene]:

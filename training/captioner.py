@@ -1,6 +1,6 @@
 """Train and evaluate the captioner; writes assets/captioner-scenes.safetensors + .json.
 
-    python -m models.train_captioner            # seeded; a tqdm bar shows the loss
+    python -m training.captioner            # seeded; a tqdm bar shows the loss
 
 Metrics on the held-out test split (fixed seed, split by a hash of each scene's layout):
 exact caption match, BLEU-4 (sacrebleu), and the pointing game — for each caption word that names
@@ -25,10 +25,10 @@ from tqdm import tqdm
 from models.captioner import Captioner, CaptionerConfig, doubly_stochastic
 from models.checkpoints import ASSETS, save_checkpoint
 from models.device import pick_device
-from models.images import to_tensor
-from models.tasks.common import BOS, EOS, SPECIALS, Vocab
-from models.tasks.scenes import VOCABULARY, Scene, generate
-from models.train import TEST_SEED
+from tasks.common import BOS, EOS, SPECIALS, Vocab
+from tasks.images import to_tensor
+from tasks.scenes import VOCABULARY, Scene, generate
+from training.train import TEST_SEED
 
 NAME = "captioner-scenes"
 PRESET = dict(n_train=16000, steps=4000, batch=64, lr=2e-3, stochastic=0.01, max_len=20)
