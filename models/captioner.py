@@ -29,16 +29,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation
 
 from models.attention import Attention, AttentionTrace, MultiHeadAttention, MultiHeadTrace
 from models.decoding import beam_search, greedy_search
-from tasks.common import BOS_ID, EOS_ID
+from tasks.common import PAD_ID
+from tasks.scenes import MAX_CAPTION
 
 
 @dataclass(frozen=True)
 class CaptionerConfig:
+    """Widths of the captioner; the shipped checkpoint's values are the defaults."""
+
     vocab: int  # caption vocabulary size, specials included
     channels: int = 64  # region feature width C
     hidden: int = 192  # LSTM state
@@ -61,6 +65,8 @@ class CaptionTrace:
 
 @dataclass(frozen=True)
 class _Step:
+    """One decoder step's outputs, before they are stacked into a `CaptionTrace`."""
+
     logits: Tensor
     h: Tensor
     c: Tensor
@@ -81,6 +87,9 @@ def _stack(steps: list[_Step], self_attention: MultiHeadTrace) -> CaptionTrace:
 
 
 class Captioner(nn.Module):
+    """Show, attend and tell: CNN grid encoder with one self-attention block, LSTM decoder with soft
+    attention over the regions and a β gate (see the module docstring for each step and why)."""
+
     def __init__(self, cfg: CaptionerConfig):
         super().__init__()
         self.cfg = cfg
@@ -150,15 +159,8 @@ class Captioner(nn.Module):
     def greedy(self, images: Tensor, *, max_len: int) -> tuple[Tensor, CaptionTrace]:
         """Batched greedy captions: ids (B, T) (</s> repeated after the end) and the trace."""
         feats, global_feats, sa = self.encode(images)
-        ids, steps = greedy_search(
-            self._search_step(feats),
-            self.init_state(global_feats),
-            batch=images.shape[0],
-            max_len=max_len,
-            bos=BOS_ID,
-            eos=EOS_ID,
-            device=images.device,
-        )
+        step, state = self._search_step(feats), self.init_state(global_feats)
+        ids, steps = greedy_search(step, state, batch=len(images), max_len=max_len, device=images.device)
         return ids, _stack(steps, sa)
 
     def _search_step(self, feats: Tensor):
@@ -173,15 +175,8 @@ class Captioner(nn.Module):
     def beam(self, image: Tensor, *, k: int, max_len: int) -> list[tuple[list[int], float, CaptionTrace]]:
         """Beam search for one image (1, 3, H, W); each hypothesis keeps its own attention."""
         feats1, global1, sa = self.encode(image)
-        found = beam_search(
-            self._search_step(feats1),
-            self.init_state(global1),
-            k=k,
-            max_len=max_len,
-            bos=BOS_ID,
-            eos=EOS_ID,
-            device=image.device,
-        )
+        step, state = self._search_step(feats1), self.init_state(global1)
+        found = beam_search(step, state, k=k, max_len=max_len, device=image.device)
         return [(toks, lp, _stack(hist, sa)) for toks, lp, hist in found]
 
 
@@ -190,3 +185,33 @@ def doubly_stochastic(alphas: Tensor, tgt_out: Tensor) -> Tensor:
     real = (tgt_out != 0).to(alphas.dtype)[..., None]  # (B, T, 1)
     coverage = (alphas * real).sum(1)  # (B, R)
     return ((1 - coverage) ** 2).sum(-1).mean()
+
+
+# Training: what `python -m training --family captioner` reads (the loop is training/loop.py).
+VARIANTS: dict[str, dict] = {"additive": {}}  # one variant: the additive soft attention above
+# Data size, steps, batch, learning rate, the doubly stochastic λ, the decoding length for the
+# val/test metrics, the config widths (the defaults). About 10 minutes on 2 CPU cores.
+TRAINING: dict[str, dict] = {
+    "scenes": dict(
+        n_train=16000, steps=4000, batch=64, lr=2e-3, stochastic=0.01, max_len=MAX_CAPTION, config={}
+    ),
+}
+
+
+def training_config(task: str, variant: str, src_vocab: int, tgt_vocab: int) -> CaptionerConfig:
+    """The config a preset trains: the caption vocabulary size (the source is pixels: no vocabulary)."""
+    return CaptionerConfig(vocab=tgt_vocab, **TRAINING[task]["config"], **VARIANTS[variant])
+
+
+def card_fields(task: str, variant: str) -> dict:
+    """Model-card fields beyond the shared ones: the penalty's weight, which shapes the attention."""
+    return {"doubly_stochastic_lambda": TRAINING[task]["stochastic"]}
+
+
+def training_loss(model: Captioner, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+    """Cross-entropy plus λ × the doubly stochastic penalty, optimised; the cross-entropy alone is
+    what the progress bar and the loss curve show (comparable across λ)."""
+    images, tgt_in, tgt_out = batch
+    logits, trace = model(images, tgt_in)
+    ce = F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD_ID)
+    return ce + TRAINING["scenes"]["stochastic"] * doubly_stochastic(trace.alphas, tgt_out), ce

@@ -1,7 +1,8 @@
 """Weights as safetensors (never pickle) plus a JSON model card, both under assets/.
 
 A checkpoint is named ``<kind>-<task>-<variant>``: e.g. ``seq2seq-dates-additive`` (variant =
-scoring function, ``none`` = no attention) or ``transformer-dates-h4``.
+scoring function, ``none`` = no attention) or ``transformer-dates-h4``; a family with one variant
+only leaves it out (``captioner-scenes``).
 """
 
 from __future__ import annotations
@@ -13,22 +14,15 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from models.captioner import Captioner, CaptionerConfig
 from models.device import pick_device
-from models.seq2seq import Seq2Seq, Seq2SeqConfig
-from models.transformer import Transformer, TransformerConfig
 from tasks.common import Vocab
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-KINDS: dict[str, tuple[type[nn.Module], type]] = {
-    "seq2seq": (Seq2Seq, Seq2SeqConfig),
-    "transformer": (Transformer, TransformerConfig),
-    "captioner": (Captioner, CaptionerConfig),
-}
 
 
-def checkpoint_name(kind: str, task: str, variant: str) -> str:
-    return f"{kind}-{task}-{variant}"
+def checkpoint_name(kind: str, task: str, variant: str | None) -> str:
+    """``None``: the family's only variant, which the name need not tell apart."""
+    return f"{kind}-{task}" if variant is None else f"{kind}-{task}-{variant}"
 
 
 def save_checkpoint(model: nn.Module, card: dict, name: str, folder: Path = ASSETS) -> None:
@@ -43,16 +37,18 @@ def load_card(name: str, folder: Path = ASSETS) -> dict:
     path = folder / f"{name}.json"
     if not path.exists():
         raise FileNotFoundError(
-            f"no model card {path}; train it with `python -m training.train` (see README)."
+            f"no model card {path}; train it with `python -m training` (see README, “Retrain a model”)."
         )
     return json.loads(path.read_text())
 
 
-def load_checkpoint(name: str, folder: Path = ASSETS) -> tuple[nn.Module, dict, Vocab, Vocab]:
-    """A ready model (eval mode, on the picked device), its card, source and target vocabularies."""
+def load_checkpoint(
+    name: str, network: type[nn.Module], config: type, folder: Path = ASSETS
+) -> tuple[nn.Module, dict, Vocab, Vocab]:
+    """A ready ``network`` (eval mode, on the picked device) built from the card's ``config``,
+    its card, source and target vocabularies. `runners.registry.load` picks the classes by name."""
     card = load_card(name, folder)
-    model_cls, config_cls = KINDS[card["kind"]]
-    model = model_cls(config_cls(**card["config"]))
+    model = network(config(**card["config"]))
     model.load_state_dict(load_file(folder / f"{name}.safetensors"))
     model.eval().to(pick_device())
     return model, card, Vocab(tuple(card["src_vocab"])), Vocab(tuple(card["tgt_vocab"]))

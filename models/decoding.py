@@ -14,6 +14,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from tasks.common import BOS_ID, EOS_ID
+
+Step = Callable[[Tensor, Any], tuple[Tensor, Any, Any]]  # (y_prev (n,), state) → (logits, state, record)
+
 
 def take(obj: Any, rows: int | list[int]) -> Any:
     """Rows of every tensor inside ``obj`` (an int keeps the axis: rows i:i+1)."""
@@ -30,16 +34,8 @@ def take(obj: Any, rows: int | list[int]) -> Any:
     return obj
 
 
-def greedy_search(
-    step: Callable[[Tensor, Any], tuple[Tensor, Any, Any]],
-    state: Any,
-    *,
-    batch: int,
-    max_len: int,
-    bos: int,
-    eos: int,
-    device: torch.device,
-) -> tuple[Tensor, list[Any]]:
+def greedy_search(step: Step, state: Any, *, batch: int, max_len: int, device: torch.device,
+                  bos: int = BOS_ID, eos: int = EOS_ID) -> tuple[Tensor, list[Any]]:  # fmt: skip
     """Batched greedy decoding with the same ``step`` as `beam_search`. Returns ids (B, T) — after
     a row's ``eos``, ``eos`` repeated — and every step's record; stops when all rows are done."""
     y = torch.full((batch,), bos, dtype=torch.long, device=device)
@@ -56,16 +52,8 @@ def greedy_search(
     return torch.stack(tokens, 1), records
 
 
-def beam_search(
-    step: Callable[[Tensor, Any], tuple[Tensor, Any, Any]],
-    state: Any,
-    *,
-    k: int,
-    max_len: int,
-    bos: int,
-    eos: int,
-    device: torch.device,
-) -> list[tuple[list[int], float, list[Any]]]:
+def beam_search(step: Step, state: Any, *, k: int, max_len: int, device: torch.device, bos: int = BOS_ID,
+                eos: int = EOS_ID) -> list[tuple[list[int], float, list[Any]]]:  # fmt: skip
     """The ``k`` best hypotheses as (tokens, log p, per-step records), ranked by log p / length.
 
     Hypotheses that reach ``eos`` are set aside; the search stops when ``k`` have, or at

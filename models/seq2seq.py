@@ -23,11 +23,13 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from models.attention import SCORINGS, Attention, AttentionTrace
 from models.decoding import beam_search, greedy_search
-from tasks.common import BOS_ID, EOS_ID
+from tasks.common import EOS_ID
 
 
 @dataclass(frozen=True)
 class Seq2SeqConfig:
+    """Widths and the scoring function of one seq2seq model (or "none": the fixed-vector baseline)."""
+
     src_vocab: int  # source vocabulary size, specials included
     tgt_vocab: int  # target vocabulary size, specials included
     scoring: str = "additive"  # one of SCORINGS, or "none" for the fixed-vector baseline
@@ -42,6 +44,8 @@ class Seq2SeqConfig:
 
 @dataclass(frozen=True)
 class Encoded:
+    """What the encoder hands every decoder step: annotations, final state, source mask."""
+
     memory: Tensor  # (B, S, 2H) annotations h_i
     final: Tensor  # (B, 2H) [forward last; backward first]
     mask: Tensor  # (B, 1, S) bool, True on real source tokens
@@ -70,6 +74,8 @@ class DecodeTrace:
 
 @dataclass(frozen=True)
 class _Step:
+    """One decoder step's outputs, before they are stacked into a `DecodeTrace`."""
+
     logits: Tensor  # (B, V)
     query: Tensor  # (B, 2H)
     context: Tensor  # (B, 2H)
@@ -79,6 +85,8 @@ class _Step:
 
 @dataclass(frozen=True)
 class Hypothesis:
+    """One beam-search result with its own per-step trace."""
+
     tokens: list[int]  # emitted ids, </s> included when it was reached
     log_prob: float
     trace: DecodeTrace  # B = 1
@@ -104,6 +112,9 @@ def _stack(steps: list[_Step], picked: Tensor) -> DecodeTrace:
 
 
 class Seq2Seq(nn.Module):
+    """Bidirectional-GRU encoder, GRU decoder with attention from the shared core (or the fixed
+    vector): the steps in the module docstring, shared by teacher forcing, greedy and beam search."""
+
     def __init__(self, cfg: Seq2SeqConfig):
         super().__init__()
         self.cfg = cfg
@@ -178,15 +189,8 @@ class Seq2Seq(nn.Module):
     ) -> tuple[Tensor, DecodeTrace | None]:
         """Batched greedy decoding. Returns ids (B, T) (after </s>: </s> repeated) and a trace."""
         enc = self.encode(src, src_lens)
-        ids, steps = greedy_search(
-            self._search_step(enc, trace=return_trace),
-            self.init_state(enc),
-            batch=src.shape[0],
-            max_len=max_len,
-            bos=BOS_ID,
-            eos=EOS_ID,
-            device=src.device,
-        )
+        step, state = self._search_step(enc, trace=return_trace), self.init_state(enc)
+        ids, steps = greedy_search(step, state, batch=len(src), max_len=max_len, device=src.device)
         return ids, (_stack(steps, ids) if return_trace else None)
 
     def _search_step(self, enc: Encoded, *, trace: bool):
@@ -212,16 +216,24 @@ class Seq2Seq(nn.Module):
         if src.shape[0] != 1:
             raise ValueError("beam() takes one source sentence, shape (1, S).")
         enc1 = self.encode(src, torch.tensor([src.shape[1]]))
-        found = beam_search(
-            self._search_step(enc1, trace=True),
-            self.init_state(enc1),
-            k=k,
-            max_len=max_len,
-            bos=BOS_ID,
-            eos=EOS_ID,
-            device=src.device,
-        )
+        step, state = self._search_step(enc1, trace=True), self.init_state(enc1)
+        found = beam_search(step, state, k=k, max_len=max_len, device=src.device)
         return [
             Hypothesis(toks, lp, _stack(hist, torch.tensor([toks], device=src.device)))
             for toks, lp, hist in found
         ]
+
+
+# Training: what `python -m training --family seq2seq` reads (the loop itself is training/loop.py).
+# A variant is a scoring function of the shared core, or "none": the fixed-vector baseline.
+VARIANTS: dict[str, dict] = {s: {"scoring": s} for s in SCORINGS + ("none",)}
+# Per task: data size, steps, batch, learning rate, the config widths. Minutes on 2 CPU cores.
+TRAINING: dict[str, dict] = {
+    "dates": dict(n_train=20000, steps=2000, batch=64, lr=3e-3, config=dict(emb_dim=32, enc_hidden=64)),
+    "translation": dict(n_train=40000, steps=4000, batch=64, lr=3e-3, config=dict(emb_dim=48, enc_hidden=80)),
+}
+
+
+def card_fields(task: str, variant: str) -> dict:
+    """Model-card fields beyond the shared ones: the scoring function, by the name cards have used."""
+    return {"scoring": VARIANTS[variant]["scoring"]}

@@ -28,6 +28,8 @@ BLOCKS = ("encoder", "decoder_self", "cross")
 
 @dataclass(frozen=True)
 class TransformerConfig:
+    """Widths, head count and norm placement of one encoder–decoder transformer."""
+
     src_vocab: int  # source vocabulary size, specials included
     tgt_vocab: int  # target vocabulary size, specials included
     d_model: int = 64  # residual width; each head gets d_model / n_heads
@@ -102,8 +104,16 @@ class _Layer(nn.Module):
         out, trace = fn(x)
         return self.norms[i](x + out), trace
 
-    def forward(self, x: Tensor, *, self_mask: Tensor | None, memory: Tensor | None = None,
-                cross_mask: Tensor | None = None, kw_self: dict, kw_cross: dict | None = None):
+    def forward(
+        self,
+        x: Tensor,
+        *,
+        self_mask: Tensor | None,
+        memory: Tensor | None = None,
+        cross_mask: Tensor | None = None,
+        kw_self: dict,
+        kw_cross: dict | None = None,
+    ):
         # 1) Self-attention (masked in the decoder).
         x, t_self = self._sublayer(
             x, 0, lambda h: self.self_attn(query=h, key=h, value=h, mask=self_mask, **kw_self)
@@ -112,7 +122,8 @@ class _Layer(nn.Module):
         t_cross = None
         if self.cross_attn is not None:
             x, t_cross = self._sublayer(
-                x, 1,
+                x,
+                1,
                 lambda h: self.cross_attn(query=h, key=memory, value=memory, mask=cross_mask, **kw_cross),
             )
         # 3) Position-wise feed-forward.
@@ -121,6 +132,9 @@ class _Layer(nn.Module):
 
 
 class Transformer(nn.Module):
+    """Encoder–decoder transformer on the shared core: every self- and cross-attention block is a
+    `MultiHeadAttention`, every intervention an argument, every trace a return value."""
+
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.cfg = cfg
@@ -171,7 +185,10 @@ class Transformer(nn.Module):
         x, selfs, crosses = self.embed(self.tgt_emb, tgt_in, iv), [], []
         for i, layer in enumerate(self.decoder):
             x, ts, tc = layer(
-                x, self_mask=keep, memory=memory, cross_mask=src_mask,
+                x,
+                self_mask=keep,
+                memory=memory,
+                cross_mask=src_mask,
                 kw_self=iv.attention_kwargs("decoder_self", i, self.cfg.n_heads, dev, return_trace=trace),
                 kw_cross=iv.attention_kwargs("cross", i, self.cfg.n_heads, dev, return_trace=trace),
             )
@@ -179,8 +196,8 @@ class Transformer(nn.Module):
             crosses.append(tc)
         return self.out(self.dec_norm(x)), selfs, crosses  # logits (B, T, V)
 
-    def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor, *,
-                iv: Interventions = NO_INTERVENTION, return_trace: bool = False):
+    def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor, *, iv: Interventions = NO_INTERVENTION,
+                return_trace: bool = False):  # fmt: skip
         """Teacher forcing: tgt_in (B, T) = <s> y_1 … y_{T-1}. Returns (logits (B, T, V), trace)."""
         memory, src_mask, enc = self.encode(src, src_lens, iv, return_trace)
         logits, selfs, crosses = self.decode(tgt_in, memory, src_mask, iv, return_trace)
@@ -188,8 +205,8 @@ class Transformer(nn.Module):
             return logits, None
         return logits, TransformerTrace(tuple(enc), tuple(selfs), tuple(crosses), memory, logits)
 
-    def greedy(self, src: Tensor, src_lens: Tensor, *, max_len: int,
-               iv: Interventions = NO_INTERVENTION, return_trace: bool = False):
+    def greedy(self, src: Tensor, src_lens: Tensor, *, max_len: int, iv: Interventions = NO_INTERVENTION,
+               return_trace: bool = False):  # fmt: skip
         """Batched greedy decoding (always causal). Returns ids (B, T) and, if asked, the trace of
         the final pass over <s> y_1 … y_{T-1} — the very pass that chose y_T, and whose rows
         t < T repeat the earlier steps' numbers (causal attention sees only the prefix)."""
@@ -209,3 +226,12 @@ class Transformer(nn.Module):
             return ids, None
         _, trace = self(src, src_lens, ys[:, :-1], iv=iv, return_trace=True)
         return ids, trace
+
+
+# Training: what `python -m training --family transformer` reads (the loop is training/loop.py).
+VARIANTS = PRESETS  # a variant is a head count (and norm placement) at one d_model
+# Per task: data size, steps, batch, learning rate, the config widths. Minutes on 2 CPU cores.
+TRAINING: dict[str, dict] = {
+    "dates": dict(n_train=20000, steps=3000, batch=64, lr=2e-3, config=dict(d_model=64, d_ff=128)),
+    "translation": dict(n_train=40000, steps=3000, batch=64, lr=2e-3, config=dict(d_model=64, d_ff=128)),
+}

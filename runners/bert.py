@@ -1,4 +1,4 @@
-"""BERT on one input (or a sentence pair) → numpy for the Pretrained BERT page.
+"""BERT family runner: one input (or a sentence pair) → numpy for the Pretrained BERT page.
 
 Truncation is done here, per call, rather than by switching the shared tokenizer's truncation on
 (`enable_truncation` mutates an object every session shares).
@@ -6,14 +6,14 @@ Truncation is done here, per call, rather than by switching the shared tokenizer
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from models.attention import NO_INTERVENTION, Interventions, keys_kept
-from models.bert import LoadedBert, sentence_embedding
-from runners.seq2seq import INFERENCE_LOCK
+from models.bert import LoadedBert, default_folder, load_bert, sentence_embedding
+from runners.protocol import AttentionMaps, to_numpy
 
 MAX_CHARS = 20_000  # far more text than 512 tokens can hold; longer input is cut before tokenising
 
@@ -59,23 +59,29 @@ def encode(loaded: LoadedBert, text_a: str, text_b: str | None = None) -> Encodi
 class BertRun:
     weights: np.ndarray  # (L, h, T, T) softmax weights of every layer and head
     embedding: np.ndarray  # (d,) sentence embedding of the whole input (hidden tokens excluded)
+    maps: dict[str, AttentionMaps]  # {"self": the same weights, with the word pieces on both axes}
+    output: tuple[str, ...] = ()  # an encoder writes no tokens
+    token_log_probs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
 
 def _forward(loaded: LoadedBert, enc: Encoding, iv: Interventions, trace: bool):
     device = next(loaded.model.parameters()).device
     ids = torch.tensor([enc.ids], device=device)
     types = torch.tensor([enc.type_ids], device=device)
-    with INFERENCE_LOCK, torch.inference_mode():
+    with torch.inference_mode():
         out = loaded.model(ids, token_type_ids=types, iv=iv, return_trace=trace)
         keep = keys_kept(1, ids.shape[1], hidden=iv.hidden_keys, device=device)
         emb = sentence_embedding(out.last_hidden_state, keep)[0]
-    return out, emb.float().cpu().numpy()
+    return out, to_numpy(emb)
 
 
 def run(loaded: LoadedBert, enc: Encoding, iv: Interventions = NO_INTERVENTION) -> BertRun:
     out, emb = _forward(loaded, enc, iv, True)
-    weights = torch.stack([t.heads.weights[0] for t in out.attentions])  # (L, h, T, T)
-    return BertRun(weights.float().cpu().numpy(), emb)
+    weights = to_numpy(torch.stack([t.heads.weights[0] for t in out.attentions]))  # (L, h, T, T)
+    maps = AttentionMaps(
+        title="self-attention", weights=weights, queries=enc.tokens, keys=enc.tokens, special_keys=enc.special
+    )
+    return BertRun(weights, emb, {"self": maps})
 
 
 @dataclass(frozen=True)
@@ -130,16 +136,10 @@ def _hidden(iv: Interventions, position_map: dict[int, int]) -> Interventions:
     )
 
 
-def rollout(weights: np.ndarray) -> np.ndarray:
-    """Attention rollout (Abnar & Zuidema 2020): per layer, average heads, add the residual
-    (0.5 A + 0.5 I), renormalise rows, multiply through the layers. (L, h, T, T) → (L, T, T):
-    entry l is the rollout up to and including layer l."""
-    n = weights.shape[-1]
-    a = 0.5 * weights.mean(1) + 0.5 * np.eye(n, dtype=weights.dtype)[None]
-    a = a / a.sum(-1, keepdims=True)
-    out = np.empty_like(a)
-    acc = np.eye(n, dtype=weights.dtype)
-    for layer in range(a.shape[0]):
-        acc = a[layer] @ acc
-        out[layer] = acc
-    return out
+EXAMPLE_TEXT = ("The animal didn't cross the street because it was too tired.", None)
+
+
+def example() -> BertRun:
+    """all-MiniLM-L6-v2 on the page's default sentence (tests and warm-up)."""
+    loaded = load_bert(default_folder())
+    return run(loaded, encode(loaded, *EXAMPLE_TEXT))

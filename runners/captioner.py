@@ -1,4 +1,4 @@
-"""The captioner on one image → numpy for the Captioning page (every array from its own trace)."""
+"""Captioner family runner: one image → numpy for the Captioning page (every array from its trace)."""
 
 from __future__ import annotations
 
@@ -6,57 +6,87 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
 
-from models.captioner import Captioner, CaptionTrace
-from runners.seq2seq import INFERENCE_LOCK
-from tasks.common import EOS_ID, Vocab
+from models.captioner import Captioner, CaptionerConfig, CaptionTrace
+from models.checkpoints import ASSETS, load_checkpoint
+from runners.protocol import AttentionMaps, to_numpy
+from tasks.common import Vocab, length_to_eos
+from tasks.images import model_input
 
 MAX_WORDS = 20
-SAME_MAPS = 0.9  # mean pairwise cosine of per-word maps above this: the maps barely move
+DEFAULT = "captioner-scenes"
+SAMPLES = sorted((ASSETS / "samples").glob("*.png"))
 
 
 @dataclass(frozen=True)
 class CaptionRun:
-    words: tuple[str, ...]  # emitted tokens, "</s>" included when reached
+    output: tuple[str, ...]  # emitted words, "</s>" included when reached
     text: str
-    log_prob: float
+    token_log_probs: np.ndarray  # (T,) log p of each emitted word
     alphas: np.ndarray  # (T, g, g) attention per word over the region grid
     scores: np.ndarray  # (T, g, g) e_t before the softmax
     betas: np.ndarray  # (T,) gate
     self_attention: np.ndarray  # (R, R) the encoder's region-to-region weights
+    maps: dict[str, AttentionMaps]  # "words": word → region (T, R); "regions": region → region
+
+    @property
+    def log_prob(self) -> float:
+        return float(self.token_log_probs.sum())
 
     @property
     def coverage(self) -> np.ndarray:
         """(g, g) Σ_t α_t over the words (</s> excluded)."""
-        n = len(self.words) - (self.words[-1] == "</s>")
+        n = len(self.output) - (self.output[-1] == "</s>")
         return self.alphas[:n].sum(0)
 
 
-def _run(ids: list[int], log_prob: float, trace: CaptionTrace, v: Vocab) -> CaptionRun:
-    t = ids.index(EOS_ID) + 1 if EOS_ID in ids else len(ids)
+def region_labels(grid: int) -> tuple[str, ...]:
+    """Row-major names of the grid's regions: 'r0c0', 'r0c1', …"""
+    return tuple(f"r{r}c{c}" for r in range(grid) for c in range(grid))
+
+
+def _run(ids: list[int], trace: CaptionTrace, v: Vocab) -> CaptionRun:
+    t = length_to_eos(ids)
     g = int(round(trace.alphas.shape[-1] ** 0.5))
+    logp = torch.log_softmax(trace.logits[0, :t], -1).gather(
+        -1, torch.tensor(ids[:t])[:, None].to(trace.logits.device)
+    )
 
     def grid(x: torch.Tensor) -> np.ndarray:
-        return x[0, :t].reshape(t, g, g).float().cpu().numpy()
+        return to_numpy(x[0, :t].reshape(t, g, g))
 
+    output = tuple(v.tokens[i] for i in ids[:t])
+    alphas = grid(trace.alphas)
+    self_attention = to_numpy(trace.self_attention.heads.weights[0, 0])
+    regions = region_labels(g)
     return CaptionRun(
-        words=tuple(v.tokens[i] for i in ids[:t]), text=" ".join(v.decode(ids[:t])), log_prob=log_prob,
-        alphas=grid(trace.alphas), scores=grid(trace.scores), betas=trace.betas[0, :t].float().cpu().numpy(),
-        self_attention=trace.self_attention.heads.weights[0, 0].float().cpu().numpy(),
+        output=output,
+        text=" ".join(v.decode(ids[:t])),
+        token_log_probs=to_numpy(logp.squeeze(-1)),
+        alphas=alphas,
+        scores=grid(trace.scores),
+        betas=to_numpy(trace.betas[0, :t]),
+        self_attention=self_attention,
+        maps={
+            "words": AttentionMaps.single(
+                "decoder: word → image region", alphas.reshape(t, -1), output, regions
+            ),
+            "regions": AttentionMaps.single(
+                "encoder self-attention: region → region", self_attention, regions, regions
+            ),
+        },
     )
 
 
-def caption(model: Captioner, v: Vocab, image: torch.Tensor, *, beam: int = 1) -> list[CaptionRun]:
+def run(model: Captioner, v: Vocab, image: torch.Tensor, *, beam: int = 1) -> list[CaptionRun]:
     """Greedy (beam=1) or the ``beam`` best captions of one image (1, 3, H, W)."""
     image = image.to(next(model.parameters()).device)
-    with INFERENCE_LOCK, torch.inference_mode():
+    with torch.inference_mode():
         if beam <= 1:
             ids, trace = model.greedy(image, max_len=MAX_WORDS)
-            logp = torch.log_softmax(trace.logits[0], -1).gather(-1, ids[0][:, None]).squeeze(-1)
-            ids_l = ids[0].tolist()
-            t = ids_l.index(EOS_ID) + 1 if EOS_ID in ids_l else len(ids_l)
-            return [_run(ids_l, float(logp[:t].sum()), trace, v)]
-        return [_run(toks, lp, trace, v) for toks, lp, trace in model.beam(image, k=beam, max_len=MAX_WORDS)]
+            return [_run(ids[0].tolist(), trace, v)]
+        return [_run(toks, trace, v) for toks, _, trace in model.beam(image, k=beam, max_len=MAX_WORDS)]
 
 
 def map_similarity(alphas: np.ndarray) -> float:
@@ -67,3 +97,10 @@ def map_similarity(alphas: np.ndarray) -> float:
     unit = flat / np.linalg.norm(flat, axis=1, keepdims=True).clip(1e-12)
     sim = unit @ unit.T
     return float((sim.sum() - np.trace(sim)) / (len(flat) * (len(flat) - 1)))
+
+
+def example() -> CaptionRun:
+    """The captioner on the first gallery sample (tests and warm-up)."""
+    model, _, _, vocab = load_checkpoint(DEFAULT, Captioner, CaptionerConfig)
+    _, x = model_input(Image.open(SAMPLES[0]).convert("RGB"))
+    return run(model, vocab, x)[0]

@@ -1,55 +1,33 @@
-"""One seq2seq model on one input → the numbers a page shows, as CPU numpy (no Streamlit here).
+"""Seq2seq family runner: one GRU encoder–decoder on one input → view-ready numpy (no Streamlit).
 
 Every array comes straight out of the model's own trace (`DecodeTrace`); nothing is recomputed
-for display. Inference runs under `torch.inference_mode()` (thread-local) and one lock: cached models
-are shared by all sessions, and on 2 cores two concurrent forwards only slow each other down.
+for display. Inference runs under `torch.inference_mode()` (thread-local); how many runs may share
+the CPU at once is the app's policy (`views.serving`), not the runner's.
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from models.seq2seq import DecodeTrace, Seq2Seq
-from tasks import Task
-from tasks.common import BOS, EOS, EOS_ID, Vocab
+from models.checkpoints import load_checkpoint
+from models.seq2seq import DecodeTrace, Seq2Seq, Seq2SeqConfig
+from runners.protocol import AttentionMaps, to_numpy
+from tasks import TASKS, Task, held_out
+from tasks.common import BOS, EOS, Vocab, length_to_eos
 
-INFERENCE_LOCK = threading.Lock()
 TOP_K = 5
-
-
-class InputError(ValueError):
-    """Input the page should refuse with this message (empty, too long)."""
+DEFAULT = "seq2seq-dates-additive"
 
 
 @dataclass(frozen=True)
-class Prepared:
-    tokens: tuple[str, ...]  # source tokens as the model reads them
-    unknown: tuple[str, ...]  # tokens the vocabulary lacks (read as <unk>)
-
-
-def prepare(task: Task, text: str, src_vocab: Vocab) -> Prepared:
-    """User text → source tokens; raises InputError with the message to show."""
-    tokens = task.tokenize(text)
-    if not tokens:
-        raise InputError(f"Type a source text, for example: “{task.placeholder}”.")
-    if len(tokens) > task.max_source:
-        raise InputError(
-            f"That input is {len(tokens)} {task.unit} long; this model accepts at most "
-            f"{task.max_source} {task.unit}. Shorten it and try again."
-        )
-    return Prepared(tokens, tuple(src_vocab.unknown(tokens)))
-
-
-@dataclass(frozen=True)
-class Run:
+class Seq2SeqRun:
     """One decoded (or teacher-forced) output and every step's numbers. T steps, S source tokens."""
 
-    src: tuple[str, ...]
-    rows: tuple[str, ...]  # the T emitted/forced tokens, "</s>" included when reached
+    source: tuple[str, ...]
+    output: tuple[str, ...]  # the T emitted/forced tokens, "</s>" included when reached
     text: str  # the output joined, without </s>
     log_prob: float  # Σ log p over the T tokens
     token_log_probs: np.ndarray  # (T,)
@@ -63,6 +41,7 @@ class Run:
     memory: np.ndarray  # (S, 2H) encoder annotations h_i
     top_tokens: tuple[tuple[str, ...], ...]  # per step, the TOP_K most likely next tokens
     top_probs: np.ndarray  # (T, TOP_K)
+    maps: dict[str, AttentionMaps] = field(default_factory=dict)  # {"alignment": α} (none: baseline)
 
 
 def _run(
@@ -72,35 +51,40 @@ def _run(
     memory: torch.Tensor,
     tgt_vocab: Vocab,
     joiner: str,
-) -> Run:
-    """Batch row 0 of ``trace`` → a Run (steps after the first </s> are dropped)."""
-    t_len = ids.index(EOS_ID) + 1 if EOS_ID in ids else len(ids)
+) -> Seq2SeqRun:
+    """Batch row 0 of ``trace`` → a run (steps after the first </s> are dropped)."""
+    t_len = length_to_eos(ids)
     probs = torch.softmax(trace.logits[0, :t_len], -1)  # (T, V)
     top = probs.topk(min(TOP_K, probs.shape[-1]), -1)
 
     def cut(x: torch.Tensor | None) -> np.ndarray | None:
-        return None if x is None else x[0, :t_len].detach().float().cpu().numpy()
+        return None if x is None else to_numpy(x[0, :t_len])
 
-    return Run(
-        src=src,
-        rows=tuple(tgt_vocab.tokens[i] for i in ids[:t_len]),
+    output = tuple(tgt_vocab.tokens[i] for i in ids[:t_len])
+    weights = cut(trace.weights)
+    return Seq2SeqRun(
+        source=src,
+        output=output,
         text=joiner.join(tgt_vocab.decode(ids[:t_len])),
         log_prob=float(trace.log_probs[0, :t_len].sum()),
         token_log_probs=cut(trace.log_probs),
-        weights=cut(trace.weights),
+        weights=weights,
         raw_scores=cut(trace.raw_scores),
         scaled_scores=cut(trace.scaled_scores),
         scale=trace.scale,
         queries=cut(trace.queries),
         contexts=cut(trace.contexts),
         states=cut(trace.states),
-        memory=memory[0].detach().float().cpu().numpy(),
+        memory=to_numpy(memory[0]),
         top_tokens=tuple(tuple(tgt_vocab.tokens[i] for i in row) for row in top.indices.tolist()),
-        top_probs=top.values.float().cpu().numpy(),
+        top_probs=to_numpy(top.values),
+        maps={}
+        if weights is None
+        else {"alignment": AttentionMaps.single("alignment α (decoder step → source)", weights, output, src)},
     )
 
 
-def decode(
+def run(
     model: Seq2Seq,
     task: Task,
     src: tuple[str, ...],
@@ -109,13 +93,13 @@ def decode(
     *,
     beam: int = 1,
     reference: tuple[str, ...] | None = None,
-) -> list[Run]:
+) -> list[Seq2SeqRun]:
     """Free-running decoding (greedy when ``beam`` is 1, else the ``beam`` best hypotheses), or
     teacher forcing on ``reference`` (one Run whose log p is the reference's)."""
     device = next(model.parameters()).device
     src_ids = torch.tensor([src_vocab.encode(src)], device=device)  # (1, S)
     lens = torch.tensor([len(src)])
-    with INFERENCE_LOCK, torch.inference_mode():
+    with torch.inference_mode():
         memory = model.encode(src_ids, lens).memory
         if reference is not None:
             ids = tgt_vocab.encode((BOS, *reference, EOS))
@@ -126,3 +110,10 @@ def decode(
             return [_run(trace, out[0].tolist(), src, memory, tgt_vocab, task.joiner)]
         hyps = model.beam(src_ids, k=beam, max_len=task.max_target)
         return [_run(h.trace, h.tokens, src, memory, tgt_vocab, task.joiner) for h in hyps]
+
+
+def example() -> Seq2SeqRun:
+    """The default checkpoint on the first held-out example (tests and warm-up)."""
+    model, card, src_vocab, tgt_vocab = load_checkpoint(DEFAULT, Seq2Seq, Seq2SeqConfig)
+    task = TASKS[card["task"]]
+    return run(model, task, held_out(task.name, 1)[0].src, src_vocab, tgt_vocab)[0]

@@ -6,21 +6,26 @@ Same lock and `inference_mode` as `runners.seq2seq`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from models.attention import NO_INTERVENTION, Interventions, MultiHeadTrace
-from models.transformer import BLOCKS, Transformer
-from runners.seq2seq import INFERENCE_LOCK
-from tasks import Task
-from tasks.common import BOS, EOS, EOS_ID, PAD, Example, Vocab
-from training.train import batch_tensors
+from models.checkpoints import load_checkpoint
+from models.transformer import BLOCKS, Transformer, TransformerConfig
+from runners.protocol import AttentionMaps, to_numpy
+from tasks import TASKS, Task, held_out
+from tasks.batching import batch_tensors
+from tasks.common import BOS, EOS, PAD, Example, Vocab, length_to_eos
 
-
-def _np(x: torch.Tensor | None) -> np.ndarray | None:
-    return None if x is None else x.detach().float().cpu().numpy()
+DEFAULT = "transformer-dates-h4"
+SPECIALS = (BOS, EOS, PAD)
+BLOCK_TITLES = {
+    "encoder": "encoder self-attention",
+    "decoder_self": "decoder masked self-attention",
+    "cross": "cross-attention (decoder → encoder)",
+}
 
 
 @dataclass(frozen=True)
@@ -47,33 +52,34 @@ class BlockTrace:
     def of(cls, t: MultiHeadTrace) -> BlockTrace:
         a = t.heads
         return cls(
-            x_query=_np(t.x_query[0]),
-            x_key=_np(t.x_key[0]),
-            q=_np(a.query[0]),
-            k=_np(a.key[0]),
-            v=_np(a.value[0]),
-            raw_scores=_np(a.raw_scores[0]),
+            x_query=to_numpy(t.x_query[0]),
+            x_key=to_numpy(t.x_key[0]),
+            q=to_numpy(a.query[0]),
+            k=to_numpy(a.key[0]),
+            v=to_numpy(a.value[0]),
+            raw_scores=to_numpy(a.raw_scores[0]),
             scale=a.scale,
             temperature=a.temperature,
-            scaled_scores=_np(a.scaled_scores[0]),
-            masked_scores=_np(a.masked_scores[0]),
-            weights=_np(a.weights[0]),
-            head_outputs=_np(a.output[0]),
-            head_mask=_np(t.head_mask),
-            concat=_np(t.concat[0]),
-            output=_np(t.output[0]),
+            scaled_scores=to_numpy(a.scaled_scores[0]),
+            masked_scores=to_numpy(a.masked_scores[0]),
+            weights=to_numpy(a.weights[0]),
+            head_outputs=to_numpy(a.output[0]),
+            head_mask=to_numpy(t.head_mask),
+            concat=to_numpy(t.concat[0]),
+            output=to_numpy(t.output[0]),
         )
 
 
 @dataclass(frozen=True)
 class TransformerRun:
-    src: tuple[str, ...]  # encoder tokens (padding included when run in a padded batch)
+    source: tuple[str, ...]  # encoder tokens (padding included when run in a padded batch)
     inputs: tuple[str, ...]  # decoder inputs: <s> y_1 … y_{T-1}
-    rows: tuple[str, ...]  # decoder outputs y_1 … y_T (</s> included when reached)
+    output: tuple[str, ...]  # decoder outputs y_1 … y_T (</s> included when reached)
     text: str
     predictions: tuple[str, ...]  # argmax at each position (differs from rows when teacher-forced)
     token_log_probs: np.ndarray  # (T,) log p(rows[t])
     blocks: dict[str, tuple[BlockTrace, ...]]  # BLOCKS → one per layer
+    maps: dict[str, AttentionMaps]  # BLOCKS → every layer's weights (L, h, Tq, Tk)
 
     @property
     def log_prob(self) -> float:
@@ -84,14 +90,27 @@ def _run(trace, src, inputs_ids, rows_ids, tgt_vocab: Vocab, joiner: str) -> Tra
     t_len = len(rows_ids)
     logp = torch.log_softmax(trace.logits[0, :t_len], -1)
     picked = logp.gather(-1, torch.tensor(rows_ids, device=logp.device)[:, None]).squeeze(-1)
+    inputs = tuple(tgt_vocab.tokens[i] for i in inputs_ids)
+    blocks = {b: tuple(BlockTrace.of(t) for t in trace.block(b)) for b in BLOCKS}
+    axes = {"encoder": (src, src), "decoder_self": (inputs, inputs), "cross": (inputs, src)}
     return TransformerRun(
-        src=src,
-        inputs=tuple(tgt_vocab.tokens[i] for i in inputs_ids),
-        rows=tuple(tgt_vocab.tokens[i] for i in rows_ids),
+        source=src,
+        inputs=inputs,
+        output=tuple(tgt_vocab.tokens[i] for i in rows_ids),
         text=joiner.join(tgt_vocab.decode(rows_ids)),
         predictions=tuple(tgt_vocab.tokens[i] for i in logp.argmax(-1).tolist()),
-        token_log_probs=_np(picked),
-        blocks={b: tuple(BlockTrace.of(t) for t in trace.block(b)) for b in BLOCKS},
+        token_log_probs=to_numpy(picked),
+        blocks=blocks,
+        maps={
+            b: AttentionMaps(
+                title=BLOCK_TITLES[b],
+                weights=np.stack([layer.weights for layer in blocks[b]]),
+                queries=axes[b][0],
+                keys=axes[b][1],
+                special_keys=np.array([k in SPECIALS for k in axes[b][1]]),
+            )
+            for b in BLOCKS
+        },
     )
 
 
@@ -117,14 +136,14 @@ def run(
     src_ids = torch.tensor([ids + [0] * n_pad], device=device)  # (1, S)
     lens = torch.tensor([len(ids)])
     shown_src = src + (PAD,) * n_pad
-    with INFERENCE_LOCK, torch.inference_mode():
+    with torch.inference_mode():
         if reference is not None:
             tgt = tgt_vocab.encode((BOS, *reference, EOS))
             _, trace = model(src_ids, lens, torch.tensor([tgt[:-1]], device=device), iv=iv, return_trace=True)
             return _run(trace, shown_src, tgt[:-1], tgt[1:], tgt_vocab, task.joiner)
         out, trace = model.greedy(src_ids, lens, max_len=task.max_target, iv=iv, return_trace=True)
     out_ids = out[0].tolist()
-    t_len = out_ids.index(EOS_ID) + 1 if EOS_ID in out_ids else len(out_ids)
+    t_len = length_to_eos(out_ids)
     inputs = [tgt_vocab.index[BOS]] + out_ids[: t_len - 1]
     return _run(trace, shown_src, inputs, out_ids[:t_len], tgt_vocab, task.joiner)
 
@@ -140,32 +159,49 @@ def exact_match(
     """Greedy exact match on ``examples`` (one padded batch) under ``iv``."""
     device = next(model.parameters()).device
     src, lens, _, _ = batch_tensors(examples, src_vocab, tgt_vocab, device)
-    with INFERENCE_LOCK, torch.inference_mode():
+    with torch.inference_mode():
         ids, _ = model.greedy(src, lens, max_len=task.max_target, iv=iv)
     hits = [tgt_vocab.decode(row) == list(ex.tgt) for row, ex in zip(ids.tolist(), examples, strict=True)]
     return sum(hits) / len(hits)
 
 
-def head_ranking(
-    model: Transformer,
-    task: Task,
-    examples: list[Example],
-    src_vocab: Vocab,
-    tgt_vocab: Vocab,
-    iv: Interventions = NO_INTERVENTION,
-) -> list[tuple[str, int, int, float]]:
-    """Each head ablated alone (on top of ``iv``): (block, layer, head, exact match), worst first."""
-    rows = []
-    for block in BLOCKS:
-        for layer in range(model.cfg.n_layers):
-            for head in range(model.cfg.n_heads):
-                one = replace(iv, ablate=iv.ablate | {(block, layer, head)})
-                acc = exact_match(model, task, examples, src_vocab, tgt_vocab, one)
-                rows.append((block, layer, head, acc))
-    return sorted(rows, key=lambda r: r[3])
+@dataclass(frozen=True)
+class Walkthrough:
+    """One head of one block for one query, with each step recomposed from the numbers shown and
+    compared with the model's own tensor (the ``*_gap`` fields: max |recomposed − model's|)."""
+
+    x: np.ndarray  # (d,) the query's input row
+    w_q: np.ndarray  # (d_head, d) this head's rows of W_Q
+    q: np.ndarray  # (d_head,) the model's q
+    q_gap: float  # x W_Qᵀ + b_Q vs the model's q
+    context_gap: float  # Σ_j w_j v_j vs the model's head output
+    output_gap: float  # concat W_Oᵀ + b_O vs the model's block output
 
 
-def entropy(weights: np.ndarray) -> np.ndarray:
-    """Shannon entropy (nats) of each attention row: (…, Tk) → (…). 0 = all on one key."""
-    w = np.clip(weights, 1e-12, 1.0)
-    return -(weights * np.log(w)).sum(-1)
+def walkthrough(
+    model: Transformer, block: BlockTrace, name: str, layer: int, head: int, query: int
+) -> Walkthrough:
+    """The recomposition checks of the walkthrough, from the model's own weights and trace."""
+    stack = model.encoder if name == "encoder" else model.decoder
+    mha = stack[layer].cross_attn if name == "cross" else stack[layer].self_attn
+    rows = mha.head_slice(head)
+    w_q, b_q = to_numpy(mha.w_q.weight[rows]), to_numpy(mha.w_q.bias[rows])
+    w_o, b_o = to_numpy(mha.w_o.weight), to_numpy(mha.w_o.bias)
+    x = block.x_query[query]
+    return Walkthrough(
+        x=x,
+        w_q=w_q,
+        q=block.q[head, query],
+        q_gap=float(np.abs(x @ w_q.T + b_q - block.q[head, query]).max()),
+        context_gap=float(
+            np.abs(block.weights[head, query] @ block.v[head] - block.head_outputs[head, query]).max()
+        ),
+        output_gap=float(np.abs(block.concat[query] @ w_o.T + b_o - block.output[query]).max()),
+    )
+
+
+def example() -> TransformerRun:
+    """The default checkpoint on the first held-out example (tests and warm-up)."""
+    model, card, src_vocab, tgt_vocab = load_checkpoint(DEFAULT, Transformer, TransformerConfig)
+    task = TASKS[card["task"]]
+    return run(model, task, held_out(task.name, 1)[0].src, src_vocab, tgt_vocab)

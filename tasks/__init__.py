@@ -6,7 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tasks import dates, translation
-from tasks.common import Example
+from tasks.common import Example, Vocab
+
+TEST_SEED = 20261121  # the test split is the same whatever seed trains a model
+TEST_SIZE = 1000  # examples in every task's test split (the cards are scored on them)
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,7 @@ class Task:
     max_target: int  # decoding stops here
     buckets: tuple[int, ...]  # source-length bucket edges for the bottleneck curve
     placeholder: str  # an example input for the text box
+    input_note: str  # how typed text is normalised before the model reads it
 
 
 TASKS: dict[str, Task] = {
@@ -35,6 +39,7 @@ TASKS: dict[str, Task] = {
         max_target=12,
         buckets=(10, 20, 30, 40, 50),
         placeholder="saturday, 21 november 2026",
+        input_note="Input is lower-cased and spaces are folded: the model was trained on lower-case dates.",
     ),
     "translation": Task(
         name="translation",
@@ -47,6 +52,7 @@ TASKS: dict[str, Task] = {
         max_target=50,
         buckets=(5, 8, 11, 14, 17, 20, 24),
         placeholder="we are eating the big red apples in the garden",
+        input_note='Input is lower-cased and . , ! ? ; : " ( ) are dropped: the model saw no punctuation.',
     ),
 }
 
@@ -59,3 +65,31 @@ def bucket_label(length: int, edges: tuple[int, ...]) -> str:
             return f"≤{hi}" if lo == 1 else f"{lo}–{hi}"
         lo = hi + 1
     return f"≥{lo}"
+
+
+def held_out(task_name: str, n: int = TEST_SIZE) -> list[Example]:
+    """The first ``n`` examples of a task's fixed test split, the one the model cards are scored on."""
+    return TASKS[task_name].generate(TEST_SIZE, TEST_SEED, "test")[:n]
+
+
+class InputError(ValueError):
+    """Input the page should refuse with this message (empty, too long)."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    tokens: tuple[str, ...]  # source tokens as the model reads them
+    unknown: tuple[str, ...]  # tokens the vocabulary lacks (read as <unk>)
+
+
+def prepare(task: Task, text: str, src_vocab: Vocab) -> Prepared:
+    """User text → source tokens; raises InputError with the message to show."""
+    tokens = task.tokenize(text)
+    if not tokens:
+        raise InputError(f"Type a source text, for example: “{task.placeholder}”.")
+    if len(tokens) > task.max_source:
+        raise InputError(
+            f"That input is {len(tokens)} {task.unit} long; this model accepts at most "
+            f"{task.max_source} {task.unit}. Shorten it and try again."
+        )
+    return Prepared(tokens, tuple(src_vocab.unknown(tokens)))

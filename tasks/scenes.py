@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from tasks.common import split_of
+from tasks.common import SPECIALS, Vocab, split_of
 
 SIZE = 64  # image side in pixels
 SUPER = 3  # draw at 3× and downscale, for smooth edges
@@ -33,6 +33,7 @@ COLOURS = {
 }
 SHAPES = ("circle", "square", "triangle")
 SIZES = {"small": 6.5, "big": 11.0}  # radius in pixels
+MAX_CAPTION = 20  # decoding stops here: the grammar's longest caption is 14 words + </s>
 
 
 @dataclass(frozen=True)
@@ -241,3 +242,9 @@ VOCABULARY = sorted(
         *map(str, range(10)),
     }
 )
+
+
+def vocab() -> Vocab:
+    """The caption vocabulary: the grammar's words, fixed rather than read off the training scenes,
+    so every word has the same id whatever seed or size drew the training set."""
+    return Vocab(SPECIALS + tuple(VOCABULARY))

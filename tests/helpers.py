@@ -38,3 +38,11 @@ def array(value) -> np.ndarray:
         shape = value.get("shape")
         return data.reshape([int(n) for n in str(shape).split(",")]) if shape else data
     return np.asarray(value, dtype=float)
+
+
+def open_view(app: AppTest, label: str) -> AppTest:
+    """Open one of a page's lazy tabs (``st.tabs(key="view")``): only the open tab's view runs."""
+    app.session_state["view"] = label
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app

@@ -8,7 +8,7 @@ import pytest
 from models.attention import Interventions
 from models.bert import default_folder, load_bert
 from runners.bert import encode, run
-from tests.helpers import array, chart, open_app
+from tests.helpers import array, chart, open_app, open_view
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +27,12 @@ def metric(app, label):
 
 
 def texts(app):
-    b = app.text_input(key="bert_b").value
-    return app.text_area(key="bert_a").value, b or None
+    b = app.text_input(key="b").value
+    return app.text_area(key="a").value, b or None
 
 
 def test_zoomed_head_is_the_models_own(at, bert):
+    open_view(at, "Model view")
     at.selectbox(key="bert_mv_layer").set_value(4).run()
     at.selectbox(key="bert_mv_head").set_value(9).run()
     expected = run(bert, encode(bert, *texts(at))).weights[4, 9]
@@ -52,32 +53,39 @@ def test_interventions_change_the_embedding_and_similarity(at, bert):
 
 
 def test_neuron_view_and_token_mask(at):
+    open_view(at, "Neuron view")
     at.selectbox(key="bert_nv_layer").set_value(1).run()
     caption = [c.value for c in at.caption if "Σ of each q ⊙ k row" in c.value]
     assert caption and float(caption[0].rsplit("=", 1)[1]) < 1e-4
     at.sidebar.multiselect[0].set_value([1]).run()
+    open_view(at, "Model view")
     z = array(chart(at, "bert_zoom")["data"][0]["z"])  # (T, T): every query, key 1 hidden
     assert z.ndim == 2 and (z[:, 1] == 0).all() and (z[:, 0] > 0).all()
 
 
 def test_long_empty_and_hostile_text(at):
-    at.text_area(key="bert_a").set_value("<script>alert(1)</script> " + "token " * 900).run()
+    at.text_area(key="a").set_value("<script>alert(1)</script> " + "token " * 900).run()
     assert not at.exception
     assert any("longer than the model's 512 tokens" in w.value for w in at.warning)
     assert metric(at, "Tokens").value == "512"
     assert at.slider(key="bert_window").max == 512 - 64  # the long input is windowed, not a 512² wall
-    at.text_area(key="bert_a").set_value("   ").run()
+    at.text_area(key="a").set_value("   ").run()
     assert any("Type a sentence" in i.value for i in at.info)
 
 
-def test_bad_checkpoint_folder_gets_a_message(at, tmp_path):
-    at.text_input(key="bert_folder").set_value(str(tmp_path)).run()
+def test_bad_checkpoint_folder_gets_a_message(tmp_path, monkeypatch):
+    (tmp_path / "empty-folder").mkdir()
+    monkeypatch.setenv("ATTENTION_EXPLORER_BERT_DIR", str(tmp_path))  # the operator's folder; visitors pick
+    at = open_app("app_pages/bert.py")
+    at.selectbox(key="bert_folder").set_value(str(tmp_path / "empty-folder")).run()
     assert not at.exception
     assert any("lacks config" in e.value for e in at.error)
 
 
 def test_export_buttons_and_svg(at):
     at.sidebar.radio(key="bert_fmt").set_value("svg").run()
+    open_view(at, "Model view")
     cfg = json.loads([c for c in at.get("plotly_chart") if "bert_zoom" in c.proto.id][0].proto.config)
     assert cfg["toImageButtonOptions"]["format"] == "svg"
+    open_view(at, "Export")
     assert len(at.get("download_button")) == 2

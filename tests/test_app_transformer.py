@@ -8,7 +8,7 @@ import pytest
 from models.attention import Interventions
 from runners.transformer import run
 from tasks import TASKS
-from tests.helpers import array, chart, open_app
+from tests.helpers import array, chart, open_app, open_view
 from views.serving import held_out_examples, load_model
 
 NAME = "transformer-dates-h4"
@@ -26,6 +26,7 @@ def model_run(iv=PLAIN, **kw):
 
 
 def focus_weights(app):
+    open_view(app, "Heads")
     heat = chart(app, "tf_zoom")["data"][0]
     return array(heat["z"])
 
@@ -76,6 +77,7 @@ def test_causal_toggle_acts_on_teacher_forcing(at):
     at.sidebar.checkbox(key="tf_causal").uncheck().run()
     forced = model_run(replace(PLAIN, causal=False), reference=ex.tgt)
     assert at.code[1].value == " ".join(forced.predictions)
+    open_view(at, "Heads")
     at.radio(key="tf_heads_block").set_value("decoder_self").run()
     w = focus_weights(at)
     assert (w[np.triu_indices_from(w, 1)] > 0).any()
@@ -85,16 +87,19 @@ def test_causal_toggle_acts_on_teacher_forcing(at):
 
 
 def test_positional_encoding_and_variant_switch(at):
+    open_view(at, "Positional encoding")
     assert f"without PE: {model_run(replace(PLAIN, positional=False)).text}" in at.code[-1].value
     at.sidebar.checkbox(key="tf_pe").uncheck().run()
     assert at.code[0].value == model_run(replace(PLAIN, positional=False)).text
+    open_view(at, "Heads")
     grid = chart(at, "tf_model_view")
     assert len([t for t in grid["data"] if t["type"] == "heatmap"]) == 2 * 4  # layers × heads
-    at.selectbox(key="tf_variant").set_value("h4-post").run()
+    at.selectbox(key="model").set_value("h4-post").run()
     assert not at.exception
 
 
 def test_playground_refuses_invalid_dimensions(at):
+    open_view(at, "Playground")
     at.number_input(key="tf_pg_d").set_value(6).run()
     at.number_input(key="tf_pg_h").set_value(4).run()
     assert any("must be divisible" in e.value for e in at.error)
@@ -104,10 +109,13 @@ def test_playground_refuses_invalid_dimensions(at):
 
 
 def test_head_ranking_and_bad_input(at):
+    open_view(at, "Ablation")
     at.toggle(key="tf_rank").set_value(True).run()
-    assert not at.exception and len(at.dataframe) >= 2
-    at.radio(key="tf_mode").set_value("Your own text").run()
-    at.text_input(key="tf_text_dates").set_value("").run()
+    assert not at.exception
+    (ranking,) = at.dataframe
+    assert len(ranking.value) == 3 * 2 * 4  # every head of every block and layer, ablated alone
+    at.radio(key="input").set_value("text").run()
+    at.text_input(key="text").set_value("").run()
     assert any("Type a source text" in i.value for i in at.info)
-    at.text_input(key="tf_text_dates").set_value("x" * 1000).run()
+    at.text_input(key="text").set_value("x" * 1000).run()
     assert any("at most 80 characters" in e.value for e in at.error)

@@ -9,7 +9,8 @@ import torch
 
 from models.attention import Interventions
 from models.bert import default_folder, load_bert
-from runners.bert import encode, neuron, pair_similarity, rollout, run
+from runners.bert import encode, neuron, pair_similarity, run
+from runners.stats import rollout
 
 TOL = 1e-4  # hidden states and attention weights, absolute
 SENTENCES = {

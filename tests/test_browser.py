@@ -23,8 +23,8 @@ import psutil
 import pytest
 from PIL import Image
 
-from models.checkpoints import load_checkpoint
-from runners.seq2seq import decode
+from runners.registry import load
+from runners.seq2seq import run as run_seq2seq
 from tasks import TASKS
 from tasks.scenes import generate
 
@@ -226,8 +226,8 @@ def test_eight_concurrent_sessions_each_see_their_own_result(server, browser):
     scorings = ["additive", "dot", "general", "scaled_dot"] * 2
     expected = []
     for text, scoring in zip(dates, scorings, strict=True):
-        model, _, sv, tv = load_checkpoint(f"seq2seq-dates-{scoring}")
-        expected.append(decode(model, TASKS["dates"], TASKS["dates"].tokenize(text), sv, tv)[0].text)
+        model, _, sv, tv = load(f"seq2seq-dates-{scoring}")
+        expected.append(run_seq2seq(model, TASKS["dates"], TASKS["dates"].tokenize(text), sv, tv)[0].text)
     contexts = [browser.new_context() for _ in dates]
     pages = [c.new_page() for c in contexts]
     for p, text, scoring in zip(pages, dates, scorings, strict=True):  # all sessions start before any ends

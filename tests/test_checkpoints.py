@@ -5,12 +5,13 @@ import pytest
 from safetensors import safe_open
 
 from models.attention import SCORINGS
-from models.checkpoints import ASSETS, checkpoint_name, load_checkpoint
+from models.checkpoints import ASSETS, checkpoint_name
 from models.transformer import PRESETS
-from tasks import TASKS
+from runners.registry import load
+from tasks import TASKS, TEST_SEED, TEST_SIZE
 from tasks.scenes import generate as generate_scenes
-from training.captioner import evaluate as evaluate_captions
-from training.train import TEST_SEED, TEST_SIZE, evaluate
+from training.evaluate import evaluate_captions
+from training.evaluate import evaluate_text as evaluate
 
 BARS = {"dates": 0.98, "translation": 0.95}  # exact match on the test split, attention models
 AER_BAR = 0.15  # at least one seq2seq scoring function per task
@@ -31,7 +32,7 @@ def measured(test_splits):
     """Every shipped checkpoint evaluated once: name → (card, freshly computed metrics)."""
     out = {}
     for kind, task, variant in SHIPPED:
-        model, card, sv, tv = load_checkpoint(checkpoint_name(kind, task, variant))
+        model, card, sv, tv = load(checkpoint_name(kind, task, variant))
         out[(kind, task, variant)] = card, evaluate(model, test_splits[task], TASKS[task], sv, tv)
     return out
 
@@ -70,7 +71,7 @@ def test_fixed_vector_bottleneck_on_translation(measured):
 
 
 def test_captioner_meets_its_bars():
-    model, card, _, v = load_checkpoint("captioner-scenes")
+    model, card, _, v = load("captioner-scenes")
     m = evaluate_captions(model, generate_scenes(TEST_SIZE, TEST_SEED, "test"), v)
     assert m["exact_match"] >= 0.85, m["exact_match"]
     assert m["pointing_game"] >= 0.80, m["pointing_game"]

@@ -9,7 +9,7 @@ import socket
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import open_app
+from tests.helpers import open_app, open_view
 
 
 def corpus() -> dict[str, str]:
@@ -28,32 +28,30 @@ def corpus() -> dict[str, str]:
 
 
 TEXT_INPUTS = [  # (page, how to reach the widget, widget kind, key)
-    ("app_pages/seq2seq.py", {"s2s_mode": "Your own text"}, "text_input", "s2s_text_dates"),
-    ("app_pages/seq2seq.py", {"s2s_mode": "Your own text"}, "text_input", "s2s_ref_dates"),
-    (
-        "app_pages/seq2seq.py",
-        {"s2s_task": "translation", "s2s_mode": "Your own text"},
-        "text_input",
-        "s2s_text_translation",
-    ),
-    ("app_pages/transformer.py", {"tf_mode": "Your own text"}, "text_input", "tf_text_dates"),
-    ("app_pages/transformer.py", {"tf_mode": "Your own text"}, "text_input", "tf_ref_dates"),
-    ("app_pages/transformer.py", {}, "text_input", "tf_pg_text"),
-    ("app_pages/bert.py", {}, "text_area", "bert_a"),
-    ("app_pages/bert.py", {}, "text_input", "bert_b"),
-    ("app_pages/bert.py", {}, "text_input", "bert_folder"),
+    ("app_pages/seq2seq.py", {"input": "text"}, "text_input", "text"),
+    ("app_pages/seq2seq.py", {"input": "text"}, "text_input", "ref"),
+    ("app_pages/seq2seq.py", {"task": "translation", "input": "text"}, "text_input", "text"),
+    ("app_pages/transformer.py", {"input": "text"}, "text_input", "text"),
+    ("app_pages/transformer.py", {"input": "text"}, "text_input", "ref"),
+    ("app_pages/transformer.py", {"view": "Playground"}, "text_input", "tf_pg_text"),
+    ("app_pages/bert.py", {}, "text_area", "a"),
+    ("app_pages/bert.py", {}, "text_input", "b"),
 ]
+IDS = [f"{page.split('/')[-1][:-3]}-{key}-{'-'.join(setup.values())}" for page, setup, _, key in TEXT_INPUTS]
 
 
 def open_page(page: str, setup: dict) -> AppTest:
     at = open_app(page)
     for key, value in setup.items():
-        widget = at.selectbox(key=key) if key.endswith("task") else at.radio(key=key)
-        widget.set_value(value).run()
+        if key == "view":  # a lazy tab
+            open_view(at, value)
+        else:
+            widget = at.selectbox(key=key) if key == "task" else at.radio(key=key)
+            widget.set_value(value).run()
     return at
 
 
-@pytest.mark.parametrize("page, setup, kind, key", TEXT_INPUTS, ids=[t[3] for t in TEXT_INPUTS])
+@pytest.mark.parametrize("page, setup, kind, key", TEXT_INPUTS, ids=IDS)
 def test_every_hostile_text_in_every_input(page, setup, kind, key):
     at = open_page(page, setup)
     for name, text in corpus().items():
@@ -88,7 +86,7 @@ def no_network(monkeypatch):
 
 
 def test_every_page_works_offline(no_network):
-    at = open_page("app_pages/seq2seq.py", {"s2s_mode": "Your own text"})
+    at = open_page("app_pages/seq2seq.py", {"input": "text"})
     assert at.code and not at.exception
     for page in ("app_pages/transformer.py", "app_pages/bert.py", "app_pages/captioning.py"):
         at.switch_page(page).run()

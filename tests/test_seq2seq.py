@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from models.seq2seq import Seq2Seq, Seq2SeqConfig
-from runners.seq2seq import InputError, decode, prepare
-from tasks import TASKS
+from runners.registry import FAMILIES
+from runners.seq2seq import run as run_seq2seq
+from tasks import TASKS, InputError, prepare
 from tasks.common import EOS_ID, Vocab
-from training.train import train
+from training.loop import train
 
 TASK = TASKS["dates"]
 
@@ -30,10 +31,11 @@ def tiny(vocabs, scoring, seed=0):
 def test_greedy_trace_equals_teacher_forcing_on_its_own_output(vocabs, scoring):
     model, (sv, tv) = tiny(vocabs, scoring), vocabs
     src = TASK.tokenize("saturday, 21 november 2026")
-    (greedy,) = decode(model, TASK, src, sv, tv)
-    stopped = greedy.rows[-1] == "</s>"
-    (forced,) = decode(model, TASK, src, sv, tv, reference=greedy.rows[:-1] if stopped else greedy.rows)
-    n = len(greedy.rows)  # an untrained model may not stop: compare the steps both ran
+    (greedy,) = run_seq2seq(model, TASK, src, sv, tv)
+    stopped = greedy.output[-1] == "</s>"
+    reference = greedy.output[:-1] if stopped else greedy.output
+    (forced,) = run_seq2seq(model, TASK, src, sv, tv, reference=reference)
+    n = len(greedy.output)  # an untrained model may not stop: compare the steps both ran
     for field in ("weights", "raw_scores", "contexts", "states", "token_log_probs"):
         torch.testing.assert_close(
             torch.from_numpy(getattr(greedy, field)), torch.from_numpy(getattr(forced, field)[:n])
@@ -50,25 +52,25 @@ def test_greedy_trace_equals_teacher_forcing_on_its_own_output(vocabs, scoring):
 def test_beam_keeps_each_hypothesis_attention(vocabs):
     model, (sv, tv) = tiny(vocabs, "additive", seed=1), vocabs
     src = TASK.tokenize("nov 21 2026")
-    (greedy,) = decode(model, TASK, src, sv, tv)
-    (one,) = decode(model, TASK, src, sv, tv, beam=1)
-    assert one.rows == greedy.rows
-    hyps = decode(model, TASK, src, sv, tv, beam=4)
-    assert len(hyps) == 4 and len({h.rows for h in hyps}) == 4
-    norm = [h.log_prob / len(h.rows) for h in hyps]
+    (greedy,) = run_seq2seq(model, TASK, src, sv, tv)
+    (one,) = run_seq2seq(model, TASK, src, sv, tv, beam=1)
+    assert one.output == greedy.output
+    hyps = run_seq2seq(model, TASK, src, sv, tv, beam=4)
+    assert len(hyps) == 4 and len({h.output for h in hyps}) == 4
+    norm = [h.log_prob / len(h.output) for h in hyps]
     assert norm == sorted(norm, reverse=True)
     for h in hyps:  # each hypothesis' numbers equal a teacher-forced replay of that hypothesis
-        assert h.weights.shape == (len(h.rows), len(src))
-        ref_rows = h.rows[:-1] if h.rows[-1] == "</s>" else h.rows
-        (replay,) = decode(model, TASK, src, sv, tv, reference=tuple(ref_rows))
-        replayed = torch.from_numpy(replay.weights[: len(h.rows)])
+        assert h.weights.shape == (len(h.output), len(src))
+        ref_rows = h.output[:-1] if h.output[-1] == "</s>" else h.output
+        (replay,) = run_seq2seq(model, TASK, src, sv, tv, reference=tuple(ref_rows))
+        replayed = torch.from_numpy(replay.weights[: len(h.output)])
         torch.testing.assert_close(torch.from_numpy(h.weights), replayed)
-        assert h.log_prob == pytest.approx(float(replay.token_log_probs[: len(h.rows)].sum()), abs=1e-4)
+        assert h.log_prob == pytest.approx(float(replay.token_log_probs[: len(h.output)].sum()), abs=1e-4)
 
 
 def test_baseline_has_no_attention_and_a_fixed_context(vocabs):
     model, (sv, tv) = tiny(vocabs, "none"), vocabs
-    (run,) = decode(model, TASK, TASK.tokenize("21.11.26"), sv, tv)
+    (run,) = run_seq2seq(model, TASK, TASK.tokenize("21.11.26"), sv, tv)
     assert run.weights is None and run.raw_scores is None
     assert (run.contexts == run.contexts[0]).all()
 
@@ -91,11 +93,11 @@ def test_padding_does_not_change_a_sentence(vocabs):
 def test_shared_model_across_threads_matches_serial(vocabs):
     model, (sv, tv) = tiny(vocabs, "additive"), vocabs
     texts = [e.src for e in TASK.generate(12, 9)]
-    serial = [decode(model, TASK, s, sv, tv)[0] for s in texts]
+    serial = [run_seq2seq(model, TASK, s, sv, tv)[0] for s in texts]
     got = [None] * len(texts)
 
     def work(i):
-        got[i] = decode(model, TASK, texts[i], sv, tv)[0]
+        got[i] = run_seq2seq(model, TASK, texts[i], sv, tv)[0]
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(texts))]
     for th in threads:
@@ -103,7 +105,7 @@ def test_shared_model_across_threads_matches_serial(vocabs):
     for th in threads:
         th.join()
     for a, b in zip(got, serial, strict=True):
-        assert a.rows == b.rows and (a.weights == b.weights).all()
+        assert a.output == b.output and (a.weights == b.weights).all()
 
 
 def test_prepare_refuses_empty_and_too_long(vocabs):
@@ -118,7 +120,7 @@ def test_prepare_refuses_empty_and_too_long(vocabs):
 def test_short_training_run_lowers_the_loss():
     torch.set_num_threads(2)
     _, card = train(
-        "dates", "additive", kind="seq2seq", steps=80, n_train=400, progress=False, evaluate_splits=False
+        FAMILIES["seq2seq"], "dates", "additive", steps=80, n_train=400, progress=False, evaluate_splits=False
     )
     curve = [p["loss"] for p in card["loss_curve"]]
     assert curve[-1] < 0.6 * curve[0]

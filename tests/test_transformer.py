@@ -10,7 +10,8 @@ import torch
 
 from models.attention import Interventions
 from models.transformer import Transformer, TransformerConfig, sinusoids
-from runners.transformer import entropy, exact_match, run
+from runners.stats import entropy
+from runners.transformer import exact_match, run
 from tasks import TASKS
 from tasks.common import Example, Vocab
 
@@ -63,7 +64,7 @@ def test_causal_mask_and_its_toggle(vocabs):
     src, ref = tokens("3/5/51"), tuple("1951-03-05")
     on = run(model, TASK, src, sv, tv, reference=ref)
     off = run(model, TASK, src, sv, tv, replace(BASE, causal=False), reference=ref)
-    upper = np.triu(np.ones((len(on.rows), len(on.rows)), dtype=bool), 1)
+    upper = np.triu(np.ones((len(on.output), len(on.output)), dtype=bool), 1)
     for layer in on.blocks["decoder_self"]:
         assert (layer.weights[:, upper] == 0).all()
         assert np.isinf(layer.masked_scores[:, upper]).all()
@@ -77,13 +78,13 @@ def test_padding_mask_keeps_a_padded_sentence_unchanged(vocabs):
     alone = run(model, TASK, src, sv, tv)
     padded = run(model, TASK, src, sv, tv, pad_to=20)
     leaky = run(model, TASK, src, sv, tv, replace(BASE, padding=False), pad_to=20)
-    assert padded.rows == alone.rows
+    assert padded.output == alone.output
     np.testing.assert_allclose(
         padded.blocks["cross"][1].weights[..., : len(src)], alone.blocks["cross"][1].weights, atol=1e-5
     )
     assert (padded.blocks["encoder"][0].weights[..., len(src) :] == 0).all()
     assert (leaky.blocks["encoder"][0].weights[..., len(src) :] > 0).all()
-    assert padded.src[-1] == "<pad>" and len(padded.src) == 20
+    assert padded.source[-1] == "<pad>" and len(padded.source) == 20
 
 
 def test_hidden_keys_scaling_temperature_positional_ablation(vocabs):
@@ -123,8 +124,8 @@ def test_sinusoids_formula():
 def test_greedy_trace_is_the_pass_that_chose_the_tokens(vocabs):
     model, (sv, tv) = tiny(vocabs, seed=3), vocabs
     r = run(model, TASK, tokens("the 4th of july, 1976"), sv, tv)
-    assert r.predictions == r.rows  # argmax at every position is the emitted token
-    assert r.inputs[0] == "<s>" and r.inputs[1:] == r.rows[:-1]
+    assert r.predictions == r.output  # argmax at every position is the emitted token
+    assert r.inputs[0] == "<s>" and r.inputs[1:] == r.output[:-1]
 
 
 def test_bad_config_says_how_to_fix():
@@ -174,7 +175,7 @@ def test_exact_match_counts(vocabs):
     examples = TASK.generate(20, 1)
     own = []
     for ex in examples[:10]:
-        rows = run(model, TASK, ex.src, sv, tv).rows
+        rows = run(model, TASK, ex.src, sv, tv).output
         own.append(Example(ex.src, tuple(r for r in rows if r != "</s>"), frozenset(), frozenset()))
     assert all(run(model, TASK, ex.src, sv, tv).text != "".join(ex.tgt) for ex in examples[10:])
     assert exact_match(model, TASK, own + examples[10:], sv, tv) == 0.5

@@ -1,0 +1,37 @@
+"""Every model family the app knows: one line each. See docs/architecture.md, "Add a family"."""
+
+from __future__ import annotations
+
+import models.captioner
+import models.seq2seq
+import models.transformer
+from models.bert import BertEncoder
+from models.captioner import Captioner, CaptionerConfig
+from models.checkpoints import load_card, load_checkpoint
+from models.seq2seq import Seq2Seq, Seq2SeqConfig
+from models.transformer import Transformer, TransformerConfig
+from runners import bert, captioner, seq2seq, transformer
+from runners.protocol import Family
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family(name="seq2seq", title="Seq2seq alignment", page="app_pages/seq2seq.py", icon="🔀",
+               example=seq2seq.example, network=Seq2Seq, config=Seq2SeqConfig,
+               training=models.seq2seq),
+        Family(name="transformer", title="Transformer lab", page="app_pages/transformer.py", icon="🧪",
+               example=transformer.example, network=Transformer, config=TransformerConfig,
+               training=models.transformer),
+        Family(name="bert", title="Pretrained BERT", page="app_pages/bert.py", icon="🔬",
+               example=bert.example, network=BertEncoder),
+        Family(name="captioner", title="Captioning", page="app_pages/captioning.py", icon="🖼️",
+               example=captioner.example, network=Captioner, config=CaptionerConfig,
+               training=models.captioner),
+    )
+}  # fmt: skip
+
+
+def load(name: str):
+    """A shipped checkpoint by name ("<family>-<task>-<variant>"): (model, card, src vocab, tgt vocab)."""
+    family = FAMILIES[load_card(name)["kind"]]
+    return load_checkpoint(name, family.network, family.config)

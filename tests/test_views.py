@@ -1,0 +1,108 @@
+"""The runner protocol and the generic views, against every registered family.
+
+Each family's `example()` runs its shipped checkpoint on its default input; the generic views
+(model view, head view, statistics, export, intervention deltas) must draw exactly those weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from runners.protocol import AttentionMaps
+from runners.registry import FAMILIES
+from runners.stats import head_statistics, to_csv, to_npz
+from tests.helpers import array, chart
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def example(request):
+    return request.param, FAMILIES[request.param].example()
+
+
+def test_every_run_follows_the_protocol(example):
+    name, run = example
+    assert run.maps, f"{name} returns no attention maps"
+    assert len(run.token_log_probs) == len(run.output) and (run.token_log_probs <= 0).all()
+    for block, maps in run.maps.items():
+        n_layers, n_heads, tq, tk = maps.weights.shape
+        assert maps.weights.dtype == np.float32 and (tq, tk) == (len(maps.queries), len(maps.keys)), block
+        np.testing.assert_allclose(maps.weights.sum(-1), 1.0, atol=1e-5, err_msg=f"{name} {block}")
+
+
+def test_statistics_are_the_weights_own(example):
+    _, run = example
+    for maps in run.maps.values():
+        rows = head_statistics(maps)
+        assert len(rows) == maps.n_layers * maps.n_heads
+        last = maps.weights[-1, -1].astype(np.float64)  # the last row is (layer L-1, head h-1)
+        by_hand = np.mean([-sum(p * math.log(p) for p in row if p > 0) for row in last])
+        assert rows[-1]["entropy (nats)"] == pytest.approx(by_hand, abs=1e-4)
+        assert rows[-1]["mass on special tokens"] == pytest.approx(
+            last[:, maps.special_keys].sum(-1).mean(), abs=1e-6
+        )
+        for row in rows:
+            assert 0 <= row["entropy (nats)"] <= math.log(len(maps.keys)) + 1e-5
+
+
+def parse_csv(text: str) -> tuple[list[str], list[str], np.ndarray]:
+    header, *rows = list(csv.reader(io.StringIO(text)))
+    return header[1:], [r[0] for r in rows], np.array([[float(v) for v in r[1:]] for r in rows])
+
+
+def test_csv_and_npz_exports_round_trip(example):
+    _, run = example
+    for maps in run.maps.values():
+        keys, queries, values = parse_csv(to_csv(maps, maps.n_layers - 1, 0))
+        assert keys == list(maps.keys) and queries == list(maps.queries)
+        np.testing.assert_allclose(values, maps.weights[-1, 0], rtol=1e-6, atol=1e-9)
+    saved = np.load(io.BytesIO(to_npz(run.maps)))
+    for block, maps in run.maps.items():
+        np.testing.assert_array_equal(saved[f"{block}_weights"], maps.weights)
+        assert list(saved[f"{block}_keys"]) == list(maps.keys)
+
+
+def test_csv_keeps_tokens_with_quotes_commas_newlines_and_emoji():
+    tokens = ['say "hi"', "a,b", "line\nbreak", "🎉", "=1+1"]
+    weights = np.full((len(tokens), len(tokens)), 1 / len(tokens))
+    keys, queries, values = parse_csv(to_csv(AttentionMaps.single("t", weights, tokens, tokens), 0, 0))
+    assert keys == tokens and queries == tokens
+    np.testing.assert_allclose(values, weights, rtol=1e-6)
+
+
+def render_views(family: str) -> None:
+    """An app of nothing but the generic views, on one family's example run."""
+    from runners.registry import FAMILIES
+    from views import attention
+
+    run = FAMILIES[family].example()
+    block, maps = next(iter(run.maps.items()))
+    attention.model_view(maps, "t")
+    attention.head_view(maps, "t")
+    attention.statistics(run.maps, "t")
+    attention.export(run.maps, "t")
+    attention.intervention_deltas(run, run)
+
+
+def test_generic_views_draw_the_models_weights(example):
+    name, run = example
+    at = AppTest.from_function(render_views, args=(name,), default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    maps = next(iter(run.maps.values()))
+    zoom = array(chart(at, "t_zoom")["data"][0]["z"]).reshape(maps.weights.shape[2:])
+    np.testing.assert_array_equal(zoom, maps.weights[0, 0])
+    if maps.n_layers * maps.n_heads > 1:
+        grid = chart(at, "t_model_view")["data"]
+        assert len([t for t in grid if t["type"] == "heatmap"]) == maps.n_layers * maps.n_heads
+    lines = chart(at, "t_head_view")["data"]
+    assert any(t["mode"] == "lines" for t in lines)  # at least one query→key line is drawn
+    stats = at.dataframe[0].value
+    assert len(stats) == sum(m.n_layers * m.n_heads for m in run.maps.values())
+    assert len(at.get("download_button")) == 2
+    (deltas,) = at.dataframe[1:]
+    assert (deltas.value["max |Δw|"] == 0).all()  # a run compared with itself changed nothing

@@ -1,0 +1,160 @@
+"""Generic attention views, written once against `runners.protocol.AttentionMaps`.
+
+Every family that returns maps gets these for free: the model view (layers × heads), the head view
+(lines from queries to keys), per-head statistics, export, and the change an intervention made.
+A view with controls of its own renders inside its own `st.fragment`, so moving one of its
+controls reruns that view alone, not the page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import streamlit as st
+
+from runners.protocol import AttentionMaps, AttentionRun
+from runners.stats import head_statistics, mean_entropy, to_csv, to_npz
+from views.inputs import token_key
+from viz.heatmaps import attention_heatmap, head_grid
+from viz.lines import head_lines
+
+
+def heatmap(
+    maps: AttentionMaps,
+    layer: int,
+    head: int,
+    key: str,
+    *,
+    title: str = "",
+    axes: tuple[str, str] = ("query", "key"),
+    value_name: str = "w",
+    plot_config=None,
+    **gold,
+):
+    """One layer's and head's (Tq, Tk) weights with exact values on hover (``gold``: link cells)."""
+    fig = attention_heatmap(
+        maps.weights[layer, head],
+        maps.queries,
+        maps.keys,
+        title=title or maps.title,
+        row_title=axes[0],
+        col_title=axes[1],
+        value_name=value_name,
+        **gold,
+    )
+    st.plotly_chart(fig, key=key, config=plot_config)
+
+
+def _pick(column, label: str, n: int, key: str, index: int = 0) -> int:
+    """A layer or head picker; nothing to pick (and no widget) when there is only one."""
+    return column.selectbox(label, range(n), index=index, key=key) if n > 1 else 0
+
+
+@st.fragment
+def model_view(maps: AttentionMaps, key: str, *, height_per_row: int = 200, plot_config=None) -> None:
+    """Layers × heads thumbnails and one zoomed head, chosen by select boxes."""
+    layer_column, head_column = st.columns(2)
+    layer = _pick(layer_column, "Zoom: layer", maps.n_layers, f"{key}_mv_layer")
+    head = _pick(head_column, "Zoom: head", maps.n_heads, f"{key}_mv_head")
+    if maps.n_layers * maps.n_heads > 1:
+        st.markdown(
+            "**Model view** — every layer × head (hover for exact weights); the zoomed head is outlined:"
+        )
+        grid = head_grid(
+            maps.weights,
+            maps.queries,
+            maps.keys,
+            row_names=[f"L{i}" for i in range(maps.n_layers)],
+            col_names=[f"H{h}" for h in range(maps.n_heads)],
+            focus=(layer, head),
+            height_per_row=height_per_row,
+        )
+        st.plotly_chart(grid, key=f"{key}_model_view", config=plot_config)
+    heatmap(
+        maps,
+        layer,
+        head,
+        f"{key}_zoom",
+        title=f"{maps.title}: layer {layer} · head {head}",
+        plot_config=plot_config,
+    )
+
+
+@st.fragment
+def head_view(maps: AttentionMaps, key: str, *, plot_config=None) -> None:
+    """BertViz-style lines from each query to the keys it attends to, one colour per head."""
+    layer_column, heads_column, query_column = st.columns([1, 3, 2])
+    layer = _pick(layer_column, "Layer", maps.n_layers, f"{key}_hv_layer")
+    heads = list(range(maps.n_heads))
+    if maps.n_heads > 1:
+        heads = heads_column.multiselect("Heads (toggle)", heads, default=heads, key=f"{key}_hv_heads")
+    query = query_column.selectbox(
+        "Only lines from query",
+        [None, *range(len(maps.queries))],
+        format_func=lambda i: "all queries" if i is None else f"{i}: {maps.queries[i]}",
+        key=token_key(f"{key}_hv_query", maps.queries),
+    )
+    fig = head_lines(maps.weights[layer], maps.queries, maps.keys, heads, query=query)
+    st.plotly_chart(fig, key=f"{key}_head_view", config=plot_config)
+    st.caption("Left: queries; right: keys. Line opacity ∝ weight (≥ 0.05 drawn).")
+
+
+def statistics(all_maps: Mapping[str, AttentionMaps], key: str) -> None:
+    """Per block, layer and head: mean entropy, mean max weight, mean mass on special tokens."""
+    st.markdown(
+        "Per head: mean entropy of its attention rows (0 = each query looks at one key; ln Tk = "
+        "uniform), the mean of each row's largest weight, and the share of attention that lands on "
+        "special tokens (start/end markers, padding, [CLS]/[SEP])."
+    )
+    rows = [{"block": name, **row} for name, maps in all_maps.items() for row in head_statistics(maps)]
+    st.dataframe(rows, hide_index=True, key=f"{key}_stats")
+
+
+@st.fragment
+def export(all_maps: Mapping[str, AttentionMaps], key: str, *, file_stem: str = "attention") -> None:
+    """One head's weights as CSV (tokens as headers), or every block, layer and head as NPZ."""
+    names = list(all_maps)
+    block_column, layer_column, head_column = st.columns(3)
+    name = block_column.selectbox(
+        "Block", names, format_func=lambda n: all_maps[n].title, key=f"{key}_ex_block"
+    )
+    maps = all_maps[name]
+    layer = _pick(layer_column, "Layer", maps.n_layers, f"{key}_ex_layer")
+    head = _pick(head_column, "Head", maps.n_heads, f"{key}_ex_head")
+    st.download_button(
+        "Weights of this head as CSV",
+        to_csv(maps, layer, head),
+        f"{file_stem}_{name}_L{layer}_H{head}.csv",
+        "text/csv",
+        key=f"{key}_csv",
+    )
+    st.download_button(
+        "Every block, layer and head as NPZ (<block>_weights (L, h, Tq, Tk), <block>_queries, <block>_keys)",
+        to_npz(all_maps),
+        f"{file_stem}.npz",
+        "application/octet-stream",
+        key=f"{key}_npz",
+    )
+
+
+def intervention_deltas(run: AttentionRun, base: AttentionRun) -> None:
+    """What an intervention changed: the output, its log-probability, and per block the mean
+    attention entropy and the largest change of any weight (against the run without it)."""
+    if run.output or base.output:
+        output_cell, log_p_cell = st.columns(2)
+        same = run.output == base.output
+        output_cell.metric("Output vs no intervention", "unchanged" if same else "changed")
+        if same:
+            delta = float(run.token_log_probs.sum() - base.token_log_probs.sum())
+            log_p_cell.metric("Δ log p(output)", f"{delta:+.4f}")
+    rows = []
+    for name, maps in run.maps.items():
+        before = base.maps.get(name)
+        row = {"block": maps.title, "mean entropy (nats)": mean_entropy(maps)}
+        if before is not None:
+            row["Δ entropy"] = row["mean entropy (nats)"] - mean_entropy(before)
+            if before.weights.shape == maps.weights.shape:
+                row["max |Δw|"] = float(np.abs(maps.weights - before.weights).max())
+        rows.append(row)
+    st.dataframe(rows, hide_index=True)

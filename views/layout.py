@@ -1,0 +1,23 @@
+"""Page furniture every page shares: the header, and tabs whose bodies run only when open."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import streamlit as st
+
+
+def page_header(doc: str) -> None:
+    """A page's module docstring as its header: the first line is the title, the rest the intro."""
+    title, _, intro = doc.strip().partition("\n")
+    st.title(title.rstrip("."))
+    st.markdown(" ".join(intro.split()))
+
+
+def lazy_tabs(views: Mapping[str, Callable[[], None]]) -> None:
+    """One tab per view; only the open tab's view runs (its label is the URL parameter ``view``)."""
+    tabs = st.tabs(list(views), key="view", on_change="rerun", bind="query-params")
+    for tab, render in zip(tabs, views.values(), strict=True):
+        if tab.open:
+            with tab:
+                render()

@@ -1,0 +1,159 @@
+"""Pure bar, strip and line charts (arrays in, figures out): steps, vectors, curves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from viz.labels import token_labels
+
+
+def step_bars(
+    scores: np.ndarray, weights: np.ndarray, tokens: Sequence[str], *, score_name: str = "e_t"
+) -> go.Figure:
+    """Two aligned bar charts over the source tokens: the scores e_t and the weights α_t."""
+    labels = token_labels(tokens)
+    x = np.arange(len(tokens))
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=(f"scores {score_name} (into the softmax)", "weights α_t = softmax"),
+    )
+    for row, values, name, fmt in ((1, scores, score_name, ".4f"), (2, weights, "α_t", ".4f")):
+        fig.add_trace(
+            go.Bar(
+                x=x,
+                y=np.asarray(values, dtype=np.float32),
+                name=name,
+                customdata=labels,
+                hovertemplate=f"%{{x}} '%{{customdata}}'<br>{name} = %{{y:{fmt}}}<extra></extra>",
+            ),
+            row=row,
+            col=1,
+        )
+    fig.update_xaxes(tickmode="array", tickvals=list(x), ticktext=labels, row=2, col=1)
+    fig.update_layout(showlegend=False, height=420, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def vector_strips(vectors: Mapping[str, np.ndarray]) -> go.Figure:
+    """Vectors as labelled rows of a heatmap (context, states, q, head outputs). Shorter rows are
+    padded with NaN, which Plotly leaves blank."""
+    names = list(vectors)
+    rows = [np.asarray(vectors[n], dtype=np.float32).ravel() for n in names]
+    z = np.full((len(rows), max(len(r) for r in rows)), np.nan, dtype=np.float32)
+    for i, r in enumerate(rows):
+        z[i, : len(r)] = r
+    lim = float(np.nanmax(np.abs(z))) or 1.0
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            y=np.arange(len(names)),
+            colorscale="RdBu",
+            zmid=0,
+            zmin=-lim,
+            zmax=lim,
+            customdata=np.array([[n] * z.shape[1] for n in names], dtype=object),
+            hovertemplate="%{customdata}[%{x}] = %{z:.4f}<extra></extra>",
+            colorbar=dict(thickness=12),
+        )
+    )
+    fig.update_layout(
+        yaxis=dict(tickmode="array", tickvals=list(range(len(names))), ticktext=names, autorange="reversed"),
+        xaxis=dict(title="dimension"),
+        height=80 + 40 * len(names),
+        margin=dict(l=10, r=10, t=10, b=10),
+    )
+    return fig
+
+
+def token_bars(tokens: Sequence[str], values: np.ndarray, *, name: str, title: str = "") -> go.Figure:
+    """One bar per token (e.g. per-token loss under teacher forcing)."""
+    labels = token_labels(tokens)
+    fig = go.Figure(
+        go.Bar(
+            x=np.arange(len(tokens)),
+            y=np.asarray(values, dtype=np.float32),
+            customdata=labels,
+            hovertemplate=f"%{{x}} '%{{customdata}}'<br>{name} = %{{y:.4f}}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis=dict(tickmode="array", tickvals=list(range(len(tokens))), ticktext=labels),
+        yaxis=dict(title=name, tickformat=".2~g"),
+        height=300,
+        margin=dict(l=10, r=10, t=40, b=10),
+    )
+    return fig
+
+
+def length_curves(
+    curves: Mapping[str, Mapping[str, float]], *, unit: str, highlight: str | None = None
+) -> go.Figure:
+    """Exact match by source-length bucket, one line per model; ``highlight`` marks a bucket."""
+    fig = go.Figure()
+    for name, points in curves.items():
+        fig.add_trace(
+            go.Scatter(
+                x=list(points),
+                y=list(points.values()),
+                mode="lines+markers",
+                name=name,
+                hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>",
+            )
+        )
+    if highlight is not None:
+        # add_vline's annotation cannot average category labels; a shape + annotation can.
+        fig.add_shape(
+            type="line",
+            x0=highlight,
+            x1=highlight,
+            y0=0,
+            y1=1,
+            yref="paper",
+            line=dict(dash="dot", color="grey"),
+        )
+        fig.add_annotation(
+            x=highlight, y=1, yref="paper", text="your input", showarrow=False, yanchor="bottom"
+        )
+    fig.update_layout(
+        xaxis=dict(title=f"source length ({unit})", type="category"),
+        yaxis=dict(title="exact match (test split)", range=[0, 1.02]),
+        height=340,
+        margin=dict(l=10, r=10, t=30, b=10),
+        legend=dict(orientation="h"),
+    )
+    return fig
+
+
+def lines(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    x_title: str,
+    y_title: str,
+    title: str = "",
+    log_y: bool = False,
+) -> go.Figure:
+    """Named (x, y) series as lines (training curves, gradient norms)."""
+    hover = f"{x_title} %{{x}}<br>{y_title} %{{y:.5g}}<extra>%{{fullData.name}}</extra>"
+    fig = go.Figure(
+        [
+            go.Scatter(x=list(x), y=list(y), mode="lines", name=name, hovertemplate=hover)
+            for name, (x, y) in series.items()
+        ]
+    )
+    fig.update_layout(
+        title=title,
+        xaxis=dict(title=x_title),
+        yaxis=dict(title=y_title, type="log" if log_y else None),
+        height=320,
+        margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h"),
+    )
+    return fig
