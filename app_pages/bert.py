@@ -18,7 +18,7 @@ from runners.stats import rollout
 from views import attention
 from views.inputs import md_escape, token_key
 from views.layout import lazy_tabs, page_header
-from views.serving import bert_folders, bert_neuron, bert_pair_similarity, bert_run, load_bert_cached
+from views.serving import bert_folders, bert_neuron_layer, bert_pair_similarity, bert_run, load_bert_cached
 from viz.charts import step_bars
 from viz.heatmaps import matrix_heatmap
 
@@ -131,7 +131,7 @@ def neuron_view() -> None:
         format_func=lambda i: f"{i}: {enc.tokens[i]}",
         key=token_key("bert_nv_query", enc.tokens),
     )
-    neuron = bert_neuron(folder, text_a, text_b, interventions, layer, head, query)
+    neuron = bert_neuron_layer(folder, text_a, text_b, interventions, layer).at(head, query)
     st.markdown(
         f"Query **{md_escape(enc.tokens[query])}**, layer {layer}, head {head}; {scale_note(cfg)}. "
         "q ⊙ k is the element-wise product whose sum is q·k."

@@ -27,6 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 Scoring = Literal["additive", "dot", "general", "scaled_dot"]
+# What a returned trace keeps: everything, or only the softmax weights (one (Tq, Tk) tensor per head
+# instead of four: what the views draw, at the memory and speed of a reference eager forward).
+Capture = Literal["full", "weights"]
 SCORINGS: tuple[str, ...] = ("additive", "dot", "general", "scaled_dot")
 
 
@@ -36,18 +39,19 @@ class AttentionTrace:
 
     ``query``/``key``/``value`` are the tensors as scored (after any per-head split);
     ``masked_scores`` is ``scaled_scores`` with ``-inf`` where ``mask`` is False: exactly what
-    went into the softmax.
+    went into the softmax. A ``capture="weights"`` trace keeps no scores (those fields are None);
+    its weights are computed in the same order, so they equal a full trace's bit for bit.
     """
 
     query: Tensor  # (B, [h,] Tq, d_q)
     key: Tensor  # (B, [h,] Tk, d_k)
     value: Tensor  # (B, [h,] Tk, d_v)
-    raw_scores: Tensor  # (B, [h,] Tq, Tk)  e = score(q, k)
+    raw_scores: Tensor | None  # (B, [h,] Tq, Tk)  e = score(q, k)
     scale: float  # 1/sqrt(d_k) for scaled dot, else 1.0
     temperature: float  # logits are divided by this before the softmax
-    scaled_scores: Tensor  # (B, [h,] Tq, Tk)  e * scale / temperature
+    scaled_scores: Tensor | None  # (B, [h,] Tq, Tk)  e * scale / temperature
     mask: Tensor | None  # bool, broadcastable to scores; True = may attend
-    masked_scores: Tensor  # (B, [h,] Tq, Tk)  -inf where masked
+    masked_scores: Tensor | None  # (B, [h,] Tq, Tk)  -inf where masked
     weights: Tensor  # (B, [h,] Tq, Tk)  softmax over the last axis
     output: Tensor  # (B, [h,] Tq, d_v)  weights @ value
 
@@ -76,14 +80,16 @@ class Interventions:
         return mask
 
     def attention_kwargs(
-        self, block: str, layer: int, n_heads: int, device=None, *, return_trace: bool = False
-    ) -> dict:
+        self, block: str, layer: int, n_heads: int, device=None, *, return_trace: bool = False,
+        capture: Capture = "full",
+    ) -> dict:  # fmt: skip
         """The per-call arguments of `MultiHeadAttention` for one block and layer."""
         return dict(
             temperature=self.temperature,
             scaled=self.scaled,
             head_mask=self.head_mask(block, layer, n_heads, device),
             return_trace=return_trace,
+            capture=capture,
         )
 
 
@@ -135,19 +141,32 @@ def attend(
     mask: Tensor | None = None,
     temperature: float = 1.0,
     return_trace: bool = False,
+    capture: Capture = "full",
 ) -> tuple[Tensor, AttentionTrace | None]:
     """Scores → (scale, temperature) → mask → softmax → weighted sum of values.
 
-    ``raw_scores`` (…, Tq, Tk) come from a scoring function; ``value`` is (…, Tk, d_v).
+    ``raw_scores`` (…, Tq, Tk) come from a scoring function; ``value`` is (…, Tk, d_v). With
+    ``return_trace`` and ``capture="weights"`` they are overwritten (pass a temporary).
     Returns ``(output (…, Tq, d_v), trace or None)``.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}; use e.g. 1.0.")
     check_mask(mask, raw_scores)
+    # A weights-only trace keeps no scores, so steps 1–2 may overwrite the scores' memory (the
+    # caller's temporary) instead of allocating two more (Tq, Tk) tensors per head: same arithmetic,
+    # same weights, a third of the peak memory.
+    in_place = return_trace and capture == "weights"
     # 1) Scale the logits: 1/sqrt(d_k) keeps dot products at unit variance; temperature on top.
-    scaled = raw_scores * (scale / temperature)
+    factor = scale / temperature
+    scaled = raw_scores.mul_(factor) if in_place else raw_scores * factor
     # 2) Apply the mask: -inf where a query may not look, so the softmax gives exactly 0 there.
-    masked = scaled if mask is None else scaled.masked_fill(~mask, float("-inf"))
+    masked = scaled
+    if mask is not None:
+        masked = (
+            scaled.masked_fill_(~mask, float("-inf"))
+            if in_place
+            else scaled.masked_fill(~mask, float("-inf"))
+        )
     # 3) Softmax over the keys. A row with every key masked is all -inf → NaN; make it 0.
     weights = torch.softmax(masked, dim=-1)
     if mask is not None:
@@ -156,16 +175,17 @@ def attend(
     output = weights @ value  # (…, Tq, Tk) @ (…, Tk, d_v) → (…, Tq, d_v)
     if not return_trace:
         return output, None
+    full = capture == "full"
     trace = AttentionTrace(
         query=query,
         key=key,
         value=value,
-        raw_scores=raw_scores,
+        raw_scores=raw_scores if full else None,
         scale=scale,
         temperature=temperature,
-        scaled_scores=scaled,
+        scaled_scores=scaled if full else None,
         mask=mask,
-        masked_scores=masked,
+        masked_scores=masked if full else None,
         weights=weights,
         output=output,
     )
@@ -288,11 +308,12 @@ class MultiHeadAttention(nn.Module):
         scaled: bool = True,
         head_mask: Tensor | None = None,
         return_trace: bool = False,
+        capture: Capture = "full",
     ) -> tuple[Tensor, MultiHeadTrace | None]:
         """query (B, Tq, d_model), key/value (B, Tk, d_model), mask broadcastable to
         (B, h, Tq, Tk), e.g. (B, 1, 1, Tk) for padding or (Tq, Tk) for causal.
         ``scaled=False`` drops the 1/sqrt(d_k); ``head_mask`` (h,) multiplies each head's
-        context before the concat (0 ablates a head).
+        context before the concat (0 ablates a head); ``capture`` is what a trace keeps.
 
         Returns ``(output (B, Tq, d_model), trace or None)``.
         """
@@ -322,6 +343,7 @@ class MultiHeadAttention(nn.Module):
                 mask=mask,
                 temperature=temperature,
                 return_trace=return_trace,
+                capture=capture,
             )
         # 3) Switch heads off (ablation), concatenate them and mix with W_O.
         if head_mask is not None:

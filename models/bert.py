@@ -25,7 +25,14 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
-from models.attention import NO_INTERVENTION, Interventions, MultiHeadAttention, MultiHeadTrace, keys_kept
+from models.attention import (
+    NO_INTERVENTION,
+    Capture,
+    Interventions,
+    MultiHeadAttention,
+    MultiHeadTrace,
+    keys_kept,
+)
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
@@ -117,10 +124,13 @@ class BertEncoder(nn.Module):
         attention_mask: Tensor | None = None,
         iv: Interventions = NO_INTERVENTION,
         return_trace: bool = False,
+        capture: Capture = "full",
+        full_layer: int | None = None,
     ) -> BertOutput:
         """input_ids (B, T); attention_mask (B, T) bool, True on real tokens. ``iv.hidden_keys``
         hide token positions from every query (an attention-mask intervention); ``iv.ablate``
-        holds ("encoder", layer, head) triples; ``iv.positional=False`` drops position embeddings."""
+        holds ("encoder", layer, head) triples; ``iv.positional=False`` drops position embeddings.
+        A trace keeps ``capture`` of every layer, and everything of layer ``full_layer``."""
         b, t = input_ids.shape
         if t > self.cfg.max_position_embeddings:
             raise ValueError(
@@ -130,7 +140,7 @@ class BertEncoder(nn.Module):
         keep = keys_kept(b, t, hidden=iv.hidden_keys, device=input_ids.device)
         if attention_mask is not None:
             keep &= attention_mask
-        mask = keep[:, None, None, :]  # (B, 1, 1, T): every query, every head
+        mask = None if keep.all() else keep[:, None, None, :]  # (B, 1, 1, T): every query, every head
         # 1) Embeddings: word + position + segment, layer-normed.
         x = self.word(input_ids) + self.segment(types)
         if iv.positional:
@@ -138,8 +148,14 @@ class BertEncoder(nn.Module):
         x = self.emb_norm(x)
         hidden, traces = [x], []
         for i, layer in enumerate(self.layers):
+            layer_capture = "full" if i == full_layer else capture
             kw = iv.attention_kwargs(
-                "encoder", i, self.cfg.num_attention_heads, x.device, return_trace=return_trace
+                "encoder",
+                i,
+                self.cfg.num_attention_heads,
+                x.device,
+                return_trace=return_trace,
+                capture=layer_capture,
             )
             x, trace = layer(x, mask=mask, kw=kw)
             hidden.append(x)

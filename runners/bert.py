@@ -64,12 +64,18 @@ class BertRun:
     token_log_probs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
 
-def _forward(loaded: LoadedBert, enc: Encoding, iv: Interventions, trace: bool):
+def _forward(
+    loaded: LoadedBert, enc: Encoding, iv: Interventions, trace: bool, full_layer: int | None = None
+):
+    """The encoder on one encoding; a trace keeps the weights of every layer (what the views draw)
+    and everything of ``full_layer``."""
     device = next(loaded.model.parameters()).device
     ids = torch.tensor([enc.ids], device=device)
     types = torch.tensor([enc.type_ids], device=device)
     with torch.inference_mode():
-        out = loaded.model(ids, token_type_ids=types, iv=iv, return_trace=trace)
+        out = loaded.model(
+            ids, token_type_ids=types, iv=iv, return_trace=trace, capture="weights", full_layer=full_layer
+        )
         keep = keys_kept(1, ids.shape[1], hidden=iv.hidden_keys, device=device)
         emb = sentence_embedding(out.last_hidden_state, keep)[0]
     return out, to_numpy(emb)
@@ -96,22 +102,39 @@ class NeuronView:
     weights: np.ndarray  # (T,)
 
 
-def neuron(
-    loaded: LoadedBert, enc: Encoding, iv: Interventions, layer: int, head: int, query: int
-) -> NeuronView:
-    out, _ = _forward(loaded, enc, iv, True)
+@dataclass(frozen=True)
+class NeuronLayer:
+    """Every head of one layer, fully captured: q, k, scores and weights, for the neuron view."""
+
+    q: np.ndarray  # (h, T, d_k)
+    k: np.ndarray  # (h, T, d_k)
+    raw_scores: np.ndarray  # (h, T, T) q·k
+    scale: float
+    masked_scores: np.ndarray  # (h, T, T) into the softmax (-inf where hidden)
+    weights: np.ndarray  # (h, T, T)
+
+    def at(self, head: int, query: int) -> NeuronView:
+        return NeuronView(
+            q=self.q[head, query],
+            k=self.k[head],
+            raw_scores=self.raw_scores[head, query],
+            scale=self.scale,
+            scaled_scores=self.masked_scores[head, query],
+            weights=self.weights[head, query],
+        )
+
+
+def neuron_layer(loaded: LoadedBert, enc: Encoding, iv: Interventions, layer: int) -> NeuronLayer:
+    """One layer of the forward with every intermediate kept (the others keep only weights)."""
+    out, _ = _forward(loaded, enc, iv, True, full_layer=layer)
     a = out.attentions[layer].heads
-
-    def row(x: torch.Tensor) -> np.ndarray:
-        return x[0, head, query].float().cpu().numpy()
-
-    return NeuronView(
-        q=row(a.query),
-        k=a.key[0, head].float().cpu().numpy(),
-        raw_scores=row(a.raw_scores),
+    return NeuronLayer(
+        q=to_numpy(a.query[0]),
+        k=to_numpy(a.key[0]),
+        raw_scores=to_numpy(a.raw_scores[0]),
         scale=a.scale,
-        scaled_scores=row(a.masked_scores),
-        weights=row(a.weights),
+        masked_scores=to_numpy(a.masked_scores[0]),
+        weights=to_numpy(a.weights[0]),
     )
 
 

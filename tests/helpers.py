@@ -46,3 +46,18 @@ def open_view(app: AppTest, label: str) -> AppTest:
     app.run()
     assert not app.exception, [e.value for e in app.exception]
     return app
+
+
+def grid_panels(figure: dict, n_rows: int, n_cols: int) -> np.ndarray:
+    """The model view's tiled heatmap cut back into its panels: (rows, cols, Tq, Tk)."""
+    (heat,) = [t for t in figure["data"] if t["type"] == "heatmap"]
+    z = array(heat["z"]).reshape(len(heat["y"]), len(heat["x"]))
+    tq, tk = (z.shape[0] + 1) // n_rows - 1, (z.shape[1] + 1) // n_cols - 1
+    return np.stack(
+        [
+            np.stack(
+                [z[i * (tq + 1) : i * (tq + 1) + tq, j * (tk + 1) : j * (tk + 1) + tk] for j in range(n_cols)]
+            )
+            for i in range(n_rows)
+        ]
+    )

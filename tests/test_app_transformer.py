@@ -8,7 +8,7 @@ import pytest
 from models.attention import Interventions
 from runners.transformer import run
 from tasks import TASKS
-from tests.helpers import array, chart, open_app, open_view
+from tests.helpers import array, chart, grid_panels, open_app, open_view
 from views.serving import held_out_examples, load_model
 
 NAME = "transformer-dates-h4"
@@ -92,8 +92,9 @@ def test_positional_encoding_and_variant_switch(at):
     at.sidebar.checkbox(key="tf_pe").uncheck().run()
     assert at.code[0].value == model_run(replace(PLAIN, positional=False)).text
     open_view(at, "Heads")
-    grid = chart(at, "tf_model_view")
-    assert len([t for t in grid["data"] if t["type"] == "heatmap"]) == 2 * 4  # layers × heads
+    panels = grid_panels(chart(at, "tf_model_view"), 2, 4)  # layers × heads
+    expected = np.stack([b.weights for b in model_run(replace(PLAIN, positional=False)).blocks["encoder"]])
+    np.testing.assert_allclose(panels, expected, atol=1e-6)
     at.selectbox(key="model").set_value("h4-post").run()
     assert not at.exception
 
@@ -105,7 +106,9 @@ def test_playground_refuses_invalid_dimensions(at):
     assert any("must be divisible" in e.value for e in at.error)
     at.number_input(key="tf_pg_h").set_value(3).run()
     assert not at.error
-    assert len(chart(at, "tf_pg_grid")["data"]) == 3
+    panels = grid_panels(chart(at, "tf_pg_grid"), 1, 3)  # one panel per head
+    assert panels.shape[:2] == (1, 3)
+    np.testing.assert_allclose(panels.sum(-1), 1.0, atol=1e-5)  # softmax rows
 
 
 def test_head_ranking_and_bad_input(at):

@@ -182,3 +182,18 @@ def test_threads_on_one_shared_model_each_get_their_own_trace():
         th.join()
     for i, ref in enumerate(serial):
         assert results[i] is not None and torch.equal(results[i], ref)
+
+
+@pytest.mark.parametrize("temperature, scaled", [(1.0, True), (2.5, False)])
+def test_weights_only_capture_keeps_the_same_weights_and_no_scores(temperature, scaled):
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(32, 4).eval()
+    x = torch.randn(2, 9, 32)
+    mask = torch.rand(2, 1, 1, 9) > 0.2
+    kw = dict(query=x, key=x, value=x, mask=mask, temperature=temperature, scaled=scaled, return_trace=True)
+    with torch.inference_mode():
+        out_full, full = mha(**kw)
+        out_weights, weights_only = mha(**kw, capture="weights")
+    assert torch.equal(full.heads.weights, weights_only.heads.weights)  # bit for bit, masks and all
+    assert torch.equal(out_full, out_weights)
+    assert weights_only.heads.raw_scores is None and weights_only.heads.masked_scores is None

@@ -9,7 +9,7 @@ import torch
 
 from models.attention import Interventions
 from models.bert import default_folder, load_bert
-from runners.bert import encode, neuron, pair_similarity, run
+from runners.bert import encode, neuron_layer, pair_similarity, run
 from runners.stats import rollout
 
 TOL = 1e-4  # hidden states and attention weights, absolute
@@ -92,7 +92,7 @@ def test_interventions_and_rollout(ours):
     np.testing.assert_allclose(base.weights.sum(-1), 1.0, atol=1e-5)
     roll = rollout(base.weights)
     np.testing.assert_allclose(roll.sum(-1), 1.0, atol=1e-5)
-    nv = neuron(ours, enc, Interventions(), 2, 7, 3)
+    nv = neuron_layer(ours, enc, Interventions(), 2).at(7, 3)
     np.testing.assert_allclose(nv.q @ nv.k.T, nv.raw_scores, atol=1e-4)
     np.testing.assert_allclose(nv.weights, base.weights[2, 7, 3], atol=1e-6)
 

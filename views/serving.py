@@ -1,12 +1,15 @@
 """How the app serves models: cached loaders, cached runs, and the inference concurrency policy.
 
-Models are `st.cache_resource` (one shared object per checkpoint, every session and thread);
-per-input results are `st.cache_data` (numpy, copied per session) keyed on cheap arguments.
+Models are `st.cache_resource`: one shared object per checkpoint, for every session and thread.
+Per-input runs are `st.cache_resource` too, keyed on cheap arguments, with every array marked
+read-only (`read_only`): one frozen object shared by every session, never copied or unpickled on a
+rerun (a 512-token BERT run is 75 MB; `st.cache_data` would unpickle it at each access).
 Runners are pure; this is the only place that decides how many runs share the CPU at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Iterator
@@ -59,43 +62,62 @@ def inference(model_key: str) -> Iterator[None]:
         yield
 
 
+def read_only(value):
+    """Mark every numpy array inside a run read-only and return the run: a cached run is one object
+    shared by every session, so no view may write into it."""
+    if isinstance(value, np.ndarray):
+        value.flags.writeable = False
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for field in dataclasses.fields(value):
+            read_only(getattr(value, field.name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            read_only(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            read_only(item)
+    return value
+
+
 @st.cache_resource(show_spinner="Loading model…")
 def load_model(name: str):
     """One shared model per checkpoint (eval mode, on the picked device), its card and vocabularies."""
     return load(name)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_resource(show_spinner=False)
 def card(name: str) -> dict | None:
+    """A checkpoint's model card (shared by every session: read it, never write into it)."""
     try:
         return load_card(name)
     except FileNotFoundError:
         return None
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_resource(show_spinner=False)
 def held_out_examples(task_name: str, n: int = 100) -> list[Example]:
     """The first ``n`` examples of the task's fixed test split (the one the cards are scored on)."""
     return held_out(task_name, n)
 
 
 # --- Seq2seq --------------------------------------------------------------------------------------
-@st.cache_data(max_entries=256, show_spinner=False)
+@st.cache_resource(max_entries=256, show_spinner=False)
 def seq2seq_runs(
     name: str, src: tuple[str, ...], beam: int = 1, reference: tuple[str, ...] | None = None
 ) -> list[seq2seq.Seq2SeqRun]:
     model, model_card, src_vocab, tgt_vocab = load_model(name)
     with inference(name):
-        return seq2seq.run(
+        runs = seq2seq.run(
             model, TASKS[model_card["task"]], src, src_vocab, tgt_vocab, beam=beam, reference=reference
         )
+    return read_only(runs)
 
 
 # --- Transformer ----------------------------------------------------------------------------------
 FIXED_BATCH = 100  # held-out examples the transformer page scores interventions on
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
+@st.cache_resource(max_entries=128, show_spinner=False)
 def transformer_run(
     name: str,
     src: tuple[str, ...],
@@ -160,27 +182,20 @@ def load_bert_cached(folder: str) -> LoadedBert:
     return load_bert(folder, pick_device())
 
 
-@st.cache_data(max_entries=8, show_spinner="Running BERT…")
+@st.cache_resource(max_entries=4, show_spinner="Running BERT…")
 def bert_run(folder: str, text_a: str, text_b: str | None, interventions: Interventions):
     loaded = load_bert_cached(folder)
     enc = bert.encode(loaded, text_a, text_b)
     with inference(folder):
-        return enc, bert.run(loaded, enc, interventions)
+        return enc, read_only(bert.run(loaded, enc, interventions))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def bert_neuron(
-    folder: str,
-    text_a: str,
-    text_b: str | None,
-    interventions: Interventions,
-    layer: int,
-    head: int,
-    query: int,
-):
+@st.cache_resource(max_entries=4, show_spinner="Capturing every intermediate of this layer…")
+def bert_neuron_layer(folder: str, text_a: str, text_b: str | None, interventions: Interventions, layer: int):
+    """One layer's q, k, scores and weights for every head: picking a head or a query is then free."""
     loaded = load_bert_cached(folder)
     with inference(folder):
-        return bert.neuron(loaded, bert.encode(loaded, text_a, text_b), interventions, layer, head, query)
+        return read_only(bert.neuron_layer(loaded, bert.encode(loaded, text_a, text_b), interventions, layer))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -193,10 +208,10 @@ def bert_pair_similarity(folder: str, text_a: str, text_b: str, interventions: I
 
 
 # --- Captioner ------------------------------------------------------------------------------------
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_resource(max_entries=64, show_spinner=False)
 def captions(name: str, pixels: bytes, shape: tuple[int, int, int], beam: int) -> list[captioner.CaptionRun]:
     """Keyed on the model's 64×64 input pixels: the same picture is captioned once."""
     model, _, _, vocab = load_model(name)
     _, x = model_input(Image.fromarray(np.frombuffer(pixels, dtype=np.uint8).reshape(shape)))
     with inference(name):
-        return captioner.run(model, vocab, x, beam=beam)
+        return read_only(captioner.run(model, vocab, x, beam=beam))

@@ -1,0 +1,399 @@
+"""Benchmark (not a test): the app as a user feels it in a real browser, against a floor app.
+
+    python benchmarks/bench_browser.py [--repeat N] [--pages seq2seq,transformer,bert,captioning] [--bert-512]
+
+Starts two `streamlit run` servers on free loopback ports: a "floor" app written to a temp dir (one
+checkbox rerunning one 12×12 Plotly heatmap, the least a Streamlit + Plotly page can cost) and
+app.py; drives Debian's Chromium (headless) with Playwright. Measures:
+
+- cold start: process launch → first Plotly chart painted (`.js-plotly-plot .main-svg` present,
+  `[data-testid=stApp]` `data-test-script-state` = notRunning, then two animation frames) in a fresh
+  page; the app's on "/".
+- warm page load: fresh browser context, navigation start → first chart painted, script idle (the
+  page's own performance.now()); median of --repeat after one untimed load.
+- click → painted, per control listed in CONTROLS (checkboxes, radios, select boxes, sliders, tab
+  labels): a MutationObserver on the script state records when it goes to running and back to
+  notRunning, then waits two rAFs; time from the input event (pointerdown/keydown timeStamp) to that
+  paint. If the state does not go to running within 1.5 s (a fragment rerun may not flip it), it
+  falls back to the main block's DOM mutations settling (none for 300 ms): the "method" column
+  says which. Each control is driven --repeat times back and forth (tabs: home tab → tab, only the
+  second click timed); median per control, then median over a page's controls.
+- bytes per rerun: websocket payload bytes the browser received between input and paint.
+- --bert-512: /bert with a 512-token input (`a` = "token " × 600), load and a few controls.
+×floor: the ratio to the floor app measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import urlencode
+
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM, BROWSER_ARGS = "/usr/bin/chromium", ["--no-sandbox", "--disable-dev-shm-usage"]
+FLOOR_APP = """import numpy as np, plotly.graph_objects as go, streamlit as st
+on = st.checkbox("Other data")
+z = np.random.default_rng(1 if on else 0).random((12, 12), dtype=np.float32)
+st.plotly_chart(go.Figure(go.Heatmap(z=z)), key="floor")
+"""
+
+
+class Control(NamedTuple):
+    """One control. kind: check | radio | select | slider | tab. label: the widget's aria-label
+    (a trailing * matches a prefix; radios: the start of their label text; tabs: the tab name).
+    arg: radio (target option, home option); tab: the home tab. tab: open this tab first."""
+
+    kind: str
+    label: str
+    arg: tuple[str, str] | str | None = None
+    tab: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind} {self.label}" + (f" → {self.arg[0]}" if self.kind == "radio" else "")
+
+
+# fmt: off
+CONTROLS: dict[str, tuple[str, list[Control]]] = {
+    "seq2seq": ("/", [
+        Control("radio", "Decoding", ("beam", "greedy")), Control("select", "Scoring function"),
+        Control("radio", "Input:", ("text", "example")), Control("select", "Example (held-out*"),
+        *(Control("tab", t, "Alignment") for t in ("Step inspector", "Teacher forcing", "Bottleneck study")),
+        Control("tab", "Statistics & export", "Alignment"),
+        Control("slider", "Decoder step t", tab="Step inspector"),  # in an st.fragment
+    ]),
+    "transformer": ("/transformer", [
+        Control("check", "Causal mask in decoder self-attention"), Control("check", "Padding mask"),
+        Control("check", "Scale logits by 1/√d_k"), Control("check", "Positional encoding"),
+        Control("slider", "Temperature on attention logits"),
+        Control("select", "Head", tab="Walkthrough"),  # in an st.fragment
+        *(Control("tab", t, "Walkthrough") for t in ("Heads", "Ablation", "Positional encoding")),
+        Control("select", "Zoom: layer", tab="Heads"),  # in an st.fragment
+    ]),
+    "bert": ("/bert", [
+        Control("check", "Hide [CLS] / [SEP] in the views"), Control("slider", "Temperature on attention*"),
+        Control("radio", "Chart camera button saves", ("svg", "png")),
+        Control("select", "Layer", tab="Head view"),  # in an st.fragment
+        *(Control("tab", t, "Head view") for t in ("Model view", "Neuron view", "Rollout vs raw")),
+        Control("select", "Zoom: layer", tab="Model view"),  # in an st.fragment
+    ]),
+    "captioning": ("/captioning", [
+        Control("radio", "Image:", ("random", "gallery")), Control("radio", "Image:", ("compose", "gallery")),
+        *(Control("slider", s) for s in ("Sample", "Beam size (1 = greedy)", "Overlay opacity")),
+        Control("tab", "Coverage and CNN self-attention", "Where each word looks"),
+        Control("tab", "Statistics & export", "Where each word looks"),
+        Control("slider", "Word", tab="Where each word looks"),  # in an st.fragment
+        Control("slider", "row", tab="Coverage and CNN self-attention"),  # in an st.fragment
+    ]),
+}
+BERT_512 = [
+    Control("check", "Hide [CLS] / [SEP] in the views"), Control("slider", "Temperature on attention logits"),
+    Control("slider", "Window:*"), Control("tab", "Model view", "Head view"),
+    Control("select", "Zoom: layer", tab="Model view"),
+]
+# fmt: on
+
+LOADED_JS = """async (maxMs) => {
+  const raf2 = () => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const idle = () => document.querySelector('[data-testid=stApp]')
+    ?.getAttribute('data-test-script-state') === 'notRunning';
+  for (;;) {
+    if (idle() && document.querySelector('.js-plotly-plot .main-svg')) break;
+    if (idle() && document.querySelector('[data-testid=stException]')) throw new Error('the page raised');
+    if (performance.now() > maxMs) throw new Error('no chart painted in time');
+    await new Promise(r => requestAnimationFrame(r));
+  }
+  await raf2();
+  return performance.now();
+}"""
+INSTALL_JS = """() => {
+  if (window.__bench) return;
+  const app = document.querySelector('[data-testid=stApp]');
+  const main = document.querySelector('[data-testid=stMain]') || app;
+  const raf2 = () => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const B = window.__bench = {armed: false};
+  B.arm = () => Object.assign(B, {armed: true, tArm: performance.now(), t0: null, running: null,
+                                  done: null, painted: null, lastMut: null, mutPainted: null});
+  for (const type of ['pointerdown', 'keydown'])
+    document.addEventListener(type, e => { if (B.armed && B.t0 === null) B.t0 = e.timeStamp; }, true);
+  new MutationObserver(() => {
+    if (!B.armed) return;
+    const running = app.getAttribute('data-test-script-state') === 'running';
+    if (running && B.running === null) B.running = performance.now();
+    else if (!running && B.running !== null && B.done === null) {
+      B.done = performance.now();
+      raf2().then(() => { B.painted = performance.now(); });
+    }
+  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  new MutationObserver(() => {
+    if (!B.armed) return;
+    const now = B.lastMut = performance.now();
+    raf2().then(() => { if (B.lastMut === now) B.mutPainted = performance.now(); });
+  }).observe(main, {subtree: true, childList: true, attributes: true, characterData: true});
+  B.wait = async ([noRunMs, quietMs, maxMs]) => {
+    const start = performance.now(), sleep = ms => new Promise(r => setTimeout(r, ms));
+    const late = () => performance.now() - start > maxMs;
+    while (B.running === null && performance.now() - start < noRunMs) await sleep(10);
+    let method = 'state';
+    if (B.running !== null) {
+      while (B.painted === null && !late()) await sleep(10);
+    } else if (B.lastMut === null) method = 'none';
+    else {
+      method = 'mutations';
+      while ((performance.now() - B.lastMut < quietMs || B.mutPainted === null) && !late()) await sleep(20);
+      B.painted = B.mutPainted;
+    }
+    B.armed = false;
+    const t0 = B.t0 ?? B.tArm;
+    return {method, timedOut: late(), s: B.painted === null ? null : (B.painted - t0) / 1000};
+  };
+}"""
+
+
+def start_server(script: Path, log: Path, procs: list[subprocess.Popen]) -> tuple[str, float]:
+    """Launch ``streamlit run script`` on a free loopback port (added to ``procs``, for the caller
+    to stop); poll /_stcore/health until ok. Returns the URL and the launch time."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port)]
+    cmd += ["--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none"]
+    launched = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=script.parent, env=env, stdout=out, stderr=subprocess.STDOUT)
+    procs.append(proc)
+    url = f"http://127.0.0.1:{port}"
+    while time.perf_counter() - launched < 180:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{script.name} exited: {log.read_text()[-600:]}")
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                return url, launched
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{script.name} is not healthy after 180 s: {log.read_text()[-600:]}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def open_page(browser, url: str, received: list[int] | None = None):
+    """A fresh context and page at ``url``, waited until its first chart is painted.
+    Returns (context, page, seconds from navigation start to that paint)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    if received is not None:
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda p: received.append(len(p))))
+    page.goto(url, wait_until="commit", timeout=180_000)
+    painted_ms = page.evaluate(LOADED_JS, 180_000)
+    return context, page, painted_ms / 1000
+
+
+def warm_loads(browser, url: str, repeat: int) -> float:
+    times = []
+    for i in range(repeat + 1):
+        context, _, seconds = open_page(browser, url)
+        context.close()
+        if i:  # the first load is the untimed warm-up
+            times.append(seconds)
+    return statistics.median(times)
+
+
+def timed(page, action, received: list[int]) -> dict:
+    """Arm the observers, do ``action`` (the input), wait for the paint; seconds, method, bytes."""
+    page.evaluate(INSTALL_JS)
+    page.evaluate("window.__bench.arm()")
+    received.clear()
+    action()
+    result = page.evaluate("window.__bench.wait", [1500, 300, 120_000])
+    result["bytes"] = sum(received)
+    page.wait_for_timeout(100)  # let trailing paints and frames pass before the next input
+    return result
+
+
+def widget(page, c: Control):
+    label = c.label
+    attr = f'[aria-label^="{label[:-1]}"]' if label.endswith("*") else f'[aria-label="{label}"]'
+    if c.kind == "check":
+        return page.locator(f"[data-testid=stCheckbox]:has(input{attr}) label").first
+    if c.kind == "slider":
+        return page.locator(f"[data-testid=stSlider] input[type=range]{attr}").first
+    if c.kind == "select":
+        return page.locator(f"[data-testid=stSelectbox] input[role=combobox]{attr}").first
+    if c.kind == "radio":
+        return page.get_by_test_id("stRadio").filter(has_text=label).first
+    return page.get_by_role("tab", name=label, exact=True)
+
+
+def open_tab(page, name: str, received: list[int]) -> None:
+    tab = page.get_by_role("tab", name=name, exact=True)
+    if tab.get_attribute("aria-selected") != "true":
+        timed(page, tab.click, received)
+
+
+def prepare(page, c: Control, i: int, received: list[int]):
+    """Untimed preparation of step ``i`` of control ``c``; returns the timed input."""
+    w = widget(page, c)
+    if c.kind != "tab":
+        w.scroll_into_view_if_needed()  # a select box opened below the fold closes as the page scrolls
+    if c.kind == "check":
+        return w.click
+    if c.kind == "slider":
+        w.focus()
+        return lambda: w.press("ArrowRight" if i % 2 == 0 else "ArrowLeft")
+    if c.kind == "radio":
+        exact = re.compile(f"^{re.escape(c.arg[i % 2])}$")
+        option = w.get_by_test_id("stRadioOption").filter(has_text=exact).first
+        return option.click
+    if c.kind == "select":
+        current = w.input_value()
+        w.click()
+        options = page.get_by_role("option")
+        options.first.wait_for()
+        texts = options.all_inner_texts()
+        other = next(j for j, t in enumerate(texts) if t.strip() != current.strip())
+        return options.nth(other).click
+    open_tab(page, c.arg, received)  # tab: from the home tab, the timed click opens the control's tab
+    return w.click
+
+
+def measure_control(page, c: Control, repeat: int, received: list[int]) -> dict:
+    if c.tab:
+        open_tab(page, c.tab, received)
+    runs = [timed(page, prepare(page, c, i, received), received) for i in range(repeat)]
+    if repeat % 2 and c.kind != "tab":  # leave the control as it was found
+        timed(page, prepare(page, c, repeat, received), received)
+    seconds = [r["s"] for r in runs if r["s"] is not None]
+    if not seconds:
+        raise RuntimeError(f"no paint detected ({runs[0]['method']})")
+    method, timeouts = "+".join(sorted({r["method"] for r in runs})), sum(r["timedOut"] for r in runs)
+    out = {"control": c.name, "median": statistics.median(seconds), "first": seconds[0], "method": method}
+    return out | {"bytes": statistics.median(r["bytes"] for r in runs), "timeouts": timeouts}
+
+
+def bench_page(browser, url: str, controls: list[Control], repeat: int, label: str) -> dict:
+    print(f"[{label}] {url[:80]}", file=sys.stderr, flush=True)
+    row = {"page": label, "load": None, "controls": [], "failed": []}
+    received: list[int] = []
+    try:
+        row["load"] = warm_loads(browser, url, repeat)
+        context, page, _ = open_page(browser, url, received)
+    except Exception as err:  # a page that does not load is reported, not fatal
+        row["failed"].append(("(page load)", str(err).splitlines()[0]))
+        return row
+    try:
+        for c in controls:
+            try:
+                r = measure_control(page, c, repeat, received)
+                row["controls"].append(r)
+                print(f"[{label}] {c.name}: {r['median']:.3f} s ({r['method']})", file=sys.stderr, flush=True)
+            except Exception as err:  # report the control, go on with the others
+                row["failed"].append((c.name, str(err).splitlines()[0]))
+                page.keyboard.press("Escape")
+    finally:
+        context.close()
+    return row
+
+
+def cold_start(browser, script: Path, log: Path, procs: list[subprocess.Popen]) -> tuple[str, float]:
+    """Launch a server (added to ``procs``), then open "/" in a fresh page: launch → first chart painted."""
+    url, launched = start_server(script, log, procs)
+    context, _, _ = open_page(browser, url + "/")
+    seconds = time.perf_counter() - launched
+    context.close()
+    return url, seconds
+
+
+def fmt_bytes(n: float) -> str:
+    return f"{n / 1024:.0f} KB" if n >= 1024 else f"{n:.0f} B"
+
+
+def ratio(x: float | None, floor: float | None) -> str:
+    return "-" if x is None or not floor else f"{x / floor:.2f}"
+
+
+def report(rows: list[dict], cold: tuple[float, float]) -> None:
+    medians = [[r["median"] for r in row["controls"]] for row in rows]
+    clicks = [statistics.median(m) if m else None for m in medians]
+    floor_load, floor_click = rows[0]["load"], clicks[0]
+    print(f"\n{'page':<12} {'load s':<7} {'×floor':<8} {'click→painted median s':<23} {'×floor':<7} ", end="")
+    print(f"{'worst control (s)':<41} bytes/rerun median (max)")
+    for row, click in zip(rows, clicks, strict=True):
+        load = "-" if row["load"] is None else f"{row['load']:.2f}"
+        line = f"{row['page']:<12} {load:<7} {ratio(row['load'], floor_load):<8} "
+        if click is None:
+            print(line + "(no control measured)")
+            continue
+        worst = max(row["controls"], key=lambda r: r["median"])
+        worst_text = f"{worst['control'][:32]} ({worst['median']:.2f})"
+        sizes = [r["bytes"] for r in row["controls"]]
+        print(
+            f"{line}{click:<23.3f} {ratio(click, floor_click):<7} {worst_text:<41} "
+            f"{fmt_bytes(statistics.median(sizes))} ({fmt_bytes(max(sizes))})"
+        )
+    print(f"cold start: floor {cold[0]:.2f} s, app {cold[1]:.2f} s (×{cold[1] / cold[0]:.1f})")
+    print(f"\n{'page':<12} {'control':<52} {'median s':>8} {'first s':>8}  {'method':<9} bytes (median)")
+    for row in rows:
+        for r in row["controls"]:
+            note = f"  ({r['timeouts']} timed out)" if r["timeouts"] else ""
+            print(
+                f"{row['page']:<12} {r['control'][:52]:<52} {r['median']:>8.3f} {r['first']:>8.3f}  "
+                f"{r['method']:<9} {fmt_bytes(r['bytes'])}{note}"
+            )
+        for name, why in row["failed"]:
+            print(f"{row['page']:<12} {name[:52]:<52} {'FAILED':>8}  {why[:100]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--pages", default=",".join(CONTROLS))
+    parser.add_argument("--bert-512", action="store_true", help="also /bert with a 512-token input")
+    args = parser.parse_args()
+    pages = [p for p in args.pages.split(",") if p]
+    if unknown := set(pages) - set(CONTROLS):
+        parser.error(f"unknown pages {sorted(unknown)}; choose from {list(CONTROLS)}")
+    began = time.perf_counter()
+    procs: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        try:
+            floor = Path(tmp) / "floor_app.py"
+            floor.write_text(FLOOR_APP)
+            floor_url, floor_cold = cold_start(browser, floor, Path(tmp) / "floor.log", procs)
+            app_url, app_cold = cold_start(browser, ROOT / "app.py", Path(tmp) / "app.log", procs)
+            rows = [bench_page(browser, floor_url, [Control("check", "Other data")], args.repeat, "floor")]
+            for name in pages:
+                path, controls = CONTROLS[name]
+                rows.append(bench_page(browser, app_url + path, controls, args.repeat, name))
+            if args.bert_512:
+                url = f"{app_url}/bert?" + urlencode({"a": "token " * 600})
+                rows.append(bench_page(browser, url, BERT_512, args.repeat, "bert-512"))
+        finally:
+            browser.close()
+            for proc in procs:
+                stop_server(proc)
+    report(rows, (floor_cold, app_cold))
+    print(f"\n(--repeat {args.repeat}; whole run {time.perf_counter() - began:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
