@@ -104,10 +104,11 @@ def bench_page() -> None:
             times.append((time.perf_counter() - start) * 1000)
         return statistics.median(times)
 
+    at.session_state["view"] = "Step inspector"  # the lazy tab that holds the step slider
     cases = [
-        ("new example (cache miss)", "selectbox", "s2s_example_dates", range(10, 20)),
+        ("new example (cache miss)", "selectbox", "example", range(10, 20)),
         ("step slider", "select_slider", "s2s_step", [1, 2, 3, 4, 5]),
-        ("scoring switch", "selectbox", "s2s_scoring", ["dot", "general", "scaled_dot", "additive"]),
+        ("scoring switch", "selectbox", "scoring", ["dot", "general", "scaled_dot", "additive"]),
     ]
     for label, kind, key, values in cases:
         ms = rerun(lambda kind=kind, key=key: getattr(at, kind)(key=key), values)

@@ -16,8 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_seq2seq import TEXTS, median_ms  # noqa: E402
+from models.attention import Interventions  # noqa: E402
 from models.checkpoints import checkpoint_name  # noqa: E402
-from models.transformer import PRESETS, Interventions  # noqa: E402
+from models.transformer import PRESETS  # noqa: E402
 from runners.registry import load  # noqa: E402
 from runners.transformer import run  # noqa: E402
 from tasks import TASKS  # noqa: E402
@@ -67,7 +68,7 @@ def bench_page() -> None:
         ("temperature 2.0", lambda: at.sidebar.slider(key="tf_temp").set_value(2.0)),
         ("PE off", lambda: at.sidebar.checkbox(key="tf_pe").uncheck()),
         ("ablate a head", lambda: at.sidebar.multiselect(key="tf_ablate_h4").set_value([("cross", 1, 0)])),
-        ("switch to h8", lambda: at.selectbox(key="tf_variant").set_value("h8")),
+        ("switch to h8", lambda: at.selectbox(key="model").set_value("h8")),
     ]
     for label, action in toggles:
         action()
