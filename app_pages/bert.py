@@ -11,7 +11,6 @@ import numpy as np
 import streamlit as st
 
 from models.attention import Interventions
-from models.bert import scale_note
 from runners.bert import EXAMPLE_TEXT, MAX_CHARS
 from runners.protocol import AttentionMaps
 from runners.stats import rollout
@@ -111,7 +110,10 @@ if len(shown) > WINDOW:
         key="bert_window",
     )
     shown = shown[start : start + WINDOW]
-idx = np.array(shown)
+if not shown:
+    st.info("No word pieces are left to show: type a word, or untick “Hide [CLS] / [SEP]”.")
+    st.stop()
+idx = np.array(shown, dtype=int)
 window: AttentionMaps = run.maps["self"].take(idx, idx)
 if hide_special:
     st.caption(
@@ -132,9 +134,10 @@ def neuron_view() -> None:
         key=token_key("bert_nv_query", enc.tokens),
     )
     neuron = bert_neuron_layer(folder, text_a, text_b, interventions, layer).at(head, query)
+    d_k = len(neuron.q)
     st.markdown(
-        f"Query **{md_escape(enc.tokens[query])}**, layer {layer}, head {head}; {scale_note(cfg)}. "
-        "q ⊙ k is the element-wise product whose sum is q·k."
+        f"Query **{md_escape(enc.tokens[query])}**, layer {layer}, head {head}; d_k = {d_k}, the model's "
+        f"scale 1/√d_k = {neuron.scale:.4f}. q ⊙ k is the element-wise product whose sum is q·k."
     )
     products = neuron.q[None, :] * neuron.k[idx]  # (n, d_k): the terms of each dot product
     fig = matrix_heatmap(
@@ -153,7 +156,7 @@ def neuron_view() -> None:
     table = {
         "key": window.keys,
         "q·k": neuron.raw_scores[idx],
-        "÷√d_k (÷T)": neuron.scaled_scores[idx],
+        "into the softmax (÷√d_k, ÷T; −inf = masked)": neuron.scaled_scores[idx],
         "softmax": neuron.weights[idx],
     }
     st.dataframe(table, hide_index=True)

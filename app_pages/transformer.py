@@ -8,6 +8,8 @@ the output is recomputed each time.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from models.attention import Interventions
@@ -115,7 +117,8 @@ exact_cell.metric(
     delta=f"{acc - base_acc:+.0%} vs no intervention" if changed else None,
 )
 base = transformer_run(name, src, plain)
-entropy_now, entropy_delta = mean_entropy(free.maps["encoder"]), None
+shown = free.real_positions(len(src))  # padding rows compared with nothing: they are not the input
+entropy_now, entropy_delta = mean_entropy(shown["encoder"]), None
 if changed:
     plain_cell.metric("Output without interventions", base.text or "(empty)")
     entropy_delta = f"{entropy_now - mean_entropy(base.maps['encoder']):+.3f} vs no intervention"
@@ -124,7 +127,7 @@ entropy_cell.metric(
 )
 if changed:
     with st.expander("What the interventions changed, per attention block"):
-        attention.intervention_deltas(free, base)
+        attention.intervention_deltas(replace(free, maps=shown), base)
 forced = None
 if reference is not None:
     forced = transformer_run(name, src, interventions, tuple(reference), pad_to)

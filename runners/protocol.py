@@ -1,10 +1,11 @@
 """The runner protocol: what every model family hands the views, and its registry entry.
 
 A family is a network (pure torch, `models/`), a runner (`runners/<family>.py`) whose ``run``
-takes one input plus a frozen `Interventions` value and returns view-ready numpy, and one line in
-`runners/registry.py`. Every run carries its attention as `AttentionMaps`, one per attention block
-— ``(layers, heads, Tq, Tk)`` whatever the model — so the generic views (model view, head view,
-head statistics, export, intervention deltas) are written once, against this file.
+takes one input (plus a frozen `Interventions` value, where the family has interventions) and
+returns view-ready numpy, and one line in `runners/registry.py`. Every run carries its attention
+as `AttentionMaps`, one per attention block — ``(layers, heads, Tq, Tk)`` whatever the model — so
+the generic views (model view, head view, head statistics, export, intervention deltas) are
+written once, against this file.
 """
 
 from __future__ import annotations

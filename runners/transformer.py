@@ -1,7 +1,8 @@
-"""The transformer on one input (or a small fixed batch) → numpy for the Transformer page.
+"""Transformer family runner: the encoder–decoder on one input (or a small fixed batch) → numpy.
 
 Every array is batch row 0 of the model's own `TransformerTrace`; nothing is recomputed here.
-Same lock and `inference_mode` as `runners.seq2seq`.
+Inference runs under `torch.inference_mode()`; how many runs share the CPU is the app's policy
+(`views.serving`), not the runner's.
 """
 
 from __future__ import annotations
@@ -84,6 +85,17 @@ class TransformerRun:
     @property
     def log_prob(self) -> float:
         return float(self.token_log_probs.sum())
+
+    def real_positions(self, n_source: int) -> dict[str, AttentionMaps]:
+        """The maps without padding: the first ``n_source`` source positions as encoder queries and
+        as keys. With the padding mask on, what a padded run shows there equals the unpadded run."""
+        src, rows = range(n_source), range(len(self.inputs))
+        encoder, cross = self.maps["encoder"], self.maps["cross"]
+        return {
+            "encoder": encoder.take(src, src),
+            "decoder_self": self.maps["decoder_self"],
+            "cross": cross.take(rows, src),
+        }
 
 
 def _run(trace, src, inputs_ids, rows_ids, tgt_vocab: Vocab, joiner: str) -> TransformerRun:

@@ -106,3 +106,21 @@ def test_generic_views_draw_the_models_weights(example):
     assert len(at.get("download_button")) == 2
     (deltas,) = at.dataframe[1:]
     assert (deltas.value["max |Δw|"] == 0).all()  # a run compared with itself changed nothing
+
+
+def test_cached_runs_are_read_only():
+    """A cached run is one object every session shares: no view may write into its arrays."""
+    from models.attention import Interventions
+    from tasks import held_out
+    from views.serving import seq2seq_runs, transformer_run
+
+    src = held_out("dates", 1)[0].src
+    for run in (
+        seq2seq_runs("seq2seq-dates-additive", src)[0],
+        transformer_run("transformer-dates-h4", src, Interventions()),
+    ):
+        weights = next(iter(run.maps.values())).weights
+        with pytest.raises(ValueError, match="read-only"):
+            weights[0, 0, 0, 0] = 0.5
+        with pytest.raises(ValueError, match="read-only"):
+            run.token_log_probs[0] = 0.0

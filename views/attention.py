@@ -131,7 +131,7 @@ def export(all_maps: Mapping[str, AttentionMaps], key: str, *, file_stem: str = 
     )
     st.download_button(
         "Every block, layer and head as NPZ (<block>_weights (L, h, Tq, Tk), <block>_queries, <block>_keys)",
-        to_npz(all_maps),
+        lambda: to_npz(all_maps),  # built when clicked: compressing every block is not free
         f"{file_stem}.npz",
         "application/octet-stream",
         key=f"{key}_npz",

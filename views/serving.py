@@ -128,9 +128,10 @@ def transformer_run(
     model, model_card, src_vocab, tgt_vocab = load_model(name)
     task = TASKS[model_card["task"]]
     with inference(name):
-        return transformer.run(
+        run = transformer.run(
             model, task, src, src_vocab, tgt_vocab, interventions, reference=reference, pad_to=pad_to
         )
+    return read_only(run)
 
 
 @st.cache_data(max_entries=64, show_spinner="Scoring the fixed test batch…")

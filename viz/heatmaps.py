@@ -1,6 +1,6 @@
 """Pure figure builders: arrays in, `plotly.graph_objects.Figure` out. No Streamlit here.
 
-Conventions (see shared/notes/ecosystem.md):
+Conventions:
 - token axes are integer positions with tick labels, so a repeated token ("the … the") keeps its
   own row/column; the token text rides in ``customdata`` for the hover;
 - matrices go out as float32 (half the bytes of float64; float16 would fall back to lists);
