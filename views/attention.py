@@ -51,34 +51,31 @@ def _pick(column, label: str, n: int, key: str, index: int = 0) -> int:
     return column.selectbox(label, range(n), index=index, key=key) if n > 1 else 0
 
 
-@st.fragment
 def model_view(maps: AttentionMaps, key: str, *, height_per_row: int = 200, plot_config=None) -> None:
-    """Layers × heads thumbnails and one zoomed head, chosen by select boxes."""
-    layer_column, head_column = st.columns(2)
-    layer = _pick(layer_column, "Zoom: layer", maps.n_layers, f"{key}_mv_layer")
-    head = _pick(head_column, "Zoom: head", maps.n_heads, f"{key}_mv_head")
+    """Layers × heads thumbnails, then one head zoomed. The thumbnails are drawn outside the zoom's
+    fragment: picking another head reruns and redraws only the zoom, never the (large) grid."""
     if maps.n_layers * maps.n_heads > 1:
-        st.markdown(
-            "**Model view** — every layer × head (hover for exact weights); the zoomed head is outlined:"
-        )
+        st.markdown("**Model view** — every layer × head (hover for exact weights); zoom into one below:")
         grid = head_grid(
             maps.weights,
             maps.queries,
             maps.keys,
             row_names=[f"L{i}" for i in range(maps.n_layers)],
             col_names=[f"H{h}" for h in range(maps.n_heads)],
-            focus=(layer, head),
             height_per_row=height_per_row,
         )
         st.plotly_chart(grid, key=f"{key}_model_view", config=plot_config)
-    heatmap(
-        maps,
-        layer,
-        head,
-        f"{key}_zoom",
-        title=f"{maps.title}: layer {layer} · head {head}",
-        plot_config=plot_config,
-    )
+    zoom(maps, key, plot_config=plot_config)
+
+
+@st.fragment
+def zoom(maps: AttentionMaps, key: str, *, plot_config=None) -> None:
+    """One layer's and head's map, picked by select boxes, with exact values on hover."""
+    layer_column, head_column = st.columns(2)
+    layer = _pick(layer_column, "Zoom: layer", maps.n_layers, f"{key}_mv_layer")
+    head = _pick(head_column, "Zoom: head", maps.n_heads, f"{key}_mv_head")
+    title = f"{maps.title}: layer {layer} · head {head}"
+    heatmap(maps, layer, head, f"{key}_zoom", title=title, plot_config=plot_config)
 
 
 @st.fragment

@@ -104,7 +104,6 @@ def head_grid(
     *,
     row_names: Sequence[str],
     col_names: Sequence[str],
-    focus: tuple[int, int] | None = None,
     height_per_row: int = 220,
 ) -> go.Figure:
     """Small multiples: weights (R, C, Tq, Tk) → an R × C grid of panels on one colour scale.
@@ -112,7 +111,7 @@ def head_grid(
     Drawn as ONE heatmap with the panels tiled (one empty row and column between them), not R·C
     subplots: a 6 × 12 model view renders in a fraction of the time. Every row and column has its own
     category label ("L2 · q5 ‘the’", "H3 · k12 ‘cat’"), so the hover names the panel, both tokens and
-    the exact weight; panel names sit on the axes. ``focus`` outlines one panel.
+    the exact weight; panel names sit on the axes.
     """
     w = np.asarray(weights, dtype=np.float32)
     n_r, n_c, tq, tk = w.shape
@@ -147,16 +146,6 @@ def head_grid(
             hovertemplate="%{y}<br>%{x}<br>w = %{z:.4f}<extra></extra>",
         )
     )
-    if focus is not None:
-        r, c = focus
-        fig.add_shape(
-            type="rect",
-            x0=c * (tk + 1) - 0.5,
-            x1=c * (tk + 1) + tk - 0.5,
-            y0=r * (tq + 1) - 0.5,
-            y1=r * (tq + 1) + tq - 0.5,
-            line=dict(color=SURE_COLOUR, width=3),
-        )
     fig.update_xaxes(
         side="top", tickmode="array", tickvals=x_centres, ticktext=list(col_names), showgrid=False
     )
