@@ -9,7 +9,6 @@ RGB correctly — transparency over white, 16-bit scaled, not clipped.
 from __future__ import annotations
 
 import io
-import warnings
 
 import numpy as np
 import torch
@@ -46,21 +45,22 @@ def load_upload(data: bytes, *, max_side: int = DISPLAY_SIDE) -> Image.Image:
     if not data:
         raise ImageError("The file is empty (0 bytes). Choose an image file (PNG, JPEG, WebP, GIF or BMP).")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-            if img.width * img.height > MAX_PIXELS:
-                raise ImageError(
-                    f"The image is {img.width}×{img.height} pixels; the limit is {MAX_PIXELS // 1_000_000} "
-                    "megapixels. Downscale it first."
-                )
-            img.seek(0)  # animated GIF/WebP: the first frame
-            img.load()  # truncated or corrupt data fails here, inside the try
-            img = ImageOps.exif_transpose(img)
-            img = _to_rgb(img)
+        # Image.open reads only the header. Our MAX_PIXELS is below Pillow's own bomb threshold, so
+        # this check refuses a bomb before any pixel is decoded — without `warnings` filters, which
+        # are process-global and not thread-safe in a server that runs many sessions at once.
+        img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        if img.width * img.height > MAX_PIXELS:
+            raise ImageError(
+                f"The image is {img.width}×{img.height} pixels; the limit is {MAX_PIXELS // 1_000_000} "
+                "megapixels. Downscale it first."
+            )
+        img.seek(0)  # animated GIF/WebP: the first frame
+        img.load()  # truncated or corrupt data fails here, inside the try
+        img = ImageOps.exif_transpose(img)
+        img = _to_rgb(img)
     except ImageError:
         raise
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError as err:
         raise ImageError(f"Refused: the image decompresses to too many pixels ({err}).") from err
     except Image.UnidentifiedImageError as err:
         raise ImageError(

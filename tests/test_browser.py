@@ -118,15 +118,27 @@ def no_exception(page) -> None:
     assert page.get_by_test_id("stException").count() == 0
 
 
-def shot(page, name: str) -> None:
+SHOTS = ("seq2seq", "transformer", "bert", "captioning")
+
+
+@pytest.fixture(scope="session")
+def shot_dir(request, tmp_path_factory) -> Path:
+    """Where this run's screenshots go: a fresh folder, or docs/ (tracked, shown in the README) only
+    with `pytest --update-screenshots`."""
+    if request.config.getoption("--update-screenshots"):
+        DOCS.mkdir(exist_ok=True)
+        return DOCS
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def shot(page, folder: Path, name: str) -> None:
     """A tall viewport (Streamlit scrolls inside the page, so a full-page shot would be cut)."""
-    DOCS.mkdir(exist_ok=True)
     page.set_viewport_size({"width": 1400, "height": 1900})
     settle(page)
-    page.screenshot(path=str(DOCS / f"{name}.png"))
+    page.screenshot(path=str(folder / f"{name}.png"))
 
 
-def test_seq2seq_page(server, page):
+def test_seq2seq_page(server, page, shot_dir):
     url, _ = server
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(f"{url}/?input=text&text=" + "saturday, 21 november 2026")
@@ -134,7 +146,7 @@ def test_seq2seq_page(server, page):
     no_exception(page)
     assert output(page) == "2026-11-21"
     assert any("heatmap" in types for types in trace_types(page))
-    shot(page, "seq2seq")
+    shot(page, shot_dir, "seq2seq")
     box = page.get_by_label("Source text (at most 80 characters)")
     box.fill("the 4th of july, 1976")
     box.press("Enter")
@@ -161,7 +173,7 @@ def test_user_text_is_never_html(server, page):
     assert "read as <unk>" in page.get_by_test_id("stAlert").first.inner_text()  # the tags were named as text
 
 
-def test_transformer_page(server, page):
+def test_transformer_page(server, page, shot_dir):
     url, _ = server
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(f"{url}/transformer")
@@ -175,10 +187,10 @@ def test_transformer_page(server, page):
     settle(page, charts=2)
     no_exception(page)
     assert any("heatmap" in types for types in trace_types(page))
-    shot(page, "transformer")
+    shot(page, shot_dir, "transformer")
 
 
-def test_bert_page(server, page):
+def test_bert_page(server, page, shot_dir):
     url, _ = server
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(f"{url}/bert?" + urlencode({"a": "The bank raised interest rates.", "b": ""}))
@@ -186,10 +198,10 @@ def test_bert_page(server, page):
     no_exception(page)
     assert page.get_by_test_id("stMetricValue").first.inner_text() == "8"  # [CLS] + 6 pieces + [SEP]
     assert any("scatter" in types for types in trace_types(page))  # the head view's lines
-    shot(page, "bert")
+    shot(page, shot_dir, "bert")
 
 
-def test_captioning_page_with_upload(server, page, tmp_path):
+def test_captioning_page_with_upload(server, page, tmp_path, shot_dir):
     url, _ = server
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(f"{url}/captioning?source=upload")
@@ -203,7 +215,7 @@ def test_captioning_page_with_upload(server, page, tmp_path):
     assert output(page)
     types = trace_types(page)
     assert any("image" in t and "heatmap" in t for t in types)  # the per-word overlay
-    shot(page, "captioning")
+    shot(page, shot_dir, "captioning")
     bad = tmp_path / "not_an_image.png"
     bad.write_bytes(b"hello")
     page.locator("input[type=file]").set_input_files(str(bad))
@@ -254,7 +266,11 @@ def test_server_makes_no_outbound_connection(server, page):
     assert not outside, outside
 
 
-def test_docs_screenshots_exist_after_the_run():
-    # Runs last in this file: the page tests above wrote them.
-    shots = sorted(p.name for p in DOCS.glob("*.png")) if DOCS.exists() else []
-    assert {"seq2seq.png", "transformer.png", "bert.png", "captioning.png"} <= set(shots), shots
+def test_every_page_was_photographed_this_run(shot_dir):
+    # Runs last in this file: the page tests above wrote into this run's folder (a fresh one unless
+    # --update-screenshots), so a page test that skipped its screenshot fails here.
+    for name in SHOTS:
+        with Image.open(shot_dir / f"{name}.png") as picture:
+            assert picture.size == (1400, 1900), name
+            darkest, lightest = picture.convert("L").getextrema()
+            assert lightest - darkest > 100, f"{name}.png is blank"

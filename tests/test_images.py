@@ -80,7 +80,7 @@ def test_bad_files_are_refused_with_a_message(name):
 
 def test_odd_but_valid_files_become_correct_rgb():
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # nothing leaks a warning, and the bomb filter is not global
+        warnings.simplefilter("error")  # nothing leaks a warning
         one = load_upload(FILES["one_pixel.png"])
     assert one.mode == "RGB" and one.getpixel((0, 0)) == (10, 200, 10)
     wide = load_upload(FILES["wide_10000x5.png"])

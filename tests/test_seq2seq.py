@@ -118,7 +118,6 @@ def test_prepare_refuses_empty_and_too_long(vocabs):
 
 
 def test_short_training_run_lowers_the_loss():
-    torch.set_num_threads(2)
     _, card = train(
         FAMILIES["seq2seq"], "dates", "additive", steps=80, n_train=400, progress=False, evaluate_splits=False
     )
