@@ -13,8 +13,8 @@ from models.checkpoints import ASSETS, load_checkpoint
 from runners.protocol import AttentionMaps, to_numpy
 from tasks.common import Vocab, length_to_eos
 from tasks.images import model_input
+from tasks.scenes import MAX_CAPTION
 
-MAX_WORDS = 20
 DEFAULT = "captioner-scenes"
 SAMPLES = sorted((ASSETS / "samples").glob("*.png"))
 
@@ -84,9 +84,9 @@ def run(model: Captioner, v: Vocab, image: torch.Tensor, *, beam: int = 1) -> li
     image = image.to(next(model.parameters()).device)
     with torch.inference_mode():
         if beam <= 1:
-            ids, trace = model.greedy(image, max_len=MAX_WORDS)
+            ids, trace = model.greedy(image, max_len=MAX_CAPTION)
             return [_run(ids[0].tolist(), trace, v)]
-        return [_run(toks, trace, v) for toks, _, trace in model.beam(image, k=beam, max_len=MAX_WORDS)]
+        return [_run(toks, trace, v) for toks, _, trace in model.beam(image, k=beam, max_len=MAX_CAPTION)]
 
 
 def map_similarity(alphas: np.ndarray) -> float:
