@@ -11,6 +11,7 @@ import numpy as np
 import streamlit as st
 
 from models.attention import Interventions
+from models.checkpoints import CheckpointError
 from runners.bert import EXAMPLE_TEXT, MAX_CHARS
 from runners.protocol import AttentionMaps
 from runners.stats import rollout
@@ -30,8 +31,8 @@ folders = bert_folders()
 folder = st.selectbox("Checkpoint", list(folders), format_func=folders.get, key="bert_folder")
 try:
     loaded = load_bert_cached(folder)
-except (FileNotFoundError, ValueError, OSError) as err:
-    st.error(f"Cannot use the checkpoint {md_escape(folders[folder])}: {md_escape(str(err))}")
+except CheckpointError as err:  # `brief` names the file only: no server path reaches the visitor
+    st.error(f"Cannot use the checkpoint {md_escape(folders[folder])}: {md_escape(err.brief)}")
     st.stop()
 cfg = loaded.config
 text_a = st.text_area(

