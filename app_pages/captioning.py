@@ -14,7 +14,7 @@ from runners.captioner import DEFAULT, SAMPLES, map_similarity
 from tasks.images import ImageError, load_upload, model_input
 from tasks.scenes import COLOURS, SHAPES, SIZES, VOCABULARY, caption_is_defined, compose, generate
 from views import attention
-from views.inputs import md_escape
+from views.inputs import md_escape, whole_number_input
 from views.layout import lazy_tabs, page_header
 from views.serving import captions, card
 from viz.charts import token_bars
@@ -64,8 +64,8 @@ elif source == "random":
     button_column, seed_column = st.columns([1, 3])
     if button_column.button("New random scene", key="cap_new"):
         st.session_state["seed"] = st.session_state.get("seed", 0) + 1
-    seed = seed_column.number_input("Scene seed (reproducible)", 0, 10**9, key="seed", bind="query-params")
-    scene = generate(1, int(seed))[0]
+    seed = whole_number_input(seed_column, "Scene seed (reproducible)", 0, 10**9, key="seed")
+    scene = generate(1, seed)[0]
     picture, expected = Image.fromarray(scene.image), " ".join(scene.caption)
 elif source == "upload":
     upload = st.file_uploader(

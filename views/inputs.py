@@ -32,6 +32,17 @@ def token_key(prefix: str, tokens) -> str:
     return f"{prefix}_{hashlib.sha1(repr(tuple(tokens)).encode()).hexdigest()[:10]}"
 
 
+def whole_number_input(column, label: str, low: int, high: int, *, key: str) -> int:
+    """A whole-number box bound to the URL parameter ``key``. Streamlit 1.67's integer box lets an
+    infinite URL value (``1e309``, ``inf``) reach ``int()`` and raise while seeding; its float box
+    drops non-finite and out-of-range values like any other junk. So the box holds a float shown
+    without decimals, and the page gets it as an int."""
+    value = column.number_input(
+        label, float(low), float(high), step=1.0, format="%.0f", key=key, bind="query-params"
+    )
+    return int(value)
+
+
 def _new_task() -> None:
     """A new task starts from its first example and its own sample text."""
     st.session_state["example"] = 0

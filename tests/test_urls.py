@@ -1,0 +1,71 @@
+"""Junk in the URL: every query parameter of every page, with values a hostile or careless visitor
+sends. The page ignores what it cannot use (the widget keeps its default), shows no traceback, and
+still shows its output."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import open_app
+
+PAGES = {  # page → every URL parameter it reads (each bound to a widget with bind="query-params")
+    "app_pages/seq2seq.py": ("task", "scoring", "decoding", "k", "input", "example", "text", "ref", "view"),
+    "app_pages/transformer.py": ("task", "model", "input", "example", "text", "ref", "view"),
+    "app_pages/bert.py": ("a", "b", "view"),
+    "app_pages/captioning.py": ("source", "sample", "seed", "view"),
+}
+NEEDS = {  # a parameter whose widget shows only in a mode: sent together with that mode
+    "text": {"input": "text"},
+    "ref": {"input": "text"},
+    "k": {"decoding": "beam"},
+    "seed": {"source": "random"},
+}
+FREE_TEXT = {"text", "ref", "a", "b"}  # text boxes: any text is an input (tests/test_hostile.py)
+JUNK = {
+    "empty": "",
+    "huge": "9" * 20_000,
+    "unicode": "ünï 🎉 ٢١ 토요일",
+    "negative": "-1",
+    "out of range": "999999999999",
+    "float": "2.5",
+    "nan": "NaN",
+    "infinity": "1e309",
+    "minus infinity": "-inf",
+    "markup": "<script>alert(1)</script>**x**",
+    "control": "\x00\x1b[31m",
+    "list": ["greedy", "beam"],
+}
+
+
+def whole(value: str) -> list[str]:
+    try:
+        return [str(int(float(value)))]
+    except (ValueError, OverflowError):
+        return []
+
+
+CASES = [
+    pytest.param(page, param, id=f"{page.split('/')[-1][:-3]}-{param}")
+    for page, params in PAGES.items()
+    for param in params
+]
+
+
+@pytest.mark.slow  # about 100 s: a fresh session per value
+@pytest.mark.parametrize("page, param", CASES)
+def test_junk_in_every_url_parameter_keeps_the_page_working(page, param):
+    mode = NEEDS.get(param, {})
+    default = open_app(page, **mode).session_state[param]
+    for name, value in JUNK.items():
+        at = open_app(page, **mode, **{param: value})  # open_app asserts no exception
+        assert not at.exception, (param, name)
+        taken = at.session_state[param]
+        sent = value if isinstance(value, list) else [value, *whole(value)]
+        # A value the widget cannot take leaves its default; free text is taken as typed, a number
+        # in range as the widget's type (2.5 → 2 for a whole-number slider).
+        assert taken == default or param in FREE_TEXT or str(taken) in sent, (param, name, taken)
+        assert at.title, (param, name)  # the page drew its header, not just an error
+        output = at.code or at.metric or at.get("plotly_chart")
+        assert output or at.info or at.error or at.warning, (param, name)  # an output or a message
+        shown = [m.value for m in at.markdown] + [e.value for e in at.error] + [c.value for c in at.caption]
+        assert not any("<script>" in s for s in shown), (param, name)
