@@ -119,7 +119,7 @@ def step_inspector(run: Seq2SeqRun) -> None:
         st.latex(
             r"\alpha_{t,i} = \frac{\exp e_{t,i}}{\sum_j \exp e_{t,j}}, \qquad c_t = \sum_i \alpha_{t,i}\, h_i"
         )
-        st.plotly_chart(step_bars(run.scaled_scores[t], run.weights[t], labels), key="s2s_bars")
+        st.plotly_chart(step_bars(run.masked_scores[t], run.weights[t], labels), key="s2s_bars")
     with right:
         table = {
             "i": list(range(len(src))),
@@ -128,7 +128,7 @@ def step_inspector(run: Seq2SeqRun) -> None:
             "α_t,i": run.weights[t],
         }
         if run.scale != 1.0:
-            table["e_t,i · 1/√d_k"] = run.scaled_scores[t]
+            table["e_t,i · 1/√d_k (into the softmax)"] = run.masked_scores[t]
         number = st.column_config.NumberColumn(format="%.5f")
         st.dataframe(
             table,

@@ -58,7 +58,7 @@ class DecodeTrace:
 
     queries: Tensor  # (B, T, 2H) s_{t-1}
     raw_scores: Tensor | None  # (B, T, S) e_t before scaling
-    scaled_scores: Tensor | None  # (B, T, S) what went into the softmax (masked: -inf)
+    masked_scores: Tensor | None  # (B, T, S) scaled, then -inf on padding: what went into the softmax
     weights: Tensor | None  # (B, T, S) α_t
     contexts: Tensor  # (B, T, 2H) c_t
     states: Tensor  # (B, T, 2H) s_t
@@ -101,7 +101,7 @@ def _stack(steps: list[_Step], picked: Tensor) -> DecodeTrace:
     return DecodeTrace(
         queries=torch.stack([s.query for s in steps], 1),
         raw_scores=torch.cat([a.raw_scores for a in att], 1) if has_att else None,  # (B, T, S)
-        scaled_scores=torch.cat([a.masked_scores for a in att], 1) if has_att else None,
+        masked_scores=torch.cat([a.masked_scores for a in att], 1) if has_att else None,
         weights=torch.cat([a.weights for a in att], 1) if has_att else None,
         contexts=torch.stack([s.context for s in steps], 1),
         states=torch.stack([s.state for s in steps], 1),

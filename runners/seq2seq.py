@@ -33,7 +33,7 @@ class Seq2SeqRun:
     token_log_probs: np.ndarray  # (T,)
     weights: np.ndarray | None  # (T, S) α; None for the no-attention baseline
     raw_scores: np.ndarray | None  # (T, S) e before scaling
-    scaled_scores: np.ndarray | None  # (T, S) into the softmax
+    masked_scores: np.ndarray | None  # (T, S) scaled, then masked: what went into the softmax
     scale: float
     queries: np.ndarray  # (T, 2H) s_{t-1}
     contexts: np.ndarray  # (T, 2H) c_t
@@ -70,7 +70,7 @@ def _run(
         token_log_probs=cut(trace.log_probs),
         weights=weights,
         raw_scores=cut(trace.raw_scores),
-        scaled_scores=cut(trace.scaled_scores),
+        masked_scores=cut(trace.masked_scores),
         scale=trace.scale,
         queries=cut(trace.queries),
         contexts=cut(trace.contexts),

@@ -166,7 +166,10 @@ def test_threads_on_one_shared_model_each_get_their_own_trace():
         serial = [model(query=x, key=x, value=x, return_trace=True)[1].heads.weights for x in inputs]
     results: dict[int, torch.Tensor] = {}
 
+    start = threading.Barrier(len(inputs))  # all threads run at once, none before the others
+
     def work(i: int) -> None:
+        start.wait()
         with torch.inference_mode():
             for _ in range(20):
                 _, trace = model(query=inputs[i], key=inputs[i], value=inputs[i], return_trace=True)

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -110,3 +111,33 @@ def test_bring_your_own_checkpoint_errors_name_the_problem(tmp_path):
         load_bert(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     assert load_bert(tmp_path).config.num_hidden_layers == 6
+
+
+def test_threads_on_one_shared_bert_get_their_own_maps(ours):
+    """Sessions share one loaded BERT with no lock here: concurrent runs with different texts and
+    interventions each get exactly the maps the same run gives alone."""
+    jobs = [
+        (text, Interventions(temperature=t))
+        for text in ("The bank raised rates.", "나는 오늘 학교에 갔다.", "I love pizza 🍕 so much!")
+        for t in (1.0, 2.5)
+    ]
+    with torch.inference_mode():
+        alone = [run(ours, encode(ours, text), iv).weights for text, iv in jobs]
+    got: list = [None] * len(jobs)
+    start = threading.Barrier(len(jobs))  # all threads run at once, none before the others
+
+    def work(i: int) -> None:
+        start.wait()
+        text, iv = jobs[i]
+        with torch.inference_mode():
+            for _ in range(3):
+                w = run(ours, encode(ours, text), iv).weights
+                got[i] = w if got[i] is None or np.array_equal(got[i], w) else "mixed"
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for g, a in zip(got, alone, strict=True):
+        assert not isinstance(g, str) and np.array_equal(g, a)

@@ -88,6 +88,9 @@ def test_padding_does_not_change_a_sentence(vocabs):
     assert torch.equal(ids[0, :n], alone[0])
     torch.testing.assert_close(trace.weights[0, :n, : len(a)], alone_trace.weights[0])
     assert (trace.weights[0, :, len(a) :] == 0).all()  # padding gets exactly zero weight
+    # masked_scores are what went into the softmax: -inf on padding, the weights their softmax
+    assert torch.isneginf(trace.masked_scores[0, :, len(a) :]).all()
+    torch.testing.assert_close(torch.softmax(trace.masked_scores, -1), trace.weights)
 
 
 def test_shared_model_across_threads_matches_serial(vocabs):
@@ -96,7 +99,10 @@ def test_shared_model_across_threads_matches_serial(vocabs):
     serial = [run_seq2seq(model, TASK, s, sv, tv)[0] for s in texts]
     got = [None] * len(texts)
 
+    start = threading.Barrier(len(texts))  # all threads run at once, none before the others
+
     def work(i):
+        start.wait()
         got[i] = run_seq2seq(model, TASK, texts[i], sv, tv)[0]
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(texts))]

@@ -151,7 +151,10 @@ def test_sessions_with_different_interventions_do_not_mix(vocabs):
     serial = [run(model, TASK, src, sv, tv, iv).blocks["cross"][1].weights for iv in settings]
     got = [None] * len(settings)
 
+    start = threading.Barrier(len(settings))  # all threads run at once, none before the others
+
     def work(i):
+        start.wait()
         for _ in range(5):
             w = run(model, TASK, src, sv, tv, settings[i]).blocks["cross"][1].weights
             if got[i] is not None and not np.array_equal(got[i], w):
