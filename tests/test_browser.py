@@ -2,9 +2,10 @@
 
 As a new user would: open each page, change its main controls, upload an image; check that Plotly
 charts really render (with the expected trace types), that no Streamlit exception appears, and
-that the output changes as it should. Screenshots of each page go to docs/. Also: user text is
-never rendered as HTML, 8 concurrent sessions each see their own result, and the server makes no
-outbound connection.
+that the output changes as it should; expected outputs are computed here by the same models.
+Screenshots of each page go to docs/. Also: user text is never rendered as HTML, 8 concurrent
+sessions each see their own result, a whole session requests nothing but the local server, and the
+server never tries to reach past the loopback (every socket call it makes is guarded, all run).
 """
 
 from __future__ import annotations
@@ -14,19 +15,23 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import psutil
 import pytest
 from PIL import Image
 
-from runners.registry import load
-from runners.seq2seq import run as run_seq2seq
-from tasks import TASKS
+from models.attention import SCORINGS
+from models.checkpoints import checkpoint_name
+from runners.bert import encode
+from tasks import TASKS, prepare
+from tasks.common import Vocab
 from tasks.scenes import generate
+from views.serving import bert_folders, card, load_bert_cached, seq2seq_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -53,12 +58,130 @@ def browser_type_launch_args():
     }
 
 
+# The server's Python loads this first (PYTHONPATH): every connection, datagram or name lookup
+# that leaves the loopback is written to $OUTBOUND_GUARD_LOG and refused, for the whole run — not
+# only while a test happens to look. It then hands over to the interpreter's own sitecustomize.
+GUARD_ENV = "OUTBOUND_GUARD_LOG"
+GUARD = textwrap.dedent(
+    """
+    import errno, ipaddress, os, socket, sys
+
+    LOG = os.environ.get("OUTBOUND_GUARD_LOG")
+    LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+
+
+    def is_local(host):
+        if host is None:  # getaddrinfo(None, port): an address to bind, not a destination
+            return True
+        host = (host.decode() if isinstance(host, bytes) else str(host)).strip("[]").partition("%")[0]
+        if host == "" or host.lower() in LOCAL_NAMES:
+            return True
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False  # any other name needs a DNS server
+        ip = getattr(ip, "ipv4_mapped", None) or ip
+        return ip.is_loopback or ip.is_unspecified
+
+
+    def remote(sock, address):
+        inet = sock.family in (socket.AF_INET, socket.AF_INET6)
+        return inet and isinstance(address, tuple) and not is_local(address[0])
+
+
+    def record(kind, address):
+        with open(LOG, "a") as log:
+            log.write(f"{kind} {address!r} pid={os.getpid()} argv={sys.argv}\\n")
+
+
+    def guard():
+        real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+        real_sendto, real_create, real_getaddrinfo = (
+            socket.socket.sendto, socket.create_connection, socket.getaddrinfo
+        )
+
+        def connect(self, address):
+            if remote(self, address):
+                record("connect", address)
+                raise ConnectionRefusedError(errno.ECONNREFUSED, f"outbound guard: {address!r}")
+            return real_connect(self, address)
+
+        def connect_ex(self, address):
+            if remote(self, address):
+                record("connect_ex", address)
+                return errno.ECONNREFUSED
+            return real_connect_ex(self, address)
+
+        def sendto(self, data, *args):  # (data, address) or (data, flags, address)
+            address = args[-1] if args else None
+            if remote(self, address):
+                record("sendto", address)
+                raise ConnectionRefusedError(errno.ECONNREFUSED, f"outbound guard: {address!r}")
+            return real_sendto(self, data, *args)
+
+        def create_connection(address, *args, **kwargs):
+            if not is_local(address[0]):
+                record("create_connection", address)
+                raise ConnectionRefusedError(errno.ECONNREFUSED, f"outbound guard: {address!r}")
+            return real_create(address, *args, **kwargs)
+
+        def getaddrinfo(host, *args, **kwargs):
+            if not is_local(host):
+                record("getaddrinfo", host)
+                raise socket.gaierror(socket.EAI_NONAME, f"outbound guard: {host!r}")
+            return real_getaddrinfo(host, *args, **kwargs)
+
+        socket.socket.connect, socket.socket.connect_ex, socket.socket.sendto = connect, connect_ex, sendto
+        socket.create_connection, socket.getaddrinfo = create_connection, getaddrinfo
+        with open(LOG + ".loaded", "a") as loaded:
+            loaded.write(f"{os.getpid()}\\n")
+
+
+    def chain():
+        # The interpreter's own sitecustomize (a distro's, a CI's), found past this folder.
+        here, me, path = os.path.dirname(os.path.abspath(__file__)), sys.modules.pop(__name__), sys.path[:]
+        sys.path[:] = [p for p in path if os.path.abspath(p or ".") != here]
+        try:
+            import sitecustomize  # noqa: F401
+        except ModuleNotFoundError as err:
+            if err.name != "sitecustomize":
+                raise
+        finally:
+            sys.path[:] = path
+            sys.modules.setdefault(__name__, me)  # import needs a module under this name
+
+
+    if LOG:
+        guard()
+    chain()
+    """
+)
+
+
 @pytest.fixture(scope="session")
-def server():
+def outbound_guard(tmp_path_factory) -> tuple[dict[str, str], Path]:
+    """The environment the server runs in (the guard first on PYTHONPATH), and the guard's log."""
+    folder = tmp_path_factory.mktemp("outbound_guard")
+    (folder / "sitecustomize.py").write_text(GUARD)
+    log = folder / "outbound.log"
+    log.touch()
+    path = os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH")) if p)
+    env = {
+        **os.environ,
+        "PYTHONPATH": path,
+        GUARD_ENV: str(log),
+        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+        "HF_HUB_OFFLINE": "1",
+    }
+    return env, log
+
+
+@pytest.fixture(scope="session")
+def server(outbound_guard):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "HF_HUB_OFFLINE": "1"}
+    env, _ = outbound_guard
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -118,6 +241,20 @@ def no_exception(page) -> None:
     assert page.get_by_test_id("stException").count() == 0
 
 
+def seq2seq_shown(text: str, scoring: str = SCORINGS[0]) -> str:
+    """What the Seq2seq page prints for typed ``text``, computed here as the page computes it: its
+    default task (the first) and decoding (greedy), the same checkpoint, tokens and cached run."""
+    task = next(iter(TASKS.values()))
+    name = checkpoint_name("seq2seq", task.name, scoring)
+    tokens = prepare(task, text, Vocab(tuple(card(name)["src_vocab"]))).tokens
+    return seq2seq_runs(name, tokens, 1, None)[0].text or "(empty output)"
+
+
+def bert_token_count(text_a: str) -> int:
+    """The BERT page's "Tokens" metric for a single sentence, with its default (first) checkpoint."""
+    return len(encode(load_bert_cached(next(iter(bert_folders()))), text_a, None).tokens)
+
+
 SHOTS = ("seq2seq", "transformer", "bert", "captioning")
 
 
@@ -141,17 +278,19 @@ def shot(page, folder: Path, name: str) -> None:
 def test_seq2seq_page(server, page, shot_dir):
     url, _ = server
     page.set_viewport_size({"width": 1400, "height": 1000})
+    first, second = seq2seq_shown("saturday, 21 november 2026"), seq2seq_shown("the 4th of july, 1976")
+    assert first != second  # else the wait below would not see the page change
     page.goto(f"{url}/?input=text&text=" + "saturday, 21 november 2026")
     settle(page)
     no_exception(page)
-    assert output(page) == "2026-11-21"
+    assert output(page) == first
     assert any("heatmap" in types for types in trace_types(page))
     shot(page, shot_dir, "seq2seq")
     box = page.get_by_label("Source text (at most 80 characters)")
     box.fill("the 4th of july, 1976")
     box.press("Enter")
     page.wait_for_function(
-        "document.querySelector('[data-testid=\"stCode\"]').innerText.includes('1976-07-04')"
+        "want => document.querySelector('[data-testid=\"stCode\"]').innerText.trim() === want", arg=second
     )
     settle(page)
     no_exception(page)
@@ -193,10 +332,11 @@ def test_transformer_page(server, page, shot_dir):
 def test_bert_page(server, page, shot_dir):
     url, _ = server
     page.set_viewport_size({"width": 1400, "height": 1000})
-    page.goto(f"{url}/bert?" + urlencode({"a": "The bank raised interest rates.", "b": ""}))
+    text = "The bank raised interest rates."
+    page.goto(f"{url}/bert?" + urlencode({"a": text, "b": ""}))
     settle(page)
     no_exception(page)
-    assert page.get_by_test_id("stMetricValue").first.inner_text() == "8"  # [CLS] + 6 pieces + [SEP]
+    assert page.get_by_test_id("stMetricValue").first.inner_text() == str(bert_token_count(text))
     assert any("scatter" in types for types in trace_types(page))  # the head view's lines
     shot(page, shot_dir, "bert")
 
@@ -235,11 +375,8 @@ def test_eight_concurrent_sessions_each_see_their_own_result(server, browser):
         "monday, 1 january 2024",
         "june 30, 1969",
     ]
-    scorings = ["additive", "dot", "general", "scaled_dot"] * 2
-    expected = []
-    for text, scoring in zip(dates, scorings, strict=True):
-        model, _, sv, tv = load(f"seq2seq-dates-{scoring}")
-        expected.append(run_seq2seq(model, TASKS["dates"], TASKS["dates"].tokenize(text), sv, tv)[0].text)
+    scorings = [SCORINGS[i % len(SCORINGS)] for i in range(len(dates))]
+    expected = [seq2seq_shown(text, scoring) for text, scoring in zip(dates, scorings, strict=True)]
     contexts = [browser.new_context() for _ in dates]
     pages = [c.new_page() for c in contexts]
     for p, text, scoring in zip(pages, dates, scorings, strict=True):  # all sessions start before any ends
@@ -256,6 +393,101 @@ def test_eight_concurrent_sessions_each_see_their_own_result(server, browser):
     assert got == expected
 
 
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+LOCAL_SCHEMES = {"data", "blob", "about"}  # content the page made itself
+# One visitor's session: each page through the sidebar, then a widget or two and several tabs.
+TOUR = {
+    "/": (["beam"], ["Step inspector", "Teacher forcing", "Bottleneck study", "Model card"]),
+    "/transformer": (["Scale logits by 1/√d_k"], ["Heads", "Positional encoding", "Export"]),
+    "/bert": (["Hide [CLS] / [SEP] in the views"], ["Model view", "Rollout vs raw", "Head statistics"]),
+    "/captioning": (["random"], ["Coverage and CNN self-attention", "Statistics & export"]),
+}
+
+
+def is_local(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in LOCAL_SCHEMES or parts.hostname in LOCAL_HOSTS
+
+
+def rerun_settled(page, action) -> None:
+    """Do ``action`` (a click), then wait for the app's rerun it starts to end."""
+    action()
+    page.wait_for_timeout(400)
+    settle(page, charts=0)
+    no_exception(page)
+
+
+def test_a_whole_session_requests_nothing_but_the_local_server(server, browser):
+    url, _ = server
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    seen: list[str] = []
+    context.on("request", lambda request: seen.append(request.url))
+    context.on("page", lambda p: p.on("websocket", lambda ws: seen.append(ws.url)))
+    page = context.new_page()
+    page.goto(f"{url}/")
+    for path, (widgets, tabs) in TOUR.items():
+        if path != "/":
+            page.locator(f'[data-testid="stSidebarNav"] a[href$="{path}"]').click()
+            page.wait_for_url(f"**{path}*")
+        # Not settle(page): a tab label the last page shares (the `view` URL parameter) opens here,
+        # and it may hold no chart.
+        page.get_by_role("tab", name=tabs[0]).wait_for(timeout=90_000)
+        settle(page, charts=0)
+        no_exception(page)
+        for label in widgets:
+            rerun_settled(page, page.get_by_text(label, exact=True).first.click)
+        for label in tabs:
+            tab = page.get_by_role("tab", name=label)
+            rerun_settled(page, tab.click)
+            assert tab.get_attribute("aria-selected") == "true", label
+    context.close()
+    outside = sorted({u for u in seen if not is_local(u)})
+    sockets = [u for u in seen if urlsplit(u).scheme in ("ws", "wss")]
+    print(f"browser session: {len(seen)} requests, {len(sockets)} websockets, {len(outside)} outside")
+    assert sockets and any(u.startswith(url) for u in seen)  # the recording did record the session
+    assert not outside, f"{len(outside)} of {len(seen)} requests left the machine: {outside}"
+
+
+def test_the_guard_refuses_and_logs_an_outbound_connection(outbound_guard, tmp_path):
+    """The server-side check below cannot pass vacuously: in the server's environment, a connection
+    out is refused and logged, while the venv's packages still import."""
+    env, _ = outbound_guard
+    log = tmp_path / "probe.log"
+    probe = (
+        "import socket, sitecustomize, streamlit\n"
+        "print(sitecustomize.__file__)\n"
+        "try:\n"
+        "    socket.create_connection(('10.255.255.1', 80), timeout=1)\n"
+        "except OSError as err:\n"
+        "    print('refused', err)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env={**env, GUARD_ENV: str(log)}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    guard_file, refused = done.stdout.splitlines()
+    assert Path(guard_file).parent == Path(env["PYTHONPATH"].split(os.pathsep)[0])
+    assert refused.startswith("refused") and "outbound guard" in refused
+    assert "create_connection ('10.255.255.1', 80)" in log.read_text()
+
+
+def test_the_guard_hands_over_to_the_interpreters_own_sitecustomize(outbound_guard, tmp_path):
+    env, _ = outbound_guard
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "sitecustomize.py").write_text("import os\nOWN = os.environ['OUTBOUND_GUARD_LOG']\n")
+    log = tmp_path / "probe.log"
+    path = os.pathsep.join([env["PYTHONPATH"], str(own)])
+    done = subprocess.run(
+        [sys.executable, "-c", "import socket, sitecustomize; print(sitecustomize.OWN, socket.getaddrinfo)"],
+        env={**env, "PYTHONPATH": path, GUARD_ENV: str(log)},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(str(log)) and "guard.<locals>.getaddrinfo" in done.stdout
+
+
 def test_server_makes_no_outbound_connection(server, page):
     url, proc = server
     page.goto(f"{url}/bert")
@@ -267,10 +499,21 @@ def test_server_makes_no_outbound_connection(server, page):
 
 
 def test_every_page_was_photographed_this_run(shot_dir):
-    # Runs last in this file: the page tests above wrote into this run's folder (a fresh one unless
+    # Runs after the page tests: they wrote into this run's folder (a fresh one unless
     # --update-screenshots), so a page test that skipped its screenshot fails here.
     for name in SHOTS:
         with Image.open(shot_dir / f"{name}.png") as picture:
             assert picture.size == (1400, 1900), name
             darkest, lightest = picture.convert("L").getextrema()
             assert lightest - darkest > 100, f"{name}.png is blank"
+
+
+def test_server_tried_no_outbound_connection_all_run(server, outbound_guard):
+    # Runs last in this file: every browser test above has been served by now.
+    url, proc = server
+    _, log = outbound_guard
+    loaded = log.with_name(log.name + ".loaded").read_text().split()
+    assert str(proc.pid) in loaded, "the guard did not load in the server; its log would prove nothing"
+    attempts = log.read_text().splitlines()
+    print(f"server: {len(attempts)} outbound attempts (guard loaded in pids {loaded})")
+    assert not attempts, "\n".join(attempts)
