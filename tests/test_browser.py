@@ -36,10 +36,13 @@ from views.serving import bert_folders, card, load_bert_cached, seq2seq_runs
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 CHROMIUM = "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not os.environ.get("CI"),
-    reason="Debian chromium not installed (apt-get install -y chromium); CI installs it",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists() and not os.environ.get("CI"),
+        reason="Debian chromium not installed (apt-get install -y chromium); CI installs it",
+    ),
+    pytest.mark.slow,  # a server and a browser: about 100 s
+]
 
 
 @pytest.fixture(scope="session")

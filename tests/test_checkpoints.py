@@ -37,6 +37,7 @@ def measured(test_splits):
     return out
 
 
+@pytest.mark.slow  # every shipped checkpoint on its full test split
 @pytest.mark.parametrize("kind, task, variant", [s for s in SHIPPED if s[2] != "none"])
 def test_attention_models_meet_their_bars(measured, kind, task, variant):
     card, m = measured[(kind, task, variant)]
@@ -47,12 +48,14 @@ def test_attention_models_meet_their_bars(measured, kind, task, variant):
         assert m["bleu"] > 90
 
 
+@pytest.mark.slow  # every shipped checkpoint on its full test split
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_one_scoring_function_aligns_well(measured, task):
     aers = [measured[("seq2seq", task, s)][1]["aer"] for s in SCORINGS]
     assert min(aers) <= AER_BAR, aers
 
 
+@pytest.mark.slow  # every shipped checkpoint on its full test split
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_baseline_card_matches(measured, task):
     card, m = measured[("seq2seq", task, "none")]
@@ -60,6 +63,7 @@ def test_baseline_card_matches(measured, task):
     assert card["test"]["by_length"] == m["by_length"]
 
 
+@pytest.mark.slow  # every shipped checkpoint on its full test split
 def test_fixed_vector_bottleneck_on_translation(measured):
     """Without attention, short sentences survive the single vector and long ones do not; with
     attention, length does not matter. (Dates are too short to choke a 128-d vector: no claim.)"""
@@ -70,6 +74,7 @@ def test_fixed_vector_bottleneck_on_translation(measured):
         assert longest["exact_match"] >= 0.95, scoring
 
 
+@pytest.mark.slow  # every shipped checkpoint on its full test split
 def test_captioner_meets_its_bars():
     model, card, _, v = load("captioner-scenes")
     m = evaluate_captions(model, generate_scenes(TEST_SIZE, TEST_SEED, "test"), v)
