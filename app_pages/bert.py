@@ -204,5 +204,6 @@ lazy_tabs(
         "Rollout vs raw": rollout_view,
         "Head statistics": lambda: attention.statistics(run.maps, "bert"),
         "Export": export,
-    }
+    },
+    key="bert_view",
 )

@@ -203,5 +203,6 @@ lazy_tabs(
         "Where each word looks": word_view,
         "Coverage and CNN self-attention": regions_view,
         "Statistics & export": statistics_and_export,
-    }
+    },
+    key="cap_view",
 )

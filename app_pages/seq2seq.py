@@ -255,5 +255,6 @@ lazy_tabs(
         "Bottleneck study": bottleneck,
         "Statistics & export": statistics_and_export,
         "Model card": model_cards,
-    }
+    },
+    key="s2s_view",
 )

@@ -179,5 +179,6 @@ lazy_tabs(
         "Playground": lessons.playground,
         "Head statistics": lambda: attention.statistics(view.maps, "tf"),
         "Export": lambda: attention.export(view.maps, "tf", file_stem=name),
-    }
+    },
+    key="tf_view",
 )

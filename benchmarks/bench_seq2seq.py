@@ -104,7 +104,7 @@ def bench_page() -> None:
             times.append((time.perf_counter() - start) * 1000)
         return statistics.median(times)
 
-    at.session_state["view"] = "Step inspector"  # the lazy tab that holds the step slider
+    at.session_state["s2s_view"] = "Step inspector"  # the lazy tab that holds the step slider
     cases = [
         ("new example (cache miss)", "selectbox", "example", range(10, 20)),
         ("step slider", "select_slider", "s2s_step", [1, 2, 3, 4, 5]),

@@ -40,9 +40,13 @@ def array(value) -> np.ndarray:
     return np.asarray(value, dtype=float)
 
 
+VIEW_KEYS = ("s2s_view", "tf_view", "bert_view", "cap_view")  # each page's `lazy_tabs` key
+
+
 def open_view(app: AppTest, label: str) -> AppTest:
-    """Open one of a page's lazy tabs (``st.tabs(key="view")``): only the open tab's view runs."""
-    app.session_state["view"] = label
+    """Open one of the page's lazy tabs (`views.layout.lazy_tabs`): only the open tab's view runs."""
+    (key,) = [k for k in VIEW_KEYS if k in app.session_state]
+    app.session_state[key] = label
     app.run()
     assert not app.exception, [e.value for e in app.exception]
     return app

@@ -9,10 +9,12 @@ import pytest
 from tests.helpers import open_app
 
 PAGES = {  # page → every URL parameter it reads (each bound to a widget with bind="query-params")
-    "app_pages/seq2seq.py": ("task", "scoring", "decoding", "k", "input", "example", "text", "ref", "view"),
-    "app_pages/transformer.py": ("task", "model", "input", "example", "text", "ref", "view"),
-    "app_pages/bert.py": ("a", "b", "view"),
-    "app_pages/captioning.py": ("source", "sample", "seed", "view"),
+    "app_pages/seq2seq.py": (
+        *("task", "scoring", "decoding", "k", "input", "example", "text", "ref", "s2s_view"),
+    ),
+    "app_pages/transformer.py": ("task", "model", "input", "example", "text", "ref", "tf_view"),
+    "app_pages/bert.py": ("a", "b", "bert_view"),
+    "app_pages/captioning.py": ("source", "sample", "seed", "cap_view"),
 }
 NEEDS = {  # a parameter whose widget shows only in a mode: sent together with that mode
     "text": {"input": "text"},
@@ -69,3 +71,13 @@ def test_junk_in_every_url_parameter_keeps_the_page_working(page, param):
         assert output or at.info or at.error or at.warning, (param, name)  # an output or a message
         shown = [m.value for m in at.markdown] + [e.value for e in at.error] + [c.value for c in at.caption]
         assert not any("<script>" in s for s in shown), (param, name)
+
+
+def test_another_page_opens_on_its_own_first_view():
+    """The open tab is in the URL, one parameter name per page: moving on from the transformer's
+    Export tab opens BERT on its first view, not on its Export tab."""
+    at = open_app("app_pages/transformer.py", tf_view="Export")  # the URL after opening Export
+    assert at.session_state["tf_view"] == "Export"
+    at.switch_page("app_pages/bert.py").run()
+    assert not at.exception
+    assert at.session_state["bert_view"] == at.tabs[0].label

@@ -14,9 +14,11 @@ def page_header(doc: str) -> None:
     st.markdown(" ".join(intro.split()))
 
 
-def lazy_tabs(views: Mapping[str, Callable[[], None]]) -> None:
-    """One tab per view; only the open tab's view runs (its label is the URL parameter ``view``)."""
-    tabs = st.tabs(list(views), key="view", on_change="rerun", bind="query-params")
+def lazy_tabs(views: Mapping[str, Callable[[], None]], *, key: str) -> None:
+    """One tab per view; only the open tab's view runs. The open tab's label is the URL parameter
+    ``key``: one name per page, so moving to another page opens that page's first view instead of
+    carrying this page's tab along (Streamlit keeps a parameter bound on both pages)."""
+    tabs = st.tabs(list(views), key=key, on_change="rerun", bind="query-params")
     for tab, render in zip(tabs, views.values(), strict=True):
         if tab.open:
             with tab:
