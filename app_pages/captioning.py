@@ -7,15 +7,17 @@ Attend and Tell. A gate β decides how much of the attended image each word uses
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 from PIL import Image
 
-from runners.captioner import DEFAULT, SAMPLES, map_similarity
+from runners.captioner import DEFAULT, SAMPLES, map_similarity, region_labels
 from tasks.images import ImageError, load_upload, model_input
 from tasks.scenes import COLOURS, SHAPES, SIZES, VOCABULARY, caption_is_defined, compose, generate
 from views import attention
 from views.inputs import md_escape, whole_number_input
 from views.layout import lazy_tabs, page_header
+from views.outputs import model_output
 from views.serving import captions, card
 from viz.charts import token_bars
 from viz.heatmaps import matrix_heatmap
@@ -121,7 +123,7 @@ if len(runs) > 1:
     )
     run = runs[pick_h]
 st.subheader("Caption")
-st.code(run.text or "(empty caption)", language=None)
+model_output(run, run.text, empty="(empty caption)")
 if expected is not None:
     st.markdown(
         "Matches the scene's true caption."
@@ -193,6 +195,57 @@ def regions_view() -> None:
         st.plotly_chart(overlay, key="cap_self_attention")
 
 
+def _hide_most_looked_at(n: int) -> None:
+    order = np.argsort(-run.coverage.ravel(), kind="stable")  # regions by Σ_t α_t, most first
+    st.session_state["cap_hidden"] = sorted(int(r) for r in order[:n])
+
+
+@st.fragment
+def hide_view() -> None:
+    """Hide regions from the decoder's attention (weight exactly 0 there) and caption again."""
+    n_regions = run.coverage.size
+    labels = region_labels(int(round(n_regions**0.5)))
+    st.markdown(
+        "Pick regions the decoder may **not** attend to (its softmax gets −∞ there, so their weight is "
+        "exactly 0); the image and the encoder are unchanged. The caption is decoded again, greedily."
+    )
+    st.button(
+        "Hide the 8 regions the caption looked at most",
+        on_click=_hide_most_looked_at,
+        args=(8,),
+        key="cap_hide_top",
+    )
+    hidden = st.multiselect(
+        "Hidden regions (row, column)",
+        range(n_regions),
+        format_func=lambda r: f"{labels[r]} (row {r // 8}, column {r % 8})",
+        max_selections=n_regions - 1,
+        key="cap_hidden",
+    )
+    if not hidden:
+        st.info("No region hidden yet: pick some above, or use the button.")
+        return
+    (before,) = captions(DEFAULT, seen.tobytes(), seen.shape, 1)
+    (after,) = captions(DEFAULT, seen.tobytes(), seen.shape, 1, tuple(sorted(hidden)))
+    for column, shown, title in zip(
+        st.columns(2), (before, after), ("Nothing hidden", f"{len(hidden)} regions hidden"), strict=True
+    ):
+        with column:
+            st.markdown(f"**{title}**")
+            model_output(shown, shown.text, empty="(empty caption)")
+            coverage = matrix_heatmap(
+                shown.coverage,
+                title="Coverage Σₜ αₜ",
+                x_title="column",
+                y_title="row",
+                value_name="Σα",
+                diverging=False,
+            )
+            st.plotly_chart(coverage, key=f"cap_hide_{'after' if shown is after else 'before'}")
+    changed = "The caption changed: those regions carried the words."
+    st.caption("Same caption." if after.text == before.text else changed)
+
+
 def statistics_and_export() -> None:
     attention.statistics(run.maps, "cap")
     attention.export(run.maps, "cap", file_stem=DEFAULT)
@@ -202,6 +255,7 @@ lazy_tabs(
     {
         "Where each word looks": word_view,
         "Coverage and CNN self-attention": regions_view,
+        "Hide regions": hide_view,
         "Statistics & export": statistics_and_export,
     },
     key="cap_view",

@@ -26,6 +26,7 @@ at every region over its course.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation
 
-from models.attention import Attention, AttentionTrace, MultiHeadAttention, MultiHeadTrace
+from models.attention import Attention, AttentionTrace, MultiHeadAttention, MultiHeadTrace, keys_kept
 from models.decoding import beam_search, greedy_search
 from tasks.common import PAD_ID
 from tasks.scenes import MAX_CAPTION
@@ -130,10 +131,15 @@ class Captioner(nn.Module):
         mean = global_feats.mean(1)
         return torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean))
 
-    def step(self, y_prev: Tensor, state: tuple[Tensor, Tensor], feats: Tensor) -> _Step:
+    def step(
+        self, y_prev: Tensor, state: tuple[Tensor, Tensor], feats: Tensor, regions: Tensor | None = None
+    ) -> _Step:
+        """One word. ``regions`` (B, 1, R) bool: the regions the decoder may attend to (None: all)."""
         h, c = state
-        # 1–2) Query h_{t-1}, additive attention over the regions.
-        ctx, att = self.attention(query=h.unsqueeze(1), key=feats, value=feats, return_trace=True)
+        # 1–2) Query h_{t-1}, additive attention over the regions (hidden ones get weight 0).
+        ctx, att = self.attention(
+            query=h.unsqueeze(1), key=feats, value=feats, mask=regions, return_trace=True
+        )
         # 3) Gate: how much of the image this word needs.
         beta = torch.sigmoid(self.gate(h)).squeeze(-1)  # (B,)
         z = beta[:, None] * ctx.squeeze(1)  # (B, C)
@@ -156,26 +162,43 @@ class Captioner(nn.Module):
         trace = _stack(steps, sa)
         return trace.logits, trace
 
-    def greedy(self, images: Tensor, *, max_len: int) -> tuple[Tensor, CaptionTrace]:
-        """Batched greedy captions: ids (B, T) (</s> repeated after the end) and the trace."""
+    def regions_kept(self, hidden: Sequence[int], device=None) -> Tensor | None:
+        """(1, 1, R) bool mask that hides the ``hidden`` regions from the decoder (None: none hidden)."""
+        n = self.grid * self.grid
+        if not hidden:
+            return None
+        if set(range(n)) <= set(hidden):
+            raise ValueError(f"all {n} regions hidden: the decoder needs at least one region to look at")
+        return keys_kept(1, n, hidden=hidden, device=device)[:, None]  # (1, 1, R)
+
+    def greedy(
+        self, images: Tensor, *, max_len: int, hidden: Sequence[int] = ()
+    ) -> tuple[Tensor, CaptionTrace]:
+        """Batched greedy captions: ids (B, T) (</s> repeated after the end) and the trace.
+        ``hidden``: regions (row-major indices) the decoder may not attend to."""
         feats, global_feats, sa = self.encode(images)
-        step, state = self._search_step(feats), self.init_state(global_feats)
+        regions = self.regions_kept(hidden, images.device)
+        step, state = self._search_step(feats, regions), self.init_state(global_feats)
         ids, steps = greedy_search(step, state, batch=len(images), max_len=max_len, device=images.device)
         return ids, _stack(steps, sa)
 
-    def _search_step(self, feats: Tensor):
+    def _search_step(self, feats: Tensor, regions: Tensor | None = None):
         """A `models.decoding` step over ``feats`` (1 or n rows; expanded to the n hypotheses)."""
 
         def step(y: Tensor, state: tuple[Tensor, Tensor]):
-            s = self.step(y, state, feats.expand(len(y), -1, -1))
+            kept = None if regions is None else regions.expand(len(y), -1, -1)
+            s = self.step(y, state, feats.expand(len(y), -1, -1), kept)
             return s.logits, (s.h, s.c), s
 
         return step
 
-    def beam(self, image: Tensor, *, k: int, max_len: int) -> list[tuple[list[int], float, CaptionTrace]]:
+    def beam(
+        self, image: Tensor, *, k: int, max_len: int, hidden: Sequence[int] = ()
+    ) -> list[tuple[list[int], float, CaptionTrace]]:
         """Beam search for one image (1, 3, H, W); each hypothesis keeps its own attention."""
         feats1, global1, sa = self.encode(image)
-        step, state = self._search_step(feats1), self.init_state(global1)
+        regions = self.regions_kept(hidden, image.device)
+        step, state = self._search_step(feats1, regions), self.init_state(global1)
         found = beam_search(step, state, k=k, max_len=max_len, device=image.device)
         return [(toks, lp, _stack(hist, sa)) for toks, lp, hist in found]
 

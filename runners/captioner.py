@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from PIL import Image
 
+from models.attention import NO_INTERVENTION, Interventions
 from models.captioner import Captioner, CaptionerConfig, CaptionTrace
 from models.checkpoints import ASSETS, load_checkpoint
 from runners.protocol import AttentionMaps, to_numpy
@@ -79,14 +80,21 @@ def _run(ids: list[int], trace: CaptionTrace, v: Vocab) -> CaptionRun:
     )
 
 
-def run(model: Captioner, v: Vocab, image: torch.Tensor, *, beam: int = 1) -> list[CaptionRun]:
-    """Greedy (beam=1) or the ``beam`` best captions of one image (1, 3, H, W)."""
+def run(
+    model: Captioner, v: Vocab, image: torch.Tensor, iv: Interventions = NO_INTERVENTION, *, beam: int = 1
+) -> list[CaptionRun]:
+    """Greedy (beam=1) or the ``beam`` best captions of one image (1, 3, H, W). Of the interventions
+    the captioner reads ``hidden_keys``: regions (row-major, see `region_labels`) the decoder may not
+    attend to; the others concern the text models' attention blocks and must stay at their defaults."""
+    if replace(iv, hidden_keys=()) != NO_INTERVENTION:
+        raise ValueError("the captioner takes only hidden_keys (regions to hide) among the interventions")
     image = image.to(next(model.parameters()).device)
     with torch.inference_mode():
         if beam <= 1:
-            ids, trace = model.greedy(image, max_len=MAX_CAPTION)
+            ids, trace = model.greedy(image, max_len=MAX_CAPTION, hidden=iv.hidden_keys)
             return [_run(ids[0].tolist(), trace, v)]
-        return [_run(toks, trace, v) for toks, _, trace in model.beam(image, k=beam, max_len=MAX_CAPTION)]
+        found = model.beam(image, k=beam, max_len=MAX_CAPTION, hidden=iv.hidden_keys)
+        return [_run(toks, trace, v) for toks, _, trace in found]
 
 
 def map_similarity(alphas: np.ndarray) -> float:

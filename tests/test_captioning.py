@@ -3,15 +3,18 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from models.attention import Interventions
 from models.captioner import Captioner, CaptionerConfig, doubly_stochastic
-from runners.captioner import map_similarity
+from runners.captioner import SAMPLES, map_similarity
 from runners.captioner import run as run_captioner
+from runners.registry import load
 from tasks.batching import batch_scenes
 from tasks.common import split_of
-from tasks.images import to_tensor
+from tasks.images import model_input, to_tensor
 from tasks.scenes import COLOURS, compose, generate, vocab
-from tests.helpers import open_app
+from tests.helpers import open_app, open_view
 from tests.test_images import FILES, REFUSED
 from training.evaluate import pointing_hits
 
@@ -122,3 +125,33 @@ def test_upload_caption_is_the_models_own(at):
     _, x = model_input(load_upload(buf.getvalue()))
     assert at.code[0].value == run_captioner(model, v, x)[0].text
     assert to_tensor(scene.image[None]).shape == (1, 3, 64, 64)
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_hidden_regions_get_exactly_zero_attention(beam):
+    model, _, _, v = load("captioner-scenes")
+    image = to_tensor(generate(1, 11)[0].image[None])  # (1, 3, 64, 64)
+    hidden = (0, 9, 18, 27, 36, 45, 54, 63)  # the diagonal
+    for r in run_captioner(model, v, image, Interventions(hidden_keys=hidden), beam=beam):
+        alphas = r.alphas.reshape(len(r.alphas), -1)  # (T, R)
+        assert (alphas[:, list(hidden)] == 0).all()
+        np.testing.assert_allclose(alphas.sum(1), 1, rtol=1e-5)
+    with pytest.raises(ValueError, match="at least one region"):
+        run_captioner(model, v, image, Interventions(hidden_keys=tuple(range(64))))
+    with pytest.raises(ValueError, match="only hidden_keys"):
+        run_captioner(model, v, image, Interventions(temperature=2.0))
+
+
+def test_hide_regions_view_recaptions_without_them(at):
+    open_view(at, "Hide regions")
+    assert at.info and not at.exception  # nothing hidden yet
+    at.button(key="cap_hide_top").click().run()
+    model, _, _, v = load("captioner-scenes")
+    _, image = model_input(Image.open(SAMPLES[0]).convert("RGB"))  # the page's default picture
+    (before,) = run_captioner(model, v, image)
+    hidden = at.multiselect(key="cap_hidden").value
+    top = np.argsort(-before.coverage.ravel(), kind="stable")[:8]  # where the caption looked most
+    assert sorted(hidden) == sorted(int(r) for r in top)
+    (after,) = run_captioner(model, v, image, Interventions(hidden_keys=tuple(sorted(hidden))))
+    assert at.code[-1].value == (after.text or "(empty caption)")
+    assert at.code[-2].value == (before.text or "(empty caption)")

@@ -212,9 +212,12 @@ def bert_pair_similarity(folder: str, text_a: str, text_b: str, interventions: I
 
 # --- Captioner ------------------------------------------------------------------------------------
 @st.cache_resource(max_entries=64, show_spinner=False)
-def captions(name: str, pixels: bytes, shape: tuple[int, int, int], beam: int) -> list[captioner.CaptionRun]:
-    """Keyed on the model's 64×64 input pixels: the same picture is captioned once."""
+def captions(
+    name: str, pixels: bytes, shape: tuple[int, int, int], beam: int, hidden: tuple[int, ...] = ()
+) -> list[captioner.CaptionRun]:
+    """Keyed on the model's 64×64 input pixels: the same picture is captioned once (per beam size
+    and set of ``hidden`` regions)."""
     model, _, _, vocab = load_model(name)
     _, x = model_input(Image.fromarray(np.frombuffer(pixels, dtype=np.uint8).reshape(shape)))
     with inference(name):
-        return read_only(captioner.run(model, vocab, x, beam=beam))
+        return read_only(captioner.run(model, vocab, x, Interventions(hidden_keys=hidden), beam=beam))

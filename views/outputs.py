@@ -1,0 +1,34 @@
+"""A model's output as the pages show it: the text as the model wrote it, how sure the model was of
+each token, and a warning when the task says the output is not a valid answer (never a fix)."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from runners.protocol import AttentionRun
+from views.inputs import md_escape
+
+UNSURE = 0.5  # tokens the model gave less than this probability are marked
+
+
+def model_output(run: AttentionRun, text: str, *, empty: str, problem: str | None = None) -> None:
+    """``text`` (the output joined) in a code block; under it every token with the probability the
+    model gave it (from ``run.token_log_probs``, the numbers the model computed), unsure ones in
+    bold; and ``problem`` (e.g. "not a calendar date") as a warning with the output's probability."""
+    st.code(text or empty, language=None)
+    probs = np.exp(np.asarray(run.token_log_probs, dtype=np.float64))  # (T,)
+    shown = [
+        f"**{md_escape(tok)}\u00a0{p:.0%}**" if p < UNSURE else f"{md_escape(tok)}\u00a0{p:.0%}"
+        for tok, p in zip(run.output, probs, strict=True)
+    ]
+    unsure = int((probs < UNSURE).sum())
+    st.caption(
+        f"How sure the model was of each token (bold: under {UNSURE:.0%}; {unsure} of {len(probs)}): "
+        + " · ".join(shown)
+    )
+    if problem is not None:
+        st.warning(
+            f"{md_escape(problem)}. The model gave this output probability {probs.prod():.1%}; "
+            "it is shown as the model wrote it."
+        )
