@@ -18,7 +18,7 @@ from views import attention
 from views.inputs import md_escape, whole_number_input
 from views.layout import lazy_tabs, page_header
 from views.outputs import model_output
-from views.serving import captions, card
+from views.serving import captioner_familiarity, captions, card, unfamiliarity
 from viz.charts import token_bars
 from viz.heatmaps import matrix_heatmap
 from viz.lines import attention_overlay
@@ -129,6 +129,18 @@ if expected is not None:
         "Matches the scene's true caption."
         if run.text == expected
         else f"The scene's true caption is: **{md_escape(expected)}**"
+    )
+distance, fit = unfamiliarity(DEFAULT, seen.tobytes(), seen.shape), captioner_familiarity(DEFAULT)
+if distance > fit.threshold:
+    st.warning(
+        f"This picture is unlike the scenes the captioner was trained on: its features lie at distance "
+        f"{distance:.1f} from theirs, where 99% of held-out scenes lie within {fit.threshold:.1f}. Read the "
+        "caption as a guess from the scene vocabulary."
+    )
+else:
+    st.caption(
+        f"Like the training scenes: feature distance {distance:.1f} (99% of held-out scenes are within "
+        f"{fit.threshold:.1f})."
     )
 if source == "upload":
     st.caption(

@@ -12,9 +12,10 @@ from models.attention import NO_INTERVENTION, Interventions
 from models.captioner import Captioner, CaptionerConfig, CaptionTrace
 from models.checkpoints import ASSETS, load_checkpoint
 from runners.protocol import AttentionMaps, to_numpy
-from tasks.common import Vocab, length_to_eos
-from tasks.images import model_input
+from tasks.common import Vocab, length_to_eos, split_of
+from tasks.images import model_input, to_tensor
 from tasks.scenes import MAX_CAPTION
+from tasks.scenes import generate as generate_scenes
 
 DEFAULT = "captioner-scenes"
 SAMPLES = sorted((ASSETS / "samples").glob("*.png"))
@@ -112,3 +113,52 @@ def example() -> CaptionRun:
     model, _, _, vocab = load_checkpoint(DEFAULT, Captioner, CaptionerConfig)
     _, x = model_input(Image.open(SAMPLES[0]).convert("RGB"))
     return run(model, vocab, x)[0]
+
+
+# --- How unlike the training scenes an image is ----------------------------------------------------
+@dataclass(frozen=True)
+class Familiarity:
+    """Where the encoder puts the training scenes: the mean and inverse covariance of each image's
+    pooled global features (C,), and the distance that 99% of held-out test scenes stay under.
+
+    ``distance(image)`` is the Mahalanobis distance of the image's pooled features to the training
+    scenes'; above ``threshold`` the image is unlike anything the captioner learned from, and its
+    caption is a guess from the scene vocabulary."""
+
+    mean: np.ndarray  # (C,)
+    precision: np.ndarray  # (C, C) inverse of the shrunk covariance
+    threshold: float  # the 99th percentile over held-out test scenes
+    held_out: np.ndarray  # (N,) the held-out scenes' distances (calibration)
+
+    def distances(self, features: np.ndarray) -> np.ndarray:
+        """features (N, C) → (N,) Mahalanobis distances to the training scenes."""
+        d = features - self.mean  # (N, C)
+        return np.sqrt(np.einsum("nc,cd,nd->n", d, self.precision, d))
+
+
+def pooled_features(model: Captioner, images: torch.Tensor, batch: int = 256) -> np.ndarray:
+    """images (N, 3, H, W) → (N, C): the encoder's global features g averaged over the regions
+    (what the decoder's first state is made from)."""
+    device = next(model.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            _, global_feats, _ = model.encode(images[i : i + batch].to(device))
+            out.append(to_numpy(global_feats.mean(1)))  # (b, R, C) → (b, C)
+    return np.concatenate(out).astype(np.float64)
+
+
+def familiarity(model: Captioner, n_scenes: int = 1500, seed: int = 0) -> Familiarity:
+    """Fit the feature distribution of ``n_scenes`` generated scenes' training-split share (80%),
+    and calibrate the threshold on the held-out share (validation and test splits, 20%): one batch
+    of generated scenes, a few seconds on a CPU."""
+    scenes = generate_scenes(n_scenes, seed)
+    held = np.array([split_of(s.key) != "train" for s in scenes])
+    features = pooled_features(model, to_tensor(np.stack([s.image for s in scenes])))
+    fit = features[~held]
+    mean = fit.mean(0)
+    cov = np.cov(fit, rowvar=False)
+    cov += 1e-3 * np.trace(cov) / len(cov) * np.eye(len(cov))  # shrink: invertible, stable
+    partial = Familiarity(mean, np.linalg.inv(cov), float("inf"), np.empty(0))
+    held_out = partial.distances(features[held])
+    return Familiarity(mean, partial.precision, float(np.quantile(held_out, 0.99)), held_out)

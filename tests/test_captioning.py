@@ -7,7 +7,7 @@ from PIL import Image
 
 from models.attention import Interventions
 from models.captioner import Captioner, CaptionerConfig, doubly_stochastic
-from runners.captioner import SAMPLES, map_similarity
+from runners.captioner import SAMPLES, familiarity, map_similarity, pooled_features
 from runners.captioner import run as run_captioner
 from runners.registry import load
 from tasks.batching import batch_scenes
@@ -155,3 +155,39 @@ def test_hide_regions_view_recaptions_without_them(at):
     (after,) = run_captioner(model, v, image, Interventions(hidden_keys=tuple(sorted(hidden))))
     assert at.code[-1].value == (after.text or "(empty caption)")
     assert at.code[-2].value == (before.text or "(empty caption)")
+
+
+def test_familiarity_tells_training_like_scenes_from_off_domain_pictures():
+    model, *_ = load("captioner-scenes")
+    fit = familiarity(model)
+    rng = np.random.default_rng(0)
+    fresh = np.stack([s.image for s in generate(200, 4242, "test")])  # scenes the fit never saw
+    off_domain = {
+        "noise": rng.integers(0, 256, (40, 64, 64, 3), dtype=np.uint8),
+        "inverted scenes": 255 - fresh[:40],
+        "grey gradients": np.stack(
+            [
+                np.broadcast_to(np.linspace(i, 255 - i, 64, dtype=np.uint8)[None, :, None], (64, 64, 3))
+                for i in range(0, 120, 3)
+            ]
+        ),
+    }
+    inside = fit.distances(pooled_features(model, to_tensor(fresh))) <= fit.threshold
+    assert inside.mean() >= 0.95, inside.mean()
+    for name, images in off_domain.items():
+        outside = fit.distances(pooled_features(model, to_tensor(images))) > fit.threshold
+        assert outside.mean() >= 0.9, (name, outside.mean())
+
+
+def test_upload_unlike_the_training_scenes_gets_a_warning(at):
+    import io
+
+    noise = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "PNG")
+    at.radio(key="source").set_value("upload").run()
+    at.file_uploader(key="cap_upload").set_value(("noise.png", buf.getvalue(), "image/png")).run()
+    model, *_ = load("captioner-scenes")
+    distance = familiarity(model).distances(pooled_features(model, to_tensor(noise[None])))[0]
+    (warning,) = [w.value for w in at.warning if "unlike the scenes" in w.value]
+    assert f"distance {distance:.1f}" in warning

@@ -221,3 +221,20 @@ def captions(
     _, x = model_input(Image.fromarray(np.frombuffer(pixels, dtype=np.uint8).reshape(shape)))
     with inference(name):
         return read_only(captioner.run(model, vocab, x, Interventions(hidden_keys=hidden), beam=beam))
+
+
+@st.cache_resource(show_spinner="Measuring where the training scenes sit in feature space (once)…")
+def captioner_familiarity(name: str) -> captioner.Familiarity:
+    model = load_model(name)[0]
+    with inference(name):
+        return read_only(captioner.familiarity(model))
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def unfamiliarity(name: str, pixels: bytes, shape: tuple[int, int, int]) -> float:
+    """How unlike the training scenes the picture is: its distance under `captioner_familiarity`."""
+    model = load_model(name)[0]
+    _, x = model_input(Image.fromarray(np.frombuffer(pixels, dtype=np.uint8).reshape(shape)))
+    with inference(name):
+        features = captioner.pooled_features(model, x)  # (1, C)
+    return float(captioner_familiarity(name).distances(features)[0])
