@@ -15,6 +15,7 @@ from runners.captioner import DEFAULT, SAMPLES, map_similarity, region_labels
 from tasks.images import ImageError, load_upload, model_input
 from tasks.scenes import COLOURS, SHAPES, SIZES, VOCABULARY, caption_is_defined, compose, generate
 from views import attention
+from views.canvas import drawing_canvas
 from views.inputs import md_escape, whole_number_input
 from views.layout import lazy_tabs, page_header
 from views.outputs import model_output
@@ -24,7 +25,8 @@ from viz.heatmaps import matrix_heatmap
 from viz.lines import attention_overlay
 
 SAME_MAPS = 0.9  # mean pairwise cosine of per-word maps above this: the maps barely move
-SOURCES = ("gallery", "random", "upload", "compose")
+SOURCES = ("gallery", "random", "upload", "compose", "draw")
+BACKGROUND = (240, 240, 240)  # the training scenes' background
 
 page_header(__doc__)
 model_card = card(DEFAULT)
@@ -43,7 +45,7 @@ st.caption(
 
 # --- Image source ---------------------------------------------------------------------------------
 source = st.radio(
-    "Image: a gallery sample, a new random scene, an upload, or a scene you compose",
+    "Image: a gallery sample, a new random scene, an upload, a scene you compose, or your own drawing",
     SOURCES,
     horizontal=True,
     key="source",
@@ -82,6 +84,20 @@ elif source == "upload":
         st.stop()
     try:
         picture = load_upload(upload.getvalue())
+    except ImageError as err:
+        st.error(md_escape(str(err)))
+        st.stop()
+elif source == "draw":
+    st.markdown(
+        "Draw a few shapes (circles, squares, triangles) or digits in the model's colours; the caption "
+        "and its attention update when you lift the pen."
+    )
+    drawn = drawing_canvas(COLOURS, BACKGROUND, key="cap_canvas")
+    if drawn is None:
+        st.info("Draw something on the canvas.")
+        st.stop()
+    try:
+        picture = load_upload(drawn)
     except ImageError as err:
         st.error(md_escape(str(err)))
         st.stop()

@@ -10,6 +10,7 @@ server never tries to reach past the loopback (every socket call it makes is gua
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import socket
@@ -28,10 +29,12 @@ from PIL import Image
 from models.attention import SCORINGS
 from models.checkpoints import checkpoint_name
 from runners.bert import encode
+from runners.captioner import run as run_captioner
 from tasks import TASKS, prepare
 from tasks.common import Vocab
+from tasks.images import load_upload, model_input
 from tasks.scenes import generate
-from views.serving import bert_folders, card, load_bert_cached, seq2seq_runs
+from views.serving import bert_folders, card, load_bert_cached, load_model, seq2seq_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -363,6 +366,33 @@ def test_captioning_page_with_upload(server, page, tmp_path, shot_dir):
     bad.write_bytes(b"hello")
     page.locator("input[type=file]").set_input_files(str(bad))
     page.wait_for_selector("text=This is not an image", timeout=60_000)
+    no_exception(page)
+
+
+def test_drawing_on_the_canvas_is_captioned_by_the_model(server, page):
+    """Draw with the mouse on the captioning page's canvas: when the pen lifts, the caption shown is
+    the model's caption of exactly the pixels drawn (read back from the canvas); Undo empties it."""
+    url, _ = server
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(f"{url}/captioning?source=draw")
+    canvas = page.locator("canvas[aria-label='Drawing canvas']")
+    canvas.wait_for(timeout=90_000)
+    page.get_by_label("Pen colour red").click()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 60, box["y"] + 60)
+    page.mouse.down()
+    for x, y in [(120, 60), (120, 120), (60, 120), (60, 60)]:  # a square outline, stroke by stroke
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
+    page.mouse.up()
+    settle(page)
+    no_exception(page)
+    drawn = canvas.evaluate("c => c.toDataURL('image/png')")
+    picture = load_upload(base64.b64decode(drawn.split(",", 1)[1]))
+    model, _, _, v = load_model("captioner-scenes")
+    _, x = model_input(picture)
+    assert output(page) == run_captioner(model, v, x)[0].text
+    page.get_by_role("button", name="Undo").click()
+    page.wait_for_selector("text=Draw something on the canvas.", timeout=60_000)
     no_exception(page)
 
 
