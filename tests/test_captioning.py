@@ -16,7 +16,7 @@ from tasks.images import model_input, to_tensor
 from tasks.scenes import COLOURS, compose, generate, vocab
 from tests.helpers import open_app, open_view
 from tests.test_images import FILES, REFUSED
-from training.evaluate import pointing_hits
+from training.evaluate import STRICT_SHARE, pointing_hits
 
 
 def test_scene_captions_match_objects_and_masks():
@@ -69,6 +69,14 @@ def test_pointing_game_on_known_scenes():
     alphas[t_circle, 3 * 8 + 1] = 1.0  # row 3, col 1: pixels 24-31 × 8-15, inside the circle
     alphas[t_square, 0] = 1.0  # top-left corner: not the square
     assert pointing_hits(alphas, scene) == [True, False]
+    # A cell that only grazes the circle's edge: a hit by the lenient rule, a miss by the strict one.
+    mask = scene.masks[scene.word_objects[t_circle]]
+    shares = [mask[r * 8 : r * 8 + 8, c * 8 : c * 8 + 8].mean() for r in range(8) for c in range(8)]
+    edge = next(i for i, share in enumerate(shares) if 0 < share < STRICT_SHARE)
+    alphas[t_circle] = 0
+    alphas[t_circle, edge] = 1.0
+    assert pointing_hits(alphas, scene) == [True, False]
+    assert pointing_hits(alphas, scene, min_share=STRICT_SHARE) == [False, False]
     same = np.ones((4, 8, 8))
     assert map_similarity(same) == pytest.approx(1.0) and map_similarity(np.eye(4).reshape(4, 2, 2)) == 0.0
 

@@ -77,18 +77,21 @@ def evaluate_text(
     return metrics
 
 
-def pointing_hits(alphas: np.ndarray, scene: Scene, grid: int = 8) -> list[bool]:
-    """Per object-naming word: does the attention argmax's cell overlap that object's mask?"""
+STRICT_SHARE = 0.25  # the strict pointing rule: this share of the argmax cell on the object
+
+
+def pointing_hits(alphas: np.ndarray, scene: Scene, grid: int = 8, *, min_share: float = 0.0) -> list[bool]:
+    """Per object-naming word: does the attention argmax's cell land on that object? Lenient
+    (``min_share`` 0): any pixel of the cell on its mask; strict (`STRICT_SHARE`): at least that
+    share of the cell's pixels."""
     cell = scene.image.shape[0] // grid
     hits = []
     for t, obj in enumerate(scene.word_objects):
         if obj < 0:
             continue
-        r = int(alphas[t].argmax())
-        row, col = divmod(r, grid)
-        hits.append(
-            bool(scene.masks[obj, row * cell : (row + 1) * cell, col * cell : (col + 1) * cell].any())
-        )
+        row, col = divmod(int(alphas[t].argmax()), grid)
+        on_object = scene.masks[obj, row * cell : (row + 1) * cell, col * cell : (col + 1) * cell]
+        hits.append(bool(on_object.any()) if min_share <= 0 else bool(on_object.mean() >= min_share))
     return hits
 
 
@@ -99,7 +102,7 @@ def evaluate_captions(
     """Greedy captions (up to ``max_len`` words, default the task's): exact match and BLEU-4; the
     pointing game under teacher forcing; both by object count."""
     device = next(model.parameters()).device
-    preds, hits = [], defaultdict(list)
+    preds, hits, strict = [], defaultdict(list), []
     for i in range(0, len(scenes), chunk):
         part = scenes[i : i + chunk]
         images, tgt_in, _ = batch_scenes(part, v, device)
@@ -107,7 +110,9 @@ def evaluate_captions(
         preds += [v.decode(row) for row in ids.tolist()]
         _, forced = model(images, tgt_in)
         for b, s in enumerate(part):
-            hits[len(s.masks)] += pointing_hits(forced.alphas[b].cpu().numpy(), s)
+            alphas = forced.alphas[b].cpu().numpy()
+            hits[len(s.masks)] += pointing_hits(alphas, s)
+            strict += pointing_hits(alphas, s, min_share=STRICT_SHARE)
     exact = [p == list(s.caption) for p, s in zip(preds, scenes, strict=True)]
     by_count = defaultdict(list)
     for s, ok in zip(scenes, exact, strict=True):
@@ -120,6 +125,7 @@ def evaluate_captions(
             [" ".join(p) for p in preds], [[" ".join(s.caption) for s in scenes]]
         ).score,
         "pointing_game": sum(all_hits) / len(all_hits),
+        "pointing_game_strict": sum(strict) / len(strict),
         "by_object_count": {
             str(n): {
                 "n": len(by_count[n]),
