@@ -198,18 +198,18 @@ def word_view() -> None:
         st.plotly_chart(token_bars(run.output, run.betas, name="β", title="Gate β per word"), key="cap_beta")
 
 
+def coverage_map(shown, title: str):
+    """The run's coverage Σₜ αₜ over the region grid, exact values on hover."""
+    return matrix_heatmap(
+        shown.coverage, title=title, x_title="column", y_title="row", value_name="Σα", diverging=False
+    )
+
+
 @st.fragment
 def regions_view() -> None:
     """Coverage Σₜ αₜ over the caption, and where one region looks in the encoder's self-attention."""
     coverage_column, self_attention_column = st.columns(2)
-    coverage = matrix_heatmap(
-        run.coverage,
-        title="Coverage Σₜ αₜ (1 = looked at once in total)",
-        x_title="column",
-        y_title="row",
-        value_name="Σα",
-        diverging=False,
-    )
+    coverage = coverage_map(run, "Coverage Σₜ αₜ (1 = looked at once in total)")
     coverage_column.plotly_chart(coverage, key="cap_coverage")
     with self_attention_column:
         st.markdown(
@@ -255,21 +255,12 @@ def hide_view() -> None:
         return
     (before,) = captions(DEFAULT, seen.tobytes(), seen.shape, 1)
     (after,) = captions(DEFAULT, seen.tobytes(), seen.shape, 1, tuple(sorted(hidden)))
-    for column, shown, title in zip(
-        st.columns(2), (before, after), ("Nothing hidden", f"{len(hidden)} regions hidden"), strict=True
-    ):
+    sides = (("Nothing hidden", before, "before"), (f"{len(hidden)} regions hidden", after, "after"))
+    for column, (title, shown, name) in zip(st.columns(2), sides, strict=True):
         with column:
             st.markdown(f"**{title}**")
             model_output(shown, shown.text, empty="(empty caption)")
-            coverage = matrix_heatmap(
-                shown.coverage,
-                title="Coverage Σₜ αₜ",
-                x_title="column",
-                y_title="row",
-                value_name="Σα",
-                diverging=False,
-            )
-            st.plotly_chart(coverage, key=f"cap_hide_{'after' if shown is after else 'before'}")
+            st.plotly_chart(coverage_map(shown, "Coverage Σₜ αₜ"), key=f"cap_hide_{name}")
     changed = "The caption changed: those regions carried the words."
     st.caption("Same caption." if after.text == before.text else changed)
 
