@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +66,19 @@ def grid_panels(figure: dict, n_rows: int, n_cols: int) -> np.ndarray:
             for i in range(n_rows)
         ]
     )
+
+
+def run_together(work, n: int) -> None:
+    """``work(i)`` for i in 0..n-1 on n threads that a barrier releases at once, so the runs overlap
+    (the way sessions share one cached model); returns when all are done."""
+    start = threading.Barrier(n)
+
+    def body(i: int) -> None:
+        start.wait()
+        work(i)
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()

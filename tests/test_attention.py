@@ -1,13 +1,13 @@
 """The attention core against references: SDPA, hand-written formulas, nn.MultiheadAttention."""
 
 import math
-import threading
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from models.attention import SCORINGS, Attention, MultiHeadAttention, attend
+from tests.helpers import run_together
 
 B, TQ, TK, D = 3, 4, 6, 8
 
@@ -166,10 +166,7 @@ def test_threads_on_one_shared_model_each_get_their_own_trace():
         serial = [model(query=x, key=x, value=x, return_trace=True)[1].heads.weights for x in inputs]
     results: dict[int, torch.Tensor] = {}
 
-    start = threading.Barrier(len(inputs))  # all threads run at once, none before the others
-
     def work(i: int) -> None:
-        start.wait()
         with torch.inference_mode():
             for _ in range(20):
                 _, trace = model(query=inputs[i], key=inputs[i], value=inputs[i], return_trace=True)
@@ -178,11 +175,7 @@ def test_threads_on_one_shared_model_each_get_their_own_trace():
                     return
                 results.setdefault(i, trace.heads.weights)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    run_together(work, len(inputs))
     for i, ref in enumerate(serial):
         assert results[i] is not None and torch.equal(results[i], ref)
 

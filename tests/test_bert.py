@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import threading
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from models.attention import Interventions
 from models.bert import default_folder, load_bert
 from runners.bert import encode, neuron_layer, pair_similarity, run
 from runners.stats import rollout
+from tests.helpers import run_together
 
 TOL = 1e-4  # hidden states and attention weights, absolute
 SENTENCES = {
@@ -124,20 +124,14 @@ def test_threads_on_one_shared_bert_get_their_own_maps(ours):
     with torch.inference_mode():
         alone = [run(ours, encode(ours, text), iv).weights for text, iv in jobs]
     got: list = [None] * len(jobs)
-    start = threading.Barrier(len(jobs))  # all threads run at once, none before the others
 
     def work(i: int) -> None:
-        start.wait()
         text, iv = jobs[i]
         with torch.inference_mode():
             for _ in range(3):
                 w = run(ours, encode(ours, text), iv).weights
                 got[i] = w if got[i] is None or np.array_equal(got[i], w) else "mixed"
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    run_together(work, len(jobs))
     for g, a in zip(got, alone, strict=True):
         assert not isinstance(g, str) and np.array_equal(g, a)

@@ -1,7 +1,5 @@
 """The seq2seq model's traces are its own computation, consistent across decoding paths and threads."""
 
-import threading
-
 import pytest
 import torch
 
@@ -10,6 +8,7 @@ from runners.registry import FAMILIES
 from runners.seq2seq import run as run_seq2seq
 from tasks import TASKS, InputError, prepare
 from tasks.common import EOS_ID, Vocab
+from tests.helpers import run_together
 from training.loop import train
 
 TASK = TASKS["dates"]
@@ -99,17 +98,10 @@ def test_shared_model_across_threads_matches_serial(vocabs):
     serial = [run_seq2seq(model, TASK, s, sv, tv)[0] for s in texts]
     got = [None] * len(texts)
 
-    start = threading.Barrier(len(texts))  # all threads run at once, none before the others
-
     def work(i):
-        start.wait()
         got[i] = run_seq2seq(model, TASK, texts[i], sv, tv)[0]
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(texts))]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    run_together(work, len(texts))
     for a, b in zip(got, serial, strict=True):
         assert a.output == b.output and (a.weights == b.weights).all()
 

@@ -1,7 +1,6 @@
 """The transformer's traces are its own computation; interventions act per call, only where asked."""
 
 import math
-import threading
 from dataclasses import replace
 
 import numpy as np
@@ -14,6 +13,7 @@ from runners.stats import entropy
 from runners.transformer import exact_match, run
 from tasks import TASKS
 from tasks.common import Example, Vocab
+from tests.helpers import run_together
 
 TASK = TASKS["dates"]
 BASE = Interventions()
@@ -151,10 +151,7 @@ def test_sessions_with_different_interventions_do_not_mix(vocabs):
     serial = [run(model, TASK, src, sv, tv, iv).blocks["cross"][1].weights for iv in settings]
     got = [None] * len(settings)
 
-    start = threading.Barrier(len(settings))  # all threads run at once, none before the others
-
     def work(i):
-        start.wait()
         for _ in range(5):
             w = run(model, TASK, src, sv, tv, settings[i]).blocks["cross"][1].weights
             if got[i] is not None and not np.array_equal(got[i], w):
@@ -162,11 +159,7 @@ def test_sessions_with_different_interventions_do_not_mix(vocabs):
                 return
             got[i] = w
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(settings))]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    run_together(work, len(settings))
     for g, s in zip(got, serial, strict=True):
         assert not isinstance(g, str) and np.array_equal(g, s)
 
