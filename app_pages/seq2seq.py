@@ -20,6 +20,7 @@ from tasks.common import EOS, Vocab, aer, argmax_links
 from views import attention, cards
 from views.inputs import md_escape, quoted, source_picker, task_select
 from views.layout import lazy_tabs, page_header
+from views.outputs import model_output
 from views.serving import card, seq2seq_runs
 from viz.charts import length_curves, step_bars, token_bars, vector_strips
 from viz.heatmaps import attention_heatmap
@@ -82,7 +83,7 @@ if len(runs) > 1:
     )
     run = runs[pick]
 st.subheader("Output")
-st.code(run.text or "(empty output)", language=None)
+model_output(run, run.text, empty="(empty output)", problem=task.output_problem(run.text))
 if run.output and run.output[-1] != EOS:
     st.warning(f"The model did not finish within {task.max_target} tokens; the output is cut there.")
 matches_gold = gold is not None and run.output == (*gold.tgt, EOS)

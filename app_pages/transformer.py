@@ -21,6 +21,7 @@ from tasks.common import Vocab
 from views import attention, lessons, walkthrough
 from views.inputs import source_picker, task_select, token_key
 from views.layout import lazy_tabs, page_header
+from views.outputs import model_output
 from views.serving import FIXED_BATCH, batch_accuracy, card, head_ranking, load_model, transformer_run
 
 page_header(__doc__)
@@ -107,7 +108,7 @@ changed = interventions != plain or padded
 # --- Output ---------------------------------------------------------------------------------------
 free = transformer_run(name, src, interventions, None, pad_to)
 st.subheader("Output")
-st.code(free.text or "(empty output)", language=None)
+model_output(free, free.text, empty="(empty output)", problem=task.output_problem(free.text))
 log_p_cell, exact_cell, entropy_cell, plain_cell = st.columns(4)
 log_p_cell.metric("log p(output)", f"{free.log_prob:.3f}")
 acc, base_acc = batch_accuracy(name, interventions), batch_accuracy(name, plain)

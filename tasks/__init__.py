@@ -25,6 +25,12 @@ class Task:
     buckets: tuple[int, ...]  # source-length bucket edges for the bottleneck curve
     placeholder: str  # an example input for the text box
     input_note: str  # how typed text is normalised before the model reads it
+    # What the page checks around the model (the default: nothing to check).
+    input_problem: Callable[[str], str | None] = lambda text: None  # why text is no input of the task
+    output_problem: Callable[[str], str | None] = lambda text: None  # why an output is invalid
+    other_reading: Callable[[str], str | None] = lambda text: None  # an ambiguous input, read the other way
+    formats: tuple[str, ...] = ()  # the input formats trained on, written out
+    convention: str = ""  # how ambiguous input is read
 
 
 TASKS: dict[str, Task] = {
@@ -40,6 +46,11 @@ TASKS: dict[str, Task] = {
         buckets=(10, 20, 30, 40, 50),
         placeholder="saturday, 21 november 2026",
         input_note="Input is lower-cased and spaces are folded: the model was trained on lower-case dates.",
+        input_problem=dates.input_problem,
+        output_problem=dates.output_problem,
+        other_reading=dates.other_reading,
+        formats=tuple(dates.format_examples()),
+        convention=dates.CONVENTION,
     ),
     "translation": Task(
         name="translation",
@@ -92,4 +103,7 @@ def prepare(task: Task, text: str, src_vocab: Vocab) -> Prepared:
             f"That input is {len(tokens)} {task.unit} long; this model accepts at most "
             f"{task.max_source} {task.unit}. Shorten it and try again."
         )
+    problem = task.input_problem(text)
+    if problem is not None:
+        raise InputError(problem)
     return Prepared(tokens, tuple(src_vocab.unknown(tokens)))

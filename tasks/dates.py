@@ -6,20 +6,22 @@ field sits in the source gives the gold alignment of each output character:
 - a digit the source does not spell (the "11" of "november", the "20" of "26", the "0" of "5")
   → *possible* links to the whole field;
 - the "-" separators have no source and are not scored.
-Two-digit years mean 1950–2049 ("49" → 2049, "50" → 1950). "/" dates are month-first (US);
-"." and "-" dates are day-first.
+Two-digit years mean 1950–2049 ("49" → 2049, "50" → 1950). Numeric dates follow one convention
+the page states: year first when the year has four digits (ISO, with "-", "/" or "."); otherwise "/"
+dates are month-first (US) unless the first number is over 12 (then it can only be the day), and
+"." and "-" dates are day-first. Month names come full, abbreviated (with or without a dot), and in
+the misspellings people make; days as numbers or ordinals; weekdays full or abbreviated.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 
 from tasks.common import Example, distinct
 
-MONTHS = (
-    "january february march april may june july august september october november december"
-).split()
+MONTHS = ("january february march april may june july august september october november december").split()
 WEEKDAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
 FIRST_DAY, LAST_DAY = dt.date(1950, 1, 1), dt.date(2049, 12, 31)
 MAX_SOURCE_CHARS = 80  # the page refuses longer input
@@ -30,8 +32,25 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
+MISSPELLED = {  # common misspellings of month names (each date uses one, picked by the date)
+    1: ("janurary", "januray", "jaunary"),
+    2: ("febuary", "feburary", "febrary"),
+    3: ("mrach", "marhc"),
+    4: ("apirl", "aprill"),
+    6: ("juen",),
+    7: ("jully",),
+    8: ("agust", "augest", "augst"),
+    9: ("septmber", "setember", "sepember"),
+    10: ("octobor", "ocotber", "octber"),
+    11: ("novmber", "novemeber", "noveber"),
+    12: ("decmber", "decemeber", "dicember"),
+}
+
+
 def _fields(d: dt.date) -> dict[str, str]:
     """Every way a field can be written for date ``d``."""
+    month = MONTHS[d.month - 1]
+    typos = MISSPELLED.get(d.month, (month,))
     return {
         "yyyy": f"{d.year:04d}",
         "yy": f"{d.year % 100:02d}",
@@ -39,6 +58,7 @@ def _fields(d: dt.date) -> dict[str, str]:
         "m": str(d.month),
         "month": MONTHS[d.month - 1],
         "mon": MONTHS[d.month - 1][:3],
+        "month_typo": typos[d.toordinal() % len(typos)],
         "dd": f"{d.day:02d}",
         "d": str(d.day),
         "dth": _ordinal(d.day),
@@ -68,7 +88,31 @@ FORMATS = (
     "{weekday}, {month} {dth}, {yyyy}, in the morning",
     "the meeting is on {weekday}, {d} {month} {yyyy}",
     "we will arrive on {wd} {dd}.{mm}.{yyyy} at the latest",
+    # ISO with other separators and without leading zeros
+    "{yyyy}/{mm}/{dd}",
+    "{yyyy}.{mm}.{dd}",
+    "{yyyy}-{m}-{d}",
+    "{yyyy}/{m}/{d}",
+    # numeric, day-first ("." and "-"), and month-first "/" (US)
+    "{dd}.{mm}.{yyyy}",
+    "{d}-{m}-{yy}",
+    "{dd}-{mm}-{yy}",
+    "{m}/{d}/{yyyy}",
+    "{mm}/{dd}/{yy}",
+    # month names abbreviated with a dot, ordinals, no commas, dashes, misspelled
+    "{mon}. {d}, {yyyy}",
+    "{d} {mon}. {yyyy}",
+    "{dth} {month} {yyyy}",
+    "{dth} of {month} {yyyy}",
+    "{month} {d} {yyyy}",
+    "{d}-{mon}-{yyyy}",
+    "{d} {month_typo} {yyyy}",
+    "{month_typo} {dth}, {yyyy}",
+    "{wd}. {d} {mon} {yyyy}",
+    "{wd} {mon} {d} {yy}",
 )
+# "/" with the day first: only where the day is over 12 (otherwise the US reading applies).
+DAY_FIRST_SLASH = ("{dd}/{mm}/{yyyy}", "{d}/{m}/{yyyy}", "{d}/{m}/{yy}")
 
 
 def _parse(fmt: str) -> list[tuple[str, bool]]:
@@ -113,7 +157,7 @@ def render(d: dt.date, fmt: str) -> Example:
                 sure.add((t, span[j]))
 
     link(range(0, 4), ("yyyy", "yy"), 4)
-    link(range(5, 7), ("mm", "m", "month", "mon"), 2)
+    link(range(5, 7), ("mm", "m", "month", "mon", "month_typo"), 2)
     link(range(8, 10), ("dd", "d", "dth"), 2)
     # An ordinal ("21st") is numeric only in its digits: drop links into the suffix.
     if "dth" in spans:
@@ -127,7 +171,8 @@ def render(d: dt.date, fmt: str) -> Example:
 
 def random_example(rng: random.Random) -> Example:
     d = FIRST_DAY + dt.timedelta(days=rng.randint(0, (LAST_DAY - FIRST_DAY).days))
-    return render(d, rng.choice(FORMATS))
+    formats = FORMATS + DAY_FIRST_SLASH if d.day > 12 else FORMATS
+    return render(d, rng.choice(formats))
 
 
 def generate(n: int, seed: int, split: str | None = None) -> list[Example]:
@@ -138,3 +183,62 @@ def generate(n: int, seed: int, split: str | None = None) -> list[Example]:
 def tokenize(text: str) -> tuple[str, ...]:
     """User text → model characters: lower-cased, runs of white space folded to one space."""
     return tuple(" ".join(text.lower().split()))
+
+
+# --- What the page checks around the model ---------------------------------------------------------
+RELATIVE = re.compile(r"\b(today|tomorrow|yesterday|tonight|next|last|this|ago|coming|week|weekend)\b")
+NUMBERS = re.compile(r"\d+")
+WORD = re.compile(r"[a-z]{3,}")  # a month name, perhaps misspelled (then day and year are the numbers)
+NUMERIC = re.compile(r"(\d{1,2})([/.\-])(\d{1,2})\2(\d{2}|\d{4})")
+CONVENTION = (
+    'Numeric dates: a four-digit year first is ISO (2026-11-21, 2026/11/21, 2026.11.21); otherwise "/" '
+    'is month-first (US: 11/21/2026) unless the first number is over 12 (21/11/2026), and "." and "-" '
+    "are day-first (21.11.2026, 21-11-26). Two-digit years mean 1950–2049."
+)
+
+
+def input_problem(text: str) -> str | None:
+    """Why typed text cannot be a date this task defines (it needs a day, a month and a year);
+    None when it can. The model would otherwise invent the missing part."""
+    text = " ".join(text.lower().split())
+    if RELATIVE.search(text):
+        return (
+            "That is a relative date: it needs today's date, which the model does not know. "
+            "Type the date itself, for example “21 november 2026”."
+        )
+    numbers = len(NUMBERS.findall(text))
+    if numbers < (2 if WORD.search(text) else 3):
+        return (
+            "That has no year (or no day): the model always outputs a full date and would invent the "
+            "missing part. Type day, month and year, for example “21st november 2026”."
+        )
+    return None
+
+
+def output_problem(text: str) -> str | None:
+    """Why an output is not a calendar date YYYY-MM-DD (e.g. 2021-15-03); None when it is one."""
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return f"“{text}” is not a calendar date (YYYY-MM-DD with a real month and day)"
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return f"“{text}” is not written YYYY-MM-DD"
+    return None
+
+
+def other_reading(text: str) -> str | None:
+    """For a numeric date both of whose first numbers could be the month (03/04/2021): the same
+    date typed so that the convention reads it the other way round (03.04.2021); None otherwise."""
+    match = NUMERIC.fullmatch(" ".join(text.lower().split()))
+    if match is None:
+        return None
+    first, sep, second, year = match.groups()
+    if int(first) > 12 or int(second) > 12 or int(first) == int(second):
+        return None
+    other = "." if sep == "/" else "/"
+    return f"{first}{other}{second}{other}{year}"
+
+
+def format_examples(day: dt.date = dt.date(2026, 11, 21)) -> list[str]:
+    """Every trained format written out for ``day`` (day-first "/" ones included)."""
+    return ["".join(render(day, fmt).src) for fmt in FORMATS + DAY_FIRST_SLASH]

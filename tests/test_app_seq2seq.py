@@ -6,6 +6,7 @@ import pytest
 from runners.seq2seq import run
 from tasks import TASKS
 from tests.helpers import array, chart, open_app, open_view
+from views.inputs import md_escape
 from views.serving import held_out_examples, load_model
 
 
@@ -108,3 +109,51 @@ def test_translation_unknown_words_are_named(at):
     assert not at.exception
     (warning,) = at.warning
     assert "‘purple’" in warning.value and "‘사과’" in warning.value
+
+
+def test_ambiguous_date_offers_the_other_reading(at):
+    at.radio(key="input").set_value("text").run()
+    at.text_input(key="text").set_value("03/04/2021").run()
+    (us,) = model_run("dates", "additive", TASKS["dates"].tokenize("03/04/2021"))
+    assert shown_output(at) == us.text
+    (button,) = [b for b in at.button if b.key == "other_reading"]
+    assert "03.04.2021" in button.label
+    button.click().run()
+    assert at.text_input(key="text").value == "03.04.2021"
+    (day_first,) = model_run("dates", "additive", TASKS["dates"].tokenize("03.04.2021"))
+    assert shown_output(at) == day_first.text
+    (back,) = [b for b in at.button if b.key == "other_reading"]
+    assert "03/04/2021" in back.label  # and back again
+
+
+@pytest.mark.parametrize("text, message", [("next friday", "relative date"), ("21st November", "no year")])
+def test_dates_the_task_cannot_define_get_a_message_not_an_invented_date(at, text, message):
+    at.radio(key="input").set_value("text").run()
+    at.text_input(key="text").set_value(text).run()
+    assert not at.exception and not at.code  # no output at all
+    assert any(message in e.value for e in at.error)
+
+
+def test_an_output_that_is_not_a_calendar_date_is_flagged_with_its_probability(at):
+    at.radio(key="input").set_value("text").run()
+    invalid = 0
+    for text in ("15/03/2021", "2026.11.21", "31 february 2020", "99/99/99", "12 13 2020"):
+        at.text_input(key="text").set_value(text).run()
+        (own,) = model_run("dates", "additive", TASKS["dates"].tokenize(text))
+        flagged = [w.value for w in at.warning if "probability" in w.value]
+        if TASKS["dates"].output_problem(own.text) is None:
+            assert not flagged, text
+        else:
+            assert flagged and f"{np.exp(own.log_prob):.1%}" in flagged[0], text
+            invalid += 1
+    assert invalid  # the nonsense among them ("99/99/99") did make the model write a non-date
+
+
+def test_each_output_token_is_shown_with_the_models_probability(at):
+    (own,) = model_run("dates", "additive", held_out_examples("dates")[0].src)
+    (line,) = [c.value for c in at.caption if c.value.startswith("How sure")]
+    probs = np.exp(own.token_log_probs.astype(np.float64))
+    for tok, p in zip(own.output, probs, strict=True):
+        cell = f"{md_escape(tok)}\u00a0{p:.0%}"
+        assert (f"**{cell}**" if p < 0.5 else cell) in line
+    assert f"{int((probs < 0.5).sum())} of {len(probs)}" in line

@@ -122,3 +122,21 @@ def test_head_ranking_and_bad_input(at):
     assert any("Type a source text" in i.value for i in at.info)
     at.text_input(key="text").set_value("x" * 1000).run()
     assert any("at most 80 characters" in e.value for e in at.error)
+
+
+def test_typed_dates_are_checked_in_and_out(at):
+    """Input the task cannot define gets a message; an output that is no calendar date is flagged
+    with the model's probability for it, a valid one is not."""
+    at.radio(key="input").set_value("text").run()
+    at.text_input(key="text").set_value("next friday").run()
+    assert not at.code and any("relative date" in e.value for e in at.error)
+    model, _, sv, tv = load_model(NAME)
+    for text in ("99/99/99", "25/12/2020"):
+        at.text_input(key="text").set_value(text).run()
+        own = run(model, TASKS["dates"], TASKS["dates"].tokenize(text), sv, tv, PLAIN)
+        assert at.code[0].value == own.text
+        flagged = [w.value for w in at.warning if "probability" in w.value]
+        if TASKS["dates"].output_problem(own.text) is None:
+            assert not flagged, text
+        else:
+            assert flagged and f"{np.exp(own.log_prob):.1%}" in flagged[0], text

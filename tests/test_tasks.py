@@ -1,10 +1,13 @@
 """Task generators: deterministic, disjoint splits, gold alignments that point at the right tokens."""
 
+import csv
 import datetime as dt
+import re
+from pathlib import Path
 
 import pytest
 
-from tasks import TASKS, bucket_label, dates, translation
+from tasks import TASKS, InputError, bucket_label, dates, prepare, translation
 from tasks.common import Vocab, aer, argmax_links, corpus_aer, split_of
 
 
@@ -90,3 +93,64 @@ def test_vocab_unknown_and_buckets():
     assert v.encode(("a", "zz")) == [4, 3] and v.unknown(("zz", "a", "zz")) == ["zz"]
     assert v.decode([4, 5, 2, 4]) == ["a", "b"]
     assert [bucket_label(n, (5, 8)) for n in (1, 5, 6, 8, 9)] == ["≤5", "≤5", "6–8", "6–8", "≥9"]
+
+
+def read_numeric(text: str) -> str | None:
+    """The stated convention, written out independently of the generator: YYYY-MM-DD of a purely
+    numeric date, or None for any other text."""
+    match = re.fullmatch(r"(\d{1,4})([/.\-])(\d{1,2})\2(\d{1,4})", text)
+    if match is None:
+        return None
+    a, sep, b, c = match.groups()
+    if len(a) == 4:  # ISO, any separator
+        year, month, day = int(a), int(b), int(c)
+    elif sep == "/" and int(a) <= 12:  # US, month first
+        month, day, year = int(a), int(b), int(c)
+    else:  # day first: "." and "-", or "/" with a first number over 12
+        day, month, year = int(a), int(b), int(c)
+    if year < 100:
+        year += 2000 if year < 50 else 1900
+    return f"{year:04d}-{month:02d}-{day:02d}"
+
+
+def test_numeric_dates_follow_the_convention_the_page_states():
+    numeric = [e for e in dates.generate(4000, 6) if read_numeric("".join(e.src))]
+    assert len(numeric) > 800  # ISO, US, day-first: all present
+    assert {"".join(e.src)[2] for e in numeric if len(e.src) == 10} >= {"/", ".", "-"}
+    for e in numeric:
+        assert read_numeric("".join(e.src)) == "".join(e.tgt), "".join(e.src)
+    firsts = ["".join(e.src).split("/")[0] for e in numeric if "/" in e.src]
+    assert any(len(a) <= 2 and int(a) > 12 for a in firsts)  # day-first "/" (15/03/2021) is trained
+
+
+def typed_dates() -> list[tuple[str, str]]:
+    """Dates typed by hand in ordinary ways (not by our generator), with their answers."""
+    with open(Path(__file__).parent / "data" / "typed_dates.csv", newline="", encoding="utf-8") as f:
+        return [(row["typed"], row["date"]) for row in csv.DictReader(f)]
+
+
+def test_input_the_task_cannot_define_is_refused_and_real_dates_are_not():
+    for text in ("next friday", "tomorrow", "21st November", "friday the 13th", "march 2020", "3/5", "1999"):
+        with pytest.raises(InputError, match="relative date|no year"):
+            prepare(TASKS["dates"], text, Vocab(()))
+    for text in [t for t, _ in typed_dates()] + ["".join(e.src) for e in dates.generate(3000, 8)]:
+        assert dates.input_problem(text) is None, text
+
+
+def test_outputs_are_checked_as_calendar_dates():
+    for bad in ("2021-15-03", "2026-2-111", "2020-03-00", "2021-02-29", "20210315", ""):
+        assert "not" in dates.output_problem(bad), bad
+    for good in ("2020-02-29", "1950-01-01", "2049-12-31"):
+        assert dates.output_problem(good) is None
+    assert all(dates.output_problem("".join(e.tgt)) is None for e in dates.generate(2000, 9))
+
+
+def test_ambiguous_numeric_dates_offer_the_other_reading():
+    assert dates.other_reading("03/04/2021") == "03.04.2021"
+    assert dates.other_reading("3.4.21") == "3/4/21" and dates.other_reading("3-4-2021") == "3/4/2021"
+    for text in ("15/03/2021", "4/4/2020", "2021/03/04", "3 april 2021"):
+        assert dates.other_reading(text) is None, text
+    # the other reading swaps day and month under the convention
+    for text in ("03/04/2021", "3.4.21", "11-12-1999"):
+        a, b = read_numeric(text), read_numeric(dates.other_reading(text))
+        assert (a[:4], a[5:7], a[8:]) == (b[:4], b[8:], b[5:7])

@@ -113,8 +113,28 @@ def source_picker(task: Task, src_vocab: Vocab, mode_column) -> Source:
         )
         reference = task.tokenize(ref_text) or None
         st.caption(task.input_note)
+        _formats_and_readings(task, text)
     reference, prepared = _checked(task, text, src_vocab, reference)
     return Source(text=text, reference=reference, gold=gold, prepared=prepared)
+
+
+def _use_text(text: str) -> None:
+    st.session_state["text"] = text
+
+
+def _formats_and_readings(task: Task, text: str) -> None:
+    """The formats the model was trained on, and for an ambiguous input the other reading."""
+    if task.formats:
+        with st.expander("Formats the model was trained on"):
+            st.markdown(md_escape(task.convention))
+            st.markdown(" · ".join(f"`{f}`" for f in task.formats))
+    other = task.other_reading(text)
+    if other is not None:
+        st.caption(
+            f"Ambiguous: read by the convention above. To have it read the other way round, type "
+            f"{md_escape(other)}."
+        )
+        st.button(f"Read it the other way: {other}", on_click=_use_text, args=(other,), key="other_reading")
 
 
 def _checked(task: Task, text: str, src_vocab: Vocab, reference):
