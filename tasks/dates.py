@@ -188,7 +188,7 @@ def tokenize(text: str) -> tuple[str, ...]:
 # --- What the page checks around the model ---------------------------------------------------------
 RELATIVE = re.compile(r"\b(today|tomorrow|yesterday|tonight|next|last|this|ago|coming|week|weekend)\b")
 NUMBERS = re.compile(r"\d+")
-WORD = re.compile(r"[a-z]{3,}")  # a month name, perhaps misspelled (then day and year are the numbers)
+WORD = re.compile(r"[^\W\d_]{3,}")  # a month name in any script, perhaps misspelled
 NUMERIC = re.compile(r"(\d{1,2})([/.\-])(\d{1,2})\2(\d{2}|\d{4})")
 CONVENTION = (
     'Numeric dates: a four-digit year first is ISO (2026-11-21, 2026/11/21, 2026.11.21); otherwise "/" '

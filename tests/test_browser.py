@@ -326,8 +326,9 @@ def test_transformer_page(server, page, shot_dir):
     no_exception(page)
     before = page.get_by_test_id("stMetricValue").nth(2).inner_text()
     page.get_by_text("Scale logits by 1/√d_k").click()
-    page.wait_for_function(
-        f"[...document.querySelectorAll('[data-testid=\"stMetricValue\"]')][2].innerText !== {before!r}"
+    page.wait_for_function(  # the metric may be briefly absent while the page reruns
+        f"[...document.querySelectorAll('[data-testid=\"stMetricValue\"]')][2]?.innerText ?? {before!r}"
+        f" !== {before!r}"
     )
     settle(page, charts=2)
     no_exception(page)
