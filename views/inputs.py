@@ -131,8 +131,8 @@ def _formats_and_readings(task: Task, text: str) -> None:
     other = task.other_reading(text)
     if other is not None:
         st.caption(
-            f"Ambiguous: read by the convention above. To have it read the other way round, type "
-            f"{md_escape(other)}."
+            f"Ambiguous: either number could be the month. {md_escape(task.convention)} To have it read "
+            f"the other way round, type {md_escape(other)}."
         )
         st.button(f"Read it the other way: {other}", on_click=_use_text, args=(other,), key="other_reading")
 
