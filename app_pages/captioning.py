@@ -11,7 +11,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from runners.captioner import DEFAULT, SAMPLES, map_similarity, region_labels
+from runners.captioner import DEFAULT, SAMPLES, map_similarity
 from tasks.images import ImageError, load_upload, model_input
 from tasks.scenes import COLOURS, SHAPES, SIZES, VOCABULARY, caption_is_defined, compose, generate
 from views import attention
@@ -139,7 +139,7 @@ if len(runs) > 1:
     )
     run = runs[pick_h]
 st.subheader("Caption")
-model_output(run, run.text, empty="(empty caption)")
+model_output(run, empty="(empty caption)")
 if expected is not None:
     st.markdown(
         "Matches the scene's true caption."
@@ -223,43 +223,42 @@ def regions_view() -> None:
         st.plotly_chart(overlay, key="cap_self_attention")
 
 
-def _hide_most_looked_at(n: int) -> None:
-    order = np.argsort(-run.coverage.ravel(), kind="stable")  # regions by Σ_t α_t, most first
-    st.session_state["cap_hidden"] = sorted(int(r) for r in order[:n])
+def _hide(regions: list[int]) -> None:
+    st.session_state["cap_hidden"] = regions
 
 
 @st.fragment
 def hide_view() -> None:
     """Hide regions from the decoder's attention (weight exactly 0 there) and caption again."""
-    n_regions = run.coverage.size
-    labels = region_labels(int(round(n_regions**0.5)))
+    (before,) = captions(DEFAULT, seen.tobytes(), seen.shape, 1)  # greedy, nothing hidden
+    grid = before.coverage.shape[0]
     st.markdown(
         "Pick regions the decoder may **not** attend to (its softmax gets −∞ there, so their weight is "
         "exactly 0); the image and the encoder are unchanged. The caption is decoded again, greedily."
     )
+    most = np.argsort(-before.coverage.ravel(), kind="stable")[:8]  # regions by Σ_t α_t, most first
     st.button(
         "Hide the 8 regions the caption looked at most",
-        on_click=_hide_most_looked_at,
-        args=(8,),
+        on_click=_hide,
+        args=(sorted(int(r) for r in most),),
         key="cap_hide_top",
     )
     hidden = st.multiselect(
-        "Hidden regions (row, column)",
-        range(n_regions),
-        format_func=lambda r: f"{labels[r]} (row {r // 8}, column {r % 8})",
-        max_selections=n_regions - 1,
+        "Hidden regions",
+        range(grid * grid),
+        format_func=lambda r: f"row {r // grid}, column {r % grid}",
+        max_selections=grid * grid - 1,
         key="cap_hidden",
     )
     if not hidden:
         st.info("No region hidden yet: pick some above, or use the button.")
         return
-    (before,) = captions(DEFAULT, seen.tobytes(), seen.shape, 1)
     (after,) = captions(DEFAULT, seen.tobytes(), seen.shape, 1, tuple(sorted(hidden)))
     sides = (("Nothing hidden", before, "before"), (f"{len(hidden)} regions hidden", after, "after"))
     for column, (title, shown, name) in zip(st.columns(2), sides, strict=True):
         with column:
             st.markdown(f"**{title}**")
-            model_output(shown, shown.text, empty="(empty caption)")
+            model_output(shown, empty="(empty caption)")
             st.plotly_chart(coverage_map(shown, "Coverage Σₜ αₜ"), key=f"cap_hide_{name}")
     changed = "The caption changed: those regions carried the words."
     st.caption("Same caption." if after.text == before.text else changed)

@@ -83,7 +83,7 @@ if len(runs) > 1:
     )
     run = runs[pick]
 st.subheader("Output")
-model_output(run, run.text, empty="(empty output)", problem=task.output_problem(run.text))
+model_output(run, empty="(empty output)", problem=task.output_problem(run.text))
 if run.output and run.output[-1] != EOS:
     st.warning(f"The model did not finish within {task.max_target} tokens; the output is cut there.")
 matches_gold = gold is not None and run.output == (*gold.tgt, EOS)

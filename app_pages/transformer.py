@@ -108,7 +108,7 @@ changed = interventions != plain or padded
 # --- Output ---------------------------------------------------------------------------------------
 free = transformer_run(name, src, interventions, None, pad_to)
 st.subheader("Output")
-model_output(free, free.text, empty="(empty output)", problem=task.output_problem(free.text))
+model_output(free, empty="(empty output)", problem=task.output_problem(free.text))
 log_p_cell, exact_cell, entropy_cell, plain_cell = st.columns(4)
 log_p_cell.metric("log p(output)", f"{free.log_prob:.3f}")
 acc, base_acc = batch_accuracy(name, interventions), batch_accuracy(name, plain)

@@ -277,6 +277,16 @@ async def interact(page, name: str, key: tuple, rng: random.Random) -> tuple[tup
     return key, f"{kind} {label}"
 
 
+def count_failure(err: Exception, row, soak, what: str) -> None:
+    """A Playwright failure: a timeout is counted as one; anything else as an error, with a note."""
+    message = str(err).splitlines()[0]
+    if isinstance(err, PlaywrightTimeout) or "in time" in message:
+        row.timeouts += 1
+    else:
+        row.errors += 1
+        soak.note(f"{what} failed: {message[:160]}")
+
+
 async def session(i: int, browser, url: str, deadline: float, seed: int, oracle: Oracle, soak: Soak) -> None:
     rng = random.Random(f"{seed}:{i}")
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -291,15 +301,11 @@ async def session(i: int, browser, url: str, deadline: float, seed: int, oracle:
                 await page.goto(f"{url}{PATHS[name]}?{urlencode(params)}", wait_until="commit")
                 painted_ms = await page.evaluate(LOADED_JS, LOAD_TIMEOUT_MS)
             except PlaywrightError as err:
-                message = str(err).splitlines()[0]
-                if "the page raised" in message:  # idle with an exception and no chart: still checked
+                if "the page raised" in str(err):  # idle with an exception and no chart: still checked
                     row.loads += 1
                     await check(page, name, key, oracle, soak, tag)
-                elif isinstance(err, PlaywrightTimeout) or "in time" in message:
-                    row.timeouts += 1
                 else:
-                    row.errors += 1
-                    soak.note(f"{tag}: load failed: {message[:160]}")
+                    count_failure(err, row, soak, f"{tag}: load")
                 continue
             row.loads += 1
             row.load_s.append(painted_ms / 1000)
@@ -310,12 +316,7 @@ async def session(i: int, browser, url: str, deadline: float, seed: int, oracle:
                 try:
                     key, did = await interact(page, name, key, rng)
                 except PlaywrightError as err:
-                    message = str(err).splitlines()[0]
-                    if isinstance(err, PlaywrightTimeout) or "in time" in message:
-                        row.timeouts += 1
-                    else:
-                        row.errors += 1
-                        soak.note(f"{tag}: click failed: {message[:160]}")
+                    count_failure(err, row, soak, f"{tag}: click")
                     break
                 row.interactions += 1
                 await check(page, name, key, oracle, soak, f"{tag} after {did}")

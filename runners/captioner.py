@@ -118,16 +118,16 @@ def example() -> CaptionRun:
 # --- How unlike the training scenes an image is ----------------------------------------------------
 @dataclass(frozen=True)
 class Familiarity:
-    """Where the encoder puts the training scenes: the mean and inverse covariance of each image's
-    pooled global features (C,), and the distance that 99% of held-out test scenes stay under.
+    """Where the encoder puts the training scenes: the mean and inverse covariance of their pooled
+    global features (C,), and the distance that 99% of held-out scenes stay under.
 
-    ``distance(image)`` is the Mahalanobis distance of the image's pooled features to the training
-    scenes'; above ``threshold`` the image is unlike anything the captioner learned from, and its
-    caption is a guess from the scene vocabulary."""
+    ``distances(pooled_features(model, images))`` are Mahalanobis distances to the training scenes;
+    above ``threshold`` an image is unlike what the captioner learned from, and its caption is a
+    guess from the scene vocabulary."""
 
     mean: np.ndarray  # (C,)
     precision: np.ndarray  # (C, C) inverse of the shrunk covariance
-    threshold: float  # the 99th percentile over held-out test scenes
+    threshold: float  # the 99th percentile over held-out (validation and test split) scenes
     held_out: np.ndarray  # (N,) the held-out scenes' distances (calibration)
 
     def distances(self, features: np.ndarray) -> np.ndarray:
@@ -155,10 +155,10 @@ def familiarity(model: Captioner, n_scenes: int = 1500, seed: int = 0) -> Famili
     scenes = generate_scenes(n_scenes, seed)
     held = np.array([split_of(s.key) != "train" for s in scenes])
     features = pooled_features(model, to_tensor(np.stack([s.image for s in scenes])))
-    fit = features[~held]
-    mean = fit.mean(0)
-    cov = np.cov(fit, rowvar=False)
+    train = features[~held]
+    mean = train.mean(0)
+    cov = np.cov(train, rowvar=False)
     cov += 1e-3 * np.trace(cov) / len(cov) * np.eye(len(cov))  # shrink: invertible, stable
-    partial = Familiarity(mean, np.linalg.inv(cov), float("inf"), np.empty(0))
-    held_out = partial.distances(features[held])
-    return Familiarity(mean, partial.precision, float(np.quantile(held_out, 0.99)), held_out)
+    fit = Familiarity(mean, np.linalg.inv(cov), threshold=float("inf"), held_out=np.empty(0))
+    held_out = fit.distances(features[held])
+    return replace(fit, threshold=float(np.quantile(held_out, 0.99)), held_out=held_out)

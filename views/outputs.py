@@ -12,11 +12,12 @@ from views.inputs import md_escape
 UNSURE = 0.5  # tokens the model gave less than this probability are marked
 
 
-def model_output(run: AttentionRun, text: str, *, empty: str, problem: str | None = None) -> None:
-    """``text`` (the output joined) in a code block; under it every token with the probability the
-    model gave it (from ``run.token_log_probs``, the numbers the model computed), unsure ones in
-    bold; and ``problem`` (e.g. "not a calendar date") as a warning with the output's probability."""
-    st.code(text or empty, language=None)
+def model_output(run: AttentionRun, *, empty: str, problem: str | None = None) -> None:
+    """``run.text`` (the output joined; ``empty`` when there is none) in a code block; under it every
+    token with the probability the model gave it (``run.token_log_probs``, the model's own numbers),
+    unsure ones in bold; and ``problem`` (e.g. "not a calendar date") as a warning with the output's
+    probability. ``run``: a run that writes text (seq2seq, transformer, captioner)."""
+    st.code(run.text or empty, language=None)
     probs = np.exp(np.asarray(run.token_log_probs, dtype=np.float64))  # (T,)
     shown = [
         f"**{md_escape(tok)}\u00a0{p:.0%}**" if p < UNSURE else f"{md_escape(tok)}\u00a0{p:.0%}"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
+import torch
 from PIL import Image
 
 from models.attention import Interventions
@@ -211,6 +212,11 @@ def bert_pair_similarity(folder: str, text_a: str, text_b: str, interventions: I
 
 
 # --- Captioner ------------------------------------------------------------------------------------
+def _image(pixels: bytes, shape: tuple[int, int, int]) -> torch.Tensor:
+    """The page's 64×64 picture (its raw bytes: the cache key) as the model's input (1, 3, H, W)."""
+    return model_input(Image.fromarray(np.frombuffer(pixels, dtype=np.uint8).reshape(shape)))[1]
+
+
 @st.cache_resource(max_entries=64, show_spinner=False)
 def captions(
     name: str, pixels: bytes, shape: tuple[int, int, int], beam: int, hidden: tuple[int, ...] = ()
@@ -218,9 +224,9 @@ def captions(
     """Keyed on the model's 64×64 input pixels: the same picture is captioned once (per beam size
     and set of ``hidden`` regions)."""
     model, _, _, vocab = load_model(name)
-    _, x = model_input(Image.fromarray(np.frombuffer(pixels, dtype=np.uint8).reshape(shape)))
+    hide = Interventions(hidden_keys=hidden)
     with inference(name):
-        return read_only(captioner.run(model, vocab, x, Interventions(hidden_keys=hidden), beam=beam))
+        return read_only(captioner.run(model, vocab, _image(pixels, shape), hide, beam=beam))
 
 
 @st.cache_resource(show_spinner="Measuring where the training scenes sit in feature space (once)…")
@@ -234,7 +240,6 @@ def captioner_familiarity(name: str) -> captioner.Familiarity:
 def unfamiliarity(name: str, pixels: bytes, shape: tuple[int, int, int]) -> float:
     """How unlike the training scenes the picture is: its distance under `captioner_familiarity`."""
     model = load_model(name)[0]
-    _, x = model_input(Image.fromarray(np.frombuffer(pixels, dtype=np.uint8).reshape(shape)))
     with inference(name):
-        features = captioner.pooled_features(model, x)  # (1, C)
+        features = captioner.pooled_features(model, _image(pixels, shape))  # (1, C)
     return float(captioner_familiarity(name).distances(features)[0])
