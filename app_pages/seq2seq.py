@@ -216,6 +216,9 @@ def bottleneck() -> None:
 
 
 def alignment() -> None:
+    numbers = st.toggle(
+        "Numbers in cells", key="s2s_numbers", help="Write each weight in its cell (hover shows it anyway)."
+    )
     attention.heatmap(
         run.maps["alignment"],
         0,
@@ -224,6 +227,7 @@ def alignment() -> None:
         title="Alignment α (row t: where output token t looked)",
         axes=("output", "source"),
         value_name="α",
+        annotate=numbers,
         **(gold_cells() if matches_gold else {}),
     )
     if matches_gold:

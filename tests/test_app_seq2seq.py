@@ -37,6 +37,14 @@ def test_default_page_shows_the_models_own_output_and_weights(at):
     assert not at.error and not at.warning
 
 
+def test_numbers_in_cells_are_opt_in_and_are_the_weights(at):
+    heat = figure(at, "s2s_heatmap")["data"][0]
+    assert not heat.get("texttemplate"), "numbers in cells are drawn only when asked (they are slow to paint)"
+    at.toggle(key="s2s_numbers").set_value(True).run()
+    heat = figure(at, "s2s_heatmap")["data"][0]
+    assert heat["texttemplate"] == "%{z:.2f}"  # the cell's own z: the weight the model computed
+
+
 def test_controls_change_what_they_should(at):
     before = figure(at, "s2s_heatmap")["data"][0]["z"]
     at.selectbox(key="scoring").set_value("dot").run()

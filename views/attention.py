@@ -30,9 +30,11 @@ def heatmap(
     axes: tuple[str, str] = ("query", "key"),
     value_name: str = "w",
     plot_config=None,
+    annotate: bool = False,
     **gold,
 ):
-    """One layer's and head's (Tq, Tk) weights with exact values on hover (``gold``: link cells)."""
+    """One layer's and head's (Tq, Tk) weights with exact values on hover (``gold``: link cells;
+    ``annotate``: each value written in its cell too)."""
     fig = attention_heatmap(
         maps.weights[layer, head],
         maps.queries,
@@ -41,6 +43,7 @@ def heatmap(
         row_title=axes[0],
         col_title=axes[1],
         value_name=value_name,
+        annotate=annotate,
         **gold,
     )
     st.plotly_chart(fig, key=key, config=plot_config)

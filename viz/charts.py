@@ -50,7 +50,7 @@ def vector_strips(vectors: Mapping[str, np.ndarray]) -> go.Figure:
     for i, r in enumerate(rows):
         z[i, : len(r)] = r
     lim = float(np.nanmax(np.abs(z))) or 1.0
-    fig = go.Figure(
+    return go.Figure(
         go.Heatmap(
             z=z,
             y=np.arange(len(names)),
@@ -61,75 +61,76 @@ def vector_strips(vectors: Mapping[str, np.ndarray]) -> go.Figure:
             customdata=np.array([[n] * z.shape[1] for n in names], dtype=object),
             hovertemplate="%{customdata}[%{x}] = %{z:.4f}<extra></extra>",
             colorbar=dict(thickness=12),
-        )
+        ),
+        layout=dict(
+            yaxis=dict(
+                tickmode="array", tickvals=list(range(len(names))), ticktext=names, autorange="reversed"
+            ),
+            xaxis=dict(title="dimension"),
+            height=80 + 40 * len(names),
+            margin=dict(l=10, r=10, t=10, b=10),
+        ),
     )
-    fig.update_layout(
-        yaxis=dict(tickmode="array", tickvals=list(range(len(names))), ticktext=names, autorange="reversed"),
-        xaxis=dict(title="dimension"),
-        height=80 + 40 * len(names),
-        margin=dict(l=10, r=10, t=10, b=10),
-    )
-    return fig
 
 
 def token_bars(tokens: Sequence[str], values: np.ndarray, *, name: str, title: str = "") -> go.Figure:
     """One bar per token (e.g. per-token loss under teacher forcing)."""
     labels = token_labels(tokens)
-    fig = go.Figure(
+    return go.Figure(
         go.Bar(
             x=np.arange(len(tokens)),
             y=np.asarray(values, dtype=np.float32),
             customdata=labels,
             hovertemplate=f"%{{x}} '%{{customdata}}'<br>{name} = %{{y:.4f}}<extra></extra>",
-        )
+        ),
+        layout=dict(
+            title=title,
+            xaxis=dict(tickmode="array", tickvals=list(range(len(tokens))), ticktext=labels),
+            yaxis=dict(title=name, tickformat=".2~g"),
+            height=300,
+            margin=dict(l=10, r=10, t=40, b=10),
+        ),
     )
-    fig.update_layout(
-        title=title,
-        xaxis=dict(tickmode="array", tickvals=list(range(len(tokens))), ticktext=labels),
-        yaxis=dict(title=name, tickformat=".2~g"),
-        height=300,
-        margin=dict(l=10, r=10, t=40, b=10),
-    )
-    return fig
 
 
 def length_curves(
     curves: Mapping[str, Mapping[str, float]], *, unit: str, highlight: str | None = None
 ) -> go.Figure:
     """Exact match by source-length bucket, one line per model; ``highlight`` marks a bucket."""
-    fig = go.Figure()
-    for name, points in curves.items():
-        fig.add_trace(
-            go.Scatter(
-                x=list(points),
-                y=list(points.values()),
-                mode="lines+markers",
-                name=name,
-                hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>",
-            )
+    traces = [
+        go.Scatter(
+            x=list(points),
+            y=list(points.values()),
+            mode="lines+markers",
+            name=name,
+            hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>",
         )
-    if highlight is not None:
-        # add_vline's annotation cannot average category labels; a shape + annotation can.
-        fig.add_shape(
-            type="line",
-            x0=highlight,
-            x1=highlight,
-            y0=0,
-            y1=1,
-            yref="paper",
-            line=dict(dash="dot", color="grey"),
-        )
-        fig.add_annotation(
-            x=highlight, y=1, yref="paper", text="your input", showarrow=False, yanchor="bottom"
-        )
-    fig.update_layout(
+        for name, points in curves.items()
+    ]
+    layout = dict(
         xaxis=dict(title=f"source length ({unit})", type="category"),
         yaxis=dict(title="exact match (test split)", range=[0, 1.02]),
         height=340,
         margin=dict(l=10, r=10, t=30, b=10),
         legend=dict(orientation="h"),
     )
-    return fig
+    if highlight is not None:
+        # add_vline's annotation cannot average category labels; a shape + annotation can.
+        layout["shapes"] = [
+            dict(
+                type="line",
+                x0=highlight,
+                x1=highlight,
+                y0=0,
+                y1=1,
+                yref="paper",
+                line=dict(dash="dot", color="grey"),
+            )
+        ]
+        layout["annotations"] = [
+            dict(x=highlight, y=1, yref="paper", text="your input", showarrow=False, yanchor="bottom")
+        ]
+    return go.Figure(traces, layout=layout)
 
 
 def lines(
@@ -142,18 +143,17 @@ def lines(
 ) -> go.Figure:
     """Named (x, y) series as lines (training curves, gradient norms)."""
     hover = f"{x_title} %{{x}}<br>{y_title} %{{y:.5g}}<extra>%{{fullData.name}}</extra>"
-    fig = go.Figure(
+    return go.Figure(
         [
             go.Scatter(x=list(x), y=list(y), mode="lines", name=name, hovertemplate=hover)
             for name, (x, y) in series.items()
-        ]
+        ],
+        layout=dict(
+            title=title,
+            xaxis=dict(title=x_title),
+            yaxis=dict(title=y_title, type="log" if log_y else None),
+            height=320,
+            margin=dict(l=10, r=10, t=40, b=10),
+            legend=dict(orientation="h"),
+        ),
     )
-    fig.update_layout(
-        title=title,
-        xaxis=dict(title=x_title),
-        yaxis=dict(title=y_title, type="log" if log_y else None),
-        height=320,
-        margin=dict(l=10, r=10, t=40, b=10),
-        legend=dict(orientation="h"),
-    )
-    return fig

@@ -42,7 +42,7 @@ def head_lines(
     weight bin (one trace each) because a Plotly trace has one opacity.
     """
     w = np.asarray(weights, dtype=np.float32)
-    fig = go.Figure()
+    traces = []
     shown = range(len(queries)) if query is None else [query]
     edges = np.linspace(threshold, 1.0, opacity_bins + 1)
     for h in heads:
@@ -56,7 +56,7 @@ def head_lines(
                     xs += [0, 1, None]
                     ys += [i, int(j), None]
             if xs:
-                fig.add_trace(
+                traces.append(
                     go.Scatter(
                         x=xs,
                         y=ys,
@@ -72,7 +72,7 @@ def head_lines(
                 first = False
     for x, anchor, tokens in ((0, "left", queries), (1, "right", keys)):  # queries left, keys right
         n = len(tokens)
-        fig.add_trace(
+        traces.append(
             go.Scatter(
                 x=[x] * n,
                 y=list(range(n)),
@@ -86,14 +86,14 @@ def head_lines(
                 ),
             )
         )
-    fig.update_layout(
+    layout = dict(
         xaxis=dict(visible=False, range=[-0.8, 1.8]),
         yaxis=dict(visible=False, autorange="reversed"),
         height=max(300, 22 * max(len(queries), len(keys)) + 80),
         margin=dict(l=10, r=10, t=30, b=10),
         legend=dict(orientation="h", y=-0.02, yanchor="top"),
     )
-    return fig
+    return go.Figure(traces, layout=layout)
 
 
 def attention_overlay(
@@ -131,10 +131,6 @@ def attention_overlay(
         )
 
     labels = token_labels(words)
-    fig = go.Figure(
-        data=[go.Image(z=img, hoverinfo="skip"), heat(active)],
-        frames=[go.Frame(data=[heat(t)], traces=[1], name=str(t)) for t in range(len(words))],
-    )
     steps = [
         dict(
             method="animate",
@@ -146,7 +142,7 @@ def attention_overlay(
         )
         for t in range(len(words))
     ]
-    fig.update_layout(
+    layout = dict(
         width=side,
         height=side + 110,
         margin=dict(l=0, r=0, t=10, b=10),
@@ -178,4 +174,8 @@ def attention_overlay(
             )
         ],
     )
-    return fig
+    return go.Figure(
+        data=[go.Image(z=img, hoverinfo="skip"), heat(active)],
+        frames=[go.Frame(data=[heat(t)], traces=[1], name=str(t)) for t in range(len(words))],
+        layout=layout,
+    )
