@@ -13,7 +13,7 @@ from PIL import Image
 
 from runners.captioner import DEFAULT, SAMPLES, map_similarity
 from tasks.images import ImageError, load_upload, model_input
-from tasks.scenes import COLOURS, SHAPES, SIZES, VOCABULARY, caption_is_defined, compose, generate
+from tasks.scenes import COLOURS, PEN_INK, SHAPES, SIZES, VOCABULARY, caption_is_defined, compose, generate
 from views import attention
 from views.canvas import drawing_canvas
 from views.inputs import md_escape, whole_number_input
@@ -38,9 +38,11 @@ if model_card is None:
     st.stop()
 test = model_card["test"]
 st.caption(
-    f"Trained on synthetic scenes (1–3 shapes in {', '.join(COLOURS)}; {', '.join(SHAPES)}; or handwritten "
-    f"digits). Held-out test: exact caption {test['exact_match']:.1%}, BLEU-4 {test['bleu4']:.1f}, "
-    f"pointing game {test['pointing_game']:.1%}."
+    f"Trained on synthetic scenes (1–3 shapes in {', '.join(COLOURS)}; {', '.join(SHAPES)} — any angle, "
+    f"filled or outlined with a pen; or handwritten and pen-drawn digits). Held-out test: exact caption "
+    f"{test['exact_match']:.1%}, BLEU-4 {test['bleu4']:.1f}, pointing game {test['pointing_game']:.1%} "
+    f"({test['pointing_game_strict']:.1%} when a quarter of the attended cell must be on the object). "
+    "Its attention was taught to point: object words were trained toward their object's regions."
 )
 
 # --- Image source ---------------------------------------------------------------------------------
@@ -89,10 +91,10 @@ elif source == "upload":
         st.stop()
 elif source == "draw":
     st.markdown(
-        "Draw a few shapes (circles, squares, triangles) or digits in the model's colours; the caption "
-        "and its attention update when you lift the pen."
+        "Draw a few shapes (circles, squares, triangles) in the model's colours, or digits in black; "
+        "the caption and its attention update when you lift the pen."
     )
-    drawn = drawing_canvas(COLOURS, BACKGROUND, key="cap_canvas")
+    drawn = drawing_canvas(COLOURS | {"black": PEN_INK}, BACKGROUND, key="cap_canvas")
     if drawn is None:
         st.info("Draw something on the canvas.")
         st.stop()

@@ -39,11 +39,27 @@ def batch_tensors(
 
 
 def batch_scenes(
-    batch: Sequence[scenes.Scene], vocab: Vocab, device: torch.device
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Images (B, 3, H, W) normalised, tgt_in (B, T) = <s> w…, tgt_out (B, T) = w… </s> (padded)."""
+    batch: Sequence[scenes.Scene], vocab: Vocab, device: torch.device, *, regions: bool = False
+) -> tuple[Tensor, ...]:
+    """Images (B, 3, H, W) normalised, tgt_in (B, T) = <s> w…, tgt_out (B, T) = w… </s> (padded);
+    with ``regions``, also each word's `region_targets` (B, T, R) for training."""
     images = to_tensor(np.stack([s.image for s in batch])).to(device)
     ids = [vocab.encode((BOS, *s.caption, EOS)) for s in batch]
     t = max(map(len, ids))
     tgt = torch.tensor([x + [0] * (t - len(x)) for x in ids], device=device)
-    return images, tgt[:, :-1], tgt[:, 1:]
+    if not regions:
+        return images, tgt[:, :-1], tgt[:, 1:]
+    return images, tgt[:, :-1], tgt[:, 1:], region_targets(batch, t - 1).to(device)
+
+
+def region_targets(batch: Sequence[scenes.Scene], steps: int, grid: int = 8) -> Tensor:
+    """(B, steps, grid²): for each caption word that names an object, the share of each grid cell
+    (row-major) covered by that object's mask, normalised to sum to 1; zero rows for other words."""
+    out = np.zeros((len(batch), steps, grid * grid), dtype=np.float32)
+    for b, s in enumerate(batch):
+        side = s.masks.shape[-1] // grid
+        cells = s.masks.reshape(len(s.masks), grid, side, grid, side).mean((2, 4)).reshape(len(s.masks), -1)
+        for t, obj in enumerate(s.word_objects):
+            if obj >= 0 and cells[obj].sum() > 0:
+                out[b, t] = cells[obj] / cells[obj].sum()
+    return torch.from_numpy(out)

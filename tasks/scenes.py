@@ -1,4 +1,4 @@
-"""Seeded captioning scenes: 1–3 shapes or handwritten digits on a light background, 64×64 RGB.
+"""Seeded captioning scenes: 1–3 shapes or handwritten digits on a plain background, 64×64 RGB.
 
 Captions come from a small grammar that follows the layout:
   1 shape   "a small red circle"
@@ -7,7 +7,10 @@ Captions come from a small grammar that follows the layout:
   digits    "the digit 7" / "the digits 3 1 4"   (real scikit-learn handwriting, left to right)
 Every object keeps its pixel mask, and every caption word that names an object (the shape noun,
 the digit) keeps that object's index: the pointing game asks whether attention lands inside it.
-Augmentation: background tint, pixel noise, colour jitter, hand-drawn outlines.
+What people draw, the generator draws too: shapes at any angle (triangles point any way), filled
+or outline-only with a pen's stroke width (1.5–4 px, the canvas's range), on light, tinted or grey
+backgrounds; digits from scikit-learn's handwriting or as pen strokes (`PEN_DIGITS`: stroke paths
+with jittered points, slant, rotation and width). Plus pixel noise and colour jitter.
 """
 
 from __future__ import annotations
@@ -31,8 +34,13 @@ COLOURS = {
     "yellow": (225, 195, 20),
     "purple": (140, 55, 185),
 }
+PEN_INK = (30, 30, 30)  # the canvas's black pen, for digits: inside the training digits' ink (0–70)
 SHAPES = ("circle", "square", "triangle")
 SIZES = {"small": 6.5, "big": 11.0}  # radius in pixels
+REACH = {"circle": 1.0, "square": 1.2, "triangle": 1.0}  # farthest point / radius, at any angle
+OUTLINE_SHARE = 0.4  # shapes drawn as an outline only (a pen), not filled
+PEN_WIDTHS = (1.5, 4.0)  # outline and pen-digit stroke widths in pixels (the canvas pen's range)
+PEN_DIGIT_SHARE = 0.5  # digit scenes drawn with pen strokes instead of scikit-learn handwriting
 MAX_CAPTION = 20  # decoding stops here: the grammar's longest caption is 14 words + </s>
 
 
@@ -79,7 +87,25 @@ def _place(rng: random.Random, radii: list[float]) -> list[tuple[float, float]] 
     return centres if _unambiguous(centres) else None
 
 
-def _polygon(shape: str, x: float, y: float, r: float, rng: random.Random, wobble: float) -> list[tuple]:
+def _background(rng: random.Random, darkest: int = 110) -> tuple[int, int, int]:
+    """Half light (each channel 205–255), a quarter grey (one level, ``darkest``–230), a quarter
+    tinted (a light colour with one or two channels lowered by up to 60)."""
+    kind = rng.random()
+    if kind < 0.5:
+        return tuple(rng.randint(205, 255) for _ in range(3))
+    if kind < 0.75:
+        level = rng.randint(darkest, 230)
+        return tuple(int(np.clip(level + rng.randint(-4, 4), 0, 255)) for _ in range(3))
+    base = [rng.randint(215, 255) for _ in range(3)]
+    for ch in rng.sample(range(3), rng.choice((1, 2))):
+        base[ch] -= rng.randint(20, 60)
+    return tuple(base)
+
+
+def outline_points(
+    shape: str, x: float, y: float, r: float, rng: random.Random, wobble: float, angle: float = 0.0
+) -> list[tuple]:
+    """The outline turned by ``angle`` radians about its centre, jittered by ``wobble`` px, at SUPER scale."""
     if shape == "square":
         pts = [
             (x - r * 0.85, y - r * 0.85),
@@ -91,9 +117,11 @@ def _polygon(shape: str, x: float, y: float, r: float, rng: random.Random, wobbl
         pts = [(x, y - r), (x + r * 0.95, y + r * 0.75), (x - r * 0.95, y + r * 0.75)]
     else:
         pts = [(x + r * np.cos(a), y + r * np.sin(a)) for a in np.linspace(0, 2 * np.pi, 24, endpoint=False)]
+    cos, sin = np.cos(angle), np.sin(angle)
+    turned = [(x + (px - x) * cos - (py - y) * sin, y + (px - x) * sin + (py - y) * cos) for px, py in pts]
     return [
         ((px + rng.uniform(-wobble, wobble)) * SUPER, (py + rng.uniform(-wobble, wobble)) * SUPER)
-        for px, py in pts
+        for px, py in turned
     ]
 
 
@@ -101,11 +129,10 @@ def _shapes_scene(
     rng: random.Random, n: int
 ) -> tuple[Image.Image, list[np.ndarray], list[str], list[int], str]:
     objs = [(rng.choice(SHAPES), rng.choice(list(COLOURS)), rng.choice(list(SIZES))) for _ in range(n)]
-    centres = _place(rng, [SIZES[s] for _, _, s in objs])
+    centres = _place(rng, [SIZES[s] * REACH[shape] for shape, _, s in objs])
     if centres is None:
         return _shapes_scene(rng, n)
-    bg = tuple(rng.randint(205, 255) for _ in range(3))
-    return _draw_shapes(objs, centres, bg, rng, outline_prob=0.25)
+    return _draw_shapes(objs, centres, _background(rng), rng, outline_prob=OUTLINE_SHARE, rotate=True)
 
 
 def _draw_shapes(
@@ -114,19 +141,24 @@ def _draw_shapes(
     bg: tuple,
     rng: random.Random,
     outline_prob: float,
+    rotate: bool,
 ) -> tuple[Image.Image, list[np.ndarray], list[str], list[int], str]:
+    """Each object filled, or (``outline_prob``) outlined with a pen-width wobbly line; turned to a
+    random angle when ``rotate``. An object's mask is the region its outline encloses."""
     n = len(objs)
     canvas = Image.new("RGB", (SIZE * SUPER, SIZE * SUPER), bg)
     draw = ImageDraw.Draw(canvas)
     masks = []
     for (shape, colour, size), (x, y) in zip(objs, centres, strict=True):
         fill = tuple(int(np.clip(c + rng.randint(-12, 12), 0, 255)) for c in COLOURS[colour])
-        outline = rng.random() < outline_prob  # hand-drawn look: a wobbly thick outline, not a fill
-        pts = _polygon(shape, x, y, SIZES[size], rng, wobble=0.8 if outline else 0.0)
+        outline = rng.random() < outline_prob  # hand-drawn look: a wobbly pen outline, not a fill
+        angle = rng.uniform(0, 2 * np.pi) if rotate else 0.0
+        pts = outline_points(shape, x, y, SIZES[size], rng, wobble=0.8 if outline else 0.0, angle=angle)
         m = Image.new("L", canvas.size, 0)
         ImageDraw.Draw(m).polygon(pts, fill=255)
         if outline:
-            draw.line(pts + pts[:1], fill=fill, width=int(2.2 * SUPER), joint="curve")
+            width = max(1, round(rng.uniform(*PEN_WIDTHS) * SUPER))
+            draw.line(pts + pts[:1], fill=fill, width=width, joint="curve")
         else:
             draw.polygon(pts, fill=fill)
         masks.append(np.asarray(m.resize((SIZE, SIZE), Image.BILINEAR)) > 64)
@@ -152,32 +184,92 @@ def _draw_shapes(
     return canvas.resize((SIZE, SIZE), Image.LANCZOS), masks, words, links, key
 
 
+def _arc(cx: float, cy: float, rx: float, ry: float, start: float, stop: float) -> list[tuple[float, float]]:
+    """Points along an ellipse arc in the unit box (y down), angles in degrees (0 = right, 90 = down)."""
+    a = np.radians(np.linspace(start, stop, max(4, int(abs(stop - start) / 20) + 1)))
+    return [(cx + rx * np.cos(t), cy + ry * np.sin(t)) for t in a]
+
+
+# Each digit as pen strokes in a unit box (x right, y down); some digits have two ways people write them.
+PEN_DIGITS: dict[int, tuple[tuple[list[tuple[float, float]], ...], ...]] = {
+    0: ((_arc(0.5, 0.5, 0.32, 0.45, -90, 275),),),
+    1: (([(0.5, 0.05), (0.5, 0.95)],), ([(0.3, 0.25), (0.55, 0.05), (0.55, 0.95)],)),
+    2: ((_arc(0.5, 0.3, 0.3, 0.25, 190, 380) + [(0.18, 0.95), (0.85, 0.95)],),),
+    3: ((_arc(0.5, 0.28, 0.3, 0.23, 200, 450), _arc(0.5, 0.72, 0.32, 0.23, 270, 520)),),
+    4: (
+        ([(0.68, 0.95), (0.68, 0.05), (0.12, 0.65), (0.9, 0.65)],),
+        ([(0.3, 0.05), (0.2, 0.6), (0.88, 0.6)], [(0.66, 0.3), (0.66, 0.95)]),
+    ),
+    5: (([(0.8, 0.05), (0.3, 0.05), (0.26, 0.47)], _arc(0.5, 0.67, 0.32, 0.28, 220, 500)),),
+    6: (([(0.72, 0.05), (0.4, 0.3)] + _arc(0.5, 0.7, 0.3, 0.25, 200, 560),),),
+    7: (
+        ([(0.15, 0.05), (0.85, 0.05), (0.4, 0.95)],),
+        ([(0.15, 0.05), (0.85, 0.05), (0.4, 0.95)], [(0.3, 0.5), (0.75, 0.5)]),
+    ),
+    8: ((_arc(0.5, 0.27, 0.25, 0.22, 90, 450), _arc(0.5, 0.72, 0.3, 0.24, -90, 270)),),
+    9: ((_arc(0.5, 0.3, 0.3, 0.25, 0, 360), [(0.8, 0.3), (0.72, 0.95)]),),
+}
+
+
+def _pen_digit(digit: int, side: int, rng: random.Random) -> np.ndarray:
+    """One digit written with a pen: a (side, side) float ink image in [0, 1]. The stroke path is
+    jittered point by point, slanted, turned a little, squeezed sideways, drawn with a pen width."""
+    strokes = rng.choice(PEN_DIGITS[digit])
+    slant, turn, squeeze = rng.uniform(-0.25, 0.25), rng.uniform(-0.25, 0.25), rng.uniform(0.65, 1.0)
+    cos, sin = np.cos(turn), np.sin(turn)
+    big = side * SUPER
+    ink = Image.new("L", (big, big), 0)
+    draw = ImageDraw.Draw(ink)
+    width = max(1, round(rng.uniform(*PEN_WIDTHS) * SUPER))
+    inner = big - width  # keep the pen inside the box
+
+    def place(px: float, py: float) -> tuple[float, float]:
+        u = (px - 0.5) * squeeze + slant * (0.5 - py) + rng.gauss(0, 0.025)
+        v = (py - 0.5) + rng.gauss(0, 0.025)
+        u, v = u * cos - v * sin, u * sin + v * cos
+        return big / 2 + u * inner * 0.92, big / 2 + v * inner * 0.92
+
+    for stroke in strokes:
+        draw.line([place(*pt) for pt in stroke], fill=255, width=width, joint="curve")
+    return np.asarray(ink.resize((side, side), Image.LANCZOS), dtype=np.float32) / 255.0
+
+
 def _digits_scene(
     rng: random.Random, n: int
 ) -> tuple[Image.Image, list[np.ndarray], list[str], list[int], str]:
     images, labels = _digits()
+    pen = rng.random() < PEN_DIGIT_SHARE
     picks = [rng.randrange(len(labels)) for _ in range(n)]
+    digits = [int(labels[p]) for p in picks]
     sizes = [rng.randint(16, 22) for _ in range(n)]
     centres = _place(rng, [s / 2 for s in sizes])
     if centres is None:
         return _digits_scene(rng, n)
-    bg = np.array([rng.randint(205, 255) for _ in range(3)], dtype=np.float32)
+    bg = np.array(_background(rng, darkest=150), dtype=np.float32)  # dark ink needs a light enough page
     ink = np.array([rng.randint(0, 70) for _ in range(3)], dtype=np.float32)
     img = np.tile(bg, (SIZE, SIZE, 1))
     masks = []
-    for p, s, (x, y) in zip(picks, sizes, centres, strict=True):
-        glyph = np.asarray(Image.fromarray((images[p] * 255).astype(np.uint8)).resize((s, s), Image.BILINEAR))
-        alpha = glyph.astype(np.float32)[..., None] / 255.0
+    for p, d, s, (x, y) in zip(picks, digits, sizes, centres, strict=True):
+        if pen:
+            alpha = _pen_digit(d, s, rng)[..., None]
+        else:
+            glyph = Image.fromarray((images[p] * 255).astype(np.uint8)).resize((s, s), Image.BILINEAR)
+            alpha = np.asarray(glyph, dtype=np.float32)[..., None] / 255.0
         top, left = int(round(y - s / 2)), int(round(x - s / 2))
         region = img[top : top + s, left : left + s]
         img[top : top + s, left : left + s] = region * (1 - alpha) + ink * alpha
         m = np.zeros((SIZE, SIZE), dtype=bool)
-        m[top : top + s, left : left + s] = glyph > 60
+        m[top : top + s, left : left + s] = alpha[..., 0] > 60 / 255
         masks.append(m)
     order = sorted(range(n), key=lambda i: centres[i][0])
-    words = ["the", "digits" if n > 1 else "digit"] + [str(labels[picks[i]]) for i in order]
+    words = ["the", "digits" if n > 1 else "digit"] + [str(digits[i]) for i in order]
     links = [-1, -1] + order
-    key = repr([(int(p), round(cx, 1), round(cy, 1)) for p, (cx, cy) in zip(picks, centres, strict=True)])
+    key = repr(
+        [
+            ("pen" if pen else int(p), d, round(cx, 1), round(cy, 1))
+            for p, d, (cx, cy) in zip(picks, digits, centres, strict=True)
+        ]
+    )
     return Image.fromarray(img.astype(np.uint8)), masks, words, links, key
 
 
@@ -199,7 +291,9 @@ def compose(objects: Sequence[tuple[str, str, str, float, float]], background=(2
     layout is one the generator would have drawn (no overlap, unambiguous order)."""
     objs = [(shape, colour, size) for shape, colour, size, _, _ in objects]
     centres = [(float(x), float(y)) for *_, x, y in objects]
-    image, masks, words, links, key = _draw_shapes(objs, centres, tuple(background), random.Random(0), 0.0)
+    image, masks, words, links, key = _draw_shapes(
+        objs, centres, tuple(background), random.Random(0), outline_prob=0.0, rotate=False
+    )
     return Scene(np.asarray(image), tuple(words), np.stack(masks), tuple(links), key)
 
 

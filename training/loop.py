@@ -73,7 +73,7 @@ DATA: dict[str, Data] = {
         generate=scenes.generate,
         seed_offset=2000,
         vocabularies=scene_vocabularies,
-        batch=lambda items, _sv, tv, device: batch_scenes(items, tv, device),
+        batch=lambda items, _sv, tv, device: batch_scenes(items, tv, device, regions=True),
         evaluate=lambda model, items, _sv, tv, max_len: evaluate_captions(model, items, tv, max_len=max_len),
     ),
 }

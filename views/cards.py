@@ -26,6 +26,7 @@ METRICS = {
     "bleu": "BLEU",
     "bleu4": "BLEU-4",
     "pointing_game": "pointing game",
+    "pointing_game_strict": "pointing game (strict)",
 }
 
 
