@@ -96,9 +96,11 @@ if text_b is not None:
         f"{sim:.4f}",
         delta=f"{sim - base_sim:+.4f} vs no intervention" if interventions != plain else None,
     )
-if interventions != plain:
-    with st.expander("What the interventions changed, per layer's attention"):
+with st.expander("What the interventions changed, per layer's attention"):  # always there: a steady layout
+    if interventions != plain:
         attention.intervention_deltas(run, base)
+    else:
+        st.caption("No intervention is on: switch one on in the sidebar.")
 
 # --- The window of tokens the matrix views show ---------------------------------------------------
 shown = [i for i in range(len(enc.tokens)) if not (hide_special and enc.special[i])]

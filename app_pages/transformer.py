@@ -126,9 +126,11 @@ if changed:
 entropy_cell.metric(
     "Mean encoder attention entropy (nats)", f"{entropy_now:.3f}", delta=entropy_delta, delta_color="off"
 )
-if changed:
-    with st.expander("What the interventions changed, per attention block"):
+with st.expander("What the interventions changed, per attention block"):  # always there: a steady layout
+    if changed:
         attention.intervention_deltas(replace(free, maps=shown), base)
+    else:
+        st.caption("No intervention is on: switch one on in the sidebar.")
 forced = None
 if reference is not None:
     forced = transformer_run(name, src, interventions, tuple(reference), pad_to)

@@ -104,7 +104,7 @@ def test_generic_views_draw_the_models_weights(example):
     stats = at.dataframe[0].value
     assert len(stats) == sum(m.n_layers * m.n_heads for m in run.maps.values())
     assert len(at.get("download_button")) == 2
-    (deltas,) = at.dataframe[1:]
+    (deltas,) = at.table
     assert (deltas.value["max |Δw|"] == 0).all()  # a run compared with itself changed nothing
 
 

@@ -157,4 +157,6 @@ def intervention_deltas(run: AttentionRun, base: AttentionRun) -> None:
             if before.weights.shape == maps.weights.shape:
                 row["max |Δw|"] = float(np.abs(maps.weights - before.weights).max())
         rows.append(row)
-    st.dataframe(rows, hide_index=True)
+    # A static table: this view appears and disappears as interventions are switched on and off, and
+    # mounting an interactive grid each time cost a visible part of the click.
+    st.table(rows, hide_index=True)
