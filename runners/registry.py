@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import models.captioner
+import models.gpt
 import models.seq2seq
 import models.transformer
 from models.bert import BertEncoder
 from models.captioner import Captioner, CaptionerConfig
 from models.checkpoints import load_card, load_checkpoint
+from models.gpt import GPT, GPTConfig
 from models.seq2seq import Seq2Seq, Seq2SeqConfig
 from models.transformer import Transformer, TransformerConfig
-from runners import bert, captioner, seq2seq, transformer
+from runners import bert, captioner, gpt, seq2seq, transformer
 from runners.protocol import Family
 
 FAMILIES: dict[str, Family] = {
@@ -27,6 +29,8 @@ FAMILIES: dict[str, Family] = {
         Family(name="captioner", title="Captioning", page="app_pages/captioning.py", icon="🖼️",
                example=captioner.example, network=Captioner, config=CaptionerConfig,
                training=models.captioner),
+        Family(name="gpt", title="GPT lab", page="app_pages/gpt.py", icon="✍️",
+               example=gpt.example, network=GPT, config=GPTConfig, training=models.gpt),
     )
 }  # fmt: skip
 

@@ -28,6 +28,7 @@ from PIL import Image
 
 from models.attention import SCORINGS
 from models.checkpoints import checkpoint_name
+from runners import gpt
 from runners.bert import encode
 from runners.captioner import run as run_captioner
 from tasks import TASKS, prepare
@@ -261,7 +262,7 @@ def bert_token_count(text_a: str) -> int:
     return len(encode(load_bert_cached(next(iter(bert_folders()))), text_a, None).tokens)
 
 
-SHOTS = ("seq2seq", "transformer", "bert", "captioning")
+SHOTS = ("seq2seq", "transformer", "bert", "captioning", "gpt")
 
 
 @pytest.fixture(scope="session")
@@ -395,6 +396,40 @@ def test_drawing_on_the_canvas_is_captioned_by_the_model(server, page):
     page.get_by_role("button", name="Undo").click()
     page.wait_for_selector("text=Draw something on the canvas.", timeout=60_000)
     no_exception(page)
+
+
+# Every drawn n × n heatmap's weights, decoded in the page from Plotly's base64 float32 (see viz/).
+SQUARE_MAPS = """n => [...document.querySelectorAll('.js-plotly-plot')].flatMap(p => (p.data || [])
+    .filter(t => t.type === 'heatmap' && t.z && t.z.dtype === 'f4')
+    .filter(t => t.z.shape.replace(/ /g, '') === `${n},${n}`)
+    .map(t => {
+        const flat = new Float32Array(Uint8Array.from(atob(t.z.bdata), c => c.charCodeAt(0)).buffer);
+        return Array.from({length: n}, (_, i) => Array.from(flat.slice(i * n, (i + 1) * n)));
+    }))"""
+
+
+def test_gpt_page_types_a_prompt_and_draws_the_causal_map(server, page, shot_dir):
+    """Type a prompt as a user does; the zoomed map is the new prompt's, with exactly zero weight on
+    every future token (the causal mask), and its rows sum to 1."""
+    url, _ = server
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(f"{url}/gpt?gpt_view=Attention")
+    settle(page, charts=2)
+    no_exception(page)
+    text = "for key, value in items.items():\n    print(key, value)\n"
+    model, _, tokenizer = gpt.load()
+    n = len(gpt.prepare(tokenizer, text, model.cfg.max_len).ids)
+    box = page.get_by_label("Prompt", exact=True)
+    box.fill(text)
+    box.press("Control+Enter")
+    page.wait_for_function(f"({SQUARE_MAPS})({n}).length > 0", timeout=90_000)
+    settle(page, charts=2)
+    no_exception(page)
+    (weights,) = page.evaluate(f"({SQUARE_MAPS})({n})")
+    for i, row in enumerate(weights):
+        assert all(w == 0 for w in row[i + 1 :]), i  # the future: exactly zero
+        assert abs(sum(row) - 1) < 1e-4, i
+    shot(page, shot_dir, "gpt")
 
 
 def test_eight_concurrent_sessions_each_see_their_own_result(server, browser):

@@ -91,9 +91,13 @@ def test_captioner_meets_its_bars():
 
 def test_checkpoints_are_small_safetensors():
     weights = sorted(ASSETS.glob("*.safetensors"))
-    assert {p.stem for p in weights} == {checkpoint_name(*s) for s in SHIPPED} | {"captioner-scenes"}
+    assert {p.stem for p in weights} == {checkpoint_name(*s) for s in SHIPPED} | {
+        "captioner-scenes",
+        "gpt-stdlib",
+    }
+    limits = {"gpt-stdlib": 10e6}  # the GPT's budget (issue: ≤ 10 MB); every other model stays small
     for path in weights:
-        assert path.stat().st_size < 2.2e6, path.name
+        assert path.stat().st_size < limits.get(path.stem, 2.2e6), path.name
         with safe_open(path, "pt") as f:  # a real safetensors file, not a pickle
             assert len(list(f.keys())) > 5
 

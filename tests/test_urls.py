@@ -15,14 +15,16 @@ PAGES = {  # page → every URL parameter it reads (each bound to a widget with 
     "app_pages/transformer.py": ("task", "model", "input", "example", "text", "ref", "tf_view"),
     "app_pages/bert.py": ("a", "b", "bert_view"),
     "app_pages/captioning.py": ("source", "sample", "seed", "cap_view"),
+    "app_pages/gpt.py": ("gpt_input", "gpt_prompt", "gpt_seed", "gpt_view"),
 }
 NEEDS = {  # a parameter whose widget shows only in a mode: sent together with that mode
     "text": {"input": "text"},
     "ref": {"input": "text"},
     "k": {"decoding": "beam"},
     "seed": {"source": "random"},
+    "gpt_seed": {"gpt_input": "random"},
 }
-FREE_TEXT = {"text", "ref", "a", "b"}  # text boxes: any text is an input (tests/test_hostile.py)
+FREE_TEXT = {"text", "ref", "a", "b", "gpt_prompt"}  # text boxes: any text is input (tests/test_hostile.py)
 JUNK = {
     "empty": "",
     "huge": "9" * 20_000,

@@ -8,10 +8,16 @@ and the pointing game — for each caption word that names an object, is the arg
 attention at that word's step inside the object's mask (its 8×8 cell overlaps the mask)?
 Measured with teacher forcing on the gold caption, so every object word has a step; reported
 overall and by object count.
+
+Language model (the GPT on the standard library, held out by file): perplexity on the split's
+windows, the same for a count-based bigram on the same tokens (add-k smoothed), and on repeated
+random-token sequences the per-head induction, previous-token and first-token scores, the loss on
+the first vs the second copy, and the second copy's loss with the top induction heads switched off.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -19,7 +25,9 @@ import numpy as np
 import sacrebleu
 import torch
 
-from tasks import Task, bucket_label
+from models.attention import NO_INTERVENTION, Interventions
+from models.gpt import BLOCK
+from tasks import Task, bucket_label, stdlib
 from tasks.batching import batch_scenes, batch_tensors
 from tasks.common import Example, Vocab, argmax_links, corpus_aer
 from tasks.scenes import MAX_CAPTION, Scene
@@ -135,3 +143,105 @@ def evaluate_captions(
             for n in sorted(by_count)
         },
     }
+
+
+# --- Language model -------------------------------------------------------------------------------
+ADD_K = 0.03  # bigram add-k smoothing: the best of k ∈ {1, 0.3, 0.1, 0.03, 0.01, 0.003} on validation
+PROBE = dict(sequences=64, length=50, seed=20261122)  # <s> + 50 random tokens + the same 50 again
+TOP_INDUCTION = 0.5  # the "top induction heads": those scoring at least this share of the best's
+
+
+@torch.inference_mode()
+def window_nll(model: torch.nn.Module, windows: Sequence[stdlib.Window], batch: int = 50) -> float:
+    """Mean cross-entropy (nats) of every token of every window given <s> and the tokens before it."""
+    device = next(model.parameters()).device
+    total = count = 0.0
+    for i in range(0, len(windows), batch):
+        x, y = stdlib.batch(windows[i : i + batch], device)
+        logits, _ = model(x)  # (B, T, V)
+        total += float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum"))
+        count += y.numel()
+    return total / count
+
+
+def bigram_nll(windows: Sequence[stdlib.Window], k: float = ADD_K) -> float:
+    """Mean cross-entropy of the same predictions under the training stream's bigram counts,
+    p(b | a) = (count(a b) + k) / (count(a) + k V)."""
+    counts = stdlib.bigram_counts()
+    ids = np.stack([w.ids for w in windows])  # (N, W + 1)
+    a, b = ids[:, :-1], ids[:, 1:]
+    p = (counts[a, b] + k) / (counts[a].sum(-1) + k * counts.shape[1])
+    return float(-np.log(p).mean())
+
+
+def _table(scores: torch.Tensor) -> list[list[float]]:
+    return [[round(float(v), 6) for v in row] for row in scores]
+
+
+@torch.inference_mode()
+def repeat_probe(model: torch.nn.Module, iv: Interventions = NO_INTERVENTION) -> dict:
+    """On `PROBE` sequences <s> r_1…r_n r_1…r_n of uniformly random tokens: per head (layers × heads)
+    the mean attention from each second-copy token r_i to the token right after its earlier
+    occurrence (induction), to the token before it (previous-token, every position after <s>) and to
+    <s> (first-token); and the mean loss on the first copy's tokens r_2…r_n vs the second's (r_1 of
+    the second copy follows r_n and is predictable from nothing, so it is left out of both)."""
+    n = PROBE["length"]
+    ids = torch.from_numpy(stdlib.repeated_random(PROBE["sequences"], n, PROBE["seed"], model.cfg.vocab))
+    device = next(model.parameters()).device
+    logits, trace = model(ids.to(device), iv=iv, return_trace=True, capture="weights")
+    w = trace.weights.float().cpu()  # (B, L, h, T, T)
+    second = torch.arange(n + 1, 2 * n + 1)  # query positions of the second copy
+    after_all = torch.arange(1, 2 * n + 1)
+    nll = -torch.log_softmax(logits.float().cpu(), -1)[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)
+    # nll[:, p − 1] is the loss of the token at position p; r_2…r_n sit at 2…n and n+2…2n.
+    return {
+        "induction": w[..., second, second - n + 1].mean((0, -1)),  # (L, h)
+        "previous_token": w[..., after_all, after_all - 1].mean((0, -1)),
+        "first_token": w[..., after_all, 0].mean((0, -1)),
+        "first_copy_loss": float(nll[:, 1:n].mean()),
+        "second_copy_loss": float(nll[:, n + 1 : 2 * n].mean()),
+    }
+
+
+def top_induction_heads(induction: torch.Tensor) -> list[tuple[int, int]]:
+    """(layer, head) of every head scoring at least `TOP_INDUCTION` × the best head's induction."""
+    best = float(induction.max())
+    return [(int(i), int(h)) for i, h in torch.nonzero(induction >= TOP_INDUCTION * best).tolist()]
+
+
+def in_context_metrics(model: torch.nn.Module) -> dict:
+    """The card's induction metrics: best-head scores, per-head tables, the in-context loss on
+    each copy, and the second copy's loss with the top induction heads switched off."""
+    probe = repeat_probe(model)
+    top = top_induction_heads(probe["induction"])
+    ablated = repeat_probe(model, Interventions(ablate=frozenset((BLOCK, i, h) for i, h in top)))
+    n_heads = probe["induction"].shape[1]
+    best = {name: divmod(int(probe[name].argmax()), n_heads) for name in ("induction", "previous_token")}
+    return {
+        "induction_score": float(probe["induction"].max()),
+        "induction_head": list(best["induction"]),
+        "previous_token_score": float(probe["previous_token"].max()),
+        "previous_token_head": list(best["previous_token"]),
+        "induction_scores": _table(probe["induction"]),
+        "previous_token_scores": _table(probe["previous_token"]),
+        "first_token_scores": _table(probe["first_token"]),
+        "first_copy_loss": probe["first_copy_loss"],
+        "second_copy_loss": probe["second_copy_loss"],
+        "top_induction_heads": [list(t) for t in top],
+        "second_copy_loss_ablated": ablated["second_copy_loss"],
+        "probe": {**PROBE, "tokens": "uniform, non-special ids", "top_induction_share": TOP_INDUCTION},
+    }
+
+
+def evaluate_lm(model: torch.nn.Module, windows: Sequence[stdlib.Window]) -> dict:
+    """Perplexity of the model and of the bigram baseline on the windows (``<split>_perplexity``);
+    on the test split also `in_context_metrics`."""
+    split = windows[0].split
+    metrics = {
+        "n": len(windows),
+        "tokens": sum(len(w.ids) - 1 for w in windows),
+        f"{split}_perplexity": math.exp(window_nll(model, windows)),
+        "bigram_perplexity": math.exp(bigram_nll(windows)),
+        "bigram_add_k": ADD_K,
+    }
+    return metrics | (in_context_metrics(model) if split == "test" else {})

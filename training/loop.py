@@ -35,10 +35,10 @@ from tqdm import tqdm
 from models.checkpoints import checkpoint_name
 from models.device import pick_device
 from runners.protocol import Family
-from tasks import TASKS, TEST_SEED, TEST_SIZE, Task, scenes
+from tasks import TASKS, TEST_SEED, TEST_SIZE, Task, scenes, stdlib
 from tasks.batching import batch_scenes, batch_tensors, scene_vocabularies, text_vocabularies
 from tasks.common import PAD_ID, Vocab
-from training.evaluate import evaluate_captions, evaluate_text
+from training.evaluate import evaluate_captions, evaluate_lm, evaluate_text
 
 VAL_SIZE = 300  # validation examples per card (the test split has tasks.TEST_SIZE)
 REQUIRED = ("TRAINING", "VARIANTS")
@@ -75,6 +75,13 @@ DATA: dict[str, Data] = {
         vocabularies=scene_vocabularies,
         batch=lambda items, _sv, tv, device: batch_scenes(items, tv, device, regions=True),
         evaluate=lambda model, items, _sv, tv, max_len: evaluate_captions(model, items, tv, max_len=max_len),
+    ),
+    "stdlib": Data(
+        generate=stdlib.generate,
+        seed_offset=3000,
+        vocabularies=stdlib.vocabularies,
+        batch=lambda items, _sv, _tv, device: stdlib.batch(items, device),
+        evaluate=lambda model, items, _sv, _tv, _max_len: evaluate_lm(model, items),
     ),
 }
 

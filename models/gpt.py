@@ -1,0 +1,252 @@
+"""A small GPT: a pre-norm decoder-only transformer on the shared attention core.
+
+Token embeddings plus learned positions (started as sinusoids), then ``n_layers`` blocks of
+x + attn(LN(x)), x + MLP(LN(x)), a final LayerNorm and the unembedding to next-token logits
+(Radford et al. 2018/2019; the layout of nanoGPT's ``model.py``). Every attention call is
+`models.attention.MultiHeadAttention` with a causal mask: position t sees 0…t. With
+``return_trace=True`` each layer's `MultiHeadTrace` comes back in a `GPTTrace` that is *returned*,
+never stored.
+
+One departure from GPT-2, for the CPU budget: **smeared keys** (Olsson et al. 2022, "In-context
+learning and induction heads", the smeared-key models). The keys of a layer are projected from a
+learned per-channel mix of each position's input and the previous position's (queries and values
+are not), so a key can say "the token before me was x" without a previous-token head in an earlier
+layer. Induction heads then form within minutes on one CPU thread (by step ~750 in a 1,500-step
+trial); without it, three runs of this size formed none in 1,500–3,600 steps (up to 15 minutes).
+The mix is causal (a key reads only its own and the previous position) and the scores, mask and
+softmax are still the shared core's.
+
+Interventions (heads switched off, hidden key positions, a temperature on the attention logits, no
+1/sqrt(d_k), no positions, the causal mask off) are one frozen `Interventions` passed per call: the
+one cached model every session shares is never switched into a mode. Generation is causal by
+construction (the future does not exist yet), so the causal toggle acts on teacher forcing, where
+the whole text is there to peek at.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.attention import (
+    NO_INTERVENTION,
+    Capture,
+    Interventions,
+    MultiHeadAttention,
+    MultiHeadTrace,
+    keys_kept,
+)
+
+BLOCK = "self"  # the one attention block of a layer, as `Interventions.ablate` names it
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Widths, depth and context of one GPT."""
+
+    vocab: int  # token vocabulary, specials included (the BPE's size)
+    d_model: int = 128  # residual width; each head gets d_model / n_heads
+    n_heads: int = 4  # heads per layer (d_head 32: room to tell 2,048 tokens apart)
+    n_layers: int = 2  # blocks; induction needs at least 2 (a previous-token head feeds it)
+    d_ff: int = 512  # MLP hidden width
+    max_len: int = 128  # context: positions the model reads, <s> included
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}).")
+
+
+@dataclass(frozen=True)
+class GPTTrace:
+    """Per layer, its self-attention `MultiHeadTrace` (weights (B, h, T, T) in ``.heads.weights``)."""
+
+    layers: tuple[MultiHeadTrace, ...]
+    logits: Tensor  # (B, T, V)
+
+    @property
+    def weights(self) -> Tensor:
+        """(B, L, h, T, T) every layer's and head's attention."""
+        return torch.stack([t.heads.weights for t in self.layers], 1)
+
+
+def sinusoids(length: int, d_model: int) -> Tensor:
+    """PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(…). Shape (length, d_model).
+    The learned positions start here: the offset to the previous token is then one linear map at
+    every position, which a previous-token head learns once (from random positions, 128 times)."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(length, d_model)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq)
+    return pe
+
+
+class Block(nn.Module):
+    """x + attn(LN(x)) with smeared keys, then x + MLP(LN(x))."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.d_model)
+        self.smear = nn.Parameter(torch.zeros(cfg.d_model))  # per channel: sigmoid → share of t − 1
+        self.attn = MultiHeadAttention(cfg.d_model, cfg.n_heads)
+        self.ln_2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model)
+        )
+
+    def smeared(self, h: Tensor) -> Tensor:
+        """(B, T, d) → (B, T, d): each position's row mixed with the one before (zeros before 0)."""
+        before = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], 1)  # (B, T, d) shifted by one
+        share = torch.sigmoid(self.smear)  # (d,)
+        return (1 - share) * h + share * before
+
+    def forward(self, x: Tensor, *, mask: Tensor, kw: dict) -> tuple[Tensor, MultiHeadTrace | None]:
+        h = self.ln_1(x)
+        out, trace = self.attn(query=h, key=self.smeared(h), value=h, mask=mask, **kw)  # (B, T, d)
+        x = x + out
+        return x + self.mlp(self.ln_2(x)), trace
+
+
+class GPT(nn.Module):
+    """Decoder-only transformer: every attention a `MultiHeadAttention` call with a causal mask,
+    every intervention an argument, every trace a return value."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab, cfg.d_model)
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab, bias=False)
+        # GPT-2's initialisation: N(0, 0.02) everywhere, the projections back into the residual
+        # stream scaled down by sqrt(2 · layers) so the stream's variance does not grow with depth.
+        residual = 0.02 / math.sqrt(2 * cfg.n_layers)
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, std=residual if name.endswith(("w_o.weight", "mlp.2.weight")) else 0.02)
+            elif name.endswith(".bias") and "ln" not in name:
+                nn.init.zeros_(p)
+        # Positions start as sinusoids at the tokens' scale (std ≈ 0.014). Keeping the embeddings this
+        # small matters: a block's output must be heard in the residual stream for the next layer
+        # to read it (an induction head's keys read a previous-token head's output).
+        with torch.no_grad():
+            self.pos_emb.weight.copy_(0.02 * sinusoids(cfg.max_len, cfg.d_model))
+
+    def attention_mask(self, t_len: int, iv: Interventions, device=None) -> Tensor:
+        """(1, 1, T, T) bool, True where query t may look at key j: j ≤ t (unless the causal mask is
+        off) and j not hidden."""
+        keep = torch.ones(t_len, t_len, dtype=torch.bool, device=device)
+        if iv.causal:
+            keep = torch.tril(keep)  # (T, T): position t sees 0..t
+        return keep & keys_kept(1, t_len, hidden=iv.hidden_keys, device=device)[:, None, None, :]
+
+    def forward(
+        self,
+        ids: Tensor,
+        *,
+        iv: Interventions = NO_INTERVENTION,
+        return_trace: bool = False,
+        capture: Capture = "full",
+    ) -> tuple[Tensor, GPTTrace | None]:
+        """ids (B, T) with T ≤ max_len, <s> first. Returns (logits (B, T, V), trace or None):
+        logits[:, t] is the distribution of the token after position t."""
+        b, t_len = ids.shape
+        if t_len > self.cfg.max_len:
+            raise ValueError(f"{t_len} tokens exceed the context of {self.cfg.max_len}; truncate the input.")
+        # 1) Token embeddings plus the positions (unless switched off).
+        x = self.tok_emb(ids)  # (B, T, d)
+        if iv.positional:
+            x = x + self.pos_emb.weight[:t_len]  # + (T, d)
+        # 2) The mask every layer shares: causal, minus hidden keys.
+        mask = self.attention_mask(t_len, iv, ids.device)  # (1, 1, T, T)
+        # 3) The blocks, each attention call through the shared core.
+        traces = []
+        for i, block in enumerate(self.blocks):
+            kw = iv.attention_kwargs(BLOCK, i, self.cfg.n_heads, ids.device, return_trace=return_trace,
+                                     capture=capture)  # fmt: skip
+            x, trace = block(x, mask=mask, kw=kw)
+            traces.append(trace)
+        # 4) Final norm and unembedding to next-token logits.
+        logits = self.head(self.ln_f(x))  # (B, T, d) @ (d, V) → (B, T, V)
+        return logits, GPTTrace(tuple(traces), logits) if return_trace else None
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        ids: Tensor,
+        *,
+        new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        iv: Interventions = NO_INTERVENTION,
+    ) -> tuple[Tensor, Tensor]:
+        """Sample ``new_tokens`` after ids (1, T) (always causal; the last max_len tokens are read,
+        <s> dropped once the window slides). ``temperature`` 0 is greedy. Randomness only from the
+        caller's ``generator``: never the global seed. Returns the new ids (1, N) and the model's own
+        log p of each (temperature 1, whole vocabulary), (1, N)."""
+        iv = replace(iv, causal=True)
+        out, logps = ids, []
+        for _ in range(new_tokens):
+            logits, _ = self(out[:, -self.cfg.max_len :], iv=iv)
+            last = logits[:, -1].float()  # (1, V)
+            if temperature <= 0:
+                nxt = last.argmax(-1, keepdim=True)
+            else:
+                scaled = last / temperature
+                if top_k is not None and top_k < scaled.shape[-1]:
+                    kth = torch.topk(scaled, top_k).values[:, -1:]
+                    scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+                nxt = torch.multinomial(F.softmax(scaled, -1), 1, generator=generator)  # (1, 1)
+            logps.append(F.log_softmax(last, -1).gather(-1, nxt))
+            out = torch.cat([out, nxt], 1)
+        new = out[:, ids.shape[1] :]
+        return new, torch.cat(logps, 1) if logps else torch.zeros(1, 0)
+
+
+# Training: what `python -m training --family gpt` reads (the loop is training/loop.py).
+VARIANTS: dict[str, dict] = {"l2h4": {}}  # one variant: 2 layers × 4 heads at d_model 128 (the defaults)
+# Windows to draw, steps, batch, learning rate, the config widths. About 10 minutes on 1 CPU thread.
+TRAINING: dict[str, dict] = {
+    "stdlib": dict(n_train=60_000, steps=3500, batch=16, lr=3e-3, config={}),
+}
+
+
+def training_config(task: str, variant: str, src_vocab: int, tgt_vocab: int) -> GPTConfig:
+    """The config a preset trains: the BPE's vocabulary (a GPT has no source vocabulary)."""
+    return GPTConfig(vocab=tgt_vocab, **TRAINING[task]["config"], **VARIANTS[variant])
+
+
+def card_fields(task: str, variant: str) -> dict:
+    """The data the card must name: the corpus, its split and tokenizer, the repeated-span share,
+    and the CPU threads the training ran on."""
+    from tasks import stdlib  # the stdlib task is this family's only one
+
+    return {
+        "architecture": (
+            "pre-norm decoder-only transformer; learned positions started as sinusoids; smeared keys "
+            "(Olsson et al. 2022): each layer's keys read a learned mix of a position and the one before"
+        ),
+        "corpus": stdlib.corpus_card(),
+        "tokenizer": {
+            "file": stdlib.TOKENIZER_FILE.name,
+            "kind": "byte-level BPE (Hugging Face tokenizers), trained on the training files only",
+            "vocab_size": stdlib.VOCAB_SIZE,
+            "sha256": stdlib.tokenizer_digest(),
+        },
+        "window": stdlib.WINDOW,
+        "repeat_share": stdlib.REPEAT_SHARE,
+        "repeat_span": list(stdlib.REPEAT_SPAN),
+        "repeat_note": (
+            f"{stdlib.REPEAT_SHARE:.0%} of the training windows carry a span of {stdlib.REPEAT_SPAN[0]}–"
+            f"{stdlib.REPEAT_SPAN[1] - 1} tokens repeated later in the window: in half of them uniformly "
+            "random tokens, in the other half the window's own text. Validation and test windows are "
+            "text only."
+        ),
+        "threads": torch.get_num_threads(),
+    }
