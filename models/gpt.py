@@ -40,6 +40,7 @@ from models.attention import (
     MultiHeadTrace,
     keys_kept,
 )
+from models.positions import sinusoids
 
 BLOCK = "self"  # the one attention block of a layer, as `Interventions.ablate` names it
 
@@ -71,18 +72,6 @@ class GPTTrace:
     def weights(self) -> Tensor:
         """(B, L, h, T, T) every layer's and head's attention."""
         return torch.stack([t.heads.weights for t in self.layers], 1)
-
-
-def sinusoids(length: int, d_model: int) -> Tensor:
-    """PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(…). Shape (length, d_model).
-    The learned positions start here: the offset to the previous token is then one linear map at
-    every position, which a previous-token head learns once (from random positions, 128 times)."""
-    pos = torch.arange(length, dtype=torch.float32)[:, None]
-    freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
-    pe = torch.zeros(length, d_model)
-    pe[:, 0::2] = torch.sin(pos * freq)
-    pe[:, 1::2] = torch.cos(pos * freq)
-    return pe
 
 
 class Block(nn.Module):
@@ -135,6 +124,8 @@ class GPT(nn.Module):
         # small matters: a block's output must be heard in the residual stream for the next layer
         # to read it (an induction head's keys read a previous-token head's output).
         with torch.no_grad():
+            # Sinusoids make the offset to the previous token one linear map at every position, which a
+            # previous-token head then learns once rather than per position.
             self.pos_emb.weight.copy_(0.02 * sinusoids(cfg.max_len, cfg.d_model))
 
     def attention_mask(self, t_len: int, iv: Interventions, device=None) -> Tensor:

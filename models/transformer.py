@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from models.attention import NO_INTERVENTION, Interventions, MultiHeadAttention, MultiHeadTrace, keys_kept
+from models.positions import sinusoids
 from tasks.common import BOS_ID, EOS_ID
 
 BLOCKS = ("encoder", "decoder_self", "cross")
@@ -73,16 +74,6 @@ class TransformerTrace:
     def alignment(self) -> Tensor:
         """(B, T, S) last cross-attention layer, averaged over heads: the word alignment."""
         return self.cross[-1].heads.weights.mean(1)
-
-
-def sinusoids(length: int, d_model: int) -> Tensor:
-    """PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(…). Shape (length, d_model)."""
-    pos = torch.arange(length, dtype=torch.float32)[:, None]
-    freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
-    pe = torch.zeros(length, d_model)
-    pe[:, 0::2] = torch.sin(pos * freq)
-    pe[:, 1::2] = torch.cos(pos * freq)
-    return pe
 
 
 class _Layer(nn.Module):

@@ -53,12 +53,11 @@ def batch_scenes(
 
 
 def region_targets(batch: Sequence[scenes.Scene], steps: int, grid: int = 8) -> Tensor:
-    """(B, steps, grid²): for each caption word that names an object, the share of each grid cell
-    (row-major) covered by that object's mask, normalised to sum to 1; zero rows for other words."""
+    """(B, steps, grid²): for each caption word that names an object, its object's `cell_shares`
+    normalised to sum to 1; zero rows for other words."""
     out = np.zeros((len(batch), steps, grid * grid), dtype=np.float32)
     for b, s in enumerate(batch):
-        side = s.masks.shape[-1] // grid
-        cells = s.masks.reshape(len(s.masks), grid, side, grid, side).mean((2, 4)).reshape(len(s.masks), -1)
+        cells = scenes.cell_shares(s.masks, grid)  # (n_objects, R)
         for t, obj in enumerate(s.word_objects):
             if obj >= 0 and cells[obj].sum() > 0:
                 out[b, t] = cells[obj] / cells[obj].sum()

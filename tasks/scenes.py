@@ -308,6 +308,15 @@ def caption_is_defined(objects: Sequence[tuple[str, str, str, float, float]]) ->
     return apart and (len(centres) == 1 or _unambiguous(centres))
 
 
+def cell_shares(masks: np.ndarray, grid: int = 8) -> np.ndarray:
+    """(n_objects, H, W) masks → (n_objects, grid²): the share of each grid cell (row-major, the
+    captioner's regions) that lies on each object. The pointing game and the attention supervision
+    both read it."""
+    n, h, _ = masks.shape
+    side = h // grid
+    return masks.reshape(n, grid, side, grid, side).mean((2, 4)).reshape(n, grid * grid)
+
+
 def generate(n: int, seed: int, split: str | None = None) -> list[Scene]:
     """``n`` scenes from a seeded generator, optionally only those of one split."""
     rng = random.Random(seed)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from models.attention import Interventions
-from models.transformer import Transformer, TransformerConfig, sinusoids
+from models.positions import sinusoids
+from models.transformer import Transformer, TransformerConfig
 from runners.stats import entropy
 from runners.transformer import exact_match, run
 from tasks import TASKS

@@ -30,7 +30,7 @@ from models.gpt import BLOCK
 from tasks import Task, bucket_label, stdlib
 from tasks.batching import batch_scenes, batch_tensors
 from tasks.common import Example, Vocab, argmax_links, corpus_aer
-from tasks.scenes import MAX_CAPTION, Scene
+from tasks.scenes import MAX_CAPTION, Scene, cell_shares
 
 
 @torch.inference_mode()
@@ -92,14 +92,12 @@ def pointing_hits(alphas: np.ndarray, scene: Scene, grid: int = 8, *, min_share:
     """Per object-naming word: does the attention argmax's cell land on that object? Lenient
     (``min_share`` 0): any pixel of the cell on its mask; strict (`STRICT_SHARE`): at least that
     share of the cell's pixels."""
-    cell = scene.image.shape[0] // grid
+    shares = cell_shares(scene.masks, grid)  # (n_objects, grid²)
     hits = []
     for t, obj in enumerate(scene.word_objects):
-        if obj < 0:
-            continue
-        row, col = divmod(int(alphas[t].argmax()), grid)
-        on_object = scene.masks[obj, row * cell : (row + 1) * cell, col * cell : (col + 1) * cell]
-        hits.append(bool(on_object.any()) if min_share <= 0 else bool(on_object.mean() >= min_share))
+        if obj >= 0:
+            share = shares[obj, int(alphas[t].argmax())]
+            hits.append(bool(share > 0) if min_share <= 0 else bool(share >= min_share))
     return hits
 
 

@@ -10,7 +10,7 @@ import torch
 
 from models.attention import Interventions, MultiHeadAttention
 from models.checkpoints import checkpoint_name
-from models.transformer import sinusoids
+from models.positions import sinusoids
 from views import cards
 from views.serving import batch_accuracy, card, transformer_run
 from viz.charts import lines
