@@ -147,6 +147,15 @@ def save_checkpoint(model: nn.Module, card: dict, name: str, folder: Path = ASSE
     (folder / f"{name}.json").write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
 
 
+def update_card(name: str, key: str, value: object, folder: Path = ASSETS) -> None:
+    """Set one top-level ``key`` of a model card (a measurement added after training), reading the
+    file just before writing it: several measurements may each add their own key to one card."""
+    path = folder / f"{name}.json"
+    card = json.loads(path.read_text(encoding="utf-8"))
+    card[key] = value
+    path.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
+
+
 def load_card(name: str, folder: Path = ASSETS) -> dict:
     """The model card of ``name``, checked to hold what loading needs (kind, config, vocabularies)."""
     path = folder / f"{name}.json"

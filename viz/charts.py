@@ -157,3 +157,28 @@ def lines(
             legend=dict(orientation="h"),
         ),
     )
+
+
+def importance_scatter(importance: np.ndarray, measure: np.ndarray, positions: Sequence[str], *,
+                       measure_name: str, quantity: str, correlation: float) -> go.Figure:  # fmt: skip
+    """One point per input position: a measure (x) against its importance by ablation (y)."""
+    labels = token_labels(positions)
+    return go.Figure(
+        go.Scatter(
+            x=np.asarray(measure, dtype=np.float32),
+            y=np.asarray(importance, dtype=np.float32),
+            mode="markers+text" if len(labels) <= 24 else "markers",
+            text=labels,
+            textposition="top center",
+            hovertemplate=(
+                f"'%{{text}}'<br>{measure_name} = %{{x:.4f}}<br>importance = %{{y:.4f}}<extra></extra>"
+            ),
+        ),
+        layout=dict(
+            title=f"{measure_name} vs importance — Spearman {correlation:+.3f}",
+            xaxis_title=measure_name,
+            yaxis_title=f"drop in {quantity} when ablated",
+            height=380,
+            margin=dict(l=10, r=10, t=40, b=10),
+        ),
+    )

@@ -1,0 +1,105 @@
+"""Attention vs importance: does the weight a model puts on an input position say how much the
+output needs it? (Jain & Wallace 2019; Abnar & Zuidema 2020.) Numpy only; shared by every family.
+
+A family's runner measures, on one input:
+- **importance by ablation**: for each input position, replace it (a blank / ``[MASK]`` / ``<unk>``
+  token, the mean colour of an image region) and take the drop in the quantity that matters
+  (log-probability of the produced token, the sentence embedding's cosine …): ``base − ablated``,
+  positive where the position helped;
+- **measures** of the same positions: raw attention (per layer, head mean or one head), attention
+  rollout (`runners.stats.rollout`), and gradient × input, a non-attention reference.
+
+This module ranks them: `spearman` (average ranks for ties, as `scipy.stats.spearmanr`) and
+`compare`, which returns a frozen `Comparison` — what the shared view (`views.importance`) draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of a 1-d array; tied values share the mean of their ranks."""
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    # Each run of equal values gets the mean of the 1-based positions it spans.
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_values)) + 1]
+    ends = np.r_[starts[1:], len(values)]
+    out = np.empty(len(values))
+    for start, end in zip(starts, ends, strict=True):
+        out[order[start:end]] = (start + end + 1) / 2
+    return out
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two 1-d arrays of equal length: the Pearson correlation of
+    their ranks. NaN when either is constant or shorter than 2 (no ranking to compare)."""
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"spearman needs two arrays of one length, got {a.shape} and {b.shape}.")
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    ra, rb = ranks(a) - (len(a) + 1) / 2, ranks(b) - (len(b) + 1) / 2
+    return float((ra @ rb) / np.sqrt((ra @ ra) * (rb @ rb)))
+
+
+def gradient_x_input(
+    gradient: np.ndarray, inputs: np.ndarray, replacement: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """Gradient × input per position: Σ_d (x_d − x'_d) ∂f/∂x_d over the last axis, (…, T, d) → (…, T).
+    With x' the ablation's replacement this is the first-order estimate of that very ablation's
+    effect; with x' = 0, the textbook gradient × input."""
+    return ((np.asarray(inputs) - replacement) * np.asarray(gradient)).sum(-1)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One input: the importance of each position and every measure of it, with their Spearman.
+
+    ``importance`` and each measure are (n,) over the same positions (for a per-output-token
+    comparison, one row of each); ``correlations`` maps each measure's name to its Spearman with
+    ``importance`` (NaN where either is constant)."""
+
+    positions: tuple[str, ...]  # (n,) labels: tokens, image regions
+    importance: np.ndarray  # (n,) base − ablated; positive = the position helped
+    measures: Mapping[str, np.ndarray]  # name → (n,)
+    correlations: Mapping[str, float]  # name → Spearman with importance
+    quantity: str  # what was ablated against, in words: "log p('7')", "cosine to the sentence"
+
+    def __post_init__(self) -> None:
+        n = len(self.positions)
+        shapes = {name: np.shape(v) for name, v in {"importance": self.importance, **self.measures}.items()}
+        wrong = {name: s for name, s in shapes.items() if s != (n,)}
+        if wrong:
+            raise ValueError(f"Comparison over {n} positions got arrays of other shapes: {wrong}.")
+
+
+def compare(
+    positions: Sequence[str], importance: np.ndarray, measures: Mapping[str, np.ndarray], *, quantity: str
+) -> Comparison:
+    """Rank every measure against ``importance`` on the same positions."""
+    importance = np.asarray(importance, dtype=np.float32)
+    measures = {name: np.asarray(v, dtype=np.float32) for name, v in measures.items()}
+    return Comparison(
+        positions=tuple(positions),
+        importance=importance,
+        measures=measures,
+        correlations={name: spearman(v, importance) for name, v in measures.items()},
+        quantity=quantity,
+    )
+
+
+def mean_correlations(comparisons: Sequence[Comparison]) -> dict[str, dict[str, float]]:
+    """Per measure, the mean Spearman over inputs (NaNs — constant rankings — left out) and how many
+    inputs it is the mean of: what a card's held-out average records."""
+    names = list(comparisons[0].correlations) if comparisons else []
+    out = {}
+    for name in names:
+        values = np.array([c.correlations[name] for c in comparisons], dtype=np.float64)
+        kept = values[~np.isnan(values)]
+        out[name] = {"mean": float(kept.mean()) if len(kept) else float("nan"), "n": int(len(kept))}
+    return out
