@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+CARD_KEY = "attention_vs_importance"  # the model-card key of the held-out averages (training.measure)
+
 
 def ranks(values: np.ndarray) -> np.ndarray:
     """1-based ranks of a 1-d array; tied values share the mean of their ranks."""
@@ -103,3 +105,56 @@ def mean_correlations(comparisons: Sequence[Comparison]) -> dict[str, dict[str, 
         kept = values[~np.isnan(values)]
         out[name] = {"mean": float(kept.mean()) if len(kept) else float("nan"), "n": int(len(kept))}
     return out
+
+
+@dataclass(frozen=True)
+class PerToken:
+    """One input, every output token at once: the rows a page's output-token picker chooses from.
+
+    Row t of ``importance`` and of each measure compares the positions for output token t (its
+    log-probability under teacher forcing on the output), so picking a token costs nothing."""
+
+    output: tuple[str, ...]  # (T,) the output tokens, teacher-forced
+    positions: tuple[str, ...]  # (n,) labels of the ablated positions
+    base_log_probs: np.ndarray  # (T,) log p of each output token, nothing ablated
+    importance: np.ndarray  # (T, n) base − ablated, per output token and position
+    measures: Mapping[str, np.ndarray]  # name → (T, n)
+
+    def comparison(self, t: int) -> Comparison:
+        """Output token ``t``'s row of every array, ranked: what the shared view draws."""
+        rows = {name: v[t] for name, v in self.measures.items()}
+        quantity = f"log p({self.output[t]!r}) (output token {t + 1})"
+        return compare(self.positions, self.importance[t], rows, quantity=quantity)
+
+    def comparisons(self) -> list[Comparison]:
+        return [self.comparison(t) for t in range(len(self.output))]
+
+
+CHECK_EXAMPLES = 5  # a card's "check": the same means over its first few inputs, for a test to recompute
+
+
+def card_entry(
+    per_input: Sequence[Sequence[Comparison]], *, split: str, definition: Mapping[str, object]
+) -> dict:
+    """A model card's `CARD_KEY` entry from every held-out input's comparisons (one per output token,
+    or one per input): ``spearman`` (measure → {"mean", "n"}, `mean_correlations` over every
+    comparison), ``examples``, ``comparisons``, ``split``, ``definition`` (importance and each
+    measure in words) and ``check`` (the same means over the first `CHECK_EXAMPLES` inputs)."""
+    every = [c for comparisons in per_input for c in comparisons]
+    first = [c for comparisons in per_input[:CHECK_EXAMPLES] for c in comparisons]
+    return {
+        "definition": {
+            **definition,
+            "spearman": (
+                "per comparison, Spearman of the measure with importance over the positions (average ranks "
+                "for ties); mean over the comparisons, those with a constant ranking (NaN) left out; n = "
+                "comparisons kept"
+            ),
+            "check": f"the same means over the first {CHECK_EXAMPLES} inputs only (for a test to recompute)",
+        },
+        "split": split,
+        "examples": len(per_input),
+        "comparisons": len(every),
+        "spearman": mean_correlations(every),
+        "check": {"examples": min(CHECK_EXAMPLES, len(per_input)), "spearman": mean_correlations(first)},
+    }

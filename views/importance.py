@@ -13,8 +13,9 @@ from collections.abc import Mapping
 import numpy as np
 import streamlit as st
 
-from runners.importance import Comparison
+from runners.importance import Comparison, PerToken, mean_correlations
 from viz.charts import importance_scatter
+from viz.heatmaps import matrix_heatmap
 
 CAVEAT = (
     "**How to read this.** Spearman compares rankings: +1 means the measure orders the positions "
@@ -71,3 +72,40 @@ def comparison(
         table = {"position": list(comp.positions), "importance": comp.importance, **comp.measures}
         st.dataframe(table, hide_index=True, column_config={k: number for k in list(table)[1:]})
     st.info(CAVEAT)
+
+
+def per_output_token(
+    per_token: PerToken, key: str, *, held_out: Mapping[str, Mapping[str, float]] | None = None
+) -> int:
+    """An output-token picker (widget key ``{key}_imp_token``), each measure's Spearman averaged
+    over this output's tokens, and the picked token's `comparison`. Returns the picked token's
+    index, for the page to add what it knows about that token (gold links, a map)."""
+    output = per_token.output
+    t = st.select_slider(
+        "Output token (importance = the drop in its log p)",
+        options=list(range(len(output))),
+        format_func=lambda i: f"{i + 1}: {output[i]}",
+        key=f"{key}_imp_token",
+    )
+    means = mean_correlations(per_token.comparisons())
+    shown = ", ".join(f"{name} **{_value(m['mean'])}**" for name, m in means.items())
+    st.markdown(f"Spearman with importance, averaged over this output's {len(output)} tokens: {shown}.")
+    comparison(per_token.comparison(t), key, held_out=held_out)
+    return t
+
+
+def grid_maps(per_token: PerToken, t: int, grid: int, key: str) -> None:
+    """For positions that tile an image (row-major grid × grid regions): output token ``t``'s
+    importance and every measure drawn over the grid side by side, exact values on hover."""
+    word = per_token.output[t]
+    maps = {"importance": per_token.importance[t], **{n: v[t] for n, v in per_token.measures.items()}}
+    for i, (column, (name, values)) in enumerate(zip(st.columns(len(maps)), maps.items(), strict=True)):
+        figure = matrix_heatmap(
+            np.asarray(values).reshape(grid, grid),
+            title=f"{name} for “{word}”",
+            x_title="column",
+            y_title="row",
+            value_name=name,
+            diverging=bool(np.min(values) < 0),  # importance and gradient × input can be negative
+        )
+        column.plotly_chart(figure, key=f"{key}_imp_map_{i}")

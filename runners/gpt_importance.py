@@ -1,0 +1,147 @@
+"""Attention vs importance for the GPT, on one prompt (Abnar & Zuidema 2020).
+
+At a chosen position t (default: the prompt's last), the quantity is log p of the token the model
+predicts after it: by default its own top prediction there (defined at every position, the prompt's
+end included), or a given token (e.g. the prompt's actual next one). The positions are the prompt's
+tokens 1…t — <s> is left out, the token at t itself is in — and:
+
+- **importance**: log p(target) − log p(target | token j replaced by a blank), the blank being the
+  byte-level BPE's lone space "Ġ" (`blank_id`); the t ablated copies run as one batch;
+- **raw L{l}**: layer l's attention from query t to key j (mean over heads, or ``raw L{l} H{h}``);
+- **rollout L{l}**: row t of `runners.stats.rollout` through layer l, at key j;
+- **grad × input**: Σ_d (e_j − e_blank)·∂log p(target)/∂x_j, e the token embedding (the position's
+  embedding is the same in both), the first-order estimate of the very ablation.
+
+Smeared keys: a token's key also reads the token before it, so ablating j also changes key j + 1;
+attention does not see that, ablation does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from models.gpt import GPT
+from runners.gpt import label
+from runners.importance import Comparison, card_entry, compare, gradient_x_input
+from runners.protocol import to_numpy
+from runners.stats import rollout
+from tasks import stdlib
+
+BLANK = "Ġ"  # the byte-level BPE's token for one space: what replaces an ablated token
+PROMPT = 64  # held-out prompts: <s> and the first 63 tokens of a test window; t = the last
+GRAD = "gradient × input"
+DEFINITION = {
+    "importance": (
+        "log p(target) − log p(target with token j replaced by the blank 'Ġ' (one space)), target = the "
+        "model's top prediction after position t; positions 1…t (<s> left out, t itself in)"
+    ),
+    "replacement": f"{BLANK!r}, one space (id 224 in the shipped tokenizer)",
+    "measures": {
+        "raw L{l}": "attention of layer l from query t to key j, mean over heads",
+        "rollout L{l}": "row t of the attention rollout (runners.stats.rollout) through layer l, at key j",
+        GRAD: "Σ_d (e_j − e_blank) ∂log p(target)/∂x_j, e the token embedding (positions unchanged)",
+    },
+}
+
+
+def blank_id(tokenizer: Tokenizer) -> int:
+    """The id of `BLANK` (224 in the shipped tokenizer); a tokenizer without it cannot ablate."""
+    token_id = tokenizer.token_to_id(BLANK)
+    if token_id is None:
+        raise ValueError(
+            f"the tokenizer has no {BLANK!r} (one space) token to ablate with; use a byte-level BPE."
+        )
+    return token_id
+
+
+@dataclass(frozen=True)
+class GPTImportance:
+    """One prompt, one position t: n = t prompt tokens (1…t) of importance and of every measure."""
+
+    position: int  # t: the query whose next-token prediction is measured
+    target: str  # the predicted token's label
+    target_id: int
+    positions: tuple[str, ...]  # (n,) labels of tokens 1…t
+    importance: np.ndarray  # (n,) drop in log p(target) when token j alone is blank
+    weights: np.ndarray  # (L, h, n) attention from query t to keys 1…t
+    rollout: np.ndarray  # (L, n) rollout row t through layer l, at keys 1…t
+    grad_x_input: np.ndarray  # (n,)
+
+    def comparison(self, head: int | None = None) -> Comparison:
+        n_layers, n_heads = self.weights.shape[:2]
+        if head is not None and not 0 <= head < n_heads:
+            raise ValueError(f"head {head} is out of range: the model has {n_heads} heads per layer.")
+        raw = self.weights.mean(1) if head is None else self.weights[:, head]  # (L, n)
+        suffix = "" if head is None else f" H{head}"
+        measures = {f"raw L{layer}{suffix}": raw[layer] for layer in range(n_layers)}
+        measures |= {f"rollout L{layer}": self.rollout[layer] for layer in range(n_layers)}
+        measures[GRAD] = self.grad_x_input
+        return compare(
+            self.positions,
+            self.importance,
+            measures,
+            quantity=f"log p({self.target!r}) after position {self.position}",
+        )
+
+
+def measure(
+    model: GPT,
+    tokenizer: Tokenizer,
+    ids: Sequence[int],
+    position: int | None = None,
+    target: int | None = None,
+) -> GPTImportance:
+    """Importance by ablation and every attention measure at ``position`` (default the last) for
+    ``target`` (default the model's top prediction there), on ``ids`` (<s> first)."""
+    t = len(ids) - 1 if position is None else position
+    if not 1 <= t < len(ids):
+        raise ValueError(f"position {t} has no earlier token to ablate: pick one of 1…{len(ids) - 1}.")
+    device = next(model.parameters()).device
+    prefix = torch.tensor([list(ids[: t + 1])], device=device)  # (1, t + 1): later tokens do not matter
+    blank = blank_id(tokenizer)
+    # 1) The unablated run: attention, and the target (the top prediction unless given).
+    with torch.inference_mode():
+        logits, trace = model(prefix, return_trace=True, capture="weights")
+    weights = to_numpy(trace.weights[0])  # (L, h, t + 1, t + 1)
+    target = int(logits[0, t].argmax()) if target is None else int(target)
+    # 2) The t ablated copies (token j → blank, j = 1…t) in one batch.
+    batch = prefix.repeat(t, 1)  # (t, t + 1)
+    batch[torch.arange(t), torch.arange(1, t + 1)] = blank
+    with torch.inference_mode():
+        ablated, _ = model(batch)
+        base = torch.log_softmax(logits[0, t].float(), -1)[target]
+        drop = base - torch.log_softmax(ablated[:, t].float(), -1)[:, target]  # (t,)
+    # 3) Gradient at the input. x_j = e_j + pos_j, and row j of the position table is used at
+    #    position j alone, so ∂f/∂(pos row j) = ∂f/∂x_j: the model's own forward, no copy of it.
+    with torch.enable_grad():
+        out, _ = model(prefix)
+        objective = torch.log_softmax(out[0, t].float(), -1)[target]
+        (gradient,) = torch.autograd.grad(objective, model.pos_emb.weight)  # (max_len, d)
+    embeddings = to_numpy(model.tok_emb.weight[prefix[0, 1:]])  # (t, d)
+    grad = gradient_x_input(to_numpy(gradient[1 : t + 1]), embeddings, to_numpy(model.tok_emb.weight[blank]))
+    return GPTImportance(
+        position=t,
+        target=label(tokenizer, target),
+        target_id=target,
+        positions=tuple(label(tokenizer, i) for i in ids[1 : t + 1]),
+        importance=to_numpy(drop),
+        weights=weights[:, :, t, 1:],
+        rollout=rollout(weights)[:, t, 1:],
+        grad_x_input=grad.astype(np.float32),
+    )
+
+
+def held_out(model: GPT, tokenizer: Tokenizer, windows: Sequence[stdlib.Window]) -> dict:
+    """The card's entry: per measure the mean Spearman over held-out prompts, each <s> and the first
+    `PROMPT` − 1 tokens of a test window, measured at its last position."""
+    per_input = [[measure(model, tokenizer, w.ids[:PROMPT].tolist()).comparison()] for w in windows]
+    split = (
+        f"the first {len(windows)} test windows (tasks.stdlib.generate(n, TEST_SEED, 'test'): held-out "
+        f"files), each cut to <s> and its first {PROMPT - 1} tokens, measured at the last position"
+    )
+    return card_entry(per_input, split=split, definition=DEFINITION)
