@@ -131,11 +131,12 @@ class Seq2Seq(nn.Module):
         self.cell = nn.GRUCell(cfg.emb_dim + hidden, hidden)
         self.out = nn.Linear(2 * hidden + cfg.emb_dim, cfg.tgt_vocab)
 
-    def encode(self, src: Tensor, src_lens: Tensor) -> Encoded:
-        """src (B, S) ids, src_lens (B,) → annotations, final state, source mask."""
-        packed = pack_padded_sequence(
-            self.src_emb(src), src_lens.cpu(), batch_first=True, enforce_sorted=False
-        )
+    def encode(self, src: Tensor, src_lens: Tensor, *, embedded: Tensor | None = None) -> Encoded:
+        """src (B, S) ids, src_lens (B,) → annotations, final state, source mask. ``embedded``
+        (B, S, E), when given, is read instead of src_emb(src): a gradient per input vector needs
+        the embeddings as a leaf of its own."""
+        emb = self.src_emb(src) if embedded is None else embedded  # (B, S, E)
+        packed = pack_padded_sequence(emb, src_lens.cpu(), batch_first=True, enforce_sorted=False)
         out, h_n = self.encoder(packed)  # h_n: (2, B, H)
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
         final = torch.cat([h_n[0], h_n[1]], -1)  # (B, 2H)
@@ -169,10 +170,17 @@ class Seq2Seq(nn.Module):
         return _Step(logits=logits, query=query, context=context, state=new_state, attention=att)
 
     def forward(
-        self, src: Tensor, src_lens: Tensor, tgt_in: Tensor, *, return_trace: bool = False
+        self,
+        src: Tensor,
+        src_lens: Tensor,
+        tgt_in: Tensor,
+        *,
+        return_trace: bool = False,
+        embedded: Tensor | None = None,
     ) -> tuple[Tensor, DecodeTrace | None]:
-        """Teacher forcing: tgt_in (B, T) = <s> y_1 … y_{T-1}. Returns logits (B, T, V)."""
-        enc = self.encode(src, src_lens)
+        """Teacher forcing: tgt_in (B, T) = <s> y_1 … y_{T-1}. Returns logits (B, T, V).
+        ``embedded``: the source embeddings to read (see `encode`)."""
+        enc = self.encode(src, src_lens, embedded=embedded)
         state, steps = self.init_state(enc), []
         for t in range(tgt_in.shape[1]):
             s = self.step(tgt_in[:, t], state, enc, trace=return_trace)
