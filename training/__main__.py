@@ -4,14 +4,17 @@
     python -m training --family seq2seq --task translation --variant all      # 4 scorings + 'none'
     python -m training --family transformer --task dates --variant all        # h1 h2 h4 h8 h4-post
     python -m training --family captioner --task scenes                       # its one variant
+    python -m training --experiment warmup --threads 1   # pre/post-norm × warm-up × peak lr: a card
 
 Families, tasks and variants come from runners.registry.FAMILIES and each family's network module
-(see training/loop.py); seeded end to end, a progress bar shows the loss.
+(see training/loop.py); seeded end to end, a progress bar shows the loss. An experiment trains
+through the same loop and writes only its card (<out>/warmup-<task>.json; see training/warmup.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,8 @@ from models.checkpoints import ASSETS, save_checkpoint
 from runners.protocol import Family
 from runners.registry import FAMILIES
 from training.loop import check, name_of, recipe, train
+from training.warmup import WarmupExperiment, card_name, write_card
+from training.warmup import run as run_warmup
 
 # Families that come pretrained, and where their weights come from (for the refusal's message).
 PRETRAINED = {
@@ -44,6 +49,18 @@ class Plan:
     out: Path
 
 
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """An experiment call, checked: the sweep, the CPU threads and the output folder."""
+
+    experiment: WarmupExperiment
+    threads: int | None
+    out: Path
+
+
+EXPERIMENTS = ("warmup",)
+
+
 def _trainable() -> str:
     """The epilog: every trainable family with its tasks and variants, read off the registry."""
     lines = ["trainable families (--family: --task; --variant):"]
@@ -61,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_trainable(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--family", choices=sorted(FAMILIES), required=True)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--family", choices=sorted(FAMILIES), help="train a family's checkpoint(s)")
+    what.add_argument(
+        "--experiment", choices=EXPERIMENTS, help="run an experiment; its output is a JSON card only"
+    )
     parser.add_argument("--task", help="one of the family's tasks (default: its only one)")
     parser.add_argument("--variant", help="one of the family's variants, or 'all' (default: its only one)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0: the shipped models)")
@@ -74,6 +95,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate on the first N val/test examples only (a smoke run; default: the full splits)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    warmup = parser.add_argument_group("--experiment warmup (--steps: per run; --n-eval: test examples)")
+    warmup.add_argument(
+        "--peak-lrs", type=float, nargs="+", default=None, help="peak learning rates (default 1e-3 … 1e-1)"
+    )
+    warmup.add_argument("--warmup-steps", type=int, default=None, help="W: linear ramp length (default 50)")
+    warmup.add_argument(
+        "--depths",
+        type=int,
+        nargs="+",
+        default=None,
+        help="n_layers per twin (default 2 6; the first gets every peak, the others --deep-lrs)",
+    )
+    warmup.add_argument(
+        "--deep-lrs",
+        type=float,
+        nargs="+",
+        default=None,
+        help="peaks for the extra depths (default 3e-3 1e-2)",
+    )
     parser.add_argument("--out", type=Path, default=ASSETS, help=f"output folder (default: {ASSETS})")
     return parser
 
@@ -87,11 +127,42 @@ def _only(kind: str, known: Sequence[str], given: str | None, parser: argparse.A
     parser.error(f"--{kind} is required: one of {', '.join(known)}")
 
 
-def parse(argv: Sequence[str] | None = None) -> Plan:
+def _experiment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ExperimentPlan:
+    """The warm-up sweep from the arguments: the dataclass's defaults where none is given."""
+    if args.variant is not None:
+        parser.error("--variant is for --family; the warm-up experiment trains the h4 and h4-post twins")
+    given = {
+        "task": args.task,
+        "seed": args.seed,
+        "steps": args.steps,
+        "n_train": args.n_train,
+        "n_test": args.n_eval,
+        "peak_lrs": tuple(args.peak_lrs) if args.peak_lrs else None,
+        "warmup_steps": args.warmup_steps,
+        "depths": tuple(args.depths) if args.depths else None,
+        "deep_lrs": tuple(args.deep_lrs) if args.deep_lrs else None,
+    }
+    try:
+        if args.task is not None:
+            check(FAMILIES["transformer"], args.task, "h4")
+        experiment = WarmupExperiment(**{k: v for k, v in given.items() if v is not None})
+    except (ValueError, TypeError) as e:
+        parser.error(str(e))
+    batch = FAMILIES["transformer"].training.TRAINING[experiment.task]["batch"]
+    if args.n_train is not None and args.n_train < batch:
+        parser.error(f"--n-train must be at least the batch size, {batch}; got {args.n_train}")
+    if args.n_eval is not None and args.n_eval < 1:
+        parser.error(f"--n-eval must be at least 1, got {args.n_eval}")
+    return ExperimentPlan(experiment, args.threads, args.out)
+
+
+def parse(argv: Sequence[str] | None = None) -> Plan | ExperimentPlan:
     """Parse and check the arguments; every mistake is a parser error that says the fix."""
-    # 1) Syntax, and the family by name.
+    # 1) Syntax; an experiment has its own checks; the family by name.
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.experiment is not None:
+        return _experiment(args, parser)
     family = FAMILIES[args.family]
     # 2) A pretrained family is refused with where its weights come from.
     if family.training is None:
@@ -131,6 +202,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     plan = parse(argv)
     if plan.threads:
         torch.set_num_threads(plan.threads)
+    if isinstance(plan, ExperimentPlan):
+        command = "python -m training " + " ".join(sys.argv[1:] if argv is None else argv)
+        card = run_warmup(plan.experiment, command=command)
+        path = write_card(card, plan.out)
+        print(f"{card_name(plan.experiment.task)}: {len(card['runs'])} runs, {card['cpu_seconds']} CPU s, "
+              f"{card['wall_seconds']} wall s → {path}")  # fmt: skip
+        return
     for variant in plan.variants:
         model, card = train(
             plan.family,

@@ -23,8 +23,8 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from types import ModuleType
 
 import torch
@@ -159,13 +159,23 @@ def train(
     n_eval: int | None = None,
     progress: bool = True,
     evaluate_splits: bool = True,
+    lr: float | None = None,
+    schedule: Callable[[int], float] | None = None,
+    log_every: int = 50,
+    config_overrides: Mapping[str, object] | None = None,
 ) -> tuple[nn.Module, dict]:
     """Train one checkpoint; returns the model (eval mode) and its card, with val/test metrics if
-    asked (on the first ``n_eval`` examples of each split when given: a smoke run, not a card)."""
+    asked (on the first ``n_eval`` examples of each split when given: a smoke run, not a card).
+
+    For experiments (training/warmup.py): ``lr`` replaces the preset's peak learning rate,
+    ``schedule`` (step → multiplier of that peak) replaces the default one-cycle schedule,
+    ``log_every`` sets the loss-curve spacing and ``config_overrides`` changes config fields (e.g.
+    ``n_layers``). Left out, the shipped checkpoints' recipe is unchanged."""
     # 1) The family's recipe, the task's data, the preset (steps and n_train may be overridden).
     module = check(family, task, variant)
     preset, data = module.TRAINING[task], DATA[task]
     steps, n_train = steps or preset["steps"], n_train or preset["n_train"]
+    peak_lr = lr or preset["lr"]
     if n_train < preset["batch"]:
         raise ValueError(f"n_train ({n_train}) is below the batch size ({preset['batch']}): raise it.")
     data_seed = data.seed_offset + seed
@@ -175,11 +185,15 @@ def train(
     torch.manual_seed(seed)
     device = pick_device()
     config = _config(family, module, task, variant, len(src_vocab), len(tgt_vocab))
+    config = replace(config, **config_overrides) if config_overrides else config
     model = family.network(config).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=preset["lr"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=preset["lr"], total_steps=steps)
+    opt = torch.optim.Adam(model.parameters(), lr=peak_lr)
+    if schedule is None:
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peak_lr, total_steps=steps)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     # 3) The loop: seeded batch order, per-layer gradient norms before clipping (what each layer
-    #    really got), the running cross-entropy on the bar and in the curve every 50 steps.
+    #    really got), the running cross-entropy on the bar and in the curve every ``log_every`` steps.
     rng = random.Random(seed)
     history: list[dict] = []
     start, running = time.perf_counter(), None
@@ -190,7 +204,7 @@ def train(
         loss, ce = getattr(module, "training_loss", cross_entropy)(model, batch)
         opt.zero_grad()
         loss.backward()
-        log = step % 50 == 0 or step == steps - 1
+        log = step % log_every == 0 or step == steps - 1
         norms = grad_norms(model) if log else None
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -212,7 +226,7 @@ def train(
         "n_train": n_train,
         "steps": steps,
         "batch": preset["batch"],
-        "lr": preset["lr"],
+        "lr": peak_lr,
         "params": sum(p.numel() for p in model.parameters()),
         "training_seconds": round(time.perf_counter() - start, 1),
         "device": str(device),
