@@ -69,6 +69,7 @@ class Interventions:
     temperature: float = 1.0  # divide the attention logits by this
     ablate: frozenset[tuple[str, int, int]] = frozenset()  # (block, layer, head) switched off
     positional: bool = True  # add the positional encoding
+    unprojected: frozenset[tuple[str, int]] = frozenset()  # (block, layer) run with Q = K = x: no W_Q, W_K
 
     def head_mask(self, block: str, layer: int, n_heads: int, device=None) -> Tensor | None:
         """(h,) multiplier per head of one block and layer (0 = switched off); None if none is."""
@@ -87,6 +88,7 @@ class Interventions:
         return dict(
             temperature=self.temperature,
             scaled=self.scaled,
+            project_qk=(block, layer) not in self.unprojected,
             head_mask=self.head_mask(block, layer, n_heads, device),
             return_trace=return_trace,
             capture=capture,
@@ -306,14 +308,17 @@ class MultiHeadAttention(nn.Module):
         mask: Tensor | None = None,
         temperature: float = 1.0,
         scaled: bool = True,
+        project_qk: bool = True,
         head_mask: Tensor | None = None,
         return_trace: bool = False,
         capture: Capture = "full",
     ) -> tuple[Tensor, MultiHeadTrace | None]:
         """query (B, Tq, d_model), key/value (B, Tk, d_model), mask broadcastable to
         (B, h, Tq, Tk), e.g. (B, 1, 1, Tk) for padding or (Tq, Tk) for causal.
-        ``scaled=False`` drops the 1/sqrt(d_k); ``head_mask`` (h,) multiplies each head's
-        context before the concat (0 ablates a head); ``capture`` is what a trace keeps.
+        ``scaled=False`` drops the 1/sqrt(d_k); ``project_qk=False`` skips W_Q and W_K (head i
+        scores the i-th slice of the raw rows: Q = K = x, the "no projections" intervention);
+        ``head_mask`` (h,) multiplies each head's context before the concat (0 ablates a head);
+        ``capture`` is what a trace keeps.
 
         Returns ``(output (B, Tq, d_model), trace or None)``.
         """
@@ -321,8 +326,8 @@ class MultiHeadAttention(nn.Module):
         if head_mask is not None and head_mask.shape != (self.n_heads,):
             raise ValueError(f"head_mask must have shape ({self.n_heads},), got {tuple(head_mask.shape)}.")
         # 1) Project to queries, keys, values and split into heads.
-        q = self._split(self.w_q(query))  # (B, h, Tq, d_head)
-        k = self._split(self.w_k(key))  # (B, h, Tk, d_head)
+        q = self._split(self.w_q(query) if project_qk else query)  # (B, h, Tq, d_head)
+        k = self._split(self.w_k(key) if project_qk else key)  # (B, h, Tk, d_head)
         v = self._split(self.w_v(value))  # (B, h, Tk, d_head)
         # 2) Scaled dot-product attention per head.
         if not return_trace and temperature == 1.0 and scaled:

@@ -58,14 +58,38 @@ PRESETS: dict[str, dict] = {
 
 
 @dataclass(frozen=True)
+class SublayerTrace:
+    """One residual sublayer as the model ran it. Pre-norm: f reads LN(x_in), x_out = x_in + f_out.
+    Post-norm: f reads x_in, x_out = LN(x_in + f_out)."""
+
+    x_in: Tensor  # (B, T, d) the residual stream entering the sublayer
+    f_in: Tensor  # (B, T, d) what f read: LN(x_in) (pre-norm) or x_in (post-norm)
+    f_out: Tensor  # (B, T, d) f's output: attention after W_O, or the feed-forward network's
+    x_out: Tensor  # (B, T, d) the residual stream leaving it
+    hidden: Tensor | None  # (B, T, d_ff) the feed-forward network's activations after ReLU (else None)
+
+
+@dataclass(frozen=True)
+class LayerTrace:
+    """One layer's residual sublayers, in order: self-attention, cross-attention (decoder), FFN."""
+
+    self_attention: SublayerTrace
+    cross_attention: SublayerTrace | None
+    feed_forward: SublayerTrace
+
+
+@dataclass(frozen=True)
 class TransformerTrace:
-    """Per layer, each block's `MultiHeadTrace` (weights (B, h, Tq, Tk) in ``.heads.weights``)."""
+    """Per layer, each block's `MultiHeadTrace` (weights (B, h, Tq, Tk) in ``.heads.weights``) and
+    each layer's residual sublayers (`LayerTrace`: the stream, the norms' inputs, the FFN)."""
 
     encoder: tuple[MultiHeadTrace, ...]
     decoder_self: tuple[MultiHeadTrace, ...]
     cross: tuple[MultiHeadTrace, ...]
     memory: Tensor  # (B, S, d_model) encoder output
     logits: Tensor  # (B, T, V)
+    encoder_layers: tuple[LayerTrace, ...] = ()
+    decoder_layers: tuple[LayerTrace, ...] = ()
 
     def block(self, name: str) -> tuple[MultiHeadTrace, ...]:
         return getattr(self, name)
@@ -87,13 +111,20 @@ class _Layer(nn.Module):
         self.ff = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.ReLU(), nn.Linear(cfg.d_ff, cfg.d_model))
         self.norms = nn.ModuleList(nn.LayerNorm(cfg.d_model) for _ in range(3 if cross else 2))
 
-    def _sublayer(self, x: Tensor, i: int, fn) -> tuple[Tensor, MultiHeadTrace | None]:
-        """Pre-norm: x + f(LN(x)). Post-norm: LN(x + f(x))."""
-        if self.pre:
-            out, trace = fn(self.norms[i](x))
-            return x + out, trace
-        out, trace = fn(x)
-        return self.norms[i](x + out), trace
+    def _sublayer(self, x: Tensor, i: int, fn, trace: bool):
+        """Pre-norm: x + f(LN(x)). Post-norm: LN(x + f(x)). ``fn(h)`` returns (f(h), attention trace
+        or None, FFN hidden or None). Returns (x_out, attention trace, `SublayerTrace` or None)."""
+        f_in = self.norms[i](x) if self.pre else x
+        out, attention_trace, hidden = fn(f_in)
+        x_out = x + out if self.pre else self.norms[i](x + out)
+        sub = SublayerTrace(x, f_in, out, x_out, hidden) if trace else None
+        return x_out, attention_trace, sub
+
+    def feed_forward(self, h: Tensor) -> tuple[Tensor, None, Tensor]:
+        """W₂ ReLU(W₁ h + b₁) + b₂, position by position: (B, T, d) → (B, T, d), and the hidden
+        activations (B, T, d_ff) after the ReLU."""
+        hidden = self.ff[1](self.ff[0](h))
+        return self.ff[2](hidden), None, hidden
 
     def forward(
         self,
@@ -105,21 +136,28 @@ class _Layer(nn.Module):
         kw_self: dict,
         kw_cross: dict | None = None,
     ):
+        """Returns (x, self-attention trace, cross-attention trace, `LayerTrace` or None); traces
+        only when ``kw_self`` asks for them."""
+        trace = kw_self.get("return_trace", False)
         # 1) Self-attention (masked in the decoder).
-        x, t_self = self._sublayer(
-            x, 0, lambda h: self.self_attn(query=h, key=h, value=h, mask=self_mask, **kw_self)
+        x, t_self, s_self = self._sublayer(
+            x, 0, lambda h: (*self.self_attn(query=h, key=h, value=h, mask=self_mask, **kw_self), None), trace
         )
         # 2) Cross-attention: queries from the decoder, keys and values from the encoder output.
-        t_cross = None
+        t_cross = s_cross = None
         if self.cross_attn is not None:
-            x, t_cross = self._sublayer(
+            x, t_cross, s_cross = self._sublayer(
                 x,
                 1,
-                lambda h: self.cross_attn(query=h, key=memory, value=memory, mask=cross_mask, **kw_cross),
+                lambda h: (
+                    *self.cross_attn(query=h, key=memory, value=memory, mask=cross_mask, **kw_cross),
+                    None,
+                ),
+                trace,
             )
         # 3) Position-wise feed-forward.
-        x, _ = self._sublayer(x, len(self.norms) - 1, lambda h: (self.ff(h), None))
-        return x, t_self, t_cross
+        x, _, s_ff = self._sublayer(x, len(self.norms) - 1, self.feed_forward, trace)
+        return x, t_self, t_cross, LayerTrace(s_self, s_cross, s_ff) if trace else None
 
 
 class Transformer(nn.Module):
@@ -159,12 +197,13 @@ class Transformer(nn.Module):
 
     def encode(self, src: Tensor, src_lens: Tensor, iv: Interventions, trace: bool):
         mask = self.source_mask(src_lens, src.shape[1], iv, src.device)
-        x, traces = self.embed(self.src_emb, src, iv), []
+        x, traces, layers = self.embed(self.src_emb, src, iv), [], []
         for i, layer in enumerate(self.encoder):
             kw = iv.attention_kwargs("encoder", i, self.cfg.n_heads, src.device, return_trace=trace)
-            x, t, _ = layer(x, self_mask=mask, kw_self=kw)
+            x, t, _, lt = layer(x, self_mask=mask, kw_self=kw)
             traces.append(t)
-        return self.enc_norm(x), mask, traces
+            layers.append(lt)
+        return self.enc_norm(x), mask, traces, layers
 
     def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor | None, iv: Interventions, trace: bool):
         t_len, dev = tgt_in.shape[1], tgt_in.device
@@ -173,9 +212,9 @@ class Transformer(nn.Module):
             keep = torch.tril(keep)  # (T, T): position t sees 0..t
         if iv.padding:
             keep = keep & (tgt_in != 0)[:, None, None, :]  # (B, 1, T, T)
-        x, selfs, crosses = self.embed(self.tgt_emb, tgt_in, iv), [], []
+        x, selfs, crosses, layers = self.embed(self.tgt_emb, tgt_in, iv), [], [], []
         for i, layer in enumerate(self.decoder):
-            x, ts, tc = layer(
+            x, ts, tc, lt = layer(
                 x,
                 self_mask=keep,
                 memory=memory,
@@ -185,16 +224,19 @@ class Transformer(nn.Module):
             )
             selfs.append(ts)
             crosses.append(tc)
-        return self.out(self.dec_norm(x)), selfs, crosses  # logits (B, T, V)
+            layers.append(lt)
+        return self.out(self.dec_norm(x)), selfs, crosses, layers  # logits (B, T, V)
 
     def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor, *, iv: Interventions = NO_INTERVENTION,
                 return_trace: bool = False):  # fmt: skip
         """Teacher forcing: tgt_in (B, T) = <s> y_1 … y_{T-1}. Returns (logits (B, T, V), trace)."""
-        memory, src_mask, enc = self.encode(src, src_lens, iv, return_trace)
-        logits, selfs, crosses = self.decode(tgt_in, memory, src_mask, iv, return_trace)
+        memory, src_mask, enc, enc_layers = self.encode(src, src_lens, iv, return_trace)
+        logits, selfs, crosses, dec_layers = self.decode(tgt_in, memory, src_mask, iv, return_trace)
         if not return_trace:
             return logits, None
-        return logits, TransformerTrace(tuple(enc), tuple(selfs), tuple(crosses), memory, logits)
+        return logits, TransformerTrace(
+            tuple(enc), tuple(selfs), tuple(crosses), memory, logits, tuple(enc_layers), tuple(dec_layers)
+        )
 
     def greedy(self, src: Tensor, src_lens: Tensor, *, max_len: int, iv: Interventions = NO_INTERVENTION,
                return_trace: bool = False):  # fmt: skip
@@ -202,11 +244,11 @@ class Transformer(nn.Module):
         the final pass over <s> y_1 … y_{T-1} — the very pass that chose y_T, and whose rows
         t < T repeat the earlier steps' numbers (causal attention sees only the prefix)."""
         iv = replace(iv, causal=True)
-        memory, src_mask, _ = self.encode(src, src_lens, iv, False)
+        memory, src_mask, _, _ = self.encode(src, src_lens, iv, False)
         ys = torch.full((src.shape[0], 1), BOS_ID, dtype=torch.long, device=src.device)
         done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
         for _ in range(max_len):
-            logits, _, _ = self.decode(ys, memory, src_mask, iv, False)
+            logits, _, _, _ = self.decode(ys, memory, src_mask, iv, False)
             nxt = torch.where(done, EOS_ID, logits[:, -1].argmax(-1))
             ys = torch.cat([ys, nxt[:, None]], 1)
             done |= nxt == EOS_ID

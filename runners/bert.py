@@ -13,6 +13,7 @@ import torch
 
 from models.attention import NO_INTERVENTION, Interventions, keys_kept
 from models.bert import LoadedBert, default_folder, load_bert, sentence_embedding
+from runners.projections import RawVsProjected, raw_vs_projected
 from runners.protocol import AttentionMaps, to_numpy
 
 MAX_CHARS = 20_000  # far more text than 512 tokens can hold; longer input is cut before tokenising
@@ -122,6 +123,34 @@ class NeuronLayer:
             scaled_scores=self.masked_scores[head, query],
             weights=self.weights[head, query],
         )
+
+
+def projections(
+    loaded: LoadedBert, enc: Encoding, iv: Interventions = NO_INTERVENTION
+) -> list[RawVsProjected]:
+    """Per layer, softmax(X Xᵀ) on the layer's input (the rows W_Q, W_K, W_V read: the embeddings for
+    layer 0, each layer's output after), under the same key mask, beside the learned heads."""
+    out, _ = _forward(loaded, enc, iv, True)
+    keep = to_numpy(keys_kept(1, len(enc.ids), hidden=iv.hidden_keys)[0]).astype(bool)  # (T,)
+    mask = np.broadcast_to(keep[None, :], (len(enc.ids), len(enc.ids)))
+    return [
+        raw_vs_projected(
+            enc.tokens,
+            to_numpy(x[0]),
+            to_numpy(t.heads.weights[0]),
+            mask,
+            rows=mask.sum(-1) > 1,
+            x_is="the layer's input, the rows its W_Q, W_K, W_V read: "
+            + (
+                "the layer-normed embeddings (word + position + segment)"
+                if i == 0
+                else f"layer {i - 1}'s output"
+            ),
+        )  # fmt: skip
+        for i, (x, t) in enumerate(
+            zip(out.hidden_states, out.attentions, strict=False)
+        )  # one more hidden state
+    ]
 
 
 def neuron_layer(loaded: LoadedBert, enc: Encoding, iv: Interventions, layer: int) -> NeuronLayer:

@@ -23,6 +23,7 @@ from tokenizers import Tokenizer
 from models.attention import NO_INTERVENTION, Interventions
 from models.checkpoints import ASSETS, CheckpointError, load_checkpoint, retrain_fix
 from models.gpt import GPT, GPTConfig
+from runners.projections import RawVsProjected, raw_vs_projected
 from runners.protocol import AttentionMaps, to_numpy
 from tasks import InputError, stdlib
 from tasks.common import BOS_ID, SPECIALS
@@ -211,6 +212,36 @@ def run(model: GPT, tokenizer: Tokenizer, prompt: Prompt, iv: Interventions = NO
         },
         head_scores=head_scores(weights, prompt.ids),
     )
+
+
+X_IS = (
+    "LN(residual stream), the rows W_Q and W_V read (the keys the model scores are these rows smeared with "
+    "the row before: the raw map uses X itself)"
+)
+
+
+def projections(model: GPT, tokenizer: Tokenizer, prompt: Prompt, iv: Interventions = NO_INTERVENTION
+                ) -> list[RawVsProjected]:  # fmt: skip
+    """Per layer, softmax(X Xᵀ) on the rows its W_Q and W_V read (LN of the stream; the keys the model
+    scores are those rows smeared with the previous one), under the same causal mask, beside the
+    learned heads."""
+    device = next(model.parameters()).device
+    ids = torch.tensor([prompt.ids], device=device)  # (1, T)
+    with torch.inference_mode():
+        _, trace = model(ids, iv=iv, return_trace=True, capture="weights")
+        mask = to_numpy(model.attention_mask(len(prompt.ids), iv, device)[0, 0]).astype(bool)  # (T, T)
+    tokens = tuple(label(tokenizer, i) for i in prompt.ids)
+    return [
+        raw_vs_projected(
+            tokens,
+            to_numpy(t.x_query[0]),
+            to_numpy(t.heads.weights[0]),
+            mask,
+            x_is=X_IS,
+            rows=mask.sum(-1) > 1,
+        )
+        for t in trace.layers
+    ]
 
 
 @dataclass(frozen=True)

@@ -24,22 +24,27 @@ def entropy(weights: np.ndarray) -> np.ndarray:
     return -(weights * np.log(w)).sum(-1)
 
 
-def head_statistics(maps: AttentionMaps) -> list[dict]:
-    """One row per layer and head: mean row entropy, mean max weight, mean mass on special keys."""
-    special = maps.special_keys
+def head_statistics(maps: AttentionMaps, held_out_self: Sequence[Mapping] | None = None) -> list[dict]:
+    """One row per layer and head: mean row entropy, mean max weight, mean mass on special keys; for
+    self-attention (queries = keys) the mean weight on self, and, given the card's per-layer
+    ``held_out_self`` (``diagonal_mass[block]["layers"]``), its held-out mean."""
+    special, self_attention = maps.special_keys, maps.queries == maps.keys
     rows = []
     for layer in range(maps.n_layers):
         for head in range(maps.n_heads):
             w = maps.weights[layer, head]  # (Tq, Tk)
-            rows.append(
-                {
-                    "layer": layer,
-                    "head": head,
-                    "entropy (nats)": float(entropy(w).mean()),
-                    "max weight (mean)": float(w.max(-1).mean()),
-                    "mass on special tokens": float(w[:, special].sum(-1).mean()),
-                }
-            )
+            row = {
+                "layer": layer,
+                "head": head,
+                "entropy (nats)": float(entropy(w).mean()),
+                "max weight (mean)": float(w.max(-1).mean()),
+                "mass on special tokens": float(w[:, special].sum(-1).mean()),
+            }
+            if self_attention:
+                row["weight on self"] = float(np.diagonal(w).mean())
+                if held_out_self is not None:
+                    row["weight on self, held-out mean"] = held_out_self[layer]["heads"][head]
+            rows.append(row)
     return rows
 
 

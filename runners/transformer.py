@@ -14,7 +14,8 @@ import torch
 
 from models.attention import NO_INTERVENTION, Interventions, MultiHeadTrace
 from models.checkpoints import load_checkpoint
-from models.transformer import BLOCKS, Transformer, TransformerConfig
+from models.transformer import BLOCKS, LayerTrace, SublayerTrace, Transformer, TransformerConfig
+from runners.projections import RawVsProjected, raw_vs_projected
 from runners.protocol import AttentionMaps, to_numpy
 from tasks import TASKS, Task, held_out
 from tasks.batching import batch_tensors
@@ -72,6 +73,37 @@ class BlockTrace:
 
 
 @dataclass(frozen=True)
+class Sublayer:
+    """One residual sublayer of one layer, batch row 0 (see `models.transformer.SublayerTrace`)."""
+
+    x_in: np.ndarray  # (T, d) the residual stream entering
+    f_in: np.ndarray  # (T, d) what f read: LN(x_in) (pre-norm) or x_in (post-norm)
+    f_out: np.ndarray  # (T, d) attention after W_O, or the feed-forward network's output
+    x_out: np.ndarray  # (T, d) the residual stream leaving
+    hidden: np.ndarray | None  # (T, d_ff) feed-forward activations after ReLU
+
+    @classmethod
+    def of(cls, t: SublayerTrace | None) -> Sublayer | None:
+        if t is None:
+            return None
+        hidden = None if t.hidden is None else to_numpy(t.hidden[0])
+        return cls(*(to_numpy(x[0]) for x in (t.x_in, t.f_in, t.f_out, t.x_out)), hidden)
+
+
+@dataclass(frozen=True)
+class LayerSteps:
+    """One layer's residual sublayers, in the order they run."""
+
+    self_attention: Sublayer
+    cross_attention: Sublayer | None  # decoder layers only
+    feed_forward: Sublayer
+
+    @classmethod
+    def of(cls, t: LayerTrace) -> LayerSteps:
+        return cls(Sublayer.of(t.self_attention), Sublayer.of(t.cross_attention), Sublayer.of(t.feed_forward))
+
+
+@dataclass(frozen=True)
 class TransformerRun:
     source: tuple[str, ...]  # encoder tokens (padding included when run in a padded batch)
     inputs: tuple[str, ...]  # decoder inputs: <s> y_1 … y_{T-1}
@@ -81,6 +113,7 @@ class TransformerRun:
     token_log_probs: np.ndarray  # (T,) log p(rows[t])
     blocks: dict[str, tuple[BlockTrace, ...]]  # BLOCKS → one per layer
     maps: dict[str, AttentionMaps]  # BLOCKS → every layer's weights (L, h, Tq, Tk)
+    layers: dict[str, tuple[LayerSteps, ...]]  # "encoder", "decoder" → each layer's sublayers
 
     @property
     def log_prob(self) -> float:
@@ -113,6 +146,10 @@ def _run(trace, src, inputs_ids, rows_ids, tgt_vocab: Vocab, joiner: str) -> Tra
         predictions=tuple(tgt_vocab.tokens[i] for i in logp.argmax(-1).tolist()),
         token_log_probs=to_numpy(picked),
         blocks=blocks,
+        layers={
+            "encoder": tuple(LayerSteps.of(t) for t in trace.encoder_layers),
+            "decoder": tuple(LayerSteps.of(t) for t in trace.decoder_layers),
+        },
         maps={
             b: AttentionMaps(
                 title=BLOCK_TITLES[b],
@@ -209,6 +246,176 @@ def walkthrough(
             np.abs(block.weights[head, query] @ block.v[head] - block.head_outputs[head, query]).max()
         ),
         output_gap=float(np.abs(block.concat[query] @ w_o.T + b_o - block.output[query]).max()),
+    )
+
+
+SUBLAYER_TITLES = {"self_attention": "self-attention", "cross_attention": "cross-attention",
+                   "feed_forward": "feed-forward"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NormStep:
+    """A layer norm on one row, recomputed from its numbers: (x − mean) / √(var + ε) · γ + β."""
+
+    x: np.ndarray  # (d,) the row going in
+    mean: float
+    variance: float  # biased, as nn.LayerNorm
+    eps: float
+    gamma: np.ndarray  # (d,)
+    beta: np.ndarray  # (d,)
+    normalised: np.ndarray  # (d,) (x − mean) / √(var + ε)
+    output: np.ndarray  # (d,) the model's output row
+    gap: float  # max |recomputed − the model's output|
+
+
+def norm_step(norm: torch.nn.LayerNorm, x: np.ndarray, output: np.ndarray) -> NormStep:
+    x64 = x.astype(np.float64)
+    mean, variance = float(x64.mean()), float(x64.var())
+    normalised = (x64 - mean) / np.sqrt(variance + norm.eps)
+    gamma, beta = to_numpy(norm.weight), to_numpy(norm.bias)
+    return NormStep(
+        x=x,
+        mean=mean,
+        variance=variance,
+        eps=norm.eps,
+        gamma=gamma,
+        beta=beta,
+        normalised=normalised.astype(np.float32),
+        output=output,
+        gap=float(np.abs(normalised * gamma + beta - output).max()),
+    )
+
+
+@dataclass(frozen=True)
+class FeedForwardStep:
+    """W₂ ReLU(W₁ x + b₁) + b₂ on one row, recomputed from the weights and checked."""
+
+    x: np.ndarray  # (d,) what the network read
+    pre_activation: np.ndarray  # (d_ff,) W₁ x + b₁, recomputed
+    hidden: np.ndarray  # (d_ff,) the model's ReLU output
+    output: np.ndarray  # (d,) the model's W₂ h + b₂
+    hidden_gap: float  # ReLU(recomputed pre-activation) vs the model's hidden
+    output_gap: float  # W₂ (model's hidden) + b₂ vs the model's output
+
+    @property
+    def share_zero(self) -> float:
+        """Share of hidden units the ReLU set to 0 (their pre-activation was ≤ 0)."""
+        return float((self.hidden == 0).mean())
+
+
+@dataclass(frozen=True)
+class BlockSteps:
+    """Past W_O, for one query row: the attention sublayer's residual add and norm, the layer's
+    feed-forward sublayer, its add and norm, and the whole layer recomposed."""
+
+    pre_norm: bool
+    attention: Sublayer  # the chosen attention sublayer
+    attention_norm: NormStep  # pre-norm: LN(x_in) that attention read; post-norm: LN(x_in + f_out)
+    feed_forward: Sublayer
+    ffn_norm: NormStep  # pre-norm: LN before the FFN; post-norm: LN(x + FFN(x))
+    ffn: FeedForwardStep
+    residual_gaps: tuple[float, float]  # pre: x_in + f_out vs x_out; post: LN input check is in the norms
+    layer_gap: float  # the layer's output recomposed (norms and FFN from the weights) vs the model's
+    stream_labels: tuple[str, ...]  # the residual stream's checkpoints through the whole stack
+    stream_norms: np.ndarray  # (len(stream_labels), T) ‖x‖ per position at each checkpoint
+
+
+def _layer_module(model: Transformer, stack: str, layer: int):
+    return (model.encoder if stack == "encoder" else model.decoder)[layer]
+
+
+def _recompose_layer(module, steps: LayerSteps, pre: bool) -> np.ndarray:
+    """The layer's output from its input: each attention sublayer's output as the model computed it
+    (steps 1–8 check those), every norm, residual add and the feed-forward network from the weights."""
+
+    def ln(norm, x):
+        mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+        return (x - mean) / np.sqrt(var + norm.eps) * to_numpy(norm.weight) + to_numpy(norm.bias)
+
+    def ffn(x):
+        w1, b1 = to_numpy(module.ff[0].weight).astype(np.float64), to_numpy(module.ff[0].bias)
+        w2, b2 = to_numpy(module.ff[2].weight).astype(np.float64), to_numpy(module.ff[2].bias)
+        return np.maximum(x @ w1.T + b1, 0.0) @ w2.T + b2
+
+    x = steps.self_attention.x_in.astype(np.float64)
+    subs = [s for s in (steps.self_attention, steps.cross_attention) if s is not None]
+    for i, norm in enumerate(module.norms):
+        f = subs[i].f_out if i < len(subs) else ffn(ln(norm, x) if pre else x)
+        x = x + f if pre else ln(norm, x + f)
+    return x
+
+
+def block_steps(model: Transformer, run: TransformerRun, block: str, layer: int, query: int) -> BlockSteps:
+    """The rest of the layer after block ``block``'s W_O, for query row ``query``, every number the
+    model's own, each recomposition compared with the model's tensor."""
+    stack = "encoder" if block == "encoder" else "decoder"
+    module, steps = _layer_module(model, stack, layer), run.layers[stack][layer]
+    attention = steps.cross_attention if block == "cross" else steps.self_attention
+    norm_index = 1 if block == "cross" else 0
+    pre = model.cfg.norm == "pre"
+    ff, ff_norm = steps.feed_forward, module.norms[len(module.norms) - 1]
+
+    def around(sub: Sublayer, norm) -> tuple[NormStep, float]:
+        if pre:  # the norm came before f: LN(x_in) = f_in; the add is plain
+            added = sub.x_in[query] + sub.f_out[query]
+            return norm_step(norm, sub.x_in[query], sub.f_in[query]), float(
+                np.abs(added - sub.x_out[query]).max()
+            )
+        return norm_step(norm, sub.x_in[query] + sub.f_out[query], sub.x_out[query]), 0.0
+
+    attention_norm, attention_gap = around(attention, module.norms[norm_index])
+    ffn_norm, ffn_gap = around(ff, ff_norm)
+    w1, b1 = to_numpy(module.ff[0].weight), to_numpy(module.ff[0].bias)
+    w2, b2 = to_numpy(module.ff[2].weight), to_numpy(module.ff[2].bias)
+    x_ff, hidden = ff.f_in[query], ff.hidden[query]
+    pre_activation = x_ff @ w1.T + b1
+    labels, norms = [], []
+    for i, layer_steps in enumerate(run.layers[stack]):
+        for name in ("self_attention", "cross_attention", "feed_forward"):
+            sub = getattr(layer_steps, name)
+            if sub is not None:
+                labels.append(f"L{i} before {SUBLAYER_TITLES[name]}")
+                norms.append(np.linalg.norm(sub.x_in, axis=-1))
+    labels.append(f"L{len(run.layers[stack]) - 1} output")
+    norms.append(np.linalg.norm(run.layers[stack][-1].feed_forward.x_out, axis=-1))
+    return BlockSteps(
+        pre_norm=pre,
+        attention=attention,
+        attention_norm=attention_norm,
+        feed_forward=ff,
+        ffn_norm=ffn_norm,
+        ffn=FeedForwardStep(
+            x=x_ff,
+            pre_activation=pre_activation,
+            hidden=hidden,
+            output=ff.f_out[query],
+            hidden_gap=float(np.abs(np.maximum(pre_activation, 0) - hidden).max()),
+            output_gap=float(np.abs(hidden @ w2.T + b2 - ff.f_out[query]).max()),
+        ),
+        residual_gaps=(attention_gap, ffn_gap),
+        layer_gap=float(np.abs(_recompose_layer(module, steps, pre) - ff.x_out).max()),
+        stream_labels=tuple(labels),
+        stream_norms=np.stack(norms).astype(np.float32),
+    )
+
+
+SELF_ATTENTION_BLOCKS = ("encoder", "decoder_self")  # where queries and keys are one sequence
+
+
+def projections(run: TransformerRun, block: str, layer: int, *, pre_norm: bool) -> RawVsProjected:
+    """softmax(X Xᵀ) on the rows this self-attention layer's W_Q, W_K, W_V read, under the mask it
+    used (read back from its masked scores), beside its learned heads."""
+    if block not in SELF_ATTENTION_BLOCKS:
+        raise ValueError(f"raw self-attention needs one sequence; choose a block of {SELF_ATTENTION_BLOCKS}.")
+    trace, maps = run.blocks[block][layer], run.maps[block]
+    mask = np.isfinite(trace.masked_scores[0])  # (T, T): the same mask for every head
+    stream = (
+        "the residual stream after a layer norm (pre-norm)" if pre_norm else "the residual stream (post-norm)"
+    )
+    first = " — in layer 0, token embeddings × √d + positions" if layer == 0 else ""
+    x_is = f"the rows this layer's W_Q, W_K, W_V read: {stream}{first}"
+    return raw_vs_projected(
+        maps.queries, trace.x_query, trace.weights, mask, x_is=x_is, rows=mask.sum(-1) > 1
     )
 
 

@@ -38,6 +38,8 @@ def metric(app, label):
 
 def test_page_shows_the_models_output_and_passes_its_own_checks(at):
     assert at.code[0].value == model_run().text
+    at.session_state["tf_wt_step_pre"] = "Σ w·v, heads, W_O"
+    at.run()
     assert any(s.value.startswith("Check: concat @ W_Oᵀ") for s in at.success)
     weights = focus_weights(at).reshape(model_run().blocks["encoder"][0].weights[0].shape)
     np.testing.assert_array_equal(weights, model_run().blocks["encoder"][0].weights[0].astype(np.float32))

@@ -100,14 +100,24 @@ def head_view(maps: AttentionMaps, key: str, *, plot_config=None) -> None:
     st.caption("Left: queries; right: keys. Line opacity ∝ weight (≥ 0.05 drawn).")
 
 
-def statistics(all_maps: Mapping[str, AttentionMaps], key: str) -> None:
-    """Per block, layer and head: mean entropy, mean max weight, mean mass on special tokens."""
+def statistics(
+    all_maps: Mapping[str, AttentionMaps], key: str, *, diagonal_mass: Mapping | None = None
+) -> None:
+    """Per block, layer and head: mean entropy, mean max weight, mean mass on special tokens, and for
+    self-attention the weight on self (with the card's held-out mean, ``diagonal_mass``, if given)."""
     st.markdown(
         "Per head: mean entropy of its attention rows (0 = each query looks at one key; ln Tk = "
-        "uniform), the mean of each row's largest weight, and the share of attention that lands on "
-        "special tokens (start/end markers, padding, [CLS]/[SEP])."
+        "uniform), the mean of each row's largest weight, the share of attention that lands on "
+        "special tokens (start/end markers, padding, [CLS]/[SEP]) and, in self-attention, the mean "
+        "weight a token puts on itself (softmax(XXᵀ) without projections puts nearly all of it there: "
+        "see *Raw vs projected*)."
     )
-    rows = [{"block": name, **row} for name, maps in all_maps.items() for row in head_statistics(maps)]
+    held_out = diagonal_mass or {}
+    rows = [
+        {"block": name, **row}
+        for name, maps in all_maps.items()
+        for row in head_statistics(maps, held_out.get(name, {}).get("layers"))
+    ]
     st.dataframe(rows, hide_index=True, key=f"{key}_stats")
 
 

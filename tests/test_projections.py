@@ -1,0 +1,189 @@
+"""Raw vs projected self-attention: softmax(X Xᵀ) on the layer's real input, the weight on self, the
+"projections off" intervention, the card's held-out means and the pages that show them."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from models.attention import Interventions, MultiHeadAttention
+from models.checkpoints import ASSETS
+from runners import bert, gpt, transformer
+from runners.projections import diagonal_mass, held_out_means, raw_vs_projected
+from runners.stats import head_statistics
+from tasks import TASKS
+from tests.helpers import open_app, open_view
+from views.serving import held_out_examples, load_model
+
+
+def softmax_rows(scores: np.ndarray) -> np.ndarray:
+    scores = scores - scores.max(-1, keepdims=True)
+    e = np.exp(scores)
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_diagonal_mass_by_hand():
+    w = np.array([[0.5, 0.5, 0.0], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6]])
+    assert diagonal_mass(w) == pytest.approx((0.5 + 0.6 + 0.6) / 3)
+    assert diagonal_mass(w, np.array([False, True, True])) == pytest.approx(0.6)
+    # A hidden key: its column is masked out of the raw map too, and rows still sum to 1.
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    mask = np.ones((3, 3), dtype=bool)
+    mask[:, 1] = False
+    r = raw_vs_projected(("a", "b", "c"), x, w[None], mask)
+    assert np.all(r.raw[:, 1] == 0) and np.allclose(r.raw.sum(-1), 1, atol=1e-6)
+
+
+def test_transformer_raw_map_is_softmax_of_the_models_own_embeddings():
+    model, _, sv, tv = load_model("transformer-dates-h4")
+    src = held_out_examples("dates")[0].src
+    r = transformer.run(model, TASKS["dates"], src, sv, tv)
+    result = transformer.projections(r, "encoder", 0, pre_norm=True)
+    # X from the weights: token embedding × √d + positions, then layer 0's pre-norm.
+    with torch.no_grad():
+        ids = torch.tensor([sv.encode(src)])
+        x = model.encoder[0].norms[0](model.embed(model.src_emb, ids, Interventions()))[0].numpy()
+    np.testing.assert_allclose(result.x, x, atol=1e-5)
+    np.testing.assert_allclose(result.raw, softmax_rows(x.astype(np.float64) @ x.T), atol=1e-5)
+    np.testing.assert_allclose(
+        result.raw_scaled, softmax_rows(x.astype(np.float64) @ x.T / math.sqrt(64)), atol=1e-5
+    )
+    np.testing.assert_allclose(result.raw.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(result.raw_output, result.raw @ x, atol=1e-4)
+    np.testing.assert_array_equal(result.learned, r.blocks["encoder"][0].weights)
+    # The material's claim, measured: without projections the weight sits on the diagonal.
+    assert result.diagonal["raw"] > 0.5 > result.diagonal["heads (mean)"]
+
+
+def test_decoder_raw_map_keeps_the_causal_mask_and_skips_rows_without_a_choice():
+    model, _, sv, tv = load_model("transformer-dates-h4")
+    r = transformer.run(model, TASKS["dates"], held_out_examples("dates")[0].src, sv, tv)
+    result = transformer.projections(r, "decoder_self", 1, pre_norm=True)
+    assert np.all(np.triu(result.raw, 1) == 0)
+    assert not result.rows[0] and result.rows[1:].all()
+    with pytest.raises(ValueError, match="one sequence"):
+        transformer.projections(r, "cross", 0, pre_norm=True)
+
+
+def test_bert_raw_map_is_softmax_of_the_pretrained_embeddings():
+    loaded = bert.load_bert(bert.default_folder())
+    enc = bert.encode(loaded, "The bank of the river was muddy.")
+    layers = bert.projections(loaded, enc)
+    assert len(layers) == loaded.config.num_hidden_layers
+    m = loaded.model
+    with torch.no_grad():
+        ids = torch.tensor([enc.ids])
+        x = m.emb_norm(
+            m.word(ids)
+            + m.segment(torch.tensor([enc.type_ids]))
+            + m.position(torch.arange(len(enc.ids)))[None]
+        )
+    x = x[0].numpy().astype(np.float64)
+    np.testing.assert_allclose(layers[0].x, x, atol=1e-4)
+    np.testing.assert_allclose(layers[0].raw, softmax_rows(x @ x.T), atol=1e-5)
+    np.testing.assert_array_equal(layers[0].learned, bert.run(loaded, enc).weights[0])
+
+
+def test_gpt_raw_map_is_causal_softmax_of_its_layer_input():
+    model, _, tokenizer = gpt.load()
+    prompt = gpt.prepare(tokenizer, "def add(a, b):\n    return a + b\n", model.cfg.max_len)
+    layers = gpt.projections(model, tokenizer, prompt)
+    with torch.no_grad():
+        ids = torch.tensor([prompt.ids])
+        x = model.blocks[0].ln_1(model.tok_emb(ids) + model.pos_emb.weight[: len(prompt.ids)])[0].numpy()
+    x = x.astype(np.float64)
+    scores = np.where(np.tril(np.ones((len(x), len(x)), dtype=bool)), x @ x.T, -np.inf)
+    np.testing.assert_allclose(layers[0].raw, softmax_rows(scores), atol=1e-5)
+    assert np.all(np.triu(layers[0].raw, 1) == 0)
+
+
+def test_projections_off_is_q_equals_k_equals_x_per_head():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(8, 2).eval().requires_grad_(False)
+    x = torch.randn(1, 5, 8)
+    out, trace = mha(query=x, key=x, value=x, project_qk=False, return_trace=True)
+    for h in range(2):
+        xh = x[0, :, h * 4 : (h + 1) * 4].double()
+        w = torch.softmax(xh @ xh.T / 2.0, -1)
+        np.testing.assert_allclose(trace.heads.weights[0, h].double(), w, atol=1e-6)
+    fused, _ = mha(query=x, key=x, value=x, project_qk=False)  # the fast path computes the same
+    np.testing.assert_allclose(fused, out.detach(), atol=1e-5)
+    projected, _ = mha(query=x, key=x, value=x)
+    assert not torch.allclose(projected, out)
+    kwargs = Interventions(unprojected=frozenset({("encoder", 1)})).attention_kwargs("encoder", 1, 2)
+    assert kwargs["project_qk"] is False
+    assert Interventions().attention_kwargs("encoder", 1, 2)["project_qk"] is True
+
+
+def test_cards_hold_the_held_out_diagonal_mass_and_it_recomputes():
+    names = [p.stem for p in ASSETS.glob("transformer-*.json")] + ["gpt-stdlib", "bert-minilm"]
+    for name in names:
+        card = json.loads((ASSETS / f"{name}.json").read_text())
+        blocks = card["diagonal_mass"]
+        assert set(blocks) == ({"encoder", "decoder_self"} if name.startswith("transformer") else {"self"})
+        for entry in blocks.values():
+            assert entry["n"] >= 50 and "definition" in entry
+            for layer in entry["layers"]:
+                assert layer["raw"] > np.mean(layer["heads"])  # raw piles onto itself more than the heads do
+    model, card, sv, tv = load_model("transformer-dates-h4")
+    runs = [transformer.run(model, TASKS["dates"], ex.src, sv, tv) for ex in held_out_examples("dates", 100)]
+    again = held_out_means(
+        [[transformer.projections(r, "encoder", i, pre_norm=True) for i in range(2)] for r in runs]
+    )
+    for ours, stored in zip(again["layers"], card["diagonal_mass"]["encoder"]["layers"], strict=True):
+        assert ours["raw"] == pytest.approx(stored["raw"], abs=1e-6)
+        assert ours["heads"] == pytest.approx(stored["heads"], abs=1e-6)
+
+
+def test_head_statistics_report_the_weight_on_self():
+    r = transformer.example()
+    card = load_model("transformer-dates-h4")[1]
+    rows = head_statistics(r.maps["encoder"], card["diagonal_mass"]["encoder"]["layers"])
+    assert rows[5]["weight on self"] == pytest.approx(
+        float(np.diagonal(r.maps["encoder"].weights[1, 1]).mean())
+    )
+    assert (
+        rows[5]["weight on self, held-out mean"] == card["diagonal_mass"]["encoder"]["layers"][1]["heads"][1]
+    )
+    assert "weight on self" not in head_statistics(r.maps["cross"])[0]  # queries and keys differ
+
+
+@pytest.mark.parametrize(
+    ("page", "query"),
+    [("app_pages/transformer.py", {}), ("app_pages/gpt.py", {}), ("app_pages/bert.py", {})],
+)
+def test_pages_show_raw_vs_projected_with_the_runners_numbers(page, query):
+    app = open_view(open_app(page, **query), "Raw vs projected")
+    values = {m.label: m.value for m in app.metric}
+    raw = float(values["Weight on self, softmax(XXᵀ)"])
+    learned = float(values["… learned heads, mean"])
+    assert 0 <= learned < raw <= 1
+    assert sum("proj_map" in c.proto.id for c in app.get("plotly_chart")) == 3
+    assert any("held-out inputs" in m.value for m in app.markdown)
+
+
+def test_switching_projections_off_changes_output_and_exact_match():
+    app = open_app("app_pages/transformer.py")
+    app.session_state["tf_unprojected"] = [("encoder", 0), ("encoder", 1)]
+    app.run()
+    assert not app.exception
+    (exact,) = [m for m in app.metric if m.label.startswith("Exact match")]
+    assert exact.delta is not None and exact.delta.startswith("-")
+
+
+def test_the_measurement_cli_writes_its_own_card_key(tmp_path):
+    import shutil
+
+    from training.measure import main
+
+    for name in ("gpt-stdlib.json", "gpt-stdlib.safetensors", "stdlib.tokenizer.json"):
+        shutil.copy(ASSETS / name, tmp_path / name)
+    before = json.loads((tmp_path / "gpt-stdlib.json").read_text())
+    main(["--folder", str(tmp_path), "diagonal-mass", "--family", "gpt", "--n", "2"])
+    after = json.loads((tmp_path / "gpt-stdlib.json").read_text())
+    assert after["diagonal_mass"]["self"]["n"] == 2 and len(after["diagonal_mass"]["self"]["layers"]) == 2
+    assert {k: v for k, v in after.items() if k != "diagonal_mass"} == {
+        k: v for k, v in before.items() if k != "diagonal_mass"
+    }
