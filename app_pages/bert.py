@@ -16,12 +16,23 @@ from runners.bert import EXAMPLE_TEXT, MAX_CHARS
 from runners.protocol import AttentionMaps
 from runners.stats import rollout
 from views import attention
+from views import projections as projection_view
+from views.importance_tabs import bert_tab
 from views.inputs import md_escape, token_key
 from views.layout import lazy_tabs, page_header
-from views.serving import bert_folders, bert_neuron_layer, bert_pair_similarity, bert_run, load_bert_cached
+from views.serving import (
+    bert_folders,
+    bert_neuron_layer,
+    bert_pair_similarity,
+    bert_projections,
+    bert_run,
+    load_bert_cached,
+    measurements,
+)
 from viz.charts import step_bars
 from viz.heatmaps import matrix_heatmap
 
+MEASUREMENTS = "bert-minilm"  # assets/bert-minilm.json: what we measured on the pretrained model
 WINDOW = 64  # tokens shown at once in the matrix views; longer inputs get a window slider
 
 page_header(__doc__)
@@ -204,8 +215,18 @@ lazy_tabs(
         ),
         "Neuron view": neuron_view,
         "Rollout vs raw": rollout_view,
-        "Head statistics": lambda: attention.statistics(run.maps, "bert"),
+        "Raw vs projected": lambda: projection_view.layer_view(
+            lambda: bert_projections(folder, text_a, text_b, interventions),
+            cfg.num_hidden_layers,
+            "bert",
+            held_out=((measurements(MEASUREMENTS) or {}).get("diagonal_mass") or {}).get("self"),
+            window=idx,
+        ),
+        "Head statistics": lambda: attention.statistics(
+            run.maps, "bert", diagonal_mass=(measurements(MEASUREMENTS) or {}).get("diagonal_mass")
+        ),
         "Export": export,
+        "Attention vs importance": lambda: bert_tab(folder, text_a, text_b),
     },
     key="bert_view",
 )

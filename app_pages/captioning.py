@@ -12,14 +12,15 @@ import streamlit as st
 from PIL import Image
 
 from runners.captioner import DEFAULT, SAMPLES, map_similarity
+from runners.importance import CARD_KEY
 from tasks.images import ImageError, load_upload, model_input
 from tasks.scenes import COLOURS, PEN_INK, SHAPES, SIZES, VOCABULARY, caption_is_defined, compose, generate
-from views import attention
+from views import attention, importance
 from views.canvas import drawing_canvas
 from views.inputs import md_escape, whole_number_input
 from views.layout import lazy_tabs, page_header
 from views.outputs import model_output
-from views.serving import captioner_familiarity, captions, card, unfamiliarity
+from views.serving import caption_importance_rows, captioner_familiarity, captions, card, unfamiliarity
 from viz.charts import token_bars
 from viz.heatmaps import matrix_heatmap
 from viz.lines import attention_overlay
@@ -213,6 +214,12 @@ def regions_view() -> None:
     coverage_column, self_attention_column = st.columns(2)
     coverage = coverage_map(run, "Coverage Σₜ αₜ (1 = looked at once in total)")
     coverage_column.plotly_chart(coverage, key="cap_coverage")
+    coverage_column.caption(
+        f"Training pushed coverage towards 1 with the doubly stochastic penalty "
+        f"λ Σᵢ (1 − Σₜ αₜ,ᵢ)², λ = {model_card['doubly_stochastic_lambda']:g} (Xu et al. 2015, from the "
+        f"model's card); its attention was also supervised on object words with weight "
+        f"{model_card['attention_supervision']['weight']:g}."
+    )
     with self_attention_column:
         st.markdown(
             "**CNN self-attention** — pick a region; where does it look in the encoder's non-local block?"
@@ -266,6 +273,15 @@ def hide_view() -> None:
     st.caption("Same caption." if after.text == before.text else changed)
 
 
+@st.fragment
+def importance_view() -> None:
+    """Importance of each region by ablation vs α_t and gradient × input, per word, also as maps."""
+    st.caption("Ablated: one 8×8-pixel region, painted the image's mean colour. α: one head, one layer.")
+    per_token = caption_importance_rows(DEFAULT, seen.tobytes(), seen.shape, run.output)
+    t = importance.per_output_token(per_token, "cap", held_out=model_card.get(CARD_KEY, {}).get("spearman"))
+    importance.grid_maps(per_token, t, run.alphas.shape[-1], "cap")
+
+
 def statistics_and_export() -> None:
     attention.statistics(run.maps, "cap")
     attention.export(run.maps, "cap", file_stem=DEFAULT)
@@ -276,6 +292,7 @@ lazy_tabs(
         "Where each word looks": word_view,
         "Coverage and CNN self-attention": regions_view,
         "Hide regions": hide_view,
+        "Attention vs importance": importance_view,
         "Statistics & export": statistics_and_export,
     },
     key="cap_view",

@@ -18,8 +18,11 @@ from models.attention import Interventions
 from models.checkpoints import CheckpointError
 from models.gpt import BLOCK
 from runners import gpt
+from runners.projections import RawVsProjected
 from tasks import InputError
 from views import attention
+from views import projections as projection_view
+from views.importance_tabs import gpt_tab
 from views.inputs import MAX_TEXT, md_escape, token_key, whole_number_input
 from views.layout import lazy_tabs, page_header
 from views.outputs import model_output
@@ -129,6 +132,8 @@ with st.sidebar:
         "(smeared keys), so matching on it is weakened, not gone.",
     )
     temperature = st.slider("Temperature on attention logits", 0.1, 5.0, 1.0, 0.1, key="gpt_temp")
+    unprojected = st.multiselect("Projections off (Q = K = x: no W_Q, W_K)", range(cfg.n_layers),
+                                 format_func=lambda i: f"L{i}", key="gpt_unprojected")  # fmt: skip
     causal = st.checkbox(
         "Causal mask", True, key="gpt_causal",
         help="Off: every position also sees the tokens after it — under teacher forcing it can peek at "
@@ -139,10 +144,12 @@ each = {
     "hidden tokens": Interventions(hidden_keys=tuple(hidden)),
     "attention temperature": Interventions(temperature=temperature),
     "causal mask off": Interventions(causal=causal),
+    "projections off": Interventions(unprojected=frozenset((BLOCK, i) for i in unprojected)),
 }
 active = {name: iv for name, iv in each.items() if iv != plain}
 interventions = Interventions(causal=causal, hidden_keys=tuple(hidden), temperature=temperature,
-                              ablate=each["heads off"].ablate)  # fmt: skip
+                              ablate=each["heads off"].ablate,
+                              unprojected=each["projections off"].unprojected)  # fmt: skip
 run, base = gpt_run(NAME, ids, interventions), gpt_run(NAME, ids, plain)
 
 # --- Output ---------------------------------------------------------------------------------------
@@ -251,6 +258,11 @@ def generate() -> None:
     st.caption("Same seed, same settings, same text: sampling uses its own seeded generator.")
 
 
+def projections() -> list[RawVsProjected]:  # a forward of ≤ 128 tokens and two 128 × 128 softmaxes
+    with inference(NAME):
+        return gpt.projections(model, tokenizer, prompt, interventions)
+
+
 def model_card() -> None:
     corpus = card["corpus"]
     st.markdown(
@@ -267,6 +279,8 @@ def model_card() -> None:
     )  # fmt: skip
 
 
+diagonal = card.get("diagonal_mass", {})  # weight on self, held-out means (runners/projections.py)
+# fmt: off
 lazy_tabs(
     {
         "Next tokens": next_tokens,
@@ -274,9 +288,13 @@ lazy_tabs(
         "Head roles": head_roles,
         "Induction": induction,
         "Generate": generate,
-        "Head statistics": lambda: attention.statistics(run.maps, "gpt"),
+        "Raw vs projected": lambda: projection_view.layer_view(projections, cfg.n_layers, "gpt",
+                                                               held_out=diagonal.get("self")),
+        "Head statistics": lambda: attention.statistics(run.maps, "gpt", diagonal_mass=diagonal),
         "Export": lambda: attention.export(run.maps, "gpt", file_stem=NAME),
         "Model card": model_card,
+        "Attention vs importance": lambda: gpt_tab(NAME, ids, labels, card, model, tokenizer),
     },
     key="gpt_view",
 )
+# fmt: on

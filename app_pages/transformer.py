@@ -16,9 +16,11 @@ from models.attention import Interventions
 from models.checkpoints import checkpoint_name
 from models.transformer import BLOCKS, PRESETS
 from runners.stats import mean_entropy
-from runners.transformer import BLOCK_TITLES
+from runners.transformer import BLOCK_TITLES, SELF_ATTENTION_BLOCKS, projections
 from tasks.common import Vocab
 from views import attention, lessons, walkthrough
+from views import projections as projection_view
+from views.importance_tabs import transformer_tab
 from views.inputs import source_picker, task_select, token_key
 from views.layout import lazy_tabs, page_header
 from views.outputs import model_output
@@ -92,6 +94,13 @@ with st.sidebar:
         key=f"tf_ablate_{variant}",
         format_func=lambda t: f"{t[0]} L{t[1]} H{t[2]}",
     )
+    unprojected = st.multiselect(
+        "Projections off (Q = K = x)",
+        [(b, i) for b in BLOCKS for i in range(n_layers)],
+        key="tf_unprojected",
+        format_func=lambda t: f"{t[0]} L{t[1]}",
+        help="Skip W_Q and W_K in these layers: each head scores its slice of the raw rows, x_i · x_j.",
+    )
 interventions = Interventions(
     causal=causal,
     padding=padding,
@@ -100,6 +109,7 @@ interventions = Interventions(
     temperature=temperature,
     ablate=frozenset(ablate),
     positional=positional,
+    unprojected=frozenset(unprojected),
 )
 pad_to = task.max_source if padded else 0
 plain = Interventions()
@@ -152,6 +162,21 @@ def heads() -> None:
     attention.head_view(view.maps[block], "tf")
 
 
+def raw_vs_projected() -> None:
+    block_column, layer_column = st.columns(2)
+    block = block_column.radio(
+        "Block", SELF_ATTENTION_BLOCKS, format_func=BLOCK_TITLES.get, horizontal=True, key="tf_proj_block"
+    )
+    layer = layer_column.selectbox("Layer", range(n_layers), key="tf_proj_layer")
+    held_out = model_card.get("diagonal_mass", {}).get(block)
+    projection_view.comparison(
+        projections(view, block, layer, pre_norm=cfg["norm"] == "pre"),
+        "tf",
+        held_out=held_out and {"n": held_out["n"], **held_out["layers"][layer]},
+        note="Switch the projections off in the sidebar to see what the model does without them.",
+    )
+
+
 def ablation() -> None:
     st.markdown(
         f"Each head switched off alone (its context zeroed before W_O), on top of the sidebar's "
@@ -174,14 +199,18 @@ lazy_tabs(
             load_model(name)[0], view, norm=cfg["norm"], teacher_forced=forced is not None
         ),
         "Heads": heads,
+        "Raw vs projected": raw_vs_projected,
         "Ablation": ablation,
         "Positional encoding": lambda: lessons.positional_encoding(
             name, src, interventions, pad_to, cfg["d_model"]
         ),
         "Post- vs pre-norm": lambda: lessons.norm_placement(task.name),
         "Playground": lessons.playground,
-        "Head statistics": lambda: attention.statistics(view.maps, "tf"),
+        "Head statistics": lambda: attention.statistics(
+            view.maps, "tf", diagonal_mass=model_card.get("diagonal_mass")
+        ),
         "Export": lambda: attention.export(view.maps, "tf", file_stem=name),
+        "Attention vs importance": lambda: transformer_tab(name, tuple(src), model_card),
     },
     key="tf_view",
 )

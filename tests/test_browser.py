@@ -466,11 +466,16 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 LOCAL_SCHEMES = {"data", "blob", "about"}  # content the page made itself
 # One visitor's session: each page through the sidebar, then a widget or two and several tabs.
 TOUR = {
-    "/": (["beam"], ["Step inspector", "Teacher forcing", "Bottleneck study", "Model card"]),
-    "/transformer": (["Scale logits by 1/√d_k"], ["Heads", "Positional encoding", "Export"]),
-    "/bert": (["Hide [CLS] / [SEP] in the views"], ["Model view", "Rollout vs raw", "Head statistics"]),
-    "/captioning": (["random"], ["Coverage and CNN self-attention", "Statistics & export"]),
-}
+    "/": (["beam"], ["Step inspector", "Teacher forcing", "Bottleneck study", "Model card",
+                     "RNN through time", "Sequential vs parallel", "Attention vs importance"]),
+    "/transformer": (["Scale logits by 1/√d_k"], ["Heads", "Raw vs projected", "Positional encoding",
+                                                  "Post- vs pre-norm", "Attention vs importance"]),
+    "/bert": (["Hide [CLS] / [SEP] in the views"], ["Model view", "Rollout vs raw", "Raw vs projected",
+                                                    "Attention vs importance"]),
+    "/captioning": (["random"], ["Coverage and CNN self-attention", "Statistics & export",
+                                 "Attention vs importance"]),
+    "/gpt": ([], ["Attention", "Raw vs projected", "Attention vs importance"]),
+}  # fmt: skip
 
 
 def is_local(url: str) -> bool:

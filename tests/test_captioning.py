@@ -11,7 +11,8 @@ from PIL import Image
 
 from models.attention import Interventions
 from models.captioner import Captioner, CaptionerConfig, doubly_stochastic, pointing_loss
-from runners.captioner import SAMPLES, familiarity, map_similarity, pooled_features
+from models.checkpoints import load_card
+from runners.captioner import DEFAULT, SAMPLES, familiarity, map_similarity, pooled_features
 from runners.captioner import run as run_captioner
 from runners.registry import load
 from tasks.batching import batch_scenes, region_targets
@@ -263,3 +264,11 @@ def test_upload_unlike_the_training_scenes_gets_a_warning(at):
     distance = familiarity(model).distances(pooled_features(model, to_tensor(noise[None])))[0]
     (warning,) = [w.value for w in at.warning if "unlike the scenes" in w.value]
     assert f"distance {distance:.1f}" in warning
+
+
+def test_coverage_names_the_regularisation_it_was_trained_with(at):
+    open_view(at, "Coverage and CNN self-attention")
+    card = load_card(DEFAULT)
+    (caption,) = [c.value for c in at.caption if "doubly stochastic" in c.value]
+    assert f"λ = {card['doubly_stochastic_lambda']:g}" in caption
+    assert f"weight {card['attention_supervision']['weight']:g}" in caption

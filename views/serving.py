@@ -10,6 +10,7 @@ Runners are pure; this is the only place that decides how many runs share the CP
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -23,10 +24,11 @@ from PIL import Image
 
 from models.attention import Interventions
 from models.bert import LoadedBert, default_folder, load_bert
-from models.checkpoints import load_card
+from models.checkpoints import ASSETS, load_card
 from models.device import pick_device
 from models.transformer import BLOCKS
-from runners import bert, captioner, seq2seq, transformer
+from runners import bert, captioner, captioner_importance, seq2seq, seq2seq_importance, transformer
+from runners.importance import PerToken
 from runners.registry import load
 from runners.stats import rank_heads
 from tasks import TASKS, held_out
@@ -112,6 +114,15 @@ def seq2seq_runs(
             model, TASKS[model_card["task"]], src, src_vocab, tgt_vocab, beam=beam, reference=reference
         )
     return read_only(runs)
+
+
+@st.cache_resource(max_entries=64, show_spinner="Ablating each source token in turn…")
+def seq2seq_importance_rows(name: str, src: tuple[str, ...], output: tuple[str, ...]) -> PerToken:
+    """Importance by <unk> ablation, α and gradient × input for every token of ``output`` (the
+    shown run's own, teacher-forced): picking an output token on the page is then free."""
+    model, _, src_vocab, tgt_vocab = load_model(name)
+    with inference(name):
+        return read_only(seq2seq_importance.importance(model, src, src_vocab, tgt_vocab, output))
 
 
 # --- Transformer ----------------------------------------------------------------------------------
@@ -202,6 +213,21 @@ def bert_neuron_layer(folder: str, text_a: str, text_b: str | None, intervention
         return read_only(bert.neuron_layer(loaded, bert.encode(loaded, text_a, text_b), interventions, layer))
 
 
+@st.cache_resource(max_entries=2, show_spinner="Computing softmax(XXᵀ) for every layer…")
+def bert_projections(folder: str, text_a: str, text_b: str | None, interventions: Interventions):
+    """Every layer's raw vs projected self-attention (about 18 MB at 512 tokens: two kept)."""
+    loaded = load_bert_cached(folder)
+    with inference(folder):
+        return read_only(bert.projections(loaded, bert.encode(loaded, text_a, text_b), interventions))
+
+
+@st.cache_resource(show_spinner=False)
+def measurements(name: str) -> dict | None:
+    """A measurement card in assets/ (e.g. of a pretrained model we did not train), or None."""
+    path = ASSETS / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
 def bert_pair_similarity(folder: str, text_a: str, text_b: str, interventions: Interventions) -> float:
     loaded = load_bert_cached(folder)
@@ -227,6 +253,17 @@ def captions(
     hide = Interventions(hidden_keys=hidden)
     with inference(name):
         return read_only(captioner.run(model, vocab, _image(pixels, shape), hide, beam=beam))
+
+
+@st.cache_resource(max_entries=32, show_spinner="Ablating each image region in turn…")
+def caption_importance_rows(
+    name: str, pixels: bytes, shape: tuple[int, int, int], output: tuple[str, ...]
+) -> PerToken:
+    """Importance by region ablation, α and gradient × input for every word of ``output`` (the
+    shown caption, teacher-forced), keyed on the model's 64×64 input pixels."""
+    model, _, _, vocab = load_model(name)
+    with inference(name):
+        return read_only(captioner_importance.importance(model, vocab, _image(pixels, shape), output))
 
 
 @st.cache_resource(show_spinner="Measuring where the training scenes sit in feature space (once)…")
