@@ -30,7 +30,7 @@ import torch
 
 from models.bert import LoadedBert, sentence_embedding
 from runners.bert import Encoding, encode
-from runners.importance import Comparison, card_entry, compare
+from runners.importance import GRADIENT_X_INPUT, Comparison, card_entry, compare, layered_measures
 from runners.protocol import to_numpy
 from runners.stats import rollout
 
@@ -38,7 +38,7 @@ COPY_TOKENS = 2048  # ablated copies × tokens, at most (≤ 45 tokens: every pi
 MIN_COPIES = 8  # a long input still gets this many ablated spans
 CHUNK_TOKENS = 2048  # tokens per batched forward (and backward) of ablated copies
 MASK = "[MASK]"
-GRAD = "gradient × input"
+GRAD = GRADIENT_X_INPUT
 DEFINITION = {
     "importance": (
         "1 − cos(sentence embedding with word piece j replaced by [MASK], the unablated one); [CLS]/[SEP] "
@@ -92,14 +92,7 @@ class BertImportance:
     grad_x_input: np.ndarray  # (n,)
 
     def comparison(self, head: int | None = None) -> Comparison:
-        n_layers, n_heads = self.received.shape[:2]
-        if head is not None and not 0 <= head < n_heads:
-            raise ValueError(f"head {head} is out of range: the model has {n_heads} heads per layer.")
-        raw = self.received.mean(1) if head is None else self.received[:, head]  # (L, n)
-        suffix = "" if head is None else f" H{head}"
-        measures = {f"raw L{layer}{suffix}": raw[layer] for layer in range(n_layers)}
-        measures |= {f"rollout L{layer}": self.rollout[layer] for layer in range(n_layers)}
-        measures[GRAD] = self.grad_x_input
+        measures = layered_measures(self.received, self.rollout, self.grad_x_input, head)
         return compare(
             self.positions, self.importance, measures, quantity="the embedding's cosine to the unablated one"
         )

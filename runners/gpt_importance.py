@@ -27,14 +27,21 @@ from tokenizers import Tokenizer
 
 from models.gpt import GPT
 from runners.gpt import label
-from runners.importance import Comparison, card_entry, compare, gradient_x_input
+from runners.importance import (
+    GRADIENT_X_INPUT,
+    Comparison,
+    card_entry,
+    compare,
+    gradient_x_input,
+    layered_measures,
+)
 from runners.protocol import to_numpy
 from runners.stats import rollout
 from tasks import stdlib
 
 BLANK = "Ġ"  # the byte-level BPE's token for one space: what replaces an ablated token
 PROMPT = 64  # held-out prompts: <s> and the first 63 tokens of a test window; t = the last
-GRAD = "gradient × input"
+GRAD = GRADIENT_X_INPUT
 DEFINITION = {
     "importance": (
         "log p(target) − log p(target with token j replaced by the blank 'Ġ' (one space)), target = the "
@@ -73,14 +80,7 @@ class GPTImportance:
     grad_x_input: np.ndarray  # (n,)
 
     def comparison(self, head: int | None = None) -> Comparison:
-        n_layers, n_heads = self.weights.shape[:2]
-        if head is not None and not 0 <= head < n_heads:
-            raise ValueError(f"head {head} is out of range: the model has {n_heads} heads per layer.")
-        raw = self.weights.mean(1) if head is None else self.weights[:, head]  # (L, n)
-        suffix = "" if head is None else f" H{head}"
-        measures = {f"raw L{layer}{suffix}": raw[layer] for layer in range(n_layers)}
-        measures |= {f"rollout L{layer}": self.rollout[layer] for layer in range(n_layers)}
-        measures[GRAD] = self.grad_x_input
+        measures = layered_measures(self.weights, self.rollout, self.grad_x_input, head)
         return compare(
             self.positions,
             self.importance,

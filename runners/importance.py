@@ -58,6 +58,24 @@ def gradient_x_input(
     return ((np.asarray(inputs) - replacement) * np.asarray(gradient)).sum(-1)
 
 
+GRADIENT_X_INPUT = "gradient × input"  # the non-attention reference, by that name in every card
+
+
+def layered_measures(weights: np.ndarray, rollout: np.ndarray, gradient: np.ndarray, head: int | None = None
+                     ) -> dict[str, np.ndarray]:  # fmt: skip
+    """The measures of a multi-layer attention model over one set of positions: raw attention per
+    layer ("raw L{l}", the head mean; with ``head``, that head: "raw L{l} H{h}"), rollout per layer
+    ("rollout L{l}") and gradient × input. weights (L, h, n), rollout (L, n), gradient (n,)."""
+    n_layers, n_heads = weights.shape[:2]
+    if head is not None and not 0 <= head < n_heads:
+        raise ValueError(f"head {head} is out of range: the model has {n_heads} heads per layer.")
+    raw = weights.mean(1) if head is None else weights[:, head]  # (L, n)
+    suffix = "" if head is None else f" H{head}"
+    measures = {f"raw L{layer}{suffix}": raw[layer] for layer in range(n_layers)}
+    measures |= {f"rollout L{layer}": rollout[layer] for layer in range(n_layers)}
+    return measures | {GRADIENT_X_INPUT: gradient}
+
+
 @dataclass(frozen=True)
 class Comparison:
     """One input: the importance of each position and every measure of it, with their Spearman.

@@ -38,6 +38,7 @@ class RawVsProjected:
     raw_scaled: np.ndarray  # (T, T) softmax(X Xᵀ / √d)
     raw_output: np.ndarray  # (T, d) softmax(X Xᵀ) X
     learned: np.ndarray  # (h, T, T) the model's own weights of this layer
+    x_is: str  # what X is, in words (each family's own rows: "LN(residual stream)", …)
     rows: np.ndarray  # (T,) bool: the query rows the diagonal masses average over (the families pass
     # the rows with a choice, ≥ 2 visible keys: a causal map's first row has only itself)
 
@@ -82,9 +83,12 @@ def raw_vs_projected(
     x: np.ndarray,
     learned: np.ndarray,
     mask: np.ndarray,
+    *,
+    x_is: str,
     rows: np.ndarray | None = None,
 ) -> RawVsProjected:
-    """The layer's input ``x`` (T, d), its learned weights (h, T, T) and the mask its block used."""
+    """The layer's input ``x`` (T, d) (``x_is``: what it is, in words), its learned weights (h, T, T)
+    and the mask its block used; ``rows``: the queries the diagonal masses average over."""
     mask = np.asarray(mask, dtype=bool)
     raw, raw_output = raw_attention(x, mask, scaled=False)
     raw_scaled, _ = raw_attention(x, mask, scaled=True)
@@ -96,6 +100,7 @@ def raw_vs_projected(
         raw_scaled=raw_scaled,
         raw_output=raw_output,
         learned=np.asarray(learned, dtype=np.float32),
+        x_is=x_is,
         rows=np.ones(len(tokens), dtype=bool) if rows is None else np.asarray(rows, dtype=bool),
     )
 

@@ -28,13 +28,20 @@ import torch
 
 from models.attention import NO_INTERVENTION
 from models.transformer import Transformer
-from runners.importance import Comparison, card_entry, compare, gradient_x_input
+from runners.importance import (
+    GRADIENT_X_INPUT,
+    Comparison,
+    card_entry,
+    compare,
+    gradient_x_input,
+    layered_measures,
+)
 from runners.protocol import to_numpy
 from runners.stats import rollout
 from tasks import Task
 from tasks.common import BOS_ID, UNK, UNK_ID, Example, Vocab, length_to_eos
 
-GRAD = "gradient × input"
+GRAD = GRADIENT_X_INPUT
 DEFINITION = {
     "importance": (
         "log p(y_t) − log p(y_t with source token j replaced by <unk>), teacher-forced on the model's own "
@@ -69,14 +76,7 @@ class TransformerImportance:
         or ``head``), rollout per layer, grad × input."""
         if not 0 <= t < len(self.output):
             raise ValueError(f"output token {t} is out of range: the output has {len(self.output)} tokens.")
-        n_layers, n_heads = self.cross.shape[:2]
-        if head is not None and not 0 <= head < n_heads:
-            raise ValueError(f"head {head} is out of range: the model has {n_heads} heads per layer.")
-        raw = self.cross.mean(1) if head is None else self.cross[:, head]  # (L, T, S)
-        suffix = "" if head is None else f" H{head}"
-        measures = {f"raw L{layer}{suffix}": raw[layer, t] for layer in range(n_layers)}
-        measures |= {f"rollout L{layer}": self.rollout[layer, t] for layer in range(n_layers)}
-        measures[GRAD] = self.grad_x_input[t]
+        measures = layered_measures(self.cross[:, :, t], self.rollout[:, t], self.grad_x_input[t], head)
         return compare(self.source, self.importance[t], measures, quantity=f"log p({self.output[t]!r})")
 
     def comparisons(self, head: int | None = None) -> list[Comparison]:

@@ -505,13 +505,13 @@ def test_a_whole_session_requests_nothing_but_the_local_server(server, browser):
             page.wait_for_url(f"**{path}*")
         # Not settle(page): a tab label the last page shares (the `view` URL parameter) opens here,
         # and it may hold no chart.
-        page.get_by_role("tab", name=tabs[0]).wait_for(timeout=90_000)
+        page.get_by_role("tab", name=tabs[0], exact=True).wait_for(timeout=90_000)
         settle(page, charts=0)
         no_exception(page)
         for label in widgets:
             rerun_settled(page, page.get_by_text(label, exact=True).first.click)
         for label in tabs:
-            tab = page.get_by_role("tab", name=label)
+            tab = page.get_by_role("tab", name=label, exact=True)
             rerun_settled(page, tab.click)
             assert tab.get_attribute("aria-selected") == "true", label
     context.close()

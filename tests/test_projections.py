@@ -32,7 +32,7 @@ def test_diagonal_mass_by_hand():
     x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
     mask = np.ones((3, 3), dtype=bool)
     mask[:, 1] = False
-    r = raw_vs_projected(("a", "b", "c"), x, w[None], mask)
+    r = raw_vs_projected(("a", "b", "c"), x, w[None], mask, x_is="random rows")
     assert np.all(r.raw[:, 1] == 0) and np.allclose(r.raw.sum(-1), 1, atol=1e-6)
 
 

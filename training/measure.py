@@ -38,21 +38,30 @@ IMPORTANCE_KEY = CARD_KEY
 DEFAULT_EXAMPLES = 200  # held-out examples per checkpoint
 
 
+def trained(kind: str, variants, network: type, config: type, folder: Path):
+    """Every checkpoint of ``kind`` in ``folder`` (both tasks, each of ``variants``): yields (name, task,
+    model, source vocabulary, target vocabulary); a missing one is said and skipped."""
+    for task in TASKS.values():
+        for variant in variants:
+            name = checkpoint_name(kind, task.name, variant)
+            if not (folder / f"{name}.json").is_file():
+                print(f"{name}: no checkpoint in {folder}, skipped")
+                continue
+            model, _, src_vocab, tgt_vocab = load_checkpoint(name, network, config, folder)
+            yield name, task, model, src_vocab, tgt_vocab
+
+
 # --- importance -----------------------------------------------------------------------------------
 def measure_seq2seq(n: int, folder: Path = ASSETS) -> dict[str, dict]:
     """Every seq2seq checkpoint in ``folder`` (both tasks; every scoring, the no-attention baseline
     with gradient × input only): its held-out entry, written into its card. Returns name → entry."""
     written = {}
-    for task in TASKS.values():
-        for variant in VARIANTS:
-            name = checkpoint_name("seq2seq", task.name, variant)
-            if not (folder / f"{name}.json").is_file():
-                print(f"{name}: no checkpoint in {folder}, skipped")
-                continue
-            model, _, src_vocab, tgt_vocab = load_checkpoint(name, Seq2Seq, Seq2SeqConfig, folder)
-            examples = held_out(task.name, n)
-            written[name] = seq2seq_importance.held_out(model, task, examples, src_vocab, tgt_vocab)
-            update_card(name, IMPORTANCE_KEY, written[name], folder)
+    for name, task, model, src_vocab, tgt_vocab in trained(
+        "seq2seq", VARIANTS, Seq2Seq, Seq2SeqConfig, folder
+    ):
+        examples = held_out(task.name, n)
+        written[name] = seq2seq_importance.held_out(model, task, examples, src_vocab, tgt_vocab)
+        update_card(name, IMPORTANCE_KEY, written[name], folder)
     return written
 
 
@@ -72,15 +81,11 @@ def measure_transformer(n: int, folder: Path = ASSETS) -> dict[str, dict]:
     from runners import transformer_importance
 
     written = {}
-    for task in TASKS.values():
-        for variant in TRANSFORMER_VARIANTS:
-            name = checkpoint_name("transformer", task.name, variant)
-            if not (folder / f"{name}.json").is_file():
-                continue
-            model, _, src_vocab, tgt_vocab = load_checkpoint(name, Transformer, TransformerConfig, folder)
-            examples = held_out(task.name, n)
-            written[name] = transformer_importance.held_out(model, task, examples, src_vocab, tgt_vocab)
-            update_card(name, IMPORTANCE_KEY, written[name], folder)
+    checkpoints = trained("transformer", TRANSFORMER_VARIANTS, Transformer, TransformerConfig, folder)
+    for name, task, model, src_vocab, tgt_vocab in checkpoints:
+        examples = held_out(task.name, n)
+        written[name] = transformer_importance.held_out(model, task, examples, src_vocab, tgt_vocab)
+        update_card(name, IMPORTANCE_KEY, written[name], folder)
     return written
 
 
@@ -180,32 +185,22 @@ def transformer_diagonal(n: int, folder: Path = ASSETS) -> dict[str, dict]:
     (greedy decoding; the decoder's rows are the model's own output)."""
     from models.transformer import VARIANTS, Transformer, TransformerConfig
     from runners import transformer
-    from tasks import TASKS, held_out
+    from tasks import held_out
 
     written = {}
-    for task in TASKS.values():
-        for variant in VARIANTS:
-            name = checkpoint_name("transformer", task.name, variant)
-            if not (folder / f"{name}.json").is_file():
-                continue
-            model, _, src_vocab, tgt_vocab = load_checkpoint(name, Transformer, TransformerConfig, folder)
-            examples = held_out(task.name, n)
-            runs = [transformer.run(model, task, ex.src, src_vocab, tgt_vocab) for ex in examples]
-            layers = range(model.cfg.n_layers)
-            written[name] = {
-                block: _diagonal_entry(
-                    [
-                        [
-                            transformer.projections(r, block, i, pre_norm=model.cfg.norm == "pre")
-                            for i in layers
-                        ]
-                        for r in runs
-                    ],
-                    f"the first {n} test examples of the {task.name} task, decoded greedily",
-                )
-                for block in transformer.SELF_ATTENTION_BLOCKS
-            }
-            update_card(name, DIAGONAL_KEY, written[name], folder)
+    checkpoints = trained("transformer", VARIANTS, Transformer, TransformerConfig, folder)
+    for name, task, model, src_vocab, tgt_vocab in checkpoints:
+        examples = held_out(task.name, n)
+        runs = [transformer.run(model, task, ex.src, src_vocab, tgt_vocab) for ex in examples]
+        layers, pre_norm = range(model.cfg.n_layers), model.cfg.norm == "pre"
+        written[name] = {
+            block: _diagonal_entry(
+                [[transformer.projections(r, block, i, pre_norm=pre_norm) for i in layers] for r in runs],
+                f"the first {n} test examples of the {task.name} task, decoded greedily",
+            )
+            for block in transformer.SELF_ATTENTION_BLOCKS
+        }
+        update_card(name, DIAGONAL_KEY, written[name], folder)
     return written
 
 
@@ -279,16 +274,12 @@ def gradient_distance(n: int, folder: Path = ASSETS) -> dict[str, dict]:
     from runners.rnn import curve_card, held_out_curve
 
     written = {}
-    for task in TASKS.values():
-        for variant in VARIANTS:
-            name = checkpoint_name("seq2seq", task.name, variant)
-            if not (folder / f"{name}.json").is_file():
-                print(f"{name}: no checkpoint in {folder}, skipped")
-                continue
-            model, _, src_vocab, tgt_vocab = load_checkpoint(name, Seq2Seq, Seq2SeqConfig, folder)
-            curve = held_out_curve(model, task, held_out(task.name, n), src_vocab, tgt_vocab)
-            written[name] = curve_card(curve, n)
-            update_card(name, GRADIENT_DISTANCE_KEY, written[name], folder)
+    for name, task, model, src_vocab, tgt_vocab in trained(
+        "seq2seq", VARIANTS, Seq2Seq, Seq2SeqConfig, folder
+    ):
+        curve = held_out_curve(model, task, held_out(task.name, n), src_vocab, tgt_vocab)
+        written[name] = curve_card(curve, n)
+        update_card(name, GRADIENT_DISTANCE_KEY, written[name], folder)
     return written
 
 
