@@ -1,12 +1,13 @@
 """Benchmark (not a test): the app as a user feels it in a real browser, against a floor app.
 
-    python benchmarks/bench_browser.py [--repeat N] [--pages seq2seq,transformer,bert,captioning] [--bert-512]
+    python benchmarks/bench_browser.py [--repeat N] [--pages seq2seq,...,gpt] [--bert-512]
 
 Starts two `streamlit run` servers on free loopback ports: a "floor" app written to a temp dir (one
 checkbox rerunning one 12×12 Plotly heatmap, the least a Streamlit + Plotly page can cost) and
 app.py; drives Debian's Chromium (headless) with Playwright. Measures:
 
-- cold start: process launch → first Plotly chart painted (`.js-plotly-plot .main-svg` present,
+- cold start: process launch → first Plotly chart painted (`.js-plotly-plot .main-svg` present, or
+  a data grid's canvas on a page whose first view is a table: the GPT's,
   `[data-testid=stApp]` `data-test-script-state` = notRunning, then two animation frames) in a fresh
   page; the app's on "/".
 - warm page load: fresh browser context, navigation start → first chart painted, script idle (the
@@ -72,6 +73,7 @@ CONTROLS: dict[str, tuple[str, list[Control]]] = {
         Control("radio", "Input:", ("text", "example")), Control("select", "Example (held-out*"),
         *(Control("tab", t, "Alignment") for t in ("Step inspector", "Teacher forcing", "Bottleneck study")),
         Control("tab", "Statistics & export", "Alignment"),
+        *(Control("tab", t, "Alignment") for t in ("RNN through time", "Attention vs importance")),
         Control("slider", "Decoder step t", tab="Step inspector"),  # in an st.fragment
     ]),
     "transformer": ("/transformer", [
@@ -79,7 +81,10 @@ CONTROLS: dict[str, tuple[str, list[Control]]] = {
         Control("check", "Scale logits by 1/√d_k"), Control("check", "Positional encoding"),
         Control("slider", "Temperature on attention logits"),
         Control("select", "Head", tab="Walkthrough"),  # in an st.fragment
+        *(Control("radio", "Step (pre-norm order)", (step, "1 · Layer norm"), tab="Walkthrough")
+          for step in ("3 · Scores → softmax", "7 · Feed-forward")),
         *(Control("tab", t, "Walkthrough") for t in ("Heads", "Ablation", "Positional encoding")),
+        *(Control("tab", t, "Walkthrough") for t in ("Raw vs projected", "Attention vs importance")),
         Control("select", "Zoom: layer", tab="Heads"),  # in an st.fragment
     ]),
     "bert": ("/bert", [
@@ -87,6 +92,7 @@ CONTROLS: dict[str, tuple[str, list[Control]]] = {
         Control("radio", "Chart camera button saves", ("svg", "png")),
         Control("select", "Layer", tab="Head view"),  # in an st.fragment
         *(Control("tab", t, "Head view") for t in ("Model view", "Neuron view", "Rollout vs raw")),
+        *(Control("tab", t, "Head view") for t in ("Raw vs projected", "Attention vs importance")),
         Control("select", "Zoom: layer", tab="Model view"),  # in an st.fragment
     ]),
     "captioning": ("/captioning", [
@@ -96,6 +102,14 @@ CONTROLS: dict[str, tuple[str, list[Control]]] = {
         Control("tab", "Statistics & export", "Where each word looks"),
         Control("slider", "Word", tab="Where each word looks"),  # in an st.fragment
         Control("slider", "row", tab="Coverage and CNN self-attention"),  # in an st.fragment
+        Control("tab", "Attention vs importance", "Where each word looks"),
+    ]),
+    "gpt": ("/gpt", [
+        Control("check", "Causal mask"), Control("slider", "Temperature on attention logits"),
+        Control("radio", "Input:", ("random", "prompt")),
+        Control("slider", "Candidates per position", tab="Next tokens"),  # in an st.fragment
+        *(Control("tab", t, "Next tokens") for t in ("Attention", "Head roles", "Induction")),
+        *(Control("tab", t, "Next tokens") for t in ("Raw vs projected", "Attention vs importance")),
     ]),
 }
 BERT_512 = [
@@ -105,19 +119,22 @@ BERT_512 = [
 ]
 # fmt: on
 
+# The first chart painted — or, on a page whose first view is a table (the GPT's next tokens), the
+# first data grid drawn.
+PAINTED = ".js-plotly-plot .main-svg, [data-testid=stDataFrame] canvas"
 LOADED_JS = """async (maxMs) => {
   const raf2 = () => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
   const idle = () => document.querySelector('[data-testid=stApp]')
     ?.getAttribute('data-test-script-state') === 'notRunning';
   for (;;) {
-    if (idle() && document.querySelector('.js-plotly-plot .main-svg')) break;
+    if (idle() && document.querySelector(PAINTED)) break;
     if (idle() && document.querySelector('[data-testid=stException]')) throw new Error('the page raised');
     if (performance.now() > maxMs) throw new Error('no chart painted in time');
     await new Promise(r => requestAnimationFrame(r));
   }
   await raf2();
   return performance.now();
-}"""
+}""".replace("PAINTED", repr(PAINTED))
 INSTALL_JS = """() => {
   if (window.__bench) return;
   const app = document.querySelector('[data-testid=stApp]');
