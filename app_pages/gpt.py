@@ -288,8 +288,8 @@ lazy_tabs(
         "Head roles": head_roles,
         "Induction": induction,
         "Generate": generate,
-        "Raw vs projected": lambda: projection_view.layer_view(projections, cfg.n_layers, "gpt",
-                                                               held_out=diagonal.get("self")),
+        "Raw vs projected": lambda: projection_view.layer_view(
+            projections, cfg.n_layers, "gpt", unprojected=unprojected, held_out=diagonal.get("self")),
         "Head statistics": lambda: attention.statistics(run.maps, "gpt", diagonal_mass=diagonal),
         "Export": lambda: attention.export(run.maps, "gpt", file_stem=NAME),
         "Model card": model_card,

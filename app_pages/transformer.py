@@ -174,6 +174,8 @@ def raw_vs_projected() -> None:
         "tf",
         held_out=held_out and {"n": held_out["n"], **held_out["layers"][layer]},
         note="Switch the projections off in the sidebar to see what the model does without them.",
+        window=range(len(src)) if block == "encoder" else None,  # a padded run's <pad> rows are not input
+        projections_off=(block, layer) in interventions.unprojected,
     )
 
 

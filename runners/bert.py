@@ -139,7 +139,6 @@ def projections(
             to_numpy(x[0]),
             to_numpy(t.heads.weights[0]),
             mask,
-            rows=mask.sum(-1) > 1,
             x_is="the layer's input, the rows its W_Q, W_K, W_V read: "
             + (
                 "the layer-normed embeddings (word + position + segment)"

@@ -238,7 +238,6 @@ def projections(model: GPT, tokenizer: Tokenizer, prompt: Prompt, iv: Interventi
             to_numpy(t.heads.weights[0]),
             mask,
             x_is=X_IS,
-            rows=mask.sum(-1) > 1,
         )
         for t in trace.layers
     ]

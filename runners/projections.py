@@ -20,11 +20,23 @@ import torch
 from models.attention import attend
 
 
+def rows_with_a_choice(visible: np.ndarray) -> np.ndarray:
+    """(T, T) bool, True where a query may see a key → (T,) bool: the query rows whose weight on self
+    says something — the row's own key is visible, and at least one other is. Left out: a causal
+    map's first row (only itself), and the rows of padding or hidden tokens (their own key masked)."""
+    visible = np.asarray(visible, dtype=bool)
+    return (visible.sum(-1) > 1) & np.diagonal(visible)
+
+
 def diagonal_mass(weights: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-    """Mean weight a query puts on its own position: (…, T, T) → (…), over ``rows`` (bool (T,),
-    e.g. real tokens only; all rows when None)."""
+    """Mean weight a query puts on its own position: (…, T, T) → (…), over ``rows`` (bool (T,); all
+    rows when None). NaN when no row is kept: there is no choice to measure."""
     diagonal = np.diagonal(weights, axis1=-2, axis2=-1)  # (…, T)
-    return diagonal.mean(-1) if rows is None else diagonal[..., rows].mean(-1)
+    if rows is None:
+        return diagonal.mean(-1)
+    if not np.any(rows):
+        return np.full(diagonal.shape[:-1], np.nan, dtype=np.float64)
+    return diagonal[..., rows].mean(-1)
 
 
 @dataclass(frozen=True)
@@ -39,8 +51,7 @@ class RawVsProjected:
     raw_output: np.ndarray  # (T, d) softmax(X Xᵀ) X
     learned: np.ndarray  # (h, T, T) the model's own weights of this layer
     x_is: str  # what X is, in words (each family's own rows: "LN(residual stream)", …)
-    rows: np.ndarray  # (T,) bool: the query rows the diagonal masses average over (the families pass
-    # the rows with a choice, ≥ 2 visible keys: a causal map's first row has only itself)
+    rows: np.ndarray  # (T,) bool: the query rows the diagonal masses average over (`rows_with_a_choice`)
 
     @property
     def diagonal(self) -> dict[str, float]:
@@ -55,7 +66,10 @@ class RawVsProjected:
 
     @property
     def self_similarity(self) -> float:
-        """Mean cosine between each output row of softmax(X Xᵀ) X and the row's own x (1 = unchanged)."""
+        """Mean cosine between each output row of softmax(X Xᵀ) X and the row's own x (1 = unchanged);
+        NaN when no row has a choice."""
+        if not self.rows.any():
+            return float("nan")
         x, out = self.x[self.rows].astype(np.float64), self.raw_output[self.rows].astype(np.float64)
         cos = (x * out).sum(-1) / (np.linalg.norm(x, axis=-1) * np.linalg.norm(out, axis=-1) + 1e-12)
         return float(cos.mean())
@@ -88,7 +102,8 @@ def raw_vs_projected(
     rows: np.ndarray | None = None,
 ) -> RawVsProjected:
     """The layer's input ``x`` (T, d) (``x_is``: what it is, in words), its learned weights (h, T, T)
-    and the mask its block used; ``rows``: the queries the diagonal masses average over."""
+    and the mask its block used; ``rows``: the queries the diagonal masses average over (default: the
+    rows with a choice under ``mask``)."""
     mask = np.asarray(mask, dtype=bool)
     raw, raw_output = raw_attention(x, mask, scaled=False)
     raw_scaled, _ = raw_attention(x, mask, scaled=True)
@@ -101,7 +116,7 @@ def raw_vs_projected(
         raw_output=raw_output,
         learned=np.asarray(learned, dtype=np.float32),
         x_is=x_is,
-        rows=np.ones(len(tokens), dtype=bool) if rows is None else np.asarray(rows, dtype=bool),
+        rows=rows_with_a_choice(mask) if rows is None else np.asarray(rows, dtype=bool),
     )
 
 

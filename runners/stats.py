@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from models.attention import NO_INTERVENTION, Interventions
+from runners.projections import diagonal_mass, rows_with_a_choice
 from runners.protocol import AttentionMaps
 
 
@@ -29,6 +30,8 @@ def head_statistics(maps: AttentionMaps, held_out_self: Sequence[Mapping] | None
     self-attention (queries = keys) the mean weight on self, and, given the card's per-layer
     ``held_out_self`` (``diagonal_mass[block]["layers"]``), its held-out mean."""
     special, self_attention = maps.special_keys, maps.queries == maps.keys
+    # The keys a query could see, read back from the weights: a masked key gets exactly 0 in every head.
+    choice = [rows_with_a_choice((w > 0).any(0)) for w in maps.weights] if self_attention else []
     rows = []
     for layer in range(maps.n_layers):
         for head in range(maps.n_heads):
@@ -40,8 +43,8 @@ def head_statistics(maps: AttentionMaps, held_out_self: Sequence[Mapping] | None
                 "max weight (mean)": float(w.max(-1).mean()),
                 "mass on special tokens": float(w[:, special].sum(-1).mean()),
             }
-            if self_attention:
-                row["weight on self"] = float(np.diagonal(w).mean())
+            if self_attention:  # over the rows with a choice, as the card's held-out mean beside it
+                row["weight on self"] = float(diagonal_mass(w, choice[layer]))
                 if held_out_self is not None:
                     row["weight on self, held-out mean"] = held_out_self[layer]["heads"][head]
             rows.append(row)

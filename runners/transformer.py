@@ -15,7 +15,7 @@ import torch
 from models.attention import NO_INTERVENTION, Interventions, MultiHeadTrace
 from models.checkpoints import load_checkpoint
 from models.transformer import BLOCKS, LayerTrace, SublayerTrace, Transformer, TransformerConfig
-from runners.projections import RawVsProjected, raw_vs_projected
+from runners.projections import RawVsProjected, raw_vs_projected, rows_with_a_choice
 from runners.protocol import AttentionMaps, to_numpy
 from tasks import TASKS, Task, held_out
 from tasks.batching import batch_tensors
@@ -414,9 +414,10 @@ def projections(run: TransformerRun, block: str, layer: int, *, pre_norm: bool) 
     )
     first = " — in layer 0, token embeddings × √d + positions" if layer == 0 else ""
     x_is = f"the rows this layer's W_Q, W_K, W_V read: {stream}{first}"
-    return raw_vs_projected(
-        maps.queries, trace.x_query, trace.weights, mask, x_is=x_is, rows=mask.sum(-1) > 1
-    )
+    rows = rows_with_a_choice(mask) & (
+        np.array(maps.queries) != PAD
+    )  # a padded batch's <pad> rows: not input
+    return raw_vs_projected(maps.queries, trace.x_query, trace.weights, mask, x_is=x_is, rows=rows)
 
 
 def example() -> TransformerRun:

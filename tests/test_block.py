@@ -101,6 +101,5 @@ def test_the_walkthrough_steps_through_the_block_in_the_norms_order(variant, ste
     assert any("layer's output recomposed from its input" in c for c in checks)
     assert any("γ x̂ + β recomputed" in c for c in checks)
     assert any("W₂h + b₂ recomputed" in c for c in checks)
-    # Pre-norm: the attention reads LN(x), so its layer norm is the first step; post-norm: after the add.
-    assert steps.index("Feed-forward") > steps.index("Σ w·v, heads, W_O")
-    assert (steps[0] == "Layer norm") == (variant == "h4")
+    # Pre-norm: the attention reads LN(x), so the page's first step is that layer norm; post-norm: Q, K, V.
+    assert radio.options[0] == ("1 · Layer norm" if variant == "h4" else "1 · Q, K, V")

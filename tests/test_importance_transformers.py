@@ -281,3 +281,14 @@ def test_each_page_opens_the_tab_and_shows_spearman(page, layer_key):
     assert all(" L1" not in name for name in at.table[0].value["measure"])  # one layer kept
     at.selectbox(key=layer_key.replace("layer", "head")).set_value(1).run()
     assert not at.exception and any("H1" in name for name in at.table[0].value["measure"])
+
+
+def test_the_transformer_tab_shows_the_runners_spearman_for_this_input():
+    at = open_view(open_app("app_pages/transformer.py"), TAB)
+    model, _, src_vocab, tgt_vocab = load_checkpoint("transformer-dates-h4", Transformer, TransformerConfig)
+    src = held_out("dates", 1)[0].src  # the page's default input
+    expected = transformer_importance.measure(model, TASKS["dates"], src, src_vocab, tgt_vocab).comparison(0)
+    shown = dict(zip(at.table[0].value["measure"], at.table[0].value["Spearman, this input"], strict=True))
+    assert set(shown) == set(expected.correlations)
+    for name, value in expected.correlations.items():
+        assert shown[name] == f"{value:+.3f}", name

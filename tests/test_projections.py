@@ -148,20 +148,84 @@ def test_head_statistics_report_the_weight_on_self():
         rows[5]["weight on self, held-out mean"] == card["diagonal_mass"]["encoder"]["layers"][1]["heads"][1]
     )
     assert "weight on self" not in head_statistics(r.maps["cross"])[0]  # queries and keys differ
+    # Causal self-attention: the first row (only itself, weight exactly 1) is left out, as in the card.
+    g = gpt.example()
+    first = head_statistics(g.maps["self"])[0]
+    assert first["weight on self"] == pytest.approx(
+        float(np.diagonal(g.maps["self"].weights[0, 0])[1:].mean())
+    )
 
 
-@pytest.mark.parametrize(
-    ("page", "query"),
-    [("app_pages/transformer.py", {}), ("app_pages/gpt.py", {}), ("app_pages/bert.py", {})],
-)
-def test_pages_show_raw_vs_projected_with_the_runners_numbers(page, query):
-    app = open_view(open_app(page, **query), "Raw vs projected")
+def default_layer0(page: str):
+    """Layer 0's comparison on the page's default input, by the runner (the transformer's encoder)."""
+    if page.endswith("transformer.py"):
+        model, _, sv, tv = load_model("transformer-dates-h4")
+        r = transformer.run(model, TASKS["dates"], held_out_examples("dates")[0].src, sv, tv)
+        return transformer.projections(r, "encoder", 0, pre_norm=True)
+    if page.endswith("gpt.py"):
+        model, _, tokenizer = gpt.load()
+        return gpt.projections(model, tokenizer, gpt.prepare(tokenizer, gpt.EXAMPLE, model.cfg.max_len))[0]
+    loaded = bert.load_bert(bert.default_folder())
+    return bert.projections(loaded, bert.encode(loaded, bert.EXAMPLE_TEXT[0], BERT_PAGE_B))[0]
+
+
+BERT_PAGE_B = "The creature stayed on the pavement, exhausted."  # the BERT page's default sentence B
+
+
+@pytest.mark.parametrize("page", ["app_pages/transformer.py", "app_pages/gpt.py", "app_pages/bert.py"])
+def test_pages_show_raw_vs_projected_with_the_runners_numbers(page):
+    app = open_view(open_app(page), "Raw vs projected")
     values = {m.label: m.value for m in app.metric}
-    raw = float(values["Weight on self, softmax(XXᵀ)"])
-    learned = float(values["… learned heads, mean"])
-    assert 0 <= learned < raw <= 1
+    expected = default_layer0(page).diagonal
+    assert values["Weight on self, softmax(XXᵀ)"] == f"{expected['raw']:.3f}"
+    assert values["… softmax(XXᵀ/√d)"] == f"{expected['raw ÷ √d']:.3f}"
+    assert values["… learned head 0"] == f"{expected['head 0']:.3f}"
+    assert values["… learned heads, mean"] == f"{expected['heads (mean)']:.3f}"
     assert sum("proj_map" in c.proto.id for c in app.get("plotly_chart")) == 3
     assert any("held-out inputs" in m.value for m in app.markdown)
+
+
+def test_weight_on_self_leaves_out_rows_without_a_choice():
+    # A hidden token's row (its own key masked) and a padded run's <pad> rows are not averaged.
+    loaded = bert.load_bert(bert.default_folder())
+    enc = bert.encode(loaded, "the river bank was muddy")
+    plain, hidden = (
+        bert.projections(loaded, enc)[0],
+        bert.projections(loaded, enc, Interventions(hidden_keys=(2,)))[0],
+    )
+    assert plain.rows.all() and not hidden.rows[2] and hidden.rows.sum() == len(enc.ids) - 1
+    assert hidden.diagonal["raw"] > 0.9  # not dragged towards 0 by the hidden row's exact 0
+    model, _, sv, tv = load_model("transformer-dates-h4")
+    src = held_out_examples("dates")[0].src
+    r = transformer.run(model, TASKS["dates"], src, sv, tv)
+    padded = transformer.run(model, TASKS["dates"], src, sv, tv, pad_to=len(src) + 20)
+    one, two = (transformer.projections(x, "encoder", 0, pre_norm=True) for x in (r, padded))
+    assert two.rows.sum() == one.rows.sum() == len(src)
+    assert two.diagonal["raw"] == pytest.approx(one.diagonal["raw"], abs=1e-5)
+    assert two.diagonal["heads (mean)"] == pytest.approx(one.diagonal["heads (mean)"], abs=1e-5)
+    # One visible key per query: no choice anywhere, so NaN (the view says so instead of a number).
+    x, learned, mask = np.ones((1, 4), dtype=np.float32), np.ones((1, 1, 1)), np.ones((1, 1), bool)
+    lone = raw_vs_projected(("a",), x, learned, mask, x_is="one row")
+    assert not lone.rows.any() and math.isnan(lone.diagonal["raw"]) and math.isnan(lone.self_similarity)
+
+
+def test_the_view_says_when_there_is_no_choice():
+    from streamlit.testing.v1 import AppTest
+
+    def one_row() -> None:
+        import numpy as np
+
+        from runners.projections import raw_vs_projected
+        from views.projections import comparison
+
+        result = raw_vs_projected(("a",), np.ones((1, 4), dtype=np.float32), np.ones((1, 1, 1)),
+                                  np.ones((1, 1), bool), x_is="one row")  # fmt: skip
+        comparison(result, "t", projections_off=True)
+
+    app = AppTest.from_function(one_row).run()
+    assert not app.exception
+    assert any("sees only itself" in i.value for i in app.info)
+    assert any("switched off in this layer" in w.value for w in app.warning)
 
 
 def test_switching_projections_off_changes_output_and_exact_match():

@@ -7,7 +7,7 @@ from the model's card (``diagonal_mass``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import streamlit as st
@@ -26,7 +26,7 @@ EXPLAIN = (
 
 
 def comparison(result: RawVsProjected, key: str, *, held_out: Mapping | None = None, note: str = "",
-               window: Sequence[int] | None = None) -> None:  # fmt: skip
+               window: Sequence[int] | None = None, projections_off: bool = False) -> None:  # fmt: skip
     """Learned head, softmax(X Xᵀ) and softmax(X Xᵀ/√d) side by side; the weight on self of each,
     on this input and (``held_out``: this layer's entry of the card) averaged over held-out inputs.
     ``window``: the positions drawn (a long input's window); the numbers are over the whole input."""
@@ -37,6 +37,16 @@ def comparison(result: RawVsProjected, key: str, *, held_out: Mapping | None = N
     st.caption(f"X = {result.x_is}. {note}")
     n_heads = result.learned.shape[0]
     head = st.selectbox("Learned head", range(n_heads), key=f"{key}_proj_head") if n_heads > 1 else 0
+    if projections_off:
+        st.warning(
+            "The projections are switched off in this layer (sidebar): the map titled 'head' below is the "
+            "model's run with Q = K = x, not its learned W_Q and W_K."
+        )
+    if not result.rows.any():
+        st.info(
+            "Every query here sees only itself (one visible key), so there is no weight on self to "
+            "compare: type a longer input or show fewer hidden tokens."
+        )
     diagonal = result.diagonal
     cells = st.columns(4)
     cells[0].metric("Weight on self, softmax(XXᵀ)", f"{diagonal['raw']:.3f}")
@@ -55,7 +65,7 @@ def comparison(result: RawVsProjected, key: str, *, held_out: Mapping | None = N
         st.caption("No held-out average for this layer in the model's card.")
     d = result.x.shape[-1]
     maps = {
-        f"learned head {head}": result.learned[head][cut],
+        f"{'head' if projections_off else 'learned head'} {head}": result.learned[head][cut],
         "no projections: softmax(XXᵀ)": result.raw[cut],
         f"softmax(XXᵀ/√{d})": result.raw_scaled[cut],
     }
@@ -75,9 +85,10 @@ def comparison(result: RawVsProjected, key: str, *, held_out: Mapping | None = N
 
 @st.fragment
 def layer_view(layers: Callable[[], Sequence[RawVsProjected]], n_layers: int, key: str, *,
-               held_out: Mapping | None, window: Sequence[int] | None = None) -> None:  # fmt: skip
+               held_out: Mapping | None, window: Sequence[int] | None = None,
+               unprojected: Collection[int] = ()) -> None:  # fmt: skip
     """A layer picker over ``layers()`` (every layer's comparison) and the card's block entry
     ``held_out`` (``diagonal_mass[block]``: its ``n`` and per-layer means)."""
     layer = st.selectbox("Layer", range(n_layers), key=f"{key}_proj_layer")
     entry = {"n": held_out["n"], **held_out["layers"][layer]} if held_out else None
-    comparison(layers()[layer], key, held_out=entry, window=window)
+    comparison(layers()[layer], key, held_out=entry, window=window, projections_off=layer in unprojected)

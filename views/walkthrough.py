@@ -132,7 +132,12 @@ def _block_steps(steps: BlockSteps, name: str, query: int, step: str) -> None:
     attention, ff, ffn = steps.attention, steps.feed_forward, steps.ffn
     if step == "Layer norm":
         st.markdown("Pre-norm: the attention sublayer reads the stream **after** a layer norm, $LN(x)$:")
-        _norm(steps.attention_norm, "tf_wt_ln1", into="the row Q, K and V are projected from")
+        into = (
+            "the row the query is projected from (keys and values come from the encoder's output)"
+            if name == "cross"
+            else "the row Q, K and V are projected from"
+        )
+        _norm(steps.attention_norm, "tf_wt_ln1", into=into)
     elif step == "Residual add":
         _add(
             attention.x_in[query],
