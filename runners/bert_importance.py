@@ -38,7 +38,6 @@ COPY_TOKENS = 2048  # ablated copies × tokens, at most (≤ 45 tokens: every pi
 MIN_COPIES = 8  # a long input still gets this many ablated spans
 CHUNK_TOKENS = 2048  # tokens per batched forward (and backward) of ablated copies
 MASK = "[MASK]"
-GRAD = GRADIENT_X_INPUT
 DEFINITION = {
     "importance": (
         "1 − cos(sentence embedding with word piece j replaced by [MASK], the unablated one); [CLS]/[SEP] "
@@ -48,7 +47,7 @@ DEFINITION = {
     "measures": {
         "raw L{l}": "attention piece j receives in layer l: mean over every query row of column j, head mean",
         "rollout L{l}": "the same column mean of the rollout (runners.stats.rollout) through layer l",
-        GRAD: (
+        GRADIENT_X_INPUT: (
             "Σ_d (x_j − x'_j) ∂cos/∂x_j at the ablated input x' (x: embeddings after their LayerNorm); at x "
             "itself the cosine is at its maximum and its gradient 0"
         ),

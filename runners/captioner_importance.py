@@ -22,14 +22,13 @@ import torch
 
 from models.captioner import Captioner
 from runners.captioner import region_labels
-from runners.importance import PerToken, card_entry, gradient_x_input
+from runners.importance import GRADIENT_X_INPUT, PerToken, card_entry, gradient_x_input
 from runners.protocol import to_numpy
 from tasks.batching import batch_scenes
 from tasks.common import BOS_ID, EOS, Vocab, length_to_eos
 from tasks.scenes import MAX_CAPTION, Scene, cell_shares
 
 ATTENTION = "raw attention α"
-GRADIENT = "gradient × input"
 IMPORTANCE = "importance"  # the ablation's own ranking, in the pointing game
 
 DEFINITION = {
@@ -41,8 +40,8 @@ DEFINITION = {
     "measures": {
         ATTENTION: "α_t,r, the decoder's single-head attention over the local region features at step t "
         "(no rollout: one attention layer between the regions and the word)",
-        GRADIENT: "Σ over the region's pixels and channels of (x − x') ∂ log p(w_t)/∂x, x' = the image "
-        "in its mean colour (the ablation's replacement), in the model's normalised input space",
+        GRADIENT_X_INPUT: "Σ over the region's pixels and channels of (x − x') ∂ log p(w_t)/∂x, x' = the "
+        "image in its mean colour (the ablation's replacement), in the model's normalised input space",
     },
     "comparisons": "one per (scene, caption word) pair, over the 64 regions",
 }
@@ -113,7 +112,7 @@ def importance(model: Captioner, vocab: Vocab, image: torch.Tensor, output: Sequ
         positions=region_labels(grid),
         base_log_probs=log_p[0].cpu().numpy(),
         importance=drop.cpu().numpy(),
-        measures={ATTENTION: to_numpy(trace.alphas[0]), GRADIENT: gxi.astype(np.float32)},
+        measures={ATTENTION: to_numpy(trace.alphas[0]), GRADIENT_X_INPUT: gxi.astype(np.float32)},
     )
 
 

@@ -41,7 +41,6 @@ from tasks import stdlib
 
 BLANK = "Ġ"  # the byte-level BPE's token for one space: what replaces an ablated token
 PROMPT = 64  # held-out prompts: <s> and the first 63 tokens of a test window; t = the last
-GRAD = GRADIENT_X_INPUT
 DEFINITION = {
     "importance": (
         "log p(target) − log p(target with token j replaced by the blank 'Ġ' (one space)), target = the "
@@ -51,7 +50,9 @@ DEFINITION = {
     "measures": {
         "raw L{l}": "attention of layer l from query t to key j, mean over heads",
         "rollout L{l}": "row t of the attention rollout (runners.stats.rollout) through layer l, at key j",
-        GRAD: "Σ_d (e_j − e_blank) ∂log p(target)/∂x_j, e the token embedding (positions unchanged)",
+        GRADIENT_X_INPUT: (
+            "Σ_d (e_j − e_blank) ∂log p(target)/∂x_j, e the token embedding (positions unchanged)"
+        ),
     },
 }
 

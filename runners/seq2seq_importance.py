@@ -21,14 +21,13 @@ import numpy as np
 import torch
 
 from models.seq2seq import Seq2Seq
-from runners.importance import PerToken, card_entry, gradient_x_input, spearman
+from runners.importance import GRADIENT_X_INPUT, PerToken, card_entry, gradient_x_input, spearman
 from runners.protocol import to_numpy
 from runners.seq2seq import run
 from tasks import Task
 from tasks.common import BOS_ID, EOS, UNK, UNK_ID, Example, Vocab
 
 ATTENTION = "raw attention α"
-GRADIENT = "gradient × input"
 IMPORTANCE = "importance"  # the ablation's own ranking, in the gold comparison
 REPLACEMENT = UNK  # what an ablated source token becomes
 
@@ -41,7 +40,7 @@ DEFINITION = {
     "measures": {
         ATTENTION: "α_t,i, the decoder's single-head, single-layer attention at step t (no rollout: "
         "one attention layer, so rollout would be α itself)",
-        GRADIENT: "Σ_d (e_i − e_<unk>)_d ∂ log p(y_t)/∂e_i,d on the source embeddings e_i",
+        GRADIENT_X_INPUT: "Σ_d (e_i − e_<unk>)_d ∂ log p(y_t)/∂e_i,d on the source embeddings e_i",
     },
     "comparisons": "one per (example, output token) pair, over the example's source positions",
 }
@@ -101,7 +100,7 @@ def importance(
         own = _log_p(grad_logits, out_ids).diagonal()  # (T,) copy t's log p(y_t)
         (grad,) = torch.autograd.grad(own.sum(), leaves)  # (T, S, E)
     unk = to_numpy(model.src_emb.weight[UNK_ID])  # (E,)
-    measures[GRADIENT] = gradient_x_input(to_numpy(grad), to_numpy(embedded), unk).astype(np.float32)
+    measures[GRADIENT_X_INPUT] = gradient_x_input(to_numpy(grad), to_numpy(embedded), unk).astype(np.float32)
     return PerToken(
         output=tuple(output),
         positions=tuple(src),

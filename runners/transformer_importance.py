@@ -41,7 +41,6 @@ from runners.stats import rollout
 from tasks import Task
 from tasks.common import BOS_ID, UNK, UNK_ID, Example, Vocab, length_to_eos
 
-GRAD = GRADIENT_X_INPUT
 DEFINITION = {
     "importance": (
         "log p(y_t) − log p(y_t with source token j replaced by <unk>), teacher-forced on the model's own "
@@ -55,7 +54,9 @@ DEFINITION = {
             "Â = rows of 0.5·mean-head self-attention + 0.5·I renormalised, C̄ mean-head cross-attention and "
             "R_enc the encoder's rollout (runners.stats.rollout) through its last layer"
         ),
-        GRAD: "Σ_d (e_j − e_<unk>) ∂log p(y_t)/∂e_j, e = token embedding × √d_model (positions unchanged)",
+        GRADIENT_X_INPUT: (
+            "Σ_d (e_j − e_<unk>) ∂log p(y_t)/∂e_j, e = token embedding × √d_model (positions unchanged)"
+        ),
     },
 }
 

@@ -15,7 +15,15 @@ from models.seq2seq import VARIANTS, Seq2Seq, Seq2SeqConfig
 from runners import captioner_importance, seq2seq_importance
 from runners.captioner import SAMPLES
 from runners.captioner import run as caption
-from runners.importance import CARD_KEY, PerToken, compare, mean_correlations, ranks, spearman
+from runners.importance import (
+    CARD_KEY,
+    GRADIENT_X_INPUT,
+    PerToken,
+    compare,
+    mean_correlations,
+    ranks,
+    spearman,
+)
 from runners.registry import load
 from runners.seq2seq import run as translate
 from tasks import TASKS, TEST_SEED, held_out
@@ -24,8 +32,8 @@ from tasks.images import model_input, to_tensor
 from tasks.scenes import generate, vocab
 from tests.helpers import open_app, open_view
 
-S2S_MEASURES = (seq2seq_importance.ATTENTION, seq2seq_importance.GRADIENT)
-CAP_MEASURES = (captioner_importance.ATTENTION, captioner_importance.GRADIENT)
+S2S_MEASURES = (seq2seq_importance.ATTENTION, GRADIENT_X_INPUT)
+CAP_MEASURES = (captioner_importance.ATTENTION, GRADIENT_X_INPUT)
 
 
 # --- Spearman --------------------------------------------------------------------------------------
@@ -88,7 +96,7 @@ def test_seq2seq_ablation_is_the_manual_single_ablation(scoring):
     src, output = tuple("abcaf"), ("x", "z", "y", EOS)
     per_token = seq2seq_importance.importance(model, src, sv, tv, output)
     assert per_token.importance.shape == (4, 5) and per_token.base_log_probs.shape == (4,)
-    assert set(per_token.measures) == ({seq2seq_importance.GRADIENT} | ({seq2seq_importance.ATTENTION}
+    assert set(per_token.measures) == ({GRADIENT_X_INPUT} | ({seq2seq_importance.ATTENTION}
                                        if scoring != "none" else set()))  # fmt: skip
     assert all(v.shape == (4, 5) for v in per_token.measures.values())
     base = forced_log_p(model, sv.encode(src), tv, output)
@@ -115,7 +123,7 @@ def test_seq2seq_gradient_x_input_is_the_manual_autograd():
         )
         torch.log_softmax(logits[0, t].double(), -1)[ids[t]].backward()
         manual = ((emb.detach() - unk) * emb.grad).sum(-1)[0].numpy()  # (S,)
-        np.testing.assert_allclose(per_token.measures[seq2seq_importance.GRADIENT][t], manual, atol=1e-6)
+        np.testing.assert_allclose(per_token.measures[GRADIENT_X_INPUT][t], manual, atol=1e-6)
 
 
 def test_seq2seq_importance_writes_no_gradient_onto_the_shared_model():
@@ -133,7 +141,7 @@ def test_seq2seq_checkpoint_rows_are_the_runs_own_and_unknown_tokens_weigh_nothi
     np.testing.assert_allclose(per_token.measures[seq2seq_importance.ATTENTION], run.weights, atol=1e-5)
     np.testing.assert_allclose(per_token.base_log_probs, run.token_log_probs, atol=1e-4)
     assert (per_token.importance[:, -1] == 0).all()  # replacing <unk> by <unk> changes nothing
-    assert (per_token.measures[seq2seq_importance.GRADIENT][:, -1] == 0).all()
+    assert (per_token.measures[GRADIENT_X_INPUT][:, -1] == 0).all()
     assert per_token.importance.max() > 0.1  # some tokens matter
     with pytest.raises(ValueError, match="a source and an output"):
         seq2seq_importance.importance(model, (), sv, tv, run.output)
@@ -205,7 +213,7 @@ def test_captioner_gradient_x_input_is_the_manual_autograd():
         torch.log_softmax(logits[0, t].double(), -1)[ids[t]].backward()
         per_pixel = ((image - replacement) * x.grad).sum(1)[0]  # (64, 64)
         manual = per_pixel.reshape(8, 8, 8, 8).sum((1, 3)).flatten().numpy()  # (R,) row-major regions
-        np.testing.assert_allclose(per_token.measures[captioner_importance.GRADIENT][t], manual, atol=1e-5)
+        np.testing.assert_allclose(per_token.measures[GRADIENT_X_INPUT][t], manual, atol=1e-5)
     model.zero_grad(set_to_none=True)
     captioner_importance.importance(model, v, image, output)
     assert all(p.grad is None for p in model.parameters())
@@ -231,7 +239,7 @@ def test_seq2seq_cards_hold_the_held_out_comparison(name):
     entry = card_entry(name)
     assert defines(entry, seq2seq_importance.DEFINITION)
     assert entry["examples"] >= 100 and entry["comparisons"] > entry["examples"]  # one per output token
-    measures = S2S_MEASURES if not name.endswith("-none") else (seq2seq_importance.GRADIENT,)
+    measures = S2S_MEASURES if not name.endswith("-none") else (GRADIENT_X_INPUT,)
     assert tuple(entry["spearman"]) == measures
     for m in measures:
         assert (

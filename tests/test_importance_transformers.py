@@ -17,7 +17,7 @@ from models.checkpoints import ASSETS, load_checkpoint
 from models.gpt import BLOCK
 from models.transformer import VARIANTS, Transformer, TransformerConfig
 from runners import bert, bert_importance, gpt, gpt_importance, transformer_importance
-from runners.importance import CARD_KEY, CHECK_EXAMPLES, mean_correlations
+from runners.importance import CARD_KEY, CHECK_EXAMPLES, GRADIENT_X_INPUT, mean_correlations
 from runners.stats import rollout
 from tasks import TASKS, held_out, stdlib
 from tasks.common import BOS_ID, UNK_ID
@@ -227,7 +227,7 @@ def test_transformer_cards_hold_held_out_means_that_recompute(name):
     assert entry["output_tokens"] == entry["comparisons"]
     assert set(entry["spearman"]) == {
         *(f"{kind} L{i}" for kind in ("raw", "rollout") for i in range(model.cfg.n_layers)),
-        transformer_importance.GRAD,
+        GRADIENT_X_INPUT,
     }
     comparisons = [
         c
