@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from models.attention import Interventions
 from models.transformer import BLOCKS
-from runners.transformer import block_steps, run
+from runners.transformer import run
+from runners.transformer_walkthrough import block_steps
 from tasks import TASKS
 from tests.helpers import open_app, open_view
 from views.serving import held_out_examples, load_model

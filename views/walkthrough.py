@@ -4,7 +4,7 @@ attention head to the layer's output, every number the model's own.
 The order follows the model's norm placement (pre-norm: LN → attention → add → LN → FFN → add;
 post-norm: attention → add & LN → FFN → add & LN). Each check (q from x and W_Q, Σ w v, concat W_O,
 each layer norm from its mean, variance, γ and β, the FFN from W₁ and W₂, the whole layer) is
-recomposed by `runners.transformer` from the model's weights and trace; this view only shows them.
+recomposed by `runners.transformer_walkthrough` from the model's weights and trace; this view only shows them.
 One step is drawn at a time.
 """
 
@@ -14,15 +14,8 @@ import numpy as np
 import streamlit as st
 
 from models.transformer import BLOCKS
-from runners.transformer import (
-    BLOCK_TITLES,
-    BlockSteps,
-    BlockTrace,
-    NormStep,
-    TransformerRun,
-    block_steps,
-    walkthrough,
-)
+from runners.transformer import BLOCK_TITLES, BlockTrace, TransformerRun
+from runners.transformer_walkthrough import BlockSteps, NormStep, block_steps, walkthrough
 from views.inputs import md_escape, token_key
 from viz.charts import lines, token_bars, vector_strips
 from viz.heatmaps import matrix_heatmap
