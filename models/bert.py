@@ -16,20 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
-from models.attention import (
-    NO_INTERVENTION,
-    Capture,
-    Interventions,
-    MultiHeadAttention,
-    MultiHeadTrace,
-    keys_kept,
-)
+from models.attention import NO_INTERVENTION, MultiHeadAttention, keys_kept
 from models.checkpoints import (
     CheckpointError,
     CheckpointFileMissing,
@@ -38,6 +32,9 @@ from models.checkpoints import (
     read_json,
     read_safetensors,
 )
+
+if TYPE_CHECKING:  # names only the annotations use
+    from models.attention import Capture, Interventions, MultiHeadTrace
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]", "[UNK]")  # what `runners.bert.encode` and the page use

@@ -27,20 +27,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.attention import (
-    NO_INTERVENTION,
-    Capture,
-    Interventions,
-    MultiHeadAttention,
-    MultiHeadTrace,
-    keys_kept,
-)
+from models.attention import NO_INTERVENTION, MultiHeadAttention, keys_kept
 from models.positions import sinusoids
+
+if TYPE_CHECKING:  # names only the annotations use
+    from models.attention import Capture, Interventions, MultiHeadTrace
 
 BLOCK = "self"  # the one attention block of a layer, as `Interventions.ablate` names it
 

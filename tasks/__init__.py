@@ -18,11 +18,10 @@ class Task:
     title: str
     generate: Callable[..., list[Example]]  # (n, seed, split) → distinct examples
     tokenize: Callable[[str], tuple[str, ...]]  # user text → source tokens
-    joiner: str  # "" for characters, " " for words
     unit: str  # "characters" or "words", for messages
+    buckets: tuple[int, ...]  # source-length bucket edges for the bottleneck curve
     max_source: int  # longest source the page accepts
     max_target: int  # decoding stops here
-    buckets: tuple[int, ...]  # source-length bucket edges for the bottleneck curve
     placeholder: str  # an example input for the text box
     input_note: str  # how typed text is normalised before the model reads it
     # What the page checks around the model (the default: nothing to check).
@@ -32,18 +31,27 @@ class Task:
     formats: tuple[str, ...] = ()  # the input formats trained on, written out
     convention: str = ""  # how ambiguous input is read
 
+    @property
+    def joiner(self) -> str:
+        """What joins tokens back into text: "" between characters, " " between words."""
+        return "" if self.unit == "characters" else " "
 
-TASKS: dict[str, Task] = {
-    "dates": Task(
-        name="dates",
+    @classmethod
+    def of(cls, module, **fields) -> Task:
+        """The task of a generator module (``tasks.dates``): named after it, generated and tokenized
+        by its own ``generate`` and ``tokenize``."""
+        name = module.__name__.rpartition(".")[2]
+        return cls(name=name, generate=module.generate, tokenize=module.tokenize, **fields)
+
+
+_TASKS = (
+    Task.of(
+        dates,
         title="Date normalisation (characters)",
-        generate=dates.generate,
-        tokenize=dates.tokenize,
-        joiner="",
         unit="characters",
+        buckets=(10, 20, 30, 40, 50),
         max_source=dates.MAX_SOURCE_CHARS,
         max_target=12,
-        buckets=(10, 20, 30, 40, 50),
         placeholder="saturday, 21 november 2026",
         input_note="Input is lower-cased and spaces are folded: the model was trained on lower-case dates.",
         input_problem=dates.input_problem,
@@ -52,20 +60,18 @@ TASKS: dict[str, Task] = {
         formats=tuple(dates.format_examples()),
         convention=dates.CONVENTION,
     ),
-    "translation": Task(
-        name="translation",
+    Task.of(
+        translation,
         title="Toy translation English → Spanish-like (words)",
-        generate=translation.generate,
-        tokenize=translation.tokenize,
-        joiner=" ",
         unit="words",
+        buckets=(5, 8, 11, 14, 17, 20, 24),
         max_source=translation.MAX_SOURCE_WORDS,
         max_target=50,
-        buckets=(5, 8, 11, 14, 17, 20, 24),
         placeholder="we are eating the big red apples in the garden",
         input_note='Input is lower-cased and . , ! ? ; : " ( ) are dropped: the model saw no punctuation.',
     ),
-}
+)
+TASKS: dict[str, Task] = {task.name: task for task in _TASKS}
 
 
 def bucket_label(length: int, edges: tuple[int, ...]) -> str:

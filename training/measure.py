@@ -36,6 +36,15 @@ from tasks.scenes import generate as generate_scenes
 
 IMPORTANCE_KEY = CARD_KEY
 DEFAULT_EXAMPLES = 200  # held-out examples per checkpoint
+# One family's measurement: (n held-out inputs, the checkpoints' folder) → card name → entry written.
+Measure = Callable[[int, Path], dict[str, dict]]
+
+
+def write(name: str, key: str, entry: dict, folder: Path) -> dict[str, dict]:
+    """``entry`` under ``key`` in the card ``name`` (read just before writing: nothing else in the card
+    changes); returns {name: entry}, what a measurement reports."""
+    update_card(name, key, entry, folder)
+    return {name: entry}
 
 
 def trained(kind: str, variants, network: type, config: type, folder: Path):
@@ -59,9 +68,8 @@ def measure_seq2seq(n: int, folder: Path = ASSETS) -> dict[str, dict]:
     for name, task, model, src_vocab, tgt_vocab in trained(
         "seq2seq", VARIANTS, Seq2Seq, Seq2SeqConfig, folder
     ):
-        examples = held_out(task.name, n)
-        written[name] = seq2seq_importance.held_out(model, task, examples, src_vocab, tgt_vocab)
-        update_card(name, IMPORTANCE_KEY, written[name], folder)
+        entry = seq2seq_importance.held_out(model, task, held_out(task.name, n), src_vocab, tgt_vocab)
+        written |= write(name, IMPORTANCE_KEY, entry, folder)
     return written
 
 
@@ -69,8 +77,7 @@ def measure_captioner(n: int, folder: Path = ASSETS) -> dict[str, dict]:
     """The captioner's card: its held-out entry over the first ``n`` test scenes."""
     model, _, _, vocab = load_checkpoint(CAPTIONER, Captioner, CaptionerConfig, folder)
     entry = captioner_importance.held_out(model, vocab, generate_scenes(n, TEST_SEED, "test"))
-    update_card(CAPTIONER, IMPORTANCE_KEY, entry, folder)
-    return {CAPTIONER: entry}
+    return write(CAPTIONER, IMPORTANCE_KEY, entry, folder)
 
 
 def measure_transformer(n: int, folder: Path = ASSETS) -> dict[str, dict]:
@@ -84,8 +91,8 @@ def measure_transformer(n: int, folder: Path = ASSETS) -> dict[str, dict]:
     checkpoints = trained("transformer", TRANSFORMER_VARIANTS, Transformer, TransformerConfig, folder)
     for name, task, model, src_vocab, tgt_vocab in checkpoints:
         examples = held_out(task.name, n)
-        written[name] = transformer_importance.held_out(model, task, examples, src_vocab, tgt_vocab)
-        update_card(name, IMPORTANCE_KEY, written[name], folder)
+        entry = transformer_importance.held_out(model, task, examples, src_vocab, tgt_vocab)
+        written |= write(name, IMPORTANCE_KEY, entry, folder)
     return written
 
 
@@ -96,8 +103,7 @@ def measure_gpt(n: int, folder: Path = ASSETS) -> dict[str, dict]:
 
     model, card, tokenizer = gpt.load(gpt.DEFAULT, folder)
     entry = gpt_importance.held_out(model, tokenizer, stdlib.generate(n, card["test_seed"], "test"))
-    update_card(gpt.DEFAULT, IMPORTANCE_KEY, entry, folder)
-    return {gpt.DEFAULT: entry}
+    return write(gpt.DEFAULT, IMPORTANCE_KEY, entry, folder)
 
 
 BERT_CARD = "bert-minilm"  # a measurements card: the model comes from a package, not from assets/
@@ -133,12 +139,11 @@ def measure_bert(n: int, folder: Path = ASSETS) -> dict[str, dict]:
         "each encoded alone"
     )
     entry = bert_importance.held_out(loaded, bert_sentences(n), split)
-    update_card(BERT_CARD, IMPORTANCE_KEY, entry, folder)
-    return {BERT_CARD: entry}
+    return write(BERT_CARD, IMPORTANCE_KEY, entry, folder)
 
 
 # Family → its measurement over n held-out examples (add a family as one line).
-IMPORTANCE: dict[str, Callable[[int, Path], dict[str, dict]]] = {
+IMPORTANCE: dict[str, Measure] = {
     "seq2seq": measure_seq2seq,
     "captioner": measure_captioner,
     "transformer": measure_transformer,
@@ -193,14 +198,14 @@ def transformer_diagonal(n: int, folder: Path = ASSETS) -> dict[str, dict]:
         examples = held_out(task.name, n)
         runs = [transformer.run(model, task, ex.src, src_vocab, tgt_vocab) for ex in examples]
         layers, pre_norm = range(model.cfg.n_layers), model.cfg.norm == "pre"
-        written[name] = {
+        entry = {
             block: _diagonal_entry(
                 [[transformer.projections(r, block, i, pre_norm=pre_norm) for i in layers] for r in runs],
                 f"the first {n} test examples of the {task.name} task, decoded greedily",
             )
             for block in transformer.SELF_ATTENTION_BLOCKS
         }
-        update_card(name, DIAGONAL_KEY, written[name], folder)
+        written |= write(name, DIAGONAL_KEY, entry, folder)
     return written
 
 
@@ -218,8 +223,7 @@ def gpt_diagonal(n: int, folder: Path = ASSETS) -> dict[str, dict]:
             f"{n} windows of {model.cfg.max_len} tokens from the held-out test files",
         )
     }
-    update_card(gpt.DEFAULT, DIAGONAL_KEY, entry, folder)
-    return {gpt.DEFAULT: entry}
+    return write(gpt.DEFAULT, DIAGONAL_KEY, entry, folder)
 
 
 def bert_diagonal(n: int, folder: Path = ASSETS) -> dict[str, dict]:
@@ -235,11 +239,10 @@ def bert_diagonal(n: int, folder: Path = ASSETS) -> dict[str, dict]:
             f"the English sides of the first {n} translation test examples, each encoded alone",
         )
     }
-    update_card(BERT_CARD, DIAGONAL_KEY, entry, folder)
-    return {BERT_CARD: entry}
+    return write(BERT_CARD, DIAGONAL_KEY, entry, folder)
 
 
-DIAGONAL: dict[str, Callable[[int, Path], dict[str, dict]]] = {
+DIAGONAL: dict[str, Measure] = {
     "transformer": transformer_diagonal,
     "gpt": gpt_diagonal,
     "bert": bert_diagonal,
@@ -278,8 +281,7 @@ def gradient_distance(n: int, folder: Path = ASSETS) -> dict[str, dict]:
         "seq2seq", VARIANTS, Seq2Seq, Seq2SeqConfig, folder
     ):
         curve = held_out_curve(model, task, held_out(task.name, n), src_vocab, tgt_vocab)
-        written[name] = curve_card(curve, n)
-        update_card(name, GRADIENT_DISTANCE_KEY, written[name], folder)
+        written |= write(name, GRADIENT_DISTANCE_KEY, curve_card(curve, n), folder)
     return written
 
 

@@ -160,20 +160,13 @@ def _gradients(
     )
     st.markdown(_ratio_text(curves, 1))
     left, right = st.columns(2)
+    axes = dict(x_title="source position i", y_title="output step t", x_labels=labels, value_name="norm")
     for column, label, grads, key in (
         (left, "attention", ours, "s2s_rnn_grad_att"),
         (right, "no attention", base, "s2s_rnn_grad_none"),
     ):
-        figure = matrix_heatmap(
-            grads.norms,
-            title=f"‖∂ log p(y_t)/∂ e_i‖, {label}",
-            x_title="source position i",
-            y_title="output step t",
-            value_name="norm",
-            x_labels=labels,
-            y_labels=grads.output,
-            diverging=False,
-        )
+        title = f"‖∂ log p(y_t)/∂ e_i‖, {label}"
+        figure = matrix_heatmap(grads.norms, title=title, y_labels=grads.output, diverging=False, **axes)
         column.plotly_chart(figure, key=key)
     names = dict(zip(curves, (name, baseline), strict=True))
     entries = {label: (card(n) or {}).get("gradient_by_distance") for label, n in names.items()}
