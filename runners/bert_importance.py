@@ -30,7 +30,15 @@ import torch
 
 from models.bert import LoadedBert, sentence_embedding
 from runners.bert import Encoding, encode
-from runners.importance import GRADIENT_X_INPUT, Comparison, card_entry, compare, layered_measures
+from runners.importance import (
+    GRADIENT_X_INPUT,
+    Comparison,
+    card_entry,
+    compare,
+    layered_measures,
+    no_op_ablations,
+    without_no_ops,
+)
 from runners.protocol import to_numpy
 from runners.stats import rollout
 
@@ -122,12 +130,13 @@ def measure(loaded: LoadedBert, enc: Encoding) -> BertImportance:
     weights = to_numpy(torch.stack([t.heads.weights[0] for t in out.attentions]))  # (L, h, T, T)
     # 2) Ablated copies in chunks: each span → [MASK]; the cosine, and its gradient at the copy.
     blank, per_chunk = mask_id(loaded), max(1, CHUNK_TOKENS // t_len)
-    drops, grads = [], []
+    drops, grads, no_ops = [], [], []
     for start in range(0, len(groups), per_chunk):
         chunk = groups[start : start + per_chunk]
         batch = ids.repeat(len(chunk), 1)  # (n_chunk, T)
         for row, span in enumerate(chunk):
             batch[row, list(span)] = blank
+        no_ops.append(no_op_ablations(to_numpy(ids[0]), to_numpy(batch)))  # a [MASK] replaced by [MASK]
         with torch.enable_grad():
             ablated = model(batch, token_type_ids=types.expand_as(batch))
             x_ablated = ablated.hidden_states[0]  # (n_chunk, T, d): a node of the graph
@@ -141,10 +150,10 @@ def measure(loaded: LoadedBert, enc: Encoding) -> BertImportance:
         spans=groups,
         positions=tuple(_label(enc, span) for span in groups),
         capped=any(len(span) > 1 for span in groups),
-        importance=to_numpy(torch.cat(drops)),
+        importance=without_no_ops(to_numpy(torch.cat(drops)), no_op := np.concatenate(no_ops)),
         received=_received(weights, groups).astype(np.float32),
         rollout=_received(rollout(weights), groups).astype(np.float32),
-        grad_x_input=np.array(grads, dtype=np.float32),
+        grad_x_input=without_no_ops(np.array(grads, dtype=np.float32), no_op),
     )
 
 

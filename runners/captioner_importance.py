@@ -22,7 +22,14 @@ import torch
 
 from models.captioner import Captioner
 from runners.captioner import region_labels
-from runners.importance import GRADIENT_X_INPUT, PerToken, card_entry, gradient_x_input
+from runners.importance import (
+    GRADIENT_X_INPUT,
+    PerToken,
+    card_entry,
+    gradient_x_input,
+    no_op_ablations,
+    without_no_ops,
+)
 from runners.protocol import to_numpy
 from tasks.batching import batch_scenes
 from tasks.common import BOS_ID, EOS, Vocab, length_to_eos
@@ -96,6 +103,7 @@ def importance(model: Captioner, vocab: Vocab, image: torch.Tensor, output: Sequ
         logits, trace = model(copies, tgt_in.expand(len(copies), -1))  # (R+1, T, V)
         log_p = _log_p(logits, out_ids)  # (R+1, T)
     drop = (log_p[:1] - log_p[1:]).T  # (T, R): base − ablated
+    no_op = no_op_ablations(to_numpy(copies[0]), to_numpy(copies[1:]))  # (R,) a region already in that colour
     # 3) Gradient × input: T copies of the image; copy t differentiated for log p(w_t), one backward.
     # autograd.grad writes no .grad onto the shared model.
     leaves = image.expand(n_out, -1, -1, -1).clone().requires_grad_()  # (T, 3, H, W)
@@ -111,8 +119,11 @@ def importance(model: Captioner, vocab: Vocab, image: torch.Tensor, output: Sequ
         output=tuple(output),
         positions=region_labels(grid),
         base_log_probs=log_p[0].cpu().numpy(),
-        importance=drop.cpu().numpy(),
-        measures={ATTENTION: to_numpy(trace.alphas[0]), GRADIENT_X_INPUT: gxi.astype(np.float32)},
+        importance=without_no_ops(drop.cpu().numpy(), no_op),
+        measures={
+            ATTENTION: to_numpy(trace.alphas[0]),
+            GRADIENT_X_INPUT: without_no_ops(gxi, no_op).astype(np.float32),
+        },
     )
 
 

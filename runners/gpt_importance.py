@@ -26,15 +26,8 @@ import torch
 from tokenizers import Tokenizer
 
 from models.gpt import GPT
+from runners import importance as imp
 from runners.gpt import label
-from runners.importance import (
-    GRADIENT_X_INPUT,
-    Comparison,
-    card_entry,
-    compare,
-    gradient_x_input,
-    layered_measures,
-)
 from runners.protocol import to_numpy
 from runners.stats import rollout
 from tasks import stdlib
@@ -50,7 +43,7 @@ DEFINITION = {
     "measures": {
         "raw L{l}": "attention of layer l from query t to key j, mean over heads",
         "rollout L{l}": "row t of the attention rollout (runners.stats.rollout) through layer l, at key j",
-        GRADIENT_X_INPUT: (
+        imp.GRADIENT_X_INPUT: (
             "Σ_d (e_j − e_blank) ∂log p(target)/∂x_j, e the token embedding (positions unchanged)"
         ),
     },
@@ -80,9 +73,9 @@ class GPTImportance:
     rollout: np.ndarray  # (L, n) rollout row t through layer l, at keys 1…t
     grad_x_input: np.ndarray  # (n,)
 
-    def comparison(self, head: int | None = None) -> Comparison:
-        measures = layered_measures(self.weights, self.rollout, self.grad_x_input, head)
-        return compare(
+    def comparison(self, head: int | None = None) -> imp.Comparison:
+        measures = imp.layered_measures(self.weights, self.rollout, self.grad_x_input, head)
+        return imp.compare(
             self.positions,
             self.importance,
             measures,
@@ -117,6 +110,7 @@ def measure(
         ablated, _ = model(batch)
         base = torch.log_softmax(logits[0, t].float(), -1)[target]
         drop = base - torch.log_softmax(ablated[:, t].float(), -1)[:, target]  # (t,)
+    no_op = imp.no_op_ablations(to_numpy(prefix[0]), to_numpy(batch))  # (t,) a blank replaced by a blank
     # 3) Gradient at the input. x_j = e_j + pos_j, and row j of the position table is used at
     #    position j alone, so ∂f/∂(pos row j) = ∂f/∂x_j: the model's own forward, no copy of it.
     with torch.enable_grad():
@@ -124,16 +118,17 @@ def measure(
         objective = torch.log_softmax(out[0, t].float(), -1)[target]
         (gradient,) = torch.autograd.grad(objective, model.pos_emb.weight)  # (max_len, d)
     embeddings = to_numpy(model.tok_emb.weight[prefix[0, 1:]])  # (t, d)
-    grad = gradient_x_input(to_numpy(gradient[1 : t + 1]), embeddings, to_numpy(model.tok_emb.weight[blank]))
+    blank_embedding = to_numpy(model.tok_emb.weight[blank])  # (d,)
+    grad = imp.gradient_x_input(to_numpy(gradient[1 : t + 1]), embeddings, blank_embedding)
     return GPTImportance(
         position=t,
         target=label(tokenizer, target),
         target_id=target,
         positions=tuple(label(tokenizer, i) for i in ids[1 : t + 1]),
-        importance=to_numpy(drop),
+        importance=imp.without_no_ops(to_numpy(drop), no_op),
         weights=weights[:, :, t, 1:],
         rollout=rollout(weights)[:, t, 1:],
-        grad_x_input=grad.astype(np.float32),
+        grad_x_input=imp.without_no_ops(grad, no_op).astype(np.float32),
     )
 
 
@@ -145,4 +140,4 @@ def held_out(model: GPT, tokenizer: Tokenizer, windows: Sequence[stdlib.Window])
         f"the first {len(windows)} test windows (tasks.stdlib.generate(n, TEST_SEED, 'test'): held-out "
         f"files), each cut to <s> and its first {PROMPT - 1} tokens, measured at the last position"
     )
-    return card_entry(per_input, split=split, definition=DEFINITION)
+    return imp.card_entry(per_input, split=split, definition=DEFINITION)

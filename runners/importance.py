@@ -61,6 +61,23 @@ def gradient_x_input(
 GRADIENT_X_INPUT = "gradient × input"  # the non-attention reference, by that name in every card
 
 
+def no_op_ablations(inputs: np.ndarray, copies: np.ndarray) -> np.ndarray:
+    """(n,) True where ablated copy i equals the input itself: the position already held the
+    replacement (a ``<unk>`` replaced by ``<unk>``, a region already in the mean colour). Such an
+    ablation changes nothing, so its importance is 0 by definition. `without_no_ops` writes that 0
+    exactly instead of reading it off the copy's rerun: a copy is another batch row, and on some
+    CPUs another row (or batch shape) takes another kernel path and rounds differently, which left
+    ±1e-11 where 0 is meant. inputs (…), copies (n, …)."""
+    inputs, copies = np.asarray(inputs), np.asarray(copies)
+    return (copies.reshape(len(copies), -1) == inputs.reshape(1, -1)).all(1)
+
+
+def without_no_ops(values: np.ndarray, no_op: np.ndarray) -> np.ndarray:
+    """``values`` (…, n) per ablated position with exactly 0 where the ablation was a no-op
+    (`no_op_ablations`): the definition's 0, not float noise."""
+    return np.where(no_op, np.zeros((), dtype=np.asarray(values).dtype), values)
+
+
 def layered_measures(weights: np.ndarray, rollout: np.ndarray, gradient: np.ndarray, head: int | None = None
                      ) -> dict[str, np.ndarray]:  # fmt: skip
     """The measures of a multi-layer attention model over one set of positions: raw attention per

@@ -35,6 +35,8 @@ from runners.importance import (
     compare,
     gradient_x_input,
     layered_measures,
+    no_op_ablations,
+    without_no_ops,
 )
 from runners.protocol import to_numpy
 from runners.stats import rollout
@@ -170,6 +172,7 @@ def measure(
         )
         picked = _log_probs(logits, out_ids)  # (S + 1, T)
     importance = to_numpy(picked[0][:, None] - picked[1:].T)  # (T, S)
+    no_op = no_op_ablations(to_numpy(batch[0]), to_numpy(batch[1:]))  # (S,) a <unk> replaced by <unk>
     # 3) Attention of the unablated run (batch row 0), and rollout through encoder and decoder.
     weights = {
         b: np.stack([to_numpy(t.heads.weights[0]) for t in trace.block(b)])
@@ -178,10 +181,10 @@ def measure(
     return TransformerImportance(
         source=tuple(src),
         output=tuple(tgt_vocab.tokens[i] for i in out_ids),
-        importance=importance,
+        importance=without_no_ops(importance, no_op),
         cross=weights["cross"],
         rollout=decoder_rollout(weights["encoder"], weights["decoder_self"], weights["cross"]),
-        grad_x_input=gradient_times_input(model, src_ids, out_ids),
+        grad_x_input=without_no_ops(gradient_times_input(model, src_ids, out_ids), no_op),
     )
 
 

@@ -13,3 +13,17 @@ def pytest_addoption(parser):
         action="store_true",
         help="write the browser tests' screenshots into docs/ (shown in the README) instead of a temp folder",
     )
+    parser.addoption(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads(N) before any test: the suite must pass with 1 thread and with many",
+    )
+
+
+def pytest_configure(config):
+    threads = config.getoption("--threads")
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))

@@ -82,3 +82,22 @@ def run_together(work, n: int) -> None:
         th.start()
     for th in threads:
         th.join()
+
+
+NEAR_TIE_SWAPS = 3  # swaps of near-equal values a recomputation on another CPU may make in a card's check
+
+
+def assert_spearman_means_recompute(stored: dict, recomputed: dict, positions: int) -> None:
+    """A card's held-out Spearman means (measure → {"mean", "n"}) against the same means recomputed
+    on this machine. ``n`` (comparisons with a non-constant ranking) must match exactly; the means
+    within a float bound, not to the last digit: near-equal values (an ablation that barely matters,
+    two almost equal attention weights) are ordered by float32 rounding, and that differs between
+    CPUs, thread counts and batch shapes. Swapping two adjacent ranks among n positions changes Σd²
+    by at most 2n, so one comparison's ρ = 1 − 6Σd²/(n(n² − 1)) by at most 12/(n² − 1), and a mean
+    of ``n_kept`` comparisons by that / n_kept. `NEAR_TIE_SWAPS` such swaps are allowed, at the
+    fewest ``positions`` any comparison in the check ranks (the largest jump)."""
+    for name, values in stored.items():
+        assert recomputed[name]["n"] == values["n"], name
+        bound = NEAR_TIE_SWAPS * 12 / (positions**2 - 1) / max(1, values["n"])
+        got = recomputed[name]["mean"]
+        assert abs(got - values["mean"]) <= bound, (name, got, values["mean"], bound)

@@ -18,6 +18,11 @@ from training.evaluate import evaluate_text as evaluate
 
 BARS = {"dates": 0.98, "translation": 0.95}  # exact match on the test split, attention models
 AER_BAR = 0.15  # at least one seq2seq scoring function per task
+# A card's test metrics were measured on the machine that trained the model. Recomputed on another
+# CPU (or thread count), an argmax whose top two values are within float32 rounding may fall the
+# other way and change one example: exact match by 1/n, its links' share of the corpus AER, one
+# object word of the pointing game. Allow one example's worth, not a last-digit match.
+ONE_EXAMPLE = 1.01 / TEST_SIZE
 SHIPPED = (
     [("seq2seq", task, s) for task in TASKS for s in SCORINGS + ("none",)]
     + [("transformer", "dates", v) for v in PRESETS]
@@ -45,8 +50,8 @@ def measured(test_splits):
 def test_attention_models_meet_their_bars(measured, kind, task, variant):
     card, m = measured[(kind, task, variant)]
     assert m["exact_match"] >= BARS[task], m["exact_match"]
-    assert card["test"]["exact_match"] == pytest.approx(m["exact_match"])
-    assert card["test"]["aer"] == pytest.approx(m["aer"], abs=1e-6)
+    assert card["test"]["exact_match"] == pytest.approx(m["exact_match"], abs=ONE_EXAMPLE)
+    assert card["test"]["aer"] == pytest.approx(m["aer"], abs=ONE_EXAMPLE)
     if task == "translation":
         assert m["bleu"] > 90
 
@@ -62,8 +67,12 @@ def test_one_scoring_function_aligns_well(measured, task):
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_baseline_card_matches(measured, task):
     card, m = measured[("seq2seq", task, "none")]
-    assert m["aer"] is None and card["test"]["exact_match"] == pytest.approx(m["exact_match"])
-    assert card["test"]["by_length"] == m["by_length"]
+    assert m["aer"] is None
+    assert card["test"]["exact_match"] == pytest.approx(m["exact_match"], abs=ONE_EXAMPLE)
+    for length, stored in card["test"]["by_length"].items():
+        ours = m["by_length"][length]
+        assert stored["n"] == ours["n"]  # how many sources of each length: the split's, exact
+        assert stored["exact_match"] == pytest.approx(ours["exact_match"], abs=1.01 / stored["n"])
 
 
 @pytest.mark.slow  # every shipped checkpoint on its full test split
@@ -85,7 +94,7 @@ def test_captioner_meets_its_bars():
     assert m["pointing_game_strict"] >= 0.85, m["pointing_game_strict"]  # ≥ 25% of the argmax cell on it
     assert m["pointing_game"] >= m["pointing_game_strict"]  # the lenient rule counts every strict hit
     for metric in ("exact_match", "pointing_game", "pointing_game_strict"):
-        assert card["test"][metric] == pytest.approx(m[metric]), metric
+        assert card["test"][metric] == pytest.approx(m[metric], abs=ONE_EXAMPLE), metric
     assert set(m["by_object_count"]) == {"1", "2", "3"}
 
 

@@ -30,7 +30,7 @@ from tasks import TASKS, TEST_SEED, held_out
 from tasks.common import EOS, UNK_ID, Example, Vocab
 from tasks.images import model_input, to_tensor
 from tasks.scenes import generate, vocab
-from tests.helpers import open_app, open_view
+from tests.helpers import assert_spearman_means_recompute, open_app, open_view
 
 S2S_MEASURES = (seq2seq_importance.ATTENTION, GRADIENT_X_INPUT)
 CAP_MEASURES = (captioner_importance.ATTENTION, GRADIENT_X_INPUT)
@@ -140,7 +140,9 @@ def test_seq2seq_checkpoint_rows_are_the_runs_own_and_unknown_tokens_weigh_nothi
     per_token = seq2seq_importance.importance(model, src, sv, tv, run.output)
     np.testing.assert_allclose(per_token.measures[seq2seq_importance.ATTENTION], run.weights, atol=1e-5)
     np.testing.assert_allclose(per_token.base_log_probs, run.token_log_probs, atol=1e-4)
-    assert (per_token.importance[:, -1] == 0).all()  # replacing <unk> by <unk> changes nothing
+    # Replacing <unk> by <unk> changes nothing: exactly 0 by construction (no_op_ablations), not
+    # the float noise of rerunning the same numbers in another batch row.
+    assert (per_token.importance[:, -1] == 0).all()
     assert (per_token.measures[GRADIENT_X_INPUT][:, -1] == 0).all()
     assert per_token.importance.max() > 0.1  # some tokens matter
     with pytest.raises(ValueError, match="a source and an output"):
@@ -259,10 +261,9 @@ def test_seq2seq_card_recomputes_on_its_first_examples(name):
     model, card, sv, tv = load(name)
     task = TASKS[card["task"]]
     check = card[CARD_KEY]["check"]
-    again = seq2seq_importance.held_out(model, task, held_out(task.name, check["examples"]), sv, tv)
-    for m, value in check["spearman"].items():
-        assert again["spearman"][m]["n"] == value["n"]
-        assert again["spearman"][m]["mean"] == pytest.approx(value["mean"], abs=1e-6)
+    examples = held_out(task.name, check["examples"])
+    again = seq2seq_importance.held_out(model, task, examples, sv, tv)
+    assert_spearman_means_recompute(check["spearman"], again["spearman"], min(len(ex.src) for ex in examples))
 
 
 def test_captioner_card_holds_the_held_out_comparison_and_recomputes():
@@ -276,9 +277,7 @@ def test_captioner_card_holds_the_held_out_comparison_and_recomputes():
     model, _, _, v = load("captioner-scenes")
     check = entry["check"]
     again = captioner_importance.held_out(model, v, generate(check["examples"], TEST_SEED, "test"))
-    for m, value in check["spearman"].items():
-        assert again["spearman"][m]["n"] == value["n"]
-        assert again["spearman"][m]["mean"] == pytest.approx(value["mean"], abs=1e-6)
+    assert_spearman_means_recompute(check["spearman"], again["spearman"], model.grid**2)  # every region
 
 
 # --- The pages -------------------------------------------------------------------------------------

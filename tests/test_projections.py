@@ -132,9 +132,11 @@ def test_cards_hold_the_held_out_diagonal_mass_and_it_recomputes():
     again = held_out_means(
         [[transformer.projections(r, "encoder", i, pre_norm=True) for i in range(2)] for r in runs]
     )
+    # Means of float32 softmax weights, measured on the machine that made the card: another CPU or
+    # thread count rounds each weight differently in its last bits (~1e-7), and so their means.
     for ours, stored in zip(again["layers"], card["diagonal_mass"]["encoder"]["layers"], strict=True):
-        assert ours["raw"] == pytest.approx(stored["raw"], abs=1e-6)
-        assert ours["heads"] == pytest.approx(stored["heads"], abs=1e-6)
+        assert ours["raw"] == pytest.approx(stored["raw"], abs=1e-5)
+        assert ours["heads"] == pytest.approx(stored["heads"], abs=1e-5)
 
 
 def test_head_statistics_report_the_weight_on_self():
