@@ -27,15 +27,12 @@ app.py; drives Debian's Chromium (headless) with Playwright. Measures:
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlencode
@@ -43,7 +40,10 @@ from urllib.parse import urlencode
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM, BROWSER_ARGS = "/usr/bin/chromium", ["--no-sandbox", "--disable-dev-shm-usage"]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.chromium import BROWSER_ARGS, CHROMIUM, LOADED_JS, start_server, stop_server  # noqa: E402
+
 FLOOR_APP = """import numpy as np, plotly.graph_objects as go, streamlit as st
 on = st.checkbox("Other data")
 z = np.random.default_rng(1 if on else 0).random((12, 12), dtype=np.float32)
@@ -119,22 +119,6 @@ BERT_512 = [
 ]
 # fmt: on
 
-# The first chart painted — or, on a page whose first view is a table (the GPT's next tokens), the
-# first data grid drawn.
-PAINTED = ".js-plotly-plot .main-svg, [data-testid=stDataFrame] canvas"
-LOADED_JS = """async (maxMs) => {
-  const raf2 = () => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
-  const idle = () => document.querySelector('[data-testid=stApp]')
-    ?.getAttribute('data-test-script-state') === 'notRunning';
-  for (;;) {
-    if (idle() && document.querySelector(PAINTED)) break;
-    if (idle() && document.querySelector('[data-testid=stException]')) throw new Error('the page raised');
-    if (performance.now() > maxMs) throw new Error('no chart painted in time');
-    await new Promise(r => requestAnimationFrame(r));
-  }
-  await raf2();
-  return performance.now();
-}""".replace("PAINTED", repr(PAINTED))
 INSTALL_JS = """() => {
   if (window.__bench) return;
   const app = document.querySelector('[data-testid=stApp]');
@@ -177,39 +161,6 @@ INSTALL_JS = """() => {
     return {method, timedOut: late(), s: B.painted === null ? null : (B.painted - t0) / 1000};
   };
 }"""
-
-
-def start_server(script: Path, log: Path, procs: list[subprocess.Popen]) -> tuple[str, float]:
-    """Launch ``streamlit run script`` on a free loopback port (added to ``procs``, for the caller
-    to stop); poll /_stcore/health until ok. Returns the URL and the launch time."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port)]
-    cmd += ["--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none"]
-    launched = time.perf_counter()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=script.parent, env=env, stdout=out, stderr=subprocess.STDOUT)
-    procs.append(proc)
-    url = f"http://127.0.0.1:{port}"
-    while time.perf_counter() - launched < 180:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{script.name} exited: {log.read_text()[-600:]}")
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                return url, launched
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{script.name} is not healthy after 180 s: {log.read_text()[-600:]}")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def open_page(browser, url: str, received: list[int] | None = None):

@@ -2,14 +2,15 @@
 
     python benchmarks/bench_soak.py [--sessions 16] [--minutes 5] [--seed 0]
 
-Starts app.py once on a loopback port (bench_browser's `start_server`) and one headless Chromium;
+Starts app.py once on a loopback port (`benchmarks/chromium.py`) and one headless Chromium;
 --sessions browser contexts run at once as asyncio tasks of one async Playwright loop. Until the time
 is up, each session (its own seeded random.Random) loads a random page by URL with an input of its
 own — a human-typed date (seq2seq, transformer), a sentence pair (BERT), a scene seed (captioning) —
-waits until the script is idle and a chart is painted (bench_browser's LOADED_JS), then clicks 0–2
+waits until the script is idle and a chart is painted (chromium.py's LOADED_JS), then clicks 0–2
 random tabs or known checkboxes, waiting for each rerun to finish. After the load and after each
 click it counts the exceptions shown and checks for cross-talk: the output on screen must be the one
-its own input gives alone, computed in this process from the runners with the page's defaults:
+its own input gives alone, computed in this process from the runners with the page's defaults
+(`benchmarks/soak_inputs.py`: the inputs and this oracle):
 
 - seq2seq: the "Output" code block = greedy decoding of the default checkpoint (first task, first
   scoring); transformer: the "Output" block = the default variant (h4) under the sidebar checkboxes
@@ -32,14 +33,11 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlencode
 
 import psutil
-import torch
-from PIL import Image
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from playwright.async_api import async_playwright
@@ -47,51 +45,12 @@ from playwright.async_api import async_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import streamlit.logger  # noqa: E402
-
-streamlit.logger.set_log_level("error")  # views.serving's caches warn that no runtime is found here
-
-from benchmarks.bench_browser import BROWSER_ARGS, CHROMIUM, LOADED_JS, start_server, stop_server  # noqa: E402
-from models.attention import SCORINGS, Interventions  # noqa: E402
-from models.bert import load_bert  # noqa: E402
-from models.checkpoints import checkpoint_name  # noqa: E402
-from models.device import pick_device  # noqa: E402
-from runners import captioner, seq2seq, transformer  # noqa: E402
-from runners.bert import encode  # noqa: E402
-from runners.registry import load  # noqa: E402
-from tasks import TASKS, prepare  # noqa: E402
-from tasks.images import model_input  # noqa: E402
-from tasks.scenes import generate  # noqa: E402
-from views.serving import bert_folders  # noqa: E402
+from benchmarks.chromium import BROWSER_ARGS, CHROMIUM, LOADED_JS, start_server, stop_server  # noqa: E402
+from benchmarks.soak_inputs import TF_CHECKS, Oracle, pick_input  # noqa: E402
 
 LOAD_TIMEOUT_MS = 180_000  # a load or a rerun slower than this is counted as a timeout
 RSS_EVERY_S = 5
 PATHS = {"seq2seq": "/", "transformer": "/transformer", "bert": "/bert", "captioning": "/captioning"}
-DATES = (  # as people type them: the date task's own formats and a few looser ones
-    "12 march 1999", "saturday, 21 november 2026", "jan 5 1987", "25.12.99", "the 1st of may, 2010",
-    "october 31, 1968", "07/04/1976", "9/11/01", "14 feb 22", "2000-02-29", "sunday, 1 january 2040",
-    "the 22nd of august, 1955", "apr 30 2019", "16.06.04", "december 8, 1980", "3 july 2004",
-)  # fmt: skip
-SENTENCES = (
-    "The animal didn't cross the street because it was too tired.",
-    "The creature stayed on the pavement, exhausted.",
-    "She poured the water from the jug into the glass until it was full.",
-    "A bank can refuse a loan, and a river bank can flood.",
-    "The trophy would not fit in the suitcase because it was too big.",
-    "Attention lets every word look at every other word.",
-    "My cat sleeps on the keyboard whenever I try to work.",
-    "The committee postponed the vote until the report was finished.",
-    "Colourless green ideas sleep furiously.",
-    "He saw her duck under the table.",
-)
-# The transformer page's sidebar checkboxes: label → (Interventions field or "padded", default).
-TF_CHECKS = {
-    "Causal mask in decoder self-attention": ("causal", True),
-    "Padding mask": ("padding", True),
-    "Run the input in a padded batch": ("padded", False),
-    "Scale logits by 1/√d_k": ("scaled", True),
-    "Positional encoding": ("positional", True),
-}
 CHECKS = {"transformer": tuple(TF_CHECKS), "bert": ("Hide [CLS] / [SEP] in the views",)}
 # Where each page shows the output compared: the first code block after this subheader.
 OUTPUT_HEADING = {"seq2seq": "Output", "transformer": "Output", "captioning": "Caption"}
@@ -117,54 +76,6 @@ SETTLED_JS = """async ([noRunMs, maxMs]) => {
   await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
   return window.__soakRan;
 }"""
-
-
-class Oracle:
-    """What each input shows when it runs alone: the runners called here with the pages' defaults.
-
-    Runs on one worker thread (the event loop stays free; torch gets one core of the two), and
-    caches per input, so a repeated input costs one lookup."""
-
-    def __init__(self) -> None:
-        torch.set_num_threads(1)
-        self.task = TASKS[list(TASKS)[0]]  # the task select's first option
-        self.seq2seq = load(checkpoint_name("seq2seq", self.task.name, SCORINGS[0]))
-        self.transformer = load(checkpoint_name("transformer", self.task.name, "h4"))  # the page's default
-        self.bert = load_bert(list(bert_folders())[0], pick_device())  # the checkpoint select's first
-        self.captioner = load(captioner.DEFAULT)
-        self.pool = ThreadPoolExecutor(max_workers=1)
-        self.cache: dict[tuple, str] = {}
-
-    async def expected(self, page: str, key: tuple) -> str:
-        if (page, key) not in self.cache:
-            loop = asyncio.get_running_loop()
-            self.cache[page, key] = await loop.run_in_executor(self.pool, self.compute, page, key)
-        return self.cache[page, key]
-
-    def compute(self, page: str, key: tuple) -> str:
-        if page == "seq2seq":
-            model, _, src_vocab, tgt_vocab = self.seq2seq
-            src = prepare(self.task, key[0], src_vocab).tokens
-            return seq2seq.run(model, self.task, src, src_vocab, tgt_vocab)[0].text or "(empty output)"
-        if page == "transformer":
-            text, toggled = key
-            state = {f: default != (label in toggled) for label, (f, default) in TF_CHECKS.items()}
-            padded = state.pop("padded")
-            model, _, src_vocab, tgt_vocab = self.transformer
-            src = prepare(self.task, text, src_vocab).tokens
-            iv, pad_to = Interventions(**state), self.task.max_source if padded else 0
-            run = transformer.run(model, self.task, src, src_vocab, tgt_vocab, iv, pad_to=pad_to)
-            return run.text or "(empty output)"
-        if page == "bert":
-            return str(len(encode(self.bert, key[0], key[1] or None).tokens))
-        model, _, _, vocab = self.captioner
-        picture = Image.fromarray(generate(1, key[0])[0].image)
-        seen, _ = model_input(picture)
-        _, x = model_input(Image.fromarray(seen))  # as views.serving.captions rebuilds it from the pixels
-        return captioner.run(model, vocab, x)[0].text or "(empty caption)"
-
-    def close(self) -> None:
-        self.pool.shutdown(cancel_futures=True)
 
 
 @dataclass
@@ -193,18 +104,6 @@ class Soak:
     def note(self, line: str) -> None:
         if len(self.notes) < 40:
             self.notes.append(line)
-
-
-def pick_input(page: str, rng: random.Random) -> tuple[dict, tuple]:
-    """URL parameters for the page, and the oracle's key for them."""
-    if page in ("seq2seq", "transformer"):
-        text = rng.choice(DATES)
-        return {"input": "text", "text": text}, (text,) if page == "seq2seq" else (text, frozenset())
-    if page == "bert":
-        a, b = rng.sample(SENTENCES, 2)
-        return {"a": a, "b": b}, (a, b)
-    seed = rng.randrange(10**6)
-    return {"source": "random", "seed": seed}, (seed,)
 
 
 def tree_rss_mb(pid: int) -> float:
