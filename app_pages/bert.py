@@ -16,6 +16,7 @@ from runners.bert import EXAMPLE_TEXT, MAX_CHARS
 from runners.protocol import AttentionMaps
 from runners.stats import rollout
 from views import attention
+from views import interventions as controls
 from views import projections as projection_view
 from views.importance_tabs import bert_tab
 from views.inputs import md_escape, token_key
@@ -65,24 +66,19 @@ plain = Interventions()
 with st.sidebar:
     st.header("Interventions")
     probe = bert_run(folder, text_a, text_b, plain)[0]
-    hidden = st.multiselect(
-        "Mask tokens (attention mask)",
-        range(len(probe.tokens)),
-        format_func=lambda j: f"{j}: {probe.tokens[j]}",
-        key=token_key("bert_hidden", probe.tokens),
-    )
-    ablate = st.multiselect(
-        "Switch heads off",
-        [(i, h) for i in range(cfg.num_hidden_layers) for h in range(cfg.num_attention_heads)],
-        format_func=lambda t: f"layer {t[0]} head {t[1]}",
+    hidden = controls.hidden_tokens("Mask tokens (attention mask)", probe.tokens, key="bert_hidden")
+    ablate = controls.heads_off(
+        cfg.num_hidden_layers,
+        cfg.num_attention_heads,
         key="bert_ablate",
+        name=lambda t: f"layer {t[0]} head {t[1]}",
     )
-    temperature = st.slider("Temperature on attention logits", 0.1, 5.0, 1.0, 0.1, key="bert_temp")
+    temperature = controls.attention_temperature(key="bert_temp")
     hide_special = st.checkbox("Hide [CLS] / [SEP] in the views", False, key="bert_hide_special")
     fmt = st.radio("Chart camera button saves", ["png", "svg"], horizontal=True, key="bert_fmt")
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": fmt, "filename": "attention"}}
 interventions = Interventions(
-    hidden_keys=tuple(hidden), ablate=frozenset(("encoder", i, h) for i, h in ablate), temperature=temperature
+    hidden_keys=hidden, ablate=frozenset(("encoder", i, h) for i, h in ablate), temperature=temperature
 )
 enc, run = bert_run(folder, text_a, text_b, interventions)
 _, base = bert_run(folder, text_a, text_b, plain)
@@ -105,13 +101,9 @@ if text_b is not None:
     pair_cell.metric(
         "Pair similarity cos(A, B)",
         f"{sim:.4f}",
-        delta=f"{sim - base_sim:+.4f} vs no intervention" if interventions != plain else None,
+        delta=controls.vs_plain(sim - base_sim, interventions != plain, "+.4f"),
     )
-with st.expander("What the interventions changed, per layer's attention"):  # always there: a steady layout
-    if interventions != plain:
-        attention.intervention_deltas(run, base)
-    else:
-        st.caption("No intervention is on: switch one on in the sidebar.")
+controls.deltas(run, base, interventions != plain, "What the interventions changed, per layer's attention")
 
 # --- The window of tokens the matrix views show ---------------------------------------------------
 shown = [i for i in range(len(enc.tokens)) if not (hide_special and enc.special[i])]
@@ -199,14 +191,7 @@ def rollout_view() -> None:
     )
 
 
-def export() -> None:
-    attention.export(run.maps, "bert")
-    st.caption(
-        f"Figures: each chart's camera button (top right) saves it as {fmt.upper()} — "
-        "switch PNG/SVG in the sidebar."
-    )
-
-
+diagonal = (measurements(MEASUREMENTS) or {}).get("diagonal_mass")  # weight on self, held-out means
 lazy_tabs(
     {
         "Head view": lambda: attention.head_view(window, "bert", plot_config=PLOT_CONFIG),
@@ -219,13 +204,16 @@ lazy_tabs(
             lambda: bert_projections(folder, text_a, text_b, interventions),
             cfg.num_hidden_layers,
             "bert",
-            held_out=((measurements(MEASUREMENTS) or {}).get("diagonal_mass") or {}).get("self"),
+            held_out=(diagonal or {}).get("self"),
             window=idx,
         ),
-        "Head statistics": lambda: attention.statistics(
-            run.maps, "bert", diagonal_mass=(measurements(MEASUREMENTS) or {}).get("diagonal_mass")
+        **attention.statistics_tabs(
+            run.maps,
+            "bert",
+            diagonal_mass=diagonal,
+            export_note=f"Figures: each chart's camera button (top right) saves it as {fmt.upper()} — "
+            "switch PNG/SVG in the sidebar.",
         ),
-        "Export": export,
         "Attention vs importance": lambda: bert_tab(folder, text_a, text_b),
     },
     key="bert_view",

@@ -21,9 +21,10 @@ from runners import gpt
 from runners.projections import RawVsProjected
 from tasks import InputError
 from views import attention
+from views import interventions as controls
 from views import projections as projection_view
 from views.importance_tabs import gpt_tab
-from views.inputs import MAX_TEXT, md_escape, token_key, whole_number_input
+from views.inputs import MAX_TEXT, md_escape, whole_number_input
 from views.layout import lazy_tabs, page_header
 from views.outputs import model_output
 from views.serving import inference, read_only
@@ -117,23 +118,17 @@ labels = gpt_run(NAME, ids, plain).inputs
 # --- Interventions (sidebar) ----------------------------------------------------------------------
 with st.sidebar:
     st.header("Interventions")
-    ablate = st.multiselect(
-        "Switch heads off",
-        [(i, h) for i in range(cfg.n_layers) for h in range(cfg.n_heads)],
-        format_func=lambda t: f"L{t[0]} H{t[1]}",
-        key="gpt_ablate",
-    )
-    hidden = st.multiselect(
+    ablate = controls.heads_off(cfg.n_layers, cfg.n_heads, key="gpt_ablate")
+    hidden = controls.hidden_tokens(
         "Hide tokens (no query may attend to them)",
-        range(len(labels)),
-        format_func=lambda j: f"{j}: {labels[j]}",
-        key=token_key("gpt_hidden", labels),
+        labels,
+        key="gpt_hidden",
         help="Their values are never read. The key of the token after one still carries part of it "
         "(smeared keys), so matching on it is weakened, not gone.",
     )
-    temperature = st.slider("Temperature on attention logits", 0.1, 5.0, 1.0, 0.1, key="gpt_temp")
-    unprojected = st.multiselect("Projections off (Q = K = x: no W_Q, W_K)", range(cfg.n_layers),
-                                 format_func=lambda i: f"L{i}", key="gpt_unprojected")  # fmt: skip
+    temperature = controls.attention_temperature(key="gpt_temp")
+    unprojected = controls.projections_off("Projections off (Q = K = x: no W_Q, W_K)", range(cfg.n_layers),
+                                           key="gpt_unprojected", name=lambda i: f"L{i}")  # fmt: skip
     causal = st.checkbox(
         "Causal mask", True, key="gpt_causal",
         help="Off: every position also sees the tokens after it — under teacher forcing it can peek at "
@@ -141,13 +136,13 @@ with st.sidebar:
     )  # fmt: skip
 each = {
     "heads off": Interventions(ablate=frozenset((BLOCK, i, h) for i, h in ablate)),
-    "hidden tokens": Interventions(hidden_keys=tuple(hidden)),
+    "hidden tokens": Interventions(hidden_keys=hidden),
     "attention temperature": Interventions(temperature=temperature),
     "causal mask off": Interventions(causal=causal),
     "projections off": Interventions(unprojected=frozenset((BLOCK, i) for i in unprojected)),
 }
 active = {name: iv for name, iv in each.items() if iv != plain}
-interventions = Interventions(causal=causal, hidden_keys=tuple(hidden), temperature=temperature,
+interventions = Interventions(causal=causal, hidden_keys=hidden, temperature=temperature,
                               ablate=each["heads off"].ablate,
                               unprojected=each["projections off"].unprojected)  # fmt: skip
 run, base = gpt_run(NAME, ids, interventions), gpt_run(NAME, ids, plain)
@@ -158,7 +153,7 @@ tokens_cell.metric("Tokens read (<s> included)", len(ids))
 loss_cell.metric(
     "Loss on the prompt's tokens (nats)",
     f"{run.loss:.3f}",
-    delta=f"{run.loss - base.loss:+.3f} vs no intervention" if active else None,
+    delta=controls.vs_plain(run.loss - base.loss, bool(active)),
     delta_color="inverse",
 )
 next_cell.metric("Next token after the prompt", run.top_tokens[-1][0], f"p = {run.top_probs[-1, 0]:.1%}",
@@ -175,8 +170,7 @@ if active:
         })  # fmt: skip
     st.markdown("**What each intervention changed** (teacher forcing on the prompt, vs no intervention):")
     st.dataframe(rows, hide_index=True)
-    with st.expander("Per attention block"):
-        attention.intervention_deltas(run, base)
+    controls.deltas(run, base, True, "Per attention block")
 maps = run.maps["self"]
 roles = gpt.head_roles(card)
 
@@ -290,8 +284,7 @@ lazy_tabs(
         "Generate": generate,
         "Raw vs projected": lambda: projection_view.layer_view(
             projections, cfg.n_layers, "gpt", unprojected=unprojected, held_out=diagonal.get("self")),
-        "Head statistics": lambda: attention.statistics(run.maps, "gpt", diagonal_mass=diagonal),
-        "Export": lambda: attention.export(run.maps, "gpt", file_stem=NAME),
+        **attention.statistics_tabs(run.maps, "gpt", file_stem=NAME, diagonal_mass=diagonal),
         "Model card": model_card,
         "Attention vs importance": lambda: gpt_tab(NAME, ids, labels, card, model, tokenizer),
     },

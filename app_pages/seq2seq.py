@@ -14,17 +14,16 @@ import streamlit as st
 
 from models.attention import SCORINGS
 from models.checkpoints import checkpoint_name
-from runners.importance import CARD_KEY
 from runners.seq2seq import Seq2SeqRun
-from runners.seq2seq_importance import gold_agreement
 from tasks import bucket_label
 from tasks.common import EOS, Vocab, aer, argmax_links
-from views import attention, cards, importance
+from views import attention, cards
+from views.importance_tabs import seq2seq_tab
 from views.inputs import md_escape, quoted, source_picker, task_select
 from views.layout import lazy_tabs, page_header
-from views.outputs import model_output
+from views.outputs import task_output
 from views.rnn import rnn_through_time, sequential_vs_parallel
-from views.serving import card, seq2seq_importance_rows, seq2seq_runs
+from views.serving import card, seq2seq_runs
 from viz.charts import length_curves, step_bars, token_bars, vector_strips
 from viz.heatmaps import attention_heatmap
 
@@ -85,8 +84,7 @@ if len(runs) > 1:
         key="s2s_hyp",
     )
     run = runs[pick]
-st.subheader("Output")
-model_output(run, empty="(empty output)", problem=task.output_problem(run.text))
+task_output(run, task)
 if run.output and run.output[-1] != EOS:
     st.warning(f"The model did not finish within {task.max_target} tokens; the output is cut there.")
 matches_gold = gold is not None and run.output == (*gold.tgt, EOS)
@@ -245,32 +243,6 @@ def alignment() -> None:
         )
 
 
-@st.fragment
-def attention_vs_importance() -> None:
-    """Importance of each source token by <unk> ablation vs α_t and gradient × input, per output token."""
-    st.markdown(
-        "Each source token in turn is replaced by `<unk>`, teacher-forcing the output shown above. α here "
-        "is one single-head, single-layer map per output token: there is no stack of layers to roll out."
-    )
-    per_token = seq2seq_importance_rows(name, src, run.output)
-    held_out = model_card.get(CARD_KEY, {})
-    t = importance.per_output_token(per_token, "s2s", held_out=held_out.get("spearman"))
-    agreement = gold_agreement(per_token, gold) if gold is not None else None
-    if agreement is not None and agreement.scored[t]:
-        linked = {m: "a gold link" if hit[t] else "not linked" for m, hit in agreement.top_is_gold.items()}
-        tops = "; ".join(f"{m}: “{md_escape(src[top[t]])}” ({linked[m]})" for m, top in agreement.top.items())
-        st.markdown(f"**Against the gold alignment**, the top source token by {tops}.")
-    if "gold" in held_out:
-        gold_card = held_out["gold"]
-        shares = ", ".join(f"{m} {v:.1%}" for m, v in gold_card["top_is_gold_link"].items())
-        st.caption(f"Held out ({gold_card['tokens']} output tokens): the top is a gold link for {shares}.")
-
-
-def statistics_and_export() -> None:
-    attention.statistics(run.maps, "s2s")
-    attention.export(run.maps, "s2s", file_stem=name)
-
-
 def model_cards() -> None:
     cards.metrics_table(task_cards(), "s2s_cards")
     cards.card_facts(model_card)
@@ -282,12 +254,12 @@ lazy_tabs(
         "Step inspector": lambda: step_inspector(run),
         "Teacher forcing": teacher_forcing,
         "Bottleneck study": bottleneck,
-        "Attention vs importance": attention_vs_importance,
+        "Attention vs importance": lambda: seq2seq_tab(name, src, run.output, gold, model_card),
         "RNN through time": lambda: rnn_through_time(
             name, task, scoring, SCORING_LABELS[scoring], src, labels
         ),
         "Sequential vs parallel": sequential_vs_parallel,
-        "Statistics & export": statistics_and_export,
+        "Statistics & export": lambda: attention.statistics_and_export(run.maps, "s2s", file_stem=name),
         "Model card": model_cards,
     },
     key="s2s_view",

@@ -19,11 +19,12 @@ from runners.stats import mean_entropy
 from runners.transformer import BLOCK_TITLES, SELF_ATTENTION_BLOCKS, projections
 from tasks.common import Vocab
 from views import attention, lessons, walkthrough
+from views import interventions as controls
 from views import projections as projection_view
 from views.importance_tabs import transformer_tab
-from views.inputs import source_picker, task_select, token_key
+from views.inputs import source_picker, task_select
 from views.layout import lazy_tabs, page_header
-from views.outputs import model_output
+from views.outputs import task_output
 from views.serving import FIXED_BATCH, batch_accuracy, card, head_ranking, load_model, transformer_run
 
 page_header(__doc__)
@@ -79,32 +80,22 @@ with st.sidebar:
         key="tf_padded",
         help="Pads the source to the task's longest input, as in a batch with a longer one.",
     )
-    hidden = st.multiselect(
-        "Hide source tokens (custom key mask)",
-        range(len(src)),
-        format_func=lambda j: f"{j}: {src[j]}",
-        key=token_key("tf_hidden", src),
-    )
+    hidden = controls.hidden_tokens("Hide source tokens (custom key mask)", src, key="tf_hidden")
     scaled = st.checkbox("Scale logits by 1/√d_k", True, key="tf_scaled")
-    temperature = st.slider("Temperature on attention logits", 0.1, 5.0, 1.0, 0.1, key="tf_temp")
+    temperature = controls.attention_temperature(key="tf_temp")
     positional = st.checkbox("Positional encoding", True, key="tf_pe")
-    ablate = st.multiselect(
-        "Switch heads off",
-        [(b, i, h) for b in BLOCKS for i in range(n_layers) for h in range(n_heads)],
-        key=f"tf_ablate_{variant}",
-        format_func=lambda t: f"{t[0]} L{t[1]} H{t[2]}",
-    )
-    unprojected = st.multiselect(
+    ablate = controls.heads_off(n_layers, n_heads, key=f"tf_ablate_{variant}", blocks=BLOCKS)
+    unprojected = controls.projections_off(
         "Projections off (Q = K = x)",
         [(b, i) for b in BLOCKS for i in range(n_layers)],
         key="tf_unprojected",
-        format_func=lambda t: f"{t[0]} L{t[1]}",
+        name=lambda t: f"{t[0]} L{t[1]}",
         help="Skip W_Q and W_K in these layers: each head scores its slice of the raw rows, x_i · x_j.",
     )
 interventions = Interventions(
     causal=causal,
     padding=padding,
-    hidden_keys=tuple(hidden),
+    hidden_keys=hidden,
     scaled=scaled,
     temperature=temperature,
     ablate=frozenset(ablate),
@@ -117,30 +108,29 @@ changed = interventions != plain or padded
 
 # --- Output ---------------------------------------------------------------------------------------
 free = transformer_run(name, src, interventions, None, pad_to)
-st.subheader("Output")
-model_output(free, empty="(empty output)", problem=task.output_problem(free.text))
+task_output(free, task)
 log_p_cell, exact_cell, entropy_cell, plain_cell = st.columns(4)
 log_p_cell.metric("log p(output)", f"{free.log_prob:.3f}")
 acc, base_acc = batch_accuracy(name, interventions), batch_accuracy(name, plain)
 exact_cell.metric(
     f"Exact match, {FIXED_BATCH} test examples",
     f"{acc:.0%}",
-    delta=f"{acc - base_acc:+.0%} vs no intervention" if changed else None,
+    delta=controls.vs_plain(acc - base_acc, changed, "+.0%"),
 )
 base = transformer_run(name, src, plain)
 shown = free.real_positions(len(src))  # padding rows compared with nothing: they are not the input
-entropy_now, entropy_delta = mean_entropy(shown["encoder"]), None
+entropy_now = mean_entropy(shown["encoder"])
 if changed:
     plain_cell.metric("Output without interventions", base.text or "(empty)")
-    entropy_delta = f"{entropy_now - mean_entropy(base.maps['encoder']):+.3f} vs no intervention"
 entropy_cell.metric(
-    "Mean encoder attention entropy (nats)", f"{entropy_now:.3f}", delta=entropy_delta, delta_color="off"
+    "Mean encoder attention entropy (nats)",
+    f"{entropy_now:.3f}",
+    delta=controls.vs_plain(entropy_now - mean_entropy(base.maps["encoder"]), changed),
+    delta_color="off",
 )
-with st.expander("What the interventions changed, per attention block"):  # always there: a steady layout
-    if changed:
-        attention.intervention_deltas(replace(free, maps=shown), base)
-    else:
-        st.caption("No intervention is on: switch one on in the sidebar.")
+controls.deltas(
+    replace(free, maps=shown), base, changed, "What the interventions changed, per attention block"
+)
 forced = None
 if reference is not None:
     forced = transformer_run(name, src, interventions, tuple(reference), pad_to)
@@ -208,10 +198,9 @@ lazy_tabs(
         ),
         "Post- vs pre-norm": lambda: lessons.norm_placement(task.name),
         "Playground": lessons.playground,
-        "Head statistics": lambda: attention.statistics(
-            view.maps, "tf", diagonal_mass=model_card.get("diagonal_mass")
+        **attention.statistics_tabs(
+            view.maps, "tf", file_stem=name, diagonal_mass=model_card.get("diagonal_mass")
         ),
-        "Export": lambda: attention.export(view.maps, "tf", file_stem=name),
         "Attention vs importance": lambda: transformer_tab(name, tuple(src), model_card),
     },
     key="tf_view",

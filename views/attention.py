@@ -8,7 +8,7 @@ controls reruns that view alone, not the page.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import streamlit as st
@@ -146,6 +146,34 @@ def export(all_maps: Mapping[str, AttentionMaps], key: str, *, file_stem: str = 
         "application/octet-stream",
         key=f"{key}_npz",
     )
+
+
+def statistics_tabs(
+    all_maps: Mapping[str, AttentionMaps],
+    key: str,
+    *,
+    file_stem: str = "attention",
+    diagonal_mass: Mapping | None = None,
+    export_note: str | None = None,
+) -> dict[str, Callable[[], None]]:
+    """The "Head statistics" and "Export" entries of a page's `views.layout.lazy_tabs` table
+    (``export_note``: a caption under the export)."""
+
+    def export_tab() -> None:
+        export(all_maps, key, file_stem=file_stem)
+        if export_note:
+            st.caption(export_note)
+
+    return {
+        "Head statistics": lambda: statistics(all_maps, key, diagonal_mass=diagonal_mass),
+        "Export": export_tab,
+    }
+
+
+def statistics_and_export(all_maps: Mapping[str, AttentionMaps], key: str, *, file_stem: str) -> None:
+    """Both in one tab ("Statistics & export"), for a page with few blocks."""
+    statistics(all_maps, key)
+    export(all_maps, key, file_stem=file_stem)
 
 
 def intervention_deltas(run: AttentionRun, base: AttentionRun) -> None:

@@ -1,10 +1,10 @@
-"""The "Attention vs importance" tab of the transformer, BERT and GPT pages.
+"""The "Attention vs importance" tab of the seq2seq, transformer, BERT and GPT pages.
 
 Each tab measures the model as it is (the sidebar's interventions are not applied: the question is
 whether the trained model's attention explains its own output), through the family's runner
-(`runners.transformer_importance`, `runners.bert_importance`, `runners.gpt_importance`), cached per
-input like the pages' other runs, and draws it with the shared `views.importance.comparison` beside
-the held-out mean from the model's card.
+(`runners.seq2seq_importance`, `runners.transformer_importance`, `runners.bert_importance`,
+`runners.gpt_importance`), cached per input like the pages' other runs, and draws it with the shared
+`views.importance` views beside the held-out mean from the model's card.
 """
 
 from __future__ import annotations
@@ -16,9 +16,19 @@ import streamlit as st
 from models.bert import default_folder
 from runners import bert, bert_importance, gpt_importance, transformer_importance
 from runners.importance import CARD_KEY, Comparison, compare
+from runners.seq2seq_importance import gold_agreement
 from tasks import TASKS
-from views.importance import comparison
-from views.serving import inference, load_bert_cached, load_model, measurements, read_only
+from tasks.common import Example
+from views.importance import comparison, per_output_token
+from views.inputs import md_escape
+from views.serving import (
+    inference,
+    load_bert_cached,
+    load_model,
+    measurements,
+    read_only,
+    seq2seq_importance_rows,
+)
 
 BERT_CARD = "bert-minilm"  # assets/bert-minilm.json: held-out measurements of the packaged MiniLM
 ALL = "all"
@@ -98,6 +108,30 @@ def _card_note(card: Mapping | None) -> None:
 
 
 # --- The tabs -------------------------------------------------------------------------------------
+@st.fragment
+def seq2seq_tab(
+    name: str, src: tuple[str, ...], output: tuple[str, ...], gold: Example | None, card: Mapping
+) -> None:
+    """Importance of each source token by <unk> ablation vs α_t and gradient × input, per output token;
+    with a gold example, whether each measure's top source token is a gold link."""
+    st.markdown(
+        "Each source token in turn is replaced by `<unk>`, teacher-forcing the output shown above. α here "
+        "is one single-head, single-layer map per output token: there is no stack of layers to roll out."
+    )
+    per_token = seq2seq_importance_rows(name, src, output)
+    held_out = card.get(CARD_KEY, {})
+    t = per_output_token(per_token, "s2s", held_out=held_out.get("spearman"))
+    agreement = gold_agreement(per_token, gold) if gold is not None else None
+    if agreement is not None and agreement.scored[t]:
+        linked = {m: "a gold link" if hit[t] else "not linked" for m, hit in agreement.top_is_gold.items()}
+        tops = "; ".join(f"{m}: “{md_escape(src[top[t]])}” ({linked[m]})" for m, top in agreement.top.items())
+        st.markdown(f"**Against the gold alignment**, the top source token by {tops}.")
+    if "gold" in held_out:
+        gold_card = held_out["gold"]
+        shares = ", ".join(f"{m} {v:.1%}" for m, v in gold_card["top_is_gold_link"].items())
+        st.caption(f"Held out ({gold_card['tokens']} output tokens): the top is a gold link for {shares}.")
+
+
 @st.fragment
 def transformer_tab(name: str, src: tuple[str, ...], card: Mapping | None) -> None:
     """One output token's importance over the source, against cross-attention, rollout, grad × input."""

@@ -7,6 +7,7 @@ import numpy as np
 import streamlit as st
 
 from runners.protocol import AttentionRun
+from tasks import Task
 from views.inputs import md_escape
 
 UNSURE = 0.5  # tokens the model gave less than this probability are marked
@@ -33,3 +34,10 @@ def model_output(run: AttentionRun, *, empty: str, problem: str | None = None) -
             f"{md_escape(problem)}. The model gave this output probability {probs.prod():.1%}; "
             "it is shown as the model wrote it."
         )
+
+
+def task_output(run: AttentionRun, task: Task) -> None:
+    """A task page's "Output" block (seq2seq, transformer): the heading, then `model_output` with the
+    task's own check of the text (e.g. "not a calendar date")."""
+    st.subheader("Output")
+    model_output(run, empty="(empty output)", problem=task.output_problem(run.text))
