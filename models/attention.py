@@ -9,6 +9,9 @@ Nothing per call is ever stored on a module, in a hook or in a global: Streamlit
 model between all browser sessions and threads, so a trace kept on `self` would be overwritten by
 whichever session ran last.
 
+RoPE (`models.positions.rotary`), grouped-query attention (`MultiHeadAttention(n_kv_heads=…)`) and a
+KV cache (`models.kv_cache`, the caller's value) are the core's too, each chosen per call.
+
 Mask convention (same as `torch.nn.functional.scaled_dot_product_attention` with a boolean mask):
 ``True`` means "this query may attend to this key"; ``False`` positions get ``-inf`` before the
 softmax and therefore exactly 0 weight. A query row with no allowed key gets all-zero weights and a
@@ -25,6 +28,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from models.kv_cache import LayerCache
+from models.positions import RotaryTrace, Rotation, rotate
 
 Scoring = Literal["additive", "dot", "general", "scaled_dot"]
 # What a returned trace keeps: everything, or only the softmax weights (one (Tq, Tk) tensor per head
@@ -68,7 +74,7 @@ class Interventions:
     scaled: bool = True  # divide q·k by sqrt(d_k)
     temperature: float = 1.0  # divide the attention logits by this
     ablate: frozenset[tuple[str, int, int]] = frozenset()  # (block, layer, head) switched off
-    positional: bool = True  # add the positional encoding
+    positional: bool = True  # add the positional encoding (RoPE's: rotate q and k by their positions)
     unprojected: frozenset[tuple[str, int]] = frozenset()  # (block, layer) run with Q = K = x: no W_Q, W_K
 
     def head_mask(self, block: str, layer: int, n_heads: int, device=None) -> Tensor | None:
@@ -144,11 +150,14 @@ def attend(
     temperature: float = 1.0,
     return_trace: bool = False,
     capture: Capture = "full",
+    kv_groups: int = 1,
 ) -> tuple[Tensor, AttentionTrace | None]:
     """Scores → (scale, temperature) → mask → softmax → weighted sum of values.
 
     ``raw_scores`` (…, Tq, Tk) come from a scoring function; ``value`` is (…, Tk, d_v). With
     ``return_trace`` and ``capture="weights"`` they are overwritten (pass a temporary).
+    ``kv_groups`` > 1 is grouped-query attention: scores (B, h, Tq, Tk) against values
+    (B, h / kv_groups, Tk, d_v), query head i reading value head i // kv_groups.
     Returns ``(output (…, Tq, d_v), trace or None)``.
     """
     if temperature <= 0:
@@ -173,8 +182,13 @@ def attend(
     weights = torch.softmax(masked, dim=-1)
     if mask is not None:
         weights = torch.nan_to_num(weights, nan=0.0)
-    # 4) Weighted sum of the values.
-    output = weights @ value  # (…, Tq, Tk) @ (…, Tk, d_v) → (…, Tq, d_v)
+    # 4) Weighted sum of the values (each group of query heads over its one value head: no copies).
+    if kv_groups == 1:
+        output = weights @ value  # (…, Tq, Tk) @ (…, Tk, d_v) → (…, Tq, d_v)
+    else:
+        b, h, tq, tk = weights.shape
+        grouped = weights.reshape(b, h // kv_groups, kv_groups * tq, tk)  # (B, h_kv, g·Tq, Tk)
+        output = (grouped @ value).view(b, h, tq, value.shape[-1])  # (B, h_kv, g·Tq, d_v) → (B, h, Tq, d_v)
     if not return_trace:
         return output, None
     full = capture == "full"
@@ -258,63 +272,70 @@ class Attention(nn.Module):
 
 @dataclass(frozen=True)
 class MultiHeadTrace:
-    """One multi-head call: its inputs, every head's `AttentionTrace`, the concat and W_O output."""
+    """One multi-head call: its inputs, every head's `AttentionTrace`, the concat and W_O output. With
+    grouped-query attention ``heads.key``/``.value`` are per K/V head (B, h_kv, Tk, d_head), query head i
+    reading ``kv_heads[i]``. Head i adds ``concat[..., head_slice(i)] @ W_O[:, head_slice(i)]ᵀ``."""
 
     x_query: Tensor  # (B, Tq, d_model) what the queries were projected from
-    x_key: Tensor  # (B, Tk, d_model) what the keys and values were projected from
+    x_key: Tensor  # (B, Tk, d_model) what the keys and values were projected from (new rows only)
     heads: AttentionTrace  # (B, h, …) per head; heads.output is each head's context
     head_mask: Tensor | None  # (h,) multiplier per head (0 = ablated), or None
     concat: Tensor  # (B, Tq, d_model) heads side by side, after the head mask
     output: Tensor  # (B, Tq, d_model) concat @ W_Oᵀ + b_O
+    kv_heads: tuple[int, ...] = ()  # query head → the K/V head it reads
+    rotary: RotaryTrace | None = None  # q and k before RoPE, when the call rotated them
 
 
 class MultiHeadAttention(nn.Module):
     """Multi-head scaled dot-product attention: project, split into h heads, attend, concat, W_O.
 
-    Same parameter layout as the math: W_Q, W_K, W_V, W_O are ``d_model × d_model`` linears.
+    Same parameter layout as the math: W_Q, W_O ``d_model × d_model``, W_K, W_V ``(h_kv · d_head) × d_model``:
+    with ``n_kv_heads`` < ``n_heads`` (grouped-query attention) a K/V head serves consecutive query heads.
     With no trace and no intervention the fused kernel (``F.scaled_dot_product_attention``)
     runs; otherwise the explicit path through `attend` runs, so every intermediate in the trace
     is the one that produced the output. Interventions are per call (arguments), never state.
     """
 
-    def __init__(self, d_model: int, n_heads: int, *, bias: bool = True):
+    def __init__(self, d_model: int, n_heads: int, *, n_kv_heads: int | None = None, bias: bool = True):
         super().__init__()
         if n_heads < 1 or d_model % n_heads != 0:
             raise ValueError(
                 f"d_model ({d_model}) must be divisible by the number of heads ({n_heads}); "
                 f"try n_heads in {[h for h in range(1, d_model + 1) if d_model % h == 0][:8]}."
             )
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        if n_kv_heads < 1 or n_heads % n_kv_heads:
+            raise ValueError(f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads}).")
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
+        self.n_kv_heads, self.groups = n_kv_heads, n_heads // n_kv_heads
         self.w_q = nn.Linear(d_model, d_model, bias=bias)
-        self.w_k = nn.Linear(d_model, d_model, bias=bias)
-        self.w_v = nn.Linear(d_model, d_model, bias=bias)
+        self.w_k = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)
+        self.w_v = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)
         self.w_o = nn.Linear(d_model, d_model, bias=bias)
 
+    @property
+    def kv_heads(self) -> tuple[int, ...]:  # query head i → the K/V head it reads
+        return tuple(i // self.groups for i in range(self.n_heads))
+
     def head_slice(self, head: int) -> slice:
-        """The output rows of W_Q, W_K, W_V (and input columns of W_O) that belong to ``head``:
-        the layout `_split` and the concat assume."""
+        """The output rows of W_Q (W_K, W_V for a K/V head) and input columns of W_O that belong to
+        ``head``: the layout `_split` and the concat assume."""
         return slice(head * self.d_head, (head + 1) * self.d_head)
 
     def _split(self, x: Tensor) -> Tensor:
-        b, t, _ = x.shape
-        return x.view(b, t, self.n_heads, self.d_head).transpose(1, 2)  # (B, h, T, d_head)
+        b, t, d = x.shape
+        return x.view(b, t, d // self.d_head, self.d_head).transpose(1, 2)  # (B, h or h_kv, T, d_head)
 
     def forward(
-        self,
-        *,
-        query: Tensor,
-        key: Tensor,
-        value: Tensor,
-        mask: Tensor | None = None,
-        temperature: float = 1.0,
-        scaled: bool = True,
-        project_qk: bool = True,
-        head_mask: Tensor | None = None,
-        return_trace: bool = False,
-        capture: Capture = "full",
-    ) -> tuple[Tensor, MultiHeadTrace | None]:
+        self, *, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None,
+        rotary: Rotation | None = None, cache: LayerCache | None = None,
+        temperature: float = 1.0, scaled: bool = True, project_qk: bool = True,
+        head_mask: Tensor | None = None, return_trace: bool = False, capture: Capture = "full",
+    ) -> tuple[Tensor, MultiHeadTrace | None]:  # fmt: skip
         """query (B, Tq, d_model), key/value (B, Tk, d_model), mask broadcastable to
         (B, h, Tq, Tk), e.g. (B, 1, 1, Tk) for padding or (Tq, Tk) for causal.
+        ``rotary`` (the new rows' angles, `models.positions.rotary`) rotates q and k (RoPE); ``cache``
+        appends this call's keys and values to a `KVCache` and attends over all it holds.
         ``scaled=False`` drops the 1/sqrt(d_k); ``project_qk=False`` skips W_Q and W_K (head i
         scores the i-th slice of the raw rows: Q = K = x, the "no projections" intervention);
         ``head_mask`` (h,) multiplies each head's context before the concat (0 ablates a head);
@@ -325,38 +346,54 @@ class MultiHeadAttention(nn.Module):
         b, tq, _ = query.shape
         if head_mask is not None and head_mask.shape != (self.n_heads,):
             raise ValueError(f"head_mask must have shape ({self.n_heads},), got {tuple(head_mask.shape)}.")
+        # Query heads per K/V head: values always; keys unless W_K is skipped (one raw slice per query head).
+        groups, key_groups = self.groups, self.groups if project_qk else 1
+        if cache is not None and key_groups != groups:
+            raise ValueError("projections off (Q = K = x) cannot use a KV cache; run the whole text at once.")
         # 1) Project to queries, keys, values and split into heads.
         q = self._split(self.w_q(query) if project_qk else query)  # (B, h, Tq, d_head)
-        k = self._split(self.w_k(key) if project_qk else key)  # (B, h, Tk, d_head)
-        v = self._split(self.w_v(value))  # (B, h, Tk, d_head)
-        # 2) Scaled dot-product attention per head.
-        if not return_trace and temperature == 1.0 and scaled:
+        k = self._split(self.w_k(key) if project_qk else key)  # (B, h_kv, Tk, d_head)
+        v = self._split(self.w_v(value))  # (B, h_kv, Tk, d_head)
+        # 2) Rotate q and k by their positions (RoPE), then add the new keys and values to the cache.
+        q_before, k_before = q, k
+        if rotary is not None:
+            q, k = rotate(q, rotary), rotate(k, rotary)
+        if cache is not None:
+            k, v = cache.append(k, v)  # (B, h_kv, cached + Tk, d_head)
+        # 3) Scaled dot-product attention per head; each group of query heads scores its K/V head.
+        if not return_trace and temperature == 1.0 and scaled and key_groups == groups:
             if mask is not None:
                 check_mask(mask, torch.empty(b, self.n_heads, tq, k.shape[-2], device="meta"))
-            heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=groups > 1)
             if mask is not None:  # fully masked rows: fused kernel gives NaN, we give 0
                 heads = torch.nan_to_num(heads, nan=0.0)
             trace = None
         else:
-            raw = q @ k.transpose(-1, -2)  # (B, h, Tq, d_head) @ (B, h, d_head, Tk)
             heads, trace = attend(
-                query=q,
-                key=k,
-                value=v,
-                raw_scores=raw,
-                scale=1.0 / math.sqrt(self.d_head) if scaled else 1.0,
-                mask=mask,
-                temperature=temperature,
-                return_trace=return_trace,
-                capture=capture,
-            )
-        # 3) Switch heads off (ablation), concatenate them and mix with W_O.
+                query=q, key=k, value=v, raw_scores=grouped_scores(q, k, key_groups),
+                scale=1.0 / math.sqrt(self.d_head) if scaled else 1.0, mask=mask, temperature=temperature,
+                return_trace=return_trace, capture=capture, kv_groups=groups,
+            )  # fmt: skip
+        # 4) Switch heads off (ablation), concatenate them and mix with W_O.
         if head_mask is not None:
             heads = heads * head_mask.view(1, -1, 1, 1).to(heads.dtype)  # (B, h, Tq, d_head)
         concat = heads.transpose(1, 2).reshape(b, tq, self.d_model)  # (B, Tq, h·d_head)
         output = self.w_o(concat)
         if not return_trace:
             return output, None
+        rotated = rotary and RotaryTrace(rotary.positions, q_before, k_before, rotary.cos, rotary.sin)
         return output, MultiHeadTrace(
-            x_query=query, x_key=key, heads=trace, head_mask=head_mask, concat=concat, output=output
-        )
+            x_query=query, x_key=key, heads=trace, head_mask=head_mask, concat=concat, output=output,
+            kv_heads=self.kv_heads, rotary=rotated,
+        )  # fmt: skip
+
+
+def grouped_scores(query: Tensor, key: Tensor, groups: int) -> Tensor:
+    """q·k, (B, h, Tq, d) against (B, h / groups, Tk, d) → (B, h, Tq, Tk): query head i against key head
+    i // groups, the keys read in place (no copy per query head)."""
+    if groups == 1:
+        return query @ key.transpose(-1, -2)  # (B, h, Tq, d_head) @ (B, h, d_head, Tk)
+    b, h, tq, d = query.shape
+    stacked = query.reshape(b, h // groups, groups * tq, d)  # (B, h_kv, g·Tq, d): a group's queries
+    scores = stacked @ key.transpose(-1, -2)  # (B, h_kv, g·Tq, Tk)
+    return scores.view(b, h, tq, key.shape[-2])  # (B, h, Tq, Tk)

@@ -1,9 +1,11 @@
-"""Sinusoidal positions (Vaswani et al. 2017), shared by the encoder–decoder transformer (fixed) and
-the GPT (the start of its learned positions), and drawn by the positional-encoding lesson."""
+"""Positions. Sinusoids (Vaswani et al. 2017), shared by the encoder–decoder transformer (fixed) and
+the GPT (the start of its learned positions), and drawn by the positional-encoding lesson; rotary
+position embeddings (RoPE, Su et al. 2021), which the attention core applies to q and k per call."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -17,3 +19,45 @@ def sinusoids(length: int, d_model: int) -> Tensor:
     pe[:, 0::2] = torch.sin(pos * freq)
     pe[:, 1::2] = torch.cos(pos * freq)
     return pe
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """The RoPE angles of some positions: channel pair (i, i + d_rot/2) of the row at position p is
+    turned by p · base^(−2i/d_rot) (the half-split layout of Hugging Face's Llama)."""
+
+    positions: Tensor  # (T,) long
+    cos: Tensor  # (T, d_rot) cos of each channel's angle (the d_rot/2 angles, twice)
+    sin: Tensor  # (T, d_rot)
+
+
+def rotary(positions: Tensor, *, dim: int, base: float) -> Rotation:
+    """The angles of ``positions`` (T,) for ``dim`` rotated channels."""
+    channel = torch.arange(0, dim, 2, dtype=torch.int64, device=positions.device).float()  # (dim/2,) 2i
+    inv_freq = 1.0 / (base ** (channel / dim))  # (dim/2,) base^(−2i/dim)
+    angles = positions.float()[:, None] * inv_freq[None]  # (T, 1) · (1, dim/2) → (T, dim/2)
+    both = torch.cat([angles, angles], -1)  # (T, dim): the same angle for both channels of a pair
+    return Rotation(positions, both.cos(), both.sin())
+
+
+def rotate(x: Tensor, rot: Rotation) -> Tensor:
+    """(…, T, d) rows rotated by their positions' angles: x·cos + rotate_half(x)·sin on the first d_rot
+    channels (the rest, if any, pass through)."""
+    d_rot = rot.cos.shape[-1]
+    part, rest = x[..., :d_rot], x[..., d_rot:]
+    half = d_rot // 2
+    turned = torch.cat([-part[..., half:], part[..., :half]], -1)  # rotate_half: (x1, x2) → (−x2, x1)
+    out = part * rot.cos + turned * rot.sin  # (…, T, d_rot)
+    return out if rest.shape[-1] == 0 else torch.cat([out, rest], -1)
+
+
+@dataclass(frozen=True)
+class RotaryTrace:
+    """RoPE as one call applied it: q and the new k before the rotation, and the angles' tables.
+    The rotated ones are the trace's ``heads.query`` and the last ``Tq`` rows of ``heads.key``."""
+
+    positions: Tensor  # (Tq,) the position of each new row (a cache's length onward)
+    query: Tensor  # (B, h, Tq, d_head) before the rotation
+    key: Tensor  # (B, h_kv, Tq, d_head) the new keys before the rotation
+    cos: Tensor  # (Tq, d_rot) cos of each position's angle per channel (pair i: channels i, i + d_rot/2)
+    sin: Tensor  # (Tq, d_rot)
