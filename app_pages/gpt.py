@@ -129,8 +129,8 @@ with st.sidebar:
     temperature = controls.attention_temperature(key="gpt_temp")
     unprojected = controls.projections_off("Projections off (Q = K = x: no W_Q, W_K)", range(cfg.n_layers),
                                            key="gpt_unprojected", name=lambda i: f"L{i}")  # fmt: skip
-    causal = st.checkbox(
-        "Causal mask", True, key="gpt_causal",
+    causal = controls.causal_mask(
+        "Causal mask", key="gpt_causal",
         help="Off: every position also sees the tokens after it — under teacher forcing it can peek at "
         "the very token it is asked to predict. Generation is always causal.",
     )  # fmt: skip

@@ -67,9 +67,8 @@ src, reference = source.prepared.tokens, source.reference
 # --- Interventions (sidebar) ----------------------------------------------------------------------
 with st.sidebar:
     st.header("Interventions")
-    causal = st.checkbox(
+    causal = controls.causal_mask(
         "Causal mask in decoder self-attention",
-        True,
         key="tf_causal",
         help="Acts on teacher forcing: free-running decoding has no future to peek at.",
     )

@@ -68,6 +68,12 @@ def projections_off(
     return st.multiselect(label, layers, format_func=name, key=key, help=help)
 
 
+def causal_mask(label: str, *, key: str, help: str) -> bool:
+    """The causal mask on (the default) or off (``Interventions.causal``): off, each position also
+    sees the ones after it. ``help`` says where that matters on the page."""
+    return st.checkbox(label, True, key=key, help=help)
+
+
 def vs_plain(change: float, changed: bool, spec: str = "+.3f") -> str | None:
     """A metric's delta against the same run without interventions; None (no delta drawn) when none is on."""
     return f"{change:{spec}} vs no intervention" if changed else None
