@@ -22,14 +22,7 @@ import torch
 
 from models.captioner import Captioner
 from runners.captioner import region_labels
-from runners.importance import (
-    GRADIENT_X_INPUT,
-    PerToken,
-    card_entry,
-    gradient_x_input,
-    no_op_ablations,
-    without_no_ops,
-)
+from runners.importance import GRADIENT_X_INPUT, PerToken, card_entry, gradient_x_input
 from runners.protocol import to_numpy
 from tasks.batching import batch_scenes
 from tasks.common import BOS_ID, EOS, Vocab, length_to_eos
@@ -102,8 +95,6 @@ def importance(model: Captioner, vocab: Vocab, image: torch.Tensor, output: Sequ
     with torch.inference_mode():
         logits, trace = model(copies, tgt_in.expand(len(copies), -1))  # (R+1, T, V)
         log_p = _log_p(logits, out_ids)  # (R+1, T)
-    drop = (log_p[:1] - log_p[1:]).T  # (T, R): base − ablated
-    no_op = no_op_ablations(to_numpy(copies[0]), to_numpy(copies[1:]))  # (R,) a region already in that colour
     # 3) Gradient × input: T copies of the image; copy t differentiated for log p(w_t), one backward.
     # autograd.grad writes no .grad onto the shared model.
     leaves = image.expand(n_out, -1, -1, -1).clone().requires_grad_()  # (T, 3, H, W)
@@ -115,16 +106,10 @@ def importance(model: Captioner, vocab: Vocab, image: torch.Tensor, output: Sequ
     gxi = gradient_x_input(
         to_numpy(_regions(grad, grid)), to_numpy(_regions(image, grid)), to_numpy(_regions(replacement, grid))
     )  # (T, R)
-    return PerToken(
-        output=tuple(output),
-        positions=region_labels(grid),
-        base_log_probs=log_p[0].cpu().numpy(),
-        importance=without_no_ops(drop.cpu().numpy(), no_op),
-        measures={
-            ATTENTION: to_numpy(trace.alphas[0]),
-            GRADIENT_X_INPUT: without_no_ops(gxi, no_op).astype(np.float32),
-        },
-    )
+    # A region already in the mean colour is a no-op: importance and gradient × input exactly 0.
+    measures = {ATTENTION: to_numpy(trace.alphas[0]), GRADIENT_X_INPUT: gxi}
+    labels = region_labels(grid)
+    return PerToken.from_batch(output, labels, log_p.cpu().numpy(), copies.cpu().numpy(), measures)
 
 
 def pointing(per_token: PerToken, scene: Scene) -> dict[str, list[bool]] | None:

@@ -155,6 +155,27 @@ class PerToken:
     importance: np.ndarray  # (T, n) base − ablated, per output token and position
     measures: Mapping[str, np.ndarray]  # name → (T, n)
 
+    @classmethod
+    def from_batch(
+        cls, output: Sequence[str], positions: Sequence[str], log_p: np.ndarray, copies: np.ndarray,
+        measures: Mapping[str, np.ndarray],
+    ) -> PerToken:  # fmt: skip
+        """From one batched forward: ``log_p`` (n + 1, T) log p of each output token, row 0 the input
+        itself and row 1 + i the copy with position i ablated; ``copies`` (n + 1, …) those inputs.
+        Importance is row 0 − row 1 + i, and exactly 0 — importance and gradient × input alike — where
+        copy i equals the input (`no_op_ablations`)."""
+        no_op = no_op_ablations(copies[0], copies[1:])  # (n,)
+        measures = dict(measures)
+        if GRADIENT_X_INPUT in measures:
+            measures[GRADIENT_X_INPUT] = without_no_ops(measures[GRADIENT_X_INPUT], no_op).astype(np.float32)
+        return cls(
+            output=tuple(output),
+            positions=tuple(positions),
+            base_log_probs=np.asarray(log_p[0]),
+            importance=without_no_ops((log_p[:1] - log_p[1:]).T, no_op),  # (T, n): base − ablated
+            measures=measures,
+        )
+
     def comparison(self, t: int) -> Comparison:
         """Output token ``t``'s row of every array, ranked: what the shared view draws."""
         rows = {name: v[t] for name, v in self.measures.items()}

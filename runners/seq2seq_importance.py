@@ -21,15 +21,7 @@ import numpy as np
 import torch
 
 from models.seq2seq import Seq2Seq
-from runners.importance import (
-    GRADIENT_X_INPUT,
-    PerToken,
-    card_entry,
-    gradient_x_input,
-    no_op_ablations,
-    spearman,
-    without_no_ops,
-)
+from runners.importance import GRADIENT_X_INPUT, PerToken, card_entry, gradient_x_input, spearman
 from runners.protocol import to_numpy
 from runners.seq2seq import run
 from tasks import Task
@@ -93,8 +85,6 @@ def importance(
             copies, lens.expand(n_src + 1), tgt_in.expand(n_src + 1, -1), return_trace=True
         )  # (S+1, T, V)
         log_p = _log_p(logits, out_ids)  # (S+1, T)
-    drop = (log_p[:1] - log_p[1:]).T  # (T, S): base − ablated
-    no_op = no_op_ablations(to_numpy(copies[0]), to_numpy(copies[1:]))  # (S,) a <unk> replaced by <unk>
     measures = {} if trace.weights is None else {ATTENTION: to_numpy(trace.weights[0])}  # (T, S)
     # 3) Gradient × input: T copies of the embedded source; copy t is differentiated for log p(y_t),
     # so one backward gives every row. autograd.grad writes no .grad onto the shared model.
@@ -109,15 +99,9 @@ def importance(
         own = _log_p(grad_logits, out_ids).diagonal()  # (T,) copy t's log p(y_t)
         (grad,) = torch.autograd.grad(own.sum(), leaves)  # (T, S, E)
     unk = to_numpy(model.src_emb.weight[UNK_ID])  # (E,)
-    gxi = gradient_x_input(to_numpy(grad), to_numpy(embedded), unk)  # (T, S); e_<unk> − e_<unk> is 0 already
-    measures[GRADIENT_X_INPUT] = without_no_ops(gxi, no_op).astype(np.float32)
-    return PerToken(
-        output=tuple(output),
-        positions=tuple(src),
-        base_log_probs=log_p[0].cpu().numpy(),
-        importance=without_no_ops(drop.cpu().numpy(), no_op),
-        measures=measures,
-    )
+    measures[GRADIENT_X_INPUT] = gradient_x_input(to_numpy(grad), to_numpy(embedded), unk)  # (T, S)
+    # A <unk> replaced by <unk> is a no-op: importance and gradient × input exactly 0 (from_batch).
+    return PerToken.from_batch(output, src, log_p.cpu().numpy(), copies.cpu().numpy(), measures)
 
 
 # --- Against the gold alignment -------------------------------------------------------------------
