@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -27,3 +29,13 @@ def pytest_configure(config):
         import torch
 
         torch.set_num_threads(max(1, threads))
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """SmolLM2-135M-Instruct on our own code, loaded once for every test file: (model, tokenizer, meta)."""
+    import torch
+
+    from models.llama import load
+
+    return load(device=torch.device("cpu"))

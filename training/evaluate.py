@@ -177,14 +177,19 @@ def _table(scores: torch.Tensor) -> list[list[float]]:
 
 
 @torch.inference_mode()
-def repeat_probe(model: torch.nn.Module, iv: Interventions = NO_INTERVENTION) -> dict:
-    """On `PROBE` sequences <s> r_1…r_n r_1…r_n of uniformly random tokens: per head (layers × heads)
-    the mean attention from each second-copy token r_i to the token right after its earlier
-    occurrence (induction), to the token before it (previous-token, every position after <s>) and to
-    <s> (first-token); and the mean loss on the first copy's tokens r_2…r_n vs the second's (r_1 of
-    the second copy follows r_n and is predictable from nothing, so it is left out of both)."""
-    n = PROBE["length"]
-    ids = torch.from_numpy(stdlib.repeated_random(PROBE["sequences"], n, PROBE["seed"], model.cfg.vocab))
+def repeat_probe(
+    model: torch.nn.Module, iv: Interventions = NO_INTERVENTION, ids: np.ndarray | None = None
+) -> dict:
+    """On sequences <s> r_1…r_n r_1…r_n of uniformly random tokens (``ids`` (B, 1 + 2n); by default
+    `PROBE`'s, drawn from the GPT's vocabulary): per head (layers × heads) the mean attention from
+    each second-copy token r_i to the token right after its earlier occurrence (induction), to the
+    token before it (previous-token, every position after <s>) and to <s> (first-token); and the
+    mean loss on the first copy's tokens r_2…r_n vs the second's (r_1 of the second copy follows r_n
+    and is predictable from nothing, so it is left out of both)."""
+    if ids is None:
+        ids = stdlib.repeated_random(PROBE["sequences"], PROBE["length"], PROBE["seed"], model.cfg.vocab)
+    n = (ids.shape[1] - 1) // 2
+    ids = torch.from_numpy(ids)
     device = next(model.parameters()).device
     logits, trace = model(ids.to(device), iv=iv, return_trace=True, capture="weights")
     w = trace.weights.float().cpu()  # (B, L, h, T, T)
@@ -207,12 +212,13 @@ def top_induction_heads(induction: torch.Tensor) -> list[tuple[int, int]]:
     return [(int(i), int(h)) for i, h in torch.nonzero(induction >= TOP_INDUCTION * best).tolist()]
 
 
-def in_context_metrics(model: torch.nn.Module) -> dict:
-    """The card's induction metrics: best-head scores, per-head tables, the in-context loss on
-    each copy, and the second copy's loss with the top induction heads switched off."""
-    probe = repeat_probe(model)
+def in_context_metrics(model: torch.nn.Module, ids: np.ndarray | None = None) -> dict:
+    """The card's induction metrics on `repeat_probe`'s sequences (``ids``, by default `PROBE`'s):
+    best-head scores, per-head tables, the in-context loss on each copy, and the second copy's loss
+    with the top induction heads switched off."""
+    probe = repeat_probe(model, ids=ids)
     top = top_induction_heads(probe["induction"])
-    ablated = repeat_probe(model, Interventions(ablate=frozenset((BLOCK, i, h) for i, h in top)))
+    ablated = repeat_probe(model, Interventions(ablate=frozenset((BLOCK, i, h) for i, h in top)), ids=ids)
     n_heads = probe["induction"].shape[1]
     best = {name: divmod(int(probe[name].argmax()), n_heads) for name in ("induction", "previous_token")}
     return {
