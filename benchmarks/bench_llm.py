@@ -1,0 +1,126 @@
+"""Benchmark (not a test): SmolLM2-135M-Instruct on our core vs transformers' LlamaForCausalLM on the same
+GGUF, in one process on the same threads, with ratios against the issue's goals.
+
+    python benchmarks/bench_llm.py [--threads 2] [--repeat 5]
+
+1. Forward with every layer's attention weights at 64 and 512 tokens: ours (``return_trace=True,
+   capture="weights"``) vs HF eager with ``output_attentions=True`` (goal: ours ≤ 1.2× HF).
+   Timed alternately (ours, HF, ours, …) so a busy machine slows both alike; medians.
+2. Generation, greedy, 64 new tokens after a 32-token prompt: ours (`Llama.stream`, KV cache, each
+   token's attention kept) vs HF ``generate(do_sample=False)`` with its cache (goal ≥ 1.0×).
+3. RSS the model adds to a fresh process (spawned: the app's imports done, then `load`; goal ≤ 700 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from models.llama import gguf_path, load  # noqa: E402
+
+LENGTHS = (64, 512)
+NEW_TOKENS, PROMPT = 64, 32
+
+
+def rss_mb() -> float:
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def _model_rss(threads: int) -> float:
+    torch.set_num_threads(threads)
+    import gguf  # noqa: F401  (imports are the app's, not the model's: torchvision, as app.py has it,
+    import tokenizers  # noqa: F401  brings torch's meta kernels, which the model's loader uses)
+    import torchvision  # noqa: F401
+
+    gc.collect()
+    before = rss_mb()
+    model, _, _ = load(device=torch.device("cpu"))
+    gc.collect()
+    return rss_mb() - before
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def alternate(a, b, repeat: int) -> tuple[float, float]:
+    """Median seconds of a and of b, run a, b, a, b … after one warm-up each."""
+    a(), b()
+    times = [(timed(a), timed(b)) for _ in range(repeat)]
+    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    from transformers import AutoModelForCausalLM
+
+    device = torch.device("cpu")
+    model, tokenizer, _ = load(device=device)
+    path = gguf_path()
+    ref = AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, dtype=torch.float32, attn_implementation="eager"
+    ).eval()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, float32")
+    ids_all = torch.randint(1000, 40000, (1, max(LENGTHS)), generator=torch.Generator().manual_seed(0))
+
+    print(f"\n{'tokens':>6s} {'ours+maps s':>12s} {'HF eager+attn s':>16s} {'ratio':>7s}  goal ≤ 1.2")
+    for n in LENGTHS:
+        ids = ids_all[:, :n]
+
+        def ours(ids=ids):
+            with torch.inference_mode():
+                model(ids, return_trace=True, capture="weights")
+
+        def theirs(ids=ids):
+            with torch.inference_mode():
+                ref(ids, output_attentions=True)
+
+        a, b = alternate(ours, theirs, args.repeat)
+        print(f"{n:6d} {a:12.3f} {b:16.3f} {a / b:7.2f}")
+
+    prompt = ids_all[0, :PROMPT].tolist()
+
+    def ours_gen():
+        steps = list(model.stream(prompt, new_tokens=NEW_TOKENS))
+        assert len(steps) == NEW_TOKENS
+
+    def theirs_gen():
+        with torch.inference_mode():
+            out = ref.generate(torch.tensor([prompt]), max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
+                               do_sample=False)  # fmt: skip
+        assert out.shape[1] == PROMPT + NEW_TOKENS
+
+    a, b = alternate(ours_gen, theirs_gen, max(2, args.repeat // 2))
+    print(f"\ngeneration, greedy, {NEW_TOKENS} tokens after {PROMPT}:")
+    print(f"ours {NEW_TOKENS / a:.1f} tok/s (each token's attention kept), HF generate {NEW_TOKENS / b:.1f} "
+          f"tok/s: ratio {b / a:.2f}  goal ≥ 1.0")  # fmt: skip
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        added = pool.apply(_model_rss, (args.threads,))
+    weights = sum(p.numel() for p in model.parameters()) * 4 / 2**20
+    print(f"\nRSS added by loading the model (fresh process): {added:.0f} MB  goal ≤ 700 "
+          f"(the float32 weights alone: {weights:.0f} MB)")  # fmt: skip
+    del tokenizer
+
+
+if __name__ == "__main__":
+    main()
