@@ -62,15 +62,19 @@ def ioi(template: str, io: str, s: str, other: str) -> Contrast:
 
 
 def ioi_set(n: int, seed: int, split: str = "held_out") -> list[Contrast]:
-    """``n`` IOI prompts drawn with ``seed`` from the ``split``'s templates and names ("preset" or
-    "held_out"), the two names and the corrupting third always distinct."""
+    """``n`` distinct IOI prompts drawn with ``seed`` from the ``split``'s templates and names ("preset"
+    or "held_out"), the two names and the corrupting third always distinct. ``n`` must not exceed
+    the split's templates × ordered name pairs (3 × 8 × 7 = 168 preset prompts)."""
     templates = IOI_PRESET_TEMPLATES if split == "preset" else IOI_HELD_OUT_TEMPLATES
     names = IOI_PRESET_NAMES if split == "preset" else IOI_HELD_OUT_NAMES
     rng = random.Random(f"{seed}-{split}")
-    out = []
-    for i in range(n):
+    out, seen = [], set()
+    while len(out) < n:
+        template = templates[len(out) % len(templates)]
         io, s, other = rng.sample(names, 3)
-        out.append(ioi(templates[i % len(templates)], io, s, other))
+        if (template, io, s) not in seen:  # every prompt once (its corrupting name aside)
+            seen.add((template, io, s))
+            out.append(ioi(template, io, s, other))
     return out
 
 
