@@ -11,40 +11,34 @@ import numpy as np
 import streamlit as st
 
 from models.attention import Interventions
+from models.bert import default_folder
 from models.checkpoints import CheckpointError
-from runners.bert import EXAMPLE_TEXT, MAX_CHARS
+from runners.bert import EXAMPLE_TEXT, MAX_CHARS, folders
 from runners.protocol import AttentionMaps
 from runners.stats import rollout
-from views import attention
+from views import attention, importance_tabs
 from views import interventions as controls
 from views import projections as projection_view
-from views.importance_tabs import bert_tab
 from views.inputs import md_escape, token_key
 from views.layout import lazy_tabs, page_header
-from views.serving import (
-    bert_folders,
-    bert_neuron_layer,
-    bert_pair_similarity,
-    bert_projections,
-    bert_run,
-    load_bert_cached,
-    measurements,
-)
+from views.serving import cached, loaded_model, measurements
 from viz.charts import step_bars
 from viz.heatmaps import matrix_heatmap
 
 MEASUREMENTS = "bert-minilm"  # assets/bert-minilm.json: what we measured on the pretrained model
 WINDOW = 64  # tokens shown at once in the matrix views; longer inputs get a window slider
 
+bert_run, bert_neuron_layer = cached("bert", "run"), cached("bert", "neuron_layer")
+bert_projections, bert_pair_similarity = cached("bert", "projections"), cached("bert", "pair_similarity")
 page_header(__doc__)
 
 # --- Checkpoint and input -------------------------------------------------------------------------
-folders = bert_folders()
-folder = st.selectbox("Checkpoint", list(folders), format_func=folders.get, key="bert_folder")
+offered = folders()
+folder = st.selectbox("Checkpoint", list(offered), format_func=offered.get, key="bert_folder")
 try:
-    loaded = load_bert_cached(folder)
+    loaded = loaded_model("bert", folder)
 except CheckpointError as err:  # `brief` names the file only: no server path reaches the visitor
-    st.error(f"Cannot use the checkpoint {md_escape(folders[folder])}: {md_escape(err.brief)}")
+    st.error(f"Cannot use the checkpoint {md_escape(offered[folder])}: {md_escape(err.brief)}")
     st.stop()
 cfg = loaded.config
 text_a = st.text_area(
@@ -192,6 +186,8 @@ def rollout_view() -> None:
 
 
 diagonal = (measurements(MEASUREMENTS) or {}).get("diagonal_mass")  # weight on self, held-out means
+# The held-out attention-vs-importance means are of the packaged MiniLM: no card for another checkpoint.
+minilm_card = (measurements(MEASUREMENTS) or {}) if folder == str(default_folder()) else None
 lazy_tabs(
     {
         "Head view": lambda: attention.head_view(window, "bert", plot_config=PLOT_CONFIG),
@@ -214,7 +210,7 @@ lazy_tabs(
             export_note=f"Figures: each chart's camera button (top right) saves it as {fmt.upper()} — "
             "switch PNG/SVG in the sidebar.",
         ),
-        "Attention vs importance": lambda: bert_tab(folder, text_a, text_b),
+        "Attention vs importance": lambda: importance_tabs.tab("bert", folder, (text_a, text_b), minilm_card),
     },
     key="bert_view",
 )

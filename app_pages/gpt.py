@@ -20,44 +20,21 @@ from models.gpt import BLOCK
 from runners import gpt
 from runners.projections import RawVsProjected
 from tasks import InputError
-from views import attention
+from views import attention, importance_tabs
 from views import interventions as controls
 from views import projections as projection_view
-from views.importance_tabs import gpt_tab
 from views.inputs import MAX_TEXT, md_escape, whole_number_input
 from views.layout import lazy_tabs, page_header
 from views.outputs import model_output
-from views.serving import inference, read_only
+from views.serving import cached, inference, loaded_model
 
 NAME = gpt.DEFAULT
 REPEAT = 40  # random tokens per copy in "repeat a random sequence"
-
-
-@st.cache_resource(show_spinner="Loading the GPT…")
-def load_gpt(name: str):
-    return gpt.load(name)
-
-
-@st.cache_resource(max_entries=64, show_spinner=False)
-def gpt_run(name: str, ids: tuple[int, ...], interventions: Interventions) -> gpt.GPTRun:
-    model, _, tokenizer = load_gpt(name)
-    with inference(name):
-        return read_only(gpt.run(model, tokenizer, gpt.Prompt(ids), interventions))
-
-
-@st.cache_resource(max_entries=32, show_spinner="Sampling…")
-def gpt_sample(name: str, ids: tuple[int, ...], interventions: Interventions, new: int, temp: float,
-               top_k: int, seed: int) -> gpt.Sample:  # fmt: skip
-    model, _, tokenizer = load_gpt(name)
-    with inference(name):
-        sample = gpt.generate(model, tokenizer, gpt.Prompt(ids), interventions, new_tokens=new,
-                              temperature=temp, top_k=top_k or None, seed=seed)  # fmt: skip
-    return read_only(sample)
-
+gpt_run, gpt_sample = cached("gpt", "run"), cached("gpt", "sample")
 
 page_header(__doc__)
 try:
-    model, card, tokenizer = load_gpt(NAME)
+    model, card, tokenizer = loaded_model("gpt", NAME)
 except CheckpointError as err:  # `brief` names the file only: no server path reaches the visitor
     st.error(f"Cannot load the GPT: {md_escape(err.brief)}")
     st.stop()
@@ -286,7 +263,7 @@ lazy_tabs(
             projections, cfg.n_layers, "gpt", unprojected=unprojected, held_out=diagonal.get("self")),
         **attention.statistics_tabs(run.maps, "gpt", file_stem=NAME, diagonal_mass=diagonal),
         "Model card": model_card,
-        "Attention vs importance": lambda: gpt_tab(NAME, ids, labels, card, model, tokenizer),
+        "Attention vs importance": lambda: importance_tabs.tab("gpt", NAME, (ids,), card, labels=labels),
     },
     key="gpt_view",
 )

@@ -14,19 +14,21 @@ import streamlit as st
 
 from models.attention import SCORINGS
 from models.checkpoints import checkpoint_name
+from runners.importance import CARD_KEY, PerToken
 from runners.seq2seq import Seq2SeqRun
+from runners.seq2seq_importance import gold_agreement
 from tasks import bucket_label
 from tasks.common import EOS, Vocab, aer, argmax_links
-from views import attention, cards
-from views.importance_tabs import seq2seq_tab
+from views import attention, cards, importance_tabs
 from views.inputs import md_escape, quoted, source_picker, task_select
 from views.layout import lazy_tabs, page_header
 from views.outputs import task_output
 from views.rnn import rnn_through_time, sequential_vs_parallel
-from views.serving import card, seq2seq_runs
+from views.serving import cached, card
 from viz.charts import length_curves, step_bars, token_bars, vector_strips
 from viz.heatmaps import attention_heatmap
 
+seq2seq_runs = cached("seq2seq", "runs")
 SCORING_LABELS = {
     "additive": "additive (Bahdanau)",
     "dot": "dot (Luong)",
@@ -243,6 +245,19 @@ def alignment() -> None:
         )
 
 
+def gold_links(per_token: PerToken, t: int) -> None:
+    """Under the importance tab: whether each measure's top source token is a gold link."""
+    agreement = gold_agreement(per_token, gold) if gold is not None else None
+    if agreement is not None and agreement.scored[t]:
+        linked = {m: "a gold link" if hit[t] else "not linked" for m, hit in agreement.top_is_gold.items()}
+        tops = "; ".join(f"{m}: “{md_escape(src[top[t]])}” ({linked[m]})" for m, top in agreement.top.items())
+        st.markdown(f"**Against the gold alignment**, the top source token by {tops}.")
+    if "gold" in model_card.get(CARD_KEY, {}):
+        gold_card = model_card[CARD_KEY]["gold"]
+        shares = ", ".join(f"{m} {v:.1%}" for m, v in gold_card["top_is_gold_link"].items())
+        st.caption(f"Held out ({gold_card['tokens']} output tokens): the top is a gold link for {shares}.")
+
+
 def model_cards() -> None:
     cards.metrics_table(task_cards(), "s2s_cards")
     cards.card_facts(model_card)
@@ -254,7 +269,9 @@ lazy_tabs(
         "Step inspector": lambda: step_inspector(run),
         "Teacher forcing": teacher_forcing,
         "Bottleneck study": bottleneck,
-        "Attention vs importance": lambda: seq2seq_tab(name, src, run.output, gold, model_card),
+        "Attention vs importance": lambda: importance_tabs.tab(
+            "seq2seq", name, (src, run.output), model_card, after=gold_links
+        ),
         "RNN through time": lambda: rnn_through_time(
             name, task, scoring, SCORING_LABELS[scoring], src, labels
         ),

@@ -16,17 +16,19 @@ from models.attention import Interventions
 from models.checkpoints import checkpoint_name
 from models.transformer import BLOCKS, PRESETS
 from runners.stats import mean_entropy
-from runners.transformer import BLOCK_TITLES, SELF_ATTENTION_BLOCKS, projections
+from runners.transformer import BLOCK_TITLES, FIXED_BATCH, SELF_ATTENTION_BLOCKS, projections
 from tasks.common import Vocab
-from views import attention, lessons, walkthrough
+from views import attention, importance_tabs, lessons, walkthrough
 from views import interventions as controls
 from views import projections as projection_view
-from views.importance_tabs import transformer_tab
 from views.inputs import source_picker, task_select
 from views.layout import lazy_tabs, page_header
 from views.outputs import task_output
-from views.serving import FIXED_BATCH, batch_accuracy, card, head_ranking, load_model, transformer_run
+from views.serving import cached, card, load_model
 
+transformer_run = cached("transformer", "run")
+batch_accuracy = cached("transformer", "batch_accuracy")
+head_ranking = cached("transformer", "head_ranking")
 page_header(__doc__)
 
 # --- Model and input ------------------------------------------------------------------------------
@@ -200,7 +202,9 @@ lazy_tabs(
         **attention.statistics_tabs(
             view.maps, "tf", file_stem=name, diagonal_mass=model_card.get("diagonal_mass")
         ),
-        "Attention vs importance": lambda: transformer_tab(name, tuple(src), model_card),
+        "Attention vs importance": lambda: importance_tabs.tab(
+            "transformer", name, (tuple(src),), model_card
+        ),
     },
     key="tf_view",
 )

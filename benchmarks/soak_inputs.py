@@ -19,12 +19,11 @@ from models.bert import load_bert  # noqa: E402
 from models.checkpoints import checkpoint_name  # noqa: E402
 from models.device import pick_device  # noqa: E402
 from runners import captioner, seq2seq, transformer  # noqa: E402
-from runners.bert import encode  # noqa: E402
+from runners.bert import encode, folders  # noqa: E402
 from runners.registry import load  # noqa: E402
 from tasks import TASKS, prepare  # noqa: E402
 from tasks.images import model_input  # noqa: E402
 from tasks.scenes import generate  # noqa: E402
-from views.serving import bert_folders  # noqa: E402
 
 DATES = (  # as people type them: the date task's own formats and a few looser ones
     "12 march 1999", "saturday, 21 november 2026", "jan 5 1987", "25.12.99", "the 1st of may, 2010",
@@ -76,7 +75,7 @@ class Oracle:
         self.task = TASKS[list(TASKS)[0]]  # the task select's first option
         self.seq2seq = load(checkpoint_name("seq2seq", self.task.name, SCORINGS[0]))
         self.transformer = load(checkpoint_name("transformer", self.task.name, "h4"))  # the page's default
-        self.bert = load_bert(list(bert_folders())[0], pick_device())  # the checkpoint select's first
+        self.bert = load_bert(list(folders())[0], pick_device())  # the checkpoint select's first
         self.captioner = load(captioner.DEFAULT)
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.cache: dict[tuple, str] = {}

@@ -6,17 +6,38 @@ Truncation is done here, per call, rather than by switching the shared tokenizer
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from models.attention import NO_INTERVENTION, Interventions, keys_kept
 from models.bert import LoadedBert, default_folder, load_bert, sentence_embedding
+from models.device import pick_device
 from runners.projections import RawVsProjected, raw_vs_projected
-from runners.protocol import AttentionMaps, to_numpy
+from runners.protocol import AttentionMaps, Served, to_numpy
 
 MAX_CHARS = 20_000  # far more text than 512 tokens can hold; longer input is cut before tokenising
+BERT_ENV = "ATTENTION_EXPLORER_BERT"  # a folder with config.json, model.safetensors, tokenizer.json
+BERT_DIR_ENV = "ATTENTION_EXPLORER_BERT_DIR"  # a folder whose subfolders are BERT-family checkpoints
+
+
+def folders() -> dict[str, str]:
+    """The BERT checkpoints the operator offers, folder → label; the first is the default.
+
+    Visitors pick from these and never type a path: a typed path would let any visitor make the
+    server read its own folders, into a cache every session shares.
+    """
+    offered = {}
+    if os.environ.get(BERT_ENV):
+        offered[os.environ[BERT_ENV]] = f"{Path(os.environ[BERT_ENV]).name} ({BERT_ENV})"
+    offered[str(default_folder())] = "all-MiniLM-L6-v2 (packaged)"
+    root = Path(os.environ.get(BERT_DIR_ENV, ""))
+    if os.environ.get(BERT_DIR_ENV) and root.is_dir():
+        offered |= {str(sub): sub.name for sub in sorted(root.iterdir()) if sub.is_dir()}
+    return offered
 
 
 @dataclass(frozen=True)
@@ -194,3 +215,42 @@ def example() -> BertRun:
     """all-MiniLM-L6-v2 on the page's default sentence (tests and warm-up)."""
     loaded = load_bert(default_folder())
     return run(loaded, encode(loaded, *EXAMPLE_TEXT))
+
+
+# --- What the app serves cached (`views.serving.cached`): keyed on the folder --------------------
+def load(folder: str) -> LoadedBert:
+    """Raises `CheckpointError` for a broken folder. A failed load is not cached, so it never evicts
+    a loaded model (the default stays cached for every other session) and is retried on a rerun."""
+    return load_bert(folder, pick_device())
+
+
+def _served_run(loaded: LoadedBert, text_a: str, text_b: str | None, iv: Interventions):
+    enc = encode(loaded, text_a, text_b)
+    return enc, run(loaded, enc, iv)
+
+
+def _served_neuron_layer(loaded: LoadedBert, text_a: str, text_b: str | None, iv: Interventions, layer: int):
+    """One layer's q, k, scores and weights for every head: picking a head or a query is then free."""
+    return neuron_layer(loaded, encode(loaded, text_a, text_b), iv, layer)
+
+
+def _served_projections(loaded: LoadedBert, text_a: str, text_b: str | None, iv: Interventions):
+    """Every layer's raw vs projected self-attention (about 18 MB at 512 tokens: two kept)."""
+    return projections(loaded, encode(loaded, text_a, text_b), iv)
+
+
+def _served_pair_similarity(loaded: LoadedBert, text_a: str, text_b: str, iv: Interventions) -> float:
+    return pair_similarity(loaded, encode(loaded, text_a, text_b), text_a, text_b, iv)
+
+
+LOAD = Served(load, max_entries=3, spinner="Loading BERT…")
+SERVED = {
+    "run": Served(_served_run, max_entries=4, spinner="Running BERT…"),
+    "neuron_layer": Served(
+        _served_neuron_layer, max_entries=4, spinner="Capturing every intermediate of this layer…"
+    ),
+    "projections": Served(
+        _served_projections, max_entries=2, spinner="Computing softmax(XXᵀ) for every layer…"
+    ),
+    "pair_similarity": Served(_served_pair_similarity, max_entries=32, copied=True),
+}

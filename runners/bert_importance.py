@@ -39,7 +39,7 @@ from runners.importance import (
     no_op_ablations,
     without_no_ops,
 )
-from runners.protocol import to_numpy
+from runners.protocol import ImportanceTab, Served, to_numpy
 from runners.stats import rollout
 
 COPY_TOKENS = 2048  # ablated copies × tokens, at most (≤ 45 tokens: every piece alone; 512: 8 spans of ~64)
@@ -161,3 +161,42 @@ def held_out(loaded: LoadedBert, sentences: Sequence[str], split: str) -> dict:
     """The measurements card's entry: per measure the mean Spearman over ``sentences``, each alone."""
     per_input = [[measure(loaded, encode(loaded, s)).comparison()] for s in sentences]
     return card_entry(per_input, split=split, definition=DEFINITION)
+
+
+# --- What the app serves (`views.serving.cached`) and its "Attention vs importance" tab -----------
+def _served_measure(loaded: LoadedBert, text_a: str, text_b: str | None) -> BertImportance:
+    return measure(loaded, encode(loaded, text_a, text_b))
+
+
+def _explain(loaded: LoadedBert, inputs: tuple[str, str | None], result: BertImportance) -> str:
+    pair = " of the joint [CLS] A [SEP] B [SEP] encoding the other tabs draw" if inputs[1] else ""
+    return (
+        f"Importance of a word piece = 1 − cos(sentence embedding{pair} with that piece alone replaced by "
+        "`[MASK]`, the embedding as it is). [CLS] and [SEP] are left out. The embedding averages every "
+        "token's row, so the attention a piece *receives* is the mean over all query rows of its column."
+    )
+
+
+def _capped(result: BertImportance) -> str | None:
+    if not result.capped:
+        return None
+    return (
+        f"Long input: ablating every piece would take one forward of the whole input per piece, so runs "
+        f"of consecutive pieces are ablated together — {len(result.spans)} spans (at most "
+        f"{COPY_TOKENS} ablated tokens in all, at least {MIN_COPIES} spans); each measure is summed over "
+        "its span."
+    )
+
+
+SERVED = {"importance": Served(_served_measure, max_entries=8, spinner="Ablating each word piece…")}
+TAB = ImportanceTab(
+    key="bert",
+    measure="importance",
+    query="whole input",
+    layers_heads=lambda result: result.received.shape[:2],
+    explain=_explain,
+    warning=_capped,
+    without_card=(  # the page passes the packaged MiniLM's card only for that checkpoint
+        "The held-out means in assets/bert-minilm.json are of the packaged MiniLM, not this checkpoint."
+    ),
+)

@@ -24,7 +24,7 @@ from models.attention import NO_INTERVENTION, Interventions
 from models.checkpoints import ASSETS, CheckpointError, load_checkpoint, retrain_fix
 from models.gpt import GPT, GPTConfig
 from runners.projections import RawVsProjected, raw_vs_projected
-from runners.protocol import AttentionMaps, to_numpy
+from runners.protocol import AttentionMaps, Served, to_numpy
 from tasks import InputError, stdlib
 from tasks.common import BOS_ID, SPECIALS
 
@@ -324,3 +324,24 @@ def example() -> GPTRun:
     """The default checkpoint on the default prompt (tests and warm-up)."""
     model, _, tokenizer = load()
     return run(model, tokenizer, prepare(tokenizer, EXAMPLE, model.cfg.max_len))
+
+
+# --- What the app serves cached (`views.serving.cached`): (model, card, tokenizer) first ----------
+def _served_run(loaded, ids: tuple[int, ...], iv: Interventions) -> GPTRun:
+    model, _, tokenizer = loaded
+    return run(model, tokenizer, Prompt(ids), iv)
+
+
+def _served_sample(
+    loaded, ids: tuple[int, ...], iv: Interventions, new: int, temp: float, top_k: int, seed: int
+) -> Sample:
+    model, _, tokenizer = loaded
+    return generate(model, tokenizer, Prompt(ids), iv, new_tokens=new, temperature=temp, top_k=top_k or None,
+                    seed=seed)  # fmt: skip
+
+
+LOAD = Served(load, spinner="Loading the GPT…")
+SERVED = {
+    "run": Served(_served_run, max_entries=64),
+    "sample": Served(_served_sample, max_entries=32, spinner="Sampling…"),
+}

@@ -28,7 +28,7 @@ from tokenizers import Tokenizer
 from models.gpt import GPT
 from runners import importance as imp
 from runners.gpt import label
-from runners.protocol import to_numpy
+from runners.protocol import ImportanceTab, Served, to_numpy
 from runners.stats import rollout
 from tasks import stdlib
 
@@ -141,3 +141,28 @@ def held_out(model: GPT, tokenizer: Tokenizer, windows: Sequence[stdlib.Window])
         f"files), each cut to <s> and its first {PROMPT - 1} tokens, measured at the last position"
     )
     return imp.card_entry(per_input, split=split, definition=DEFINITION)
+
+
+# --- What the app serves (`views.serving.cached`) and its "Attention vs importance" tab -----------
+def _served_measure(loaded, ids: tuple[int, ...], position: int, target: int | None) -> GPTImportance:
+    model, _, tokenizer = loaded
+    return measure(model, tokenizer, ids, position, target)
+
+
+def _explain(loaded, inputs: tuple[tuple[int, ...]], result: GPTImportance) -> str:
+    t = result.position
+    return (
+        f"Importance of token j = the drop in log p({result.target!r} after position {t}) when token j alone "
+        f"becomes a blank — the single-space token (id {blank_id(loaded[2])}). Tokens 1…{t} are ranked (<s> "
+        f"left out, the token at {t} itself in); raw = attention from query {t}."
+    )
+
+
+SERVED = {"importance": Served(_served_measure, max_entries=64, spinner="Ablating each earlier token…")}
+TAB = ImportanceTab(
+    key="gpt",
+    measure="importance",
+    query="next token",
+    layers_heads=lambda result: result.weights.shape[:2],
+    explain=_explain,
+)

@@ -12,7 +12,17 @@ from models.checkpoints import load_card, load_checkpoint
 from models.gpt import GPT, GPTConfig
 from models.seq2seq import Seq2Seq, Seq2SeqConfig
 from models.transformer import Transformer, TransformerConfig
-from runners import bert, captioner, gpt, seq2seq, transformer
+from runners import (
+    bert,
+    bert_importance,
+    captioner,
+    gpt,
+    gpt_importance,
+    seq2seq,
+    seq2seq_importance,
+    transformer,
+    transformer_importance,
+)
 from runners.protocol import Family
 
 FAMILIES: dict[str, Family] = {
@@ -20,17 +30,21 @@ FAMILIES: dict[str, Family] = {
     for f in (
         Family(name="seq2seq", title="Seq2seq alignment", page="app_pages/seq2seq.py", icon="🔀",
                example=seq2seq.example, network=Seq2Seq, config=Seq2SeqConfig,
-               training=models.seq2seq),
+               training=models.seq2seq, served=seq2seq.SERVED | seq2seq_importance.SERVED,
+               importance=seq2seq_importance.TAB),
         Family(name="transformer", title="Transformer lab", page="app_pages/transformer.py", icon="🧪",
                example=transformer.example, network=Transformer, config=TransformerConfig,
-               training=models.transformer),
+               training=models.transformer, served=transformer.SERVED | transformer_importance.SERVED,
+               importance=transformer_importance.TAB),
         Family(name="bert", title="Pretrained BERT", page="app_pages/bert.py", icon="🔬",
-               example=bert.example, network=BertEncoder),
+               example=bert.example, network=BertEncoder, load=bert.LOAD,
+               served=bert.SERVED | bert_importance.SERVED, importance=bert_importance.TAB),
         Family(name="captioner", title="Captioning", page="app_pages/captioning.py", icon="🖼️",
                example=captioner.example, network=Captioner, config=CaptionerConfig,
                training=models.captioner),
         Family(name="gpt", title="GPT lab", page="app_pages/gpt.py", icon="✍️",
-               example=gpt.example, network=GPT, config=GPTConfig, training=models.gpt),
+               example=gpt.example, network=GPT, config=GPTConfig, training=models.gpt, load=gpt.LOAD,
+               served=gpt.SERVED | gpt_importance.SERVED, importance=gpt_importance.TAB),
     )
 }  # fmt: skip
 

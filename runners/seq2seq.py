@@ -14,7 +14,7 @@ import torch
 
 from models.checkpoints import load_checkpoint
 from models.seq2seq import DecodeTrace, Seq2Seq, Seq2SeqConfig
-from runners.protocol import AttentionMaps, to_numpy
+from runners.protocol import AttentionMaps, Served, to_numpy
 from tasks import TASKS, Task, held_out
 from tasks.common import BOS, EOS, Vocab, length_to_eos
 
@@ -117,3 +117,14 @@ def example() -> Seq2SeqRun:
     model, card, src_vocab, tgt_vocab = load_checkpoint(DEFAULT, Seq2Seq, Seq2SeqConfig)
     task = TASKS[card["task"]]
     return run(model, task, held_out(task.name, 1)[0].src, src_vocab, tgt_vocab)[0]
+
+
+# --- What the app serves cached (`views.serving.cached`): (model, card, vocabularies) first --------
+def _served_runs(
+    loaded, src: tuple[str, ...], beam: int = 1, reference: tuple[str, ...] | None = None
+) -> list[Seq2SeqRun]:
+    model, card, src_vocab, tgt_vocab = loaded
+    return run(model, TASKS[card["task"]], src, src_vocab, tgt_vocab, beam=beam, reference=reference)
+
+
+SERVED = {"runs": Served(_served_runs, max_entries=256)}

@@ -22,7 +22,7 @@ import torch
 
 from models.seq2seq import Seq2Seq
 from runners.importance import GRADIENT_X_INPUT, PerToken, card_entry, gradient_x_input, spearman
-from runners.protocol import to_numpy
+from runners.protocol import ImportanceTab, Served, to_numpy
 from runners.seq2seq import run
 from tasks import Task
 from tasks.common import BOS_ID, EOS, UNK, UNK_ID, Example, Vocab
@@ -181,3 +181,26 @@ def held_out(
             "spearman_with_gold": {name: gold_spearman(name) for name in names},
         },
     }
+
+
+# --- What the app serves (`views.serving.cached`) and its "Attention vs importance" tab -----------
+def _served_importance(loaded, src: tuple[str, ...], output: tuple[str, ...]) -> PerToken:
+    """Importance by <unk> ablation, α and gradient × input for every token of ``output`` (the
+    shown run's own, teacher-forced): picking an output token on the page is then free."""
+    model, _, src_vocab, tgt_vocab = loaded
+    return importance(model, src, src_vocab, tgt_vocab, output)
+
+
+SERVED = {
+    "importance": Served(_served_importance, max_entries=64, spinner="Ablating each source token in turn…")
+}
+TAB = ImportanceTab(
+    key="s2s",
+    measure="importance",
+    query="rows",
+    as_is=False,  # the seq2seq page has no interventions
+    explain=lambda loaded, inputs, result: (
+        "Each source token in turn is replaced by `<unk>`, teacher-forcing the output shown above. α here "
+        "is one single-head, single-layer map per output token: there is no stack of layers to roll out."
+    ),
+)

@@ -7,6 +7,7 @@ Inference runs under `torch.inference_mode()`; how many runs share the CPU is th
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,12 +17,14 @@ from models.attention import NO_INTERVENTION, Interventions, MultiHeadTrace
 from models.checkpoints import load_checkpoint
 from models.transformer import BLOCKS, LayerTrace, SublayerTrace, Transformer, TransformerConfig
 from runners.projections import RawVsProjected, raw_vs_projected, rows_with_a_choice
-from runners.protocol import AttentionMaps, to_numpy
+from runners.protocol import AttentionMaps, Served, to_numpy
+from runners.stats import rank_heads
 from tasks import TASKS, Task, held_out
 from tasks.batching import batch_tensors
 from tasks.common import BOS, EOS, PAD, Example, Vocab, length_to_eos
 
 DEFAULT = "transformer-dates-h4"
+FIXED_BATCH = 100  # held-out examples the transformer page scores interventions on
 SPECIALS = (BOS, EOS, PAD)
 BLOCK_TITLES = {
     "encoder": "encoder self-attention",
@@ -240,3 +243,49 @@ def example() -> TransformerRun:
     model, card, src_vocab, tgt_vocab = load_checkpoint(DEFAULT, Transformer, TransformerConfig)
     task = TASKS[card["task"]]
     return run(model, task, held_out(task.name, 1)[0].src, src_vocab, tgt_vocab)
+
+
+# --- What the app serves cached (`views.serving.cached`): (model, card, vocabularies) first --------
+def _served_run(
+    loaded, src: tuple[str, ...], iv: Interventions, reference: tuple[str, ...] | None = None, pad_to: int = 0
+) -> TransformerRun:
+    model, card, src_vocab, tgt_vocab = loaded
+    return run(model, TASKS[card["task"]], src, src_vocab, tgt_vocab, iv, reference=reference, pad_to=pad_to)
+
+
+@functools.cache
+def fixed_batch(task_name: str) -> list[Example]:
+    """The first `FIXED_BATCH` examples of the task's test split, generated once (a second or so)."""
+    return held_out(task_name, FIXED_BATCH)
+
+
+def _served_batch_accuracy(loaded, iv: Interventions) -> float:
+    """Exact match on `fixed_batch`."""
+    model, card, src_vocab, tgt_vocab = loaded
+    batch = fixed_batch(card["task"])
+    return exact_match(model, TASKS[card["task"]], batch, src_vocab, tgt_vocab, iv)
+
+
+def _served_head_ranking(loaded, iv: Interventions) -> list[tuple[str, int, int, float]]:
+    """Every head switched off alone on top of ``iv``: its exact match on the fixed batch, worst first."""
+    model, card, src_vocab, tgt_vocab = loaded
+    batch, cfg = fixed_batch(card["task"]), model.cfg
+
+    def accuracy(one: Interventions) -> float:
+        return exact_match(model, TASKS[card["task"]], batch, src_vocab, tgt_vocab, one)
+
+    return rank_heads(accuracy, BLOCKS, cfg.n_layers, cfg.n_heads, iv)
+
+
+SERVED = {
+    "run": Served(_served_run, max_entries=128),
+    "batch_accuracy": Served(
+        _served_batch_accuracy, max_entries=64, spinner="Scoring the fixed test batch…", copied=True
+    ),
+    "head_ranking": Served(
+        _served_head_ranking,
+        max_entries=16,
+        spinner="Ablating each head in turn on the fixed test batch…",
+        copied=True,
+    ),
+}

@@ -38,9 +38,9 @@ from runners.importance import (
     no_op_ablations,
     without_no_ops,
 )
-from runners.protocol import to_numpy
+from runners.protocol import ImportanceTab, Served, to_numpy
 from runners.stats import rollout
-from tasks import Task
+from tasks import TASKS, Task
 from tasks.common import BOS_ID, UNK, UNK_ID, Example, Vocab, length_to_eos
 
 DEFINITION = {
@@ -199,3 +199,24 @@ def held_out(
         definition=DEFINITION,
     )
     return entry | {"output_tokens": entry["comparisons"]}
+
+
+# --- What the app serves (`views.serving.cached`) and its "Attention vs importance" tab -----------
+def _served_measure(loaded, src: tuple[str, ...]) -> TransformerImportance:
+    model, card, src_vocab, tgt_vocab = loaded
+    return measure(model, TASKS[card["task"]], src, src_vocab, tgt_vocab)
+
+
+SERVED = {"importance": Served(_served_measure, max_entries=64, spinner="Ablating each source token…")}
+TAB = ImportanceTab(
+    key="tf",
+    measure="importance",
+    query="output token",
+    layers_heads=lambda result: result.cross.shape[:2],
+    explain=lambda loaded, inputs, result: (
+        "Importance of a source token = the drop in log p of one output token (the model's own greedy "
+        "output, teacher-forced so the prefix stays fixed) when that source token alone becomes `<unk>`. "
+        "Raw = cross-attention from that output token's query; rollout composes the encoder's rollout with "
+        "the decoder's layers (cross-attention × encoder rollout, self-attention and residuals mixed in)."
+    ),
+)

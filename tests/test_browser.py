@@ -29,13 +29,13 @@ from PIL import Image
 from models.attention import SCORINGS
 from models.checkpoints import checkpoint_name
 from runners import gpt
-from runners.bert import encode
+from runners.bert import encode, folders
 from runners.captioner import run as run_captioner
 from tasks import TASKS, prepare
 from tasks.common import Vocab
 from tasks.images import load_upload, model_input
 from tasks.scenes import generate
-from views.serving import bert_folders, card, load_bert_cached, load_model, seq2seq_runs
+from views.serving import cached, card, load_model, loaded_model
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -254,12 +254,12 @@ def seq2seq_shown(text: str, scoring: str = SCORINGS[0]) -> str:
     task = next(iter(TASKS.values()))
     name = checkpoint_name("seq2seq", task.name, scoring)
     tokens = prepare(task, text, Vocab(tuple(card(name)["src_vocab"]))).tokens
-    return seq2seq_runs(name, tokens, 1, None)[0].text or "(empty output)"
+    return cached("seq2seq", "runs")(name, tokens, 1, None)[0].text or "(empty output)"
 
 
 def bert_token_count(text_a: str) -> int:
     """The BERT page's "Tokens" metric for a single sentence, with its default (first) checkpoint."""
-    return len(encode(load_bert_cached(next(iter(bert_folders()))), text_a, None).tokens)
+    return len(encode(loaded_model("bert", next(iter(folders()))), text_a, None).tokens)
 
 
 SHOTS = ("seq2seq", "transformer", "bert", "captioning", "gpt")

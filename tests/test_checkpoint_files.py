@@ -22,7 +22,7 @@ from models.checkpoints import ASSETS, CheckpointError, load_checkpoint, retrain
 from models.seq2seq import Seq2Seq, Seq2SeqConfig
 from models.transformer import Transformer, TransformerConfig
 from tests.helpers import open_app
-from views.serving import load_bert_cached
+from views.serving import loaded_model
 
 SEQ2SEQ = "seq2seq-dates-additive"
 TRANSFORMER = "transformer-dates-h4"
@@ -336,7 +336,7 @@ def test_page_shows_a_broken_operator_folder_as_an_error(minilm, tmp_path, monke
     monkeypatch.setenv("ATTENTION_EXPLORER_BERT_DIR", str(broken.parent))
     at = open_app("app_pages/bert.py")  # the packaged default first: it loads and is cached
     default = str(default_folder())
-    cached = load_bert_cached(default)
+    cached = loaded_model("bert", default)
 
     at.selectbox(key="bert_folder").set_value(str(broken)).run()
     assert not at.exception, [e.value for e in at.exception]
@@ -348,4 +348,4 @@ def test_page_shows_a_broken_operator_folder_as_an_error(minilm, tmp_path, monke
     at.selectbox(key="bert_folder").set_value(default).run()
     assert not at.exception and not at.error
     assert any(m.label == "Tokens" for m in at.metric)
-    assert load_bert_cached(default) is cached  # the failed load evicted nothing
+    assert loaded_model("bert", default) is cached  # the failed load evicted nothing

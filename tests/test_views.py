@@ -112,15 +112,50 @@ def test_cached_runs_are_read_only():
     """A cached run is one object every session shares: no view may write into its arrays."""
     from models.attention import Interventions
     from tasks import held_out
-    from views.serving import seq2seq_runs, transformer_run
+    from views.serving import cached
 
     src = held_out("dates", 1)[0].src
     for run in (
-        seq2seq_runs("seq2seq-dates-additive", src)[0],
-        transformer_run("transformer-dates-h4", src, Interventions()),
+        cached("seq2seq", "runs")("seq2seq-dates-additive", src)[0],
+        cached("transformer", "run")("transformer-dates-h4", src, Interventions()),
     ):
         weights = next(iter(run.maps.values())).weights
         with pytest.raises(ValueError, match="read-only"):
             weights[0, 0, 0, 0] = 0.5
         with pytest.raises(ValueError, match="read-only"):
             run.token_log_probs[0] = 0.0
+
+
+def test_each_served_call_has_its_own_cache(monkeypatch):
+    """`views.serving.cached` wraps every call a family serves in a cache of its own: two calls with
+    the same inputs never share results, and each keeps its own ``max_entries``."""
+    from runners.protocol import Family, Served
+    from views import serving
+
+    calls = []
+
+    def call(tag: str):
+        return lambda loaded, x: calls.append((tag, x)) or (tag, loaded, x)
+
+    served = {"a": Served(call("a"), max_entries=1), "b": Served(call("b"), max_entries=4)}
+    load = Served(lambda name: f"loaded {name}")
+    family = Family(name="fake", title="", page="", icon="", example=lambda: None, load=load, served=served)
+    monkeypatch.setitem(FAMILIES, "fake", family)
+    monkeypatch.setattr(serving, "_served", {})
+    a, b = serving.cached("fake", "a"), serving.cached("fake", "b")
+    assert serving.cached("fake", "a") is a  # built once
+    assert (a("m", 1), b("m", 1)) == (("a", "loaded m", 1), ("b", "loaded m", 1))
+    for x in (2, 1):  # a keeps one entry: 1 was evicted by 2; b keeps four
+        a("m", x), b("m", x)
+    assert calls == [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 1)]
+    with pytest.raises(KeyError, match="serves no 'c'"):
+        serving.cached("fake", "c")
+
+
+def test_every_importance_tab_measures_with_a_served_call():
+    tabs = {name: f.importance for name, f in FAMILIES.items() if f.importance is not None}
+    assert tabs, "no family brings an Attention vs importance tab"
+    for name, tab in tabs.items():
+        assert tab.measure in FAMILIES[name].served, name
+        assert (tab.layers_heads is None) == (tab.query == "rows"), name  # rows: no layer or head pickers
+    assert len({tab.key for tab in tabs.values()}) == len(tabs)  # widget keys never collide

@@ -12,10 +12,13 @@ from models.attention import Interventions, MultiHeadAttention
 from models.checkpoints import ASSETS, CheckpointError, CheckpointFileMissing, checkpoint_name, read_json
 from models.positions import sinusoids
 from views import cards
-from views.serving import batch_accuracy, card, transformer_run
+from views.serving import cached, card
 from viz.charts import lines
 from viz.heatmaps import head_grid, matrix_heatmap
 from viz.sweeps import lr_sweep
+
+transformer_run = cached("transformer", "run")
+batch_accuracy = cached("transformer", "batch_accuracy")
 
 
 def positional_encoding(

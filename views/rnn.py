@@ -14,7 +14,7 @@ import streamlit as st
 from models.checkpoints import checkpoint_name
 from runners import parallel, rnn
 from tasks import TASKS, Task
-from views.serving import card, inference, load_model, read_only, seq2seq_runs
+from views.serving import cached, card, inference, load_model, read_only
 from viz.charts import lines
 from viz.heatmaps import matrix_heatmap
 from viz.timing import timing_curves
@@ -30,6 +30,9 @@ GATE_FIGURES = (
 
 
 # --- Cached runner calls --------------------------------------------------------------------------
+seq2seq_runs = cached("seq2seq", "runs")
+
+
 @st.cache_resource(max_entries=64, show_spinner=False)
 def encoder_unrolled(name: str, src: tuple[str, ...]) -> rnn.EncoderUnrolled:
     model, _, src_vocab, _ = load_model(name)

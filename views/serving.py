@@ -5,6 +5,9 @@ Per-input runs are `st.cache_resource` too, keyed on cheap arguments, with every
 read-only (`read_only`): one frozen object shared by every session, never copied or unpickled on a
 rerun (a 512-token BERT run is 75 MB; `st.cache_data` would unpickle it at each access).
 Runners are pure; this is the only place that decides how many runs share the CPU at once.
+
+Nothing here is one family's: a family's runs come from its registry entry (`Family.served`, each
+a `runners.protocol.Served` its runner declares), and `cached(family, call)` wraps each once.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ import dataclasses
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -23,15 +26,12 @@ import torch
 from PIL import Image
 
 from models.attention import Interventions
-from models.bert import LoadedBert, default_folder, load_bert
 from models.checkpoints import ASSETS, load_card
-from models.device import pick_device
-from models.transformer import BLOCKS
-from runners import bert, captioner, captioner_importance, seq2seq, seq2seq_importance, transformer
+from runners import captioner, captioner_importance
 from runners.importance import PerToken
-from runners.registry import load
-from runners.stats import rank_heads
-from tasks import TASKS, held_out
+from runners.protocol import Served
+from runners.registry import FAMILIES, load
+from tasks import held_out
 from tasks.common import Example
 from tasks.images import model_input
 
@@ -103,124 +103,6 @@ def held_out_examples(task_name: str, n: int = 100) -> list[Example]:
     return held_out(task_name, n)
 
 
-# --- Seq2seq --------------------------------------------------------------------------------------
-@st.cache_resource(max_entries=256, show_spinner=False)
-def seq2seq_runs(
-    name: str, src: tuple[str, ...], beam: int = 1, reference: tuple[str, ...] | None = None
-) -> list[seq2seq.Seq2SeqRun]:
-    model, model_card, src_vocab, tgt_vocab = load_model(name)
-    with inference(name):
-        runs = seq2seq.run(
-            model, TASKS[model_card["task"]], src, src_vocab, tgt_vocab, beam=beam, reference=reference
-        )
-    return read_only(runs)
-
-
-@st.cache_resource(max_entries=64, show_spinner="Ablating each source token in turn…")
-def seq2seq_importance_rows(name: str, src: tuple[str, ...], output: tuple[str, ...]) -> PerToken:
-    """Importance by <unk> ablation, α and gradient × input for every token of ``output`` (the
-    shown run's own, teacher-forced): picking an output token on the page is then free."""
-    model, _, src_vocab, tgt_vocab = load_model(name)
-    with inference(name):
-        return read_only(seq2seq_importance.importance(model, src, src_vocab, tgt_vocab, output))
-
-
-# --- Transformer ----------------------------------------------------------------------------------
-FIXED_BATCH = 100  # held-out examples the transformer page scores interventions on
-
-
-@st.cache_resource(max_entries=128, show_spinner=False)
-def transformer_run(
-    name: str,
-    src: tuple[str, ...],
-    interventions: Interventions,
-    reference: tuple[str, ...] | None = None,
-    pad_to: int = 0,
-) -> transformer.TransformerRun:
-    model, model_card, src_vocab, tgt_vocab = load_model(name)
-    task = TASKS[model_card["task"]]
-    with inference(name):
-        run = transformer.run(
-            model, task, src, src_vocab, tgt_vocab, interventions, reference=reference, pad_to=pad_to
-        )
-    return read_only(run)
-
-
-@st.cache_data(max_entries=64, show_spinner="Scoring the fixed test batch…")
-def batch_accuracy(name: str, interventions: Interventions) -> float:
-    model, model_card, src_vocab, tgt_vocab = load_model(name)
-    task_name = model_card["task"]
-    batch = held_out_examples(task_name, FIXED_BATCH)
-    with inference(name):
-        return transformer.exact_match(model, TASKS[task_name], batch, src_vocab, tgt_vocab, interventions)
-
-
-@st.cache_data(max_entries=16, show_spinner="Ablating each head in turn on the fixed test batch…")
-def head_ranking(name: str, interventions: Interventions) -> list[tuple[str, int, int, float]]:
-    model, model_card, src_vocab, tgt_vocab = load_model(name)
-    task_name = model_card["task"]
-    batch = held_out_examples(task_name, FIXED_BATCH)
-    cfg = model.cfg
-
-    def accuracy(one: Interventions) -> float:
-        return transformer.exact_match(model, TASKS[task_name], batch, src_vocab, tgt_vocab, one)
-
-    with inference(name):
-        return rank_heads(accuracy, BLOCKS, cfg.n_layers, cfg.n_heads, interventions)
-
-
-# --- BERT -----------------------------------------------------------------------------------------
-BERT_ENV = "ATTENTION_EXPLORER_BERT"  # a folder with config.json, model.safetensors, tokenizer.json
-BERT_DIR_ENV = "ATTENTION_EXPLORER_BERT_DIR"  # a folder whose subfolders are BERT-family checkpoints
-
-
-def bert_folders() -> dict[str, str]:
-    """The BERT checkpoints the operator offers, folder → label; the first is the default.
-
-    Visitors pick from these and never type a path: a typed path would let any visitor make the
-    server read its own folders, into a cache every session shares.
-    """
-    folders = {}
-    if os.environ.get(BERT_ENV):
-        folders[os.environ[BERT_ENV]] = f"{Path(os.environ[BERT_ENV]).name} ({BERT_ENV})"
-    folders[str(default_folder())] = "all-MiniLM-L6-v2 (packaged)"
-    root = Path(os.environ.get(BERT_DIR_ENV, ""))
-    if os.environ.get(BERT_DIR_ENV) and root.is_dir():
-        folders |= {str(sub): sub.name for sub in sorted(root.iterdir()) if sub.is_dir()}
-    return folders
-
-
-@st.cache_resource(show_spinner="Loading BERT…", max_entries=3)
-def load_bert_cached(folder: str) -> LoadedBert:
-    """Raises `CheckpointError` for a broken folder. A failed load is not cached, so it never evicts
-    a loaded model (the default stays cached for every other session) and is retried on a rerun."""
-    return load_bert(folder, pick_device())
-
-
-@st.cache_resource(max_entries=4, show_spinner="Running BERT…")
-def bert_run(folder: str, text_a: str, text_b: str | None, interventions: Interventions):
-    loaded = load_bert_cached(folder)
-    enc = bert.encode(loaded, text_a, text_b)
-    with inference(folder):
-        return enc, read_only(bert.run(loaded, enc, interventions))
-
-
-@st.cache_resource(max_entries=4, show_spinner="Capturing every intermediate of this layer…")
-def bert_neuron_layer(folder: str, text_a: str, text_b: str | None, interventions: Interventions, layer: int):
-    """One layer's q, k, scores and weights for every head: picking a head or a query is then free."""
-    loaded = load_bert_cached(folder)
-    with inference(folder):
-        return read_only(bert.neuron_layer(loaded, bert.encode(loaded, text_a, text_b), interventions, layer))
-
-
-@st.cache_resource(max_entries=2, show_spinner="Computing softmax(XXᵀ) for every layer…")
-def bert_projections(folder: str, text_a: str, text_b: str | None, interventions: Interventions):
-    """Every layer's raw vs projected self-attention (about 18 MB at 512 tokens: two kept)."""
-    loaded = load_bert_cached(folder)
-    with inference(folder):
-        return read_only(bert.projections(loaded, bert.encode(loaded, text_a, text_b), interventions))
-
-
 @st.cache_resource(show_spinner=False)
 def measurements(name: str) -> dict | None:
     """A measurement card in assets/ (e.g. of a pretrained model we did not train), or None."""
@@ -228,13 +110,56 @@ def measurements(name: str) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def bert_pair_similarity(folder: str, text_a: str, text_b: str, interventions: Interventions) -> float:
-    loaded = load_bert_cached(folder)
-    with inference(folder):
-        return bert.pair_similarity(
-            loaded, bert.encode(loaded, text_a, text_b), text_a, text_b, interventions
-        )
+# --- A family's runs, as its registry entry brings them -------------------------------------------
+_served: dict[tuple[str, str], Callable[..., Any]] = {}
+_served_guard = threading.Lock()
+
+
+def _cache(spec: Served, qualname: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` in its own Streamlit cache: the cache is found by module and qualified name (and
+    source), so each served call gets its own name, and with it its own ``max_entries``."""
+    fn.__name__ = fn.__qualname__ = qualname
+    cache = st.cache_data if spec.copied else st.cache_resource
+    return cache(max_entries=spec.max_entries, show_spinner=spec.spinner)(fn)
+
+
+def _serve(family: str, call: str | None) -> Callable[..., Any]:
+    """The cached function of one served call (None: the family's loader)."""
+    entry = FAMILIES[family]
+    if call is None:
+        return _cache(entry.load, f"{family}.load", lambda name: entry.load.fn(name))
+
+    spec = entry.served[call]
+
+    def served(name: str, *inputs):
+        model = loaded_model(family, name)
+        with inference(name):
+            return read_only(spec.fn(model, *inputs))
+
+    return _cache(spec, f"{family}.{call}", served)
+
+
+def _once(family: str, call: str | None) -> Callable[..., Any]:
+    with _served_guard:
+        if (family, call) not in _served:
+            _served[family, call] = _serve(family, call)
+        return _served[family, call]
+
+
+def loaded_model(family: str, name: str):
+    """The family's model ``name`` (a checkpoint name, or BERT's folder), loaded once for every session
+    by the family's ``load`` (`runners.protocol.Served`), or by `load_model` where it has none."""
+    return load_model(name) if FAMILIES[family].load is None else _once(family, None)(name)
+
+
+def cached(family: str, call: str) -> Callable[..., Any]:
+    """The family's served ``call`` (``FAMILIES[family].served[call]``) as one cached function shared
+    by every session, built once per process: called with the model's name and the call's hashable
+    inputs, it loads the model (`loaded_model`), holds its inference slot and returns the result read-only.
+    ``cached("transformer", "run")(name, src, interventions)``."""
+    if call not in FAMILIES[family].served:
+        raise KeyError(f"the {family} family serves no {call!r}: add it to its runner's SERVED.")
+    return _once(family, call)
 
 
 # --- Captioner ------------------------------------------------------------------------------------
