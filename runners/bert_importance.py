@@ -191,7 +191,6 @@ def _capped(result: BertImportance) -> str | None:
 SERVED = {"importance": Served(_served_measure, max_entries=8, spinner="Ablating each word piece…")}
 TAB = ImportanceTab(
     key="bert",
-    measure="importance",
     query="whole input",
     layers_heads=lambda result: result.received.shape[:2],
     explain=_explain,

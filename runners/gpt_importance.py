@@ -161,7 +161,6 @@ def _explain(loaded, inputs: tuple[tuple[int, ...]], result: GPTImportance) -> s
 SERVED = {"importance": Served(_served_measure, max_entries=64, spinner="Ablating each earlier token…")}
 TAB = ImportanceTab(
     key="gpt",
-    measure="importance",
     query="next token",
     layers_heads=lambda result: result.weights.shape[:2],
     explain=_explain,

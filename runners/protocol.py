@@ -128,9 +128,9 @@ class ImportanceTab:
     """
 
     key: str  # widget-key prefix: <key>_imp_token, <key>_imp_layer, <key>_imp_head, …
-    measure: str  # the name of the family's `Served` call that measures
     query: Literal["rows", "output token", "next token", "whole input"]
     explain: Callable[[Any, tuple, Any], str]  # (loaded, inputs, result) → the tab's opening paragraph
+    measure: str = "importance"  # the name of the family's `Served` call that measures
     layers_heads: Callable[[Any], tuple[int, int]] | None = None  # result → the pickers' sizes ("rows": None)
     as_is: bool = True  # the page has interventions: say that the tab measures the model without them
     warning: Callable[[Any], str | None] = lambda result: None  # result → a warning to show, if any

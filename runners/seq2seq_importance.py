@@ -196,7 +196,6 @@ SERVED = {
 }
 TAB = ImportanceTab(
     key="s2s",
-    measure="importance",
     query="rows",
     as_is=False,  # the seq2seq page has no interventions
     explain=lambda loaded, inputs, result: (

@@ -210,7 +210,6 @@ def _served_measure(loaded, src: tuple[str, ...]) -> TransformerImportance:
 SERVED = {"importance": Served(_served_measure, max_entries=64, spinner="Ablating each source token…")}
 TAB = ImportanceTab(
     key="tf",
-    measure="importance",
     query="output token",
     layers_heads=lambda result: result.cross.shape[:2],
     explain=lambda loaded, inputs, result: (
