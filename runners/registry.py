@@ -10,6 +10,7 @@ from models.bert import BertEncoder
 from models.captioner import Captioner, CaptionerConfig
 from models.checkpoints import load_card, load_checkpoint
 from models.gpt import GPT, GPTConfig
+from models.llama import Llama
 from models.seq2seq import Seq2Seq, Seq2SeqConfig
 from models.transformer import Transformer, TransformerConfig
 from runners import (
@@ -18,6 +19,7 @@ from runners import (
     captioner,
     gpt,
     gpt_importance,
+    llama,
     seq2seq,
     seq2seq_importance,
     transformer,
@@ -45,6 +47,8 @@ FAMILIES: dict[str, Family] = {
         Family(name="gpt", title="GPT lab", page="app_pages/gpt.py", icon="✍️",
                example=gpt.example, network=GPT, config=GPTConfig, training=models.gpt, load=gpt.LOAD,
                served=gpt.SERVED | gpt_importance.SERVED, importance=gpt_importance.TAB),
+        Family(name="llm", title="SmolLM2 (a real LLM)", page="app_pages/llm.py", icon="🦙",
+               example=llama.example, network=Llama, load=llama.LOAD, served=llama.SERVED),
     )
 }  # fmt: skip
 
