@@ -36,6 +36,7 @@ TEXT_INPUTS = [  # (page, how to reach the widget, widget kind, key)
     ("app_pages/transformer.py", {"view": "Playground"}, "text_input", "tf_pg_text"),
     ("app_pages/bert.py", {}, "text_area", "a"),
     ("app_pages/bert.py", {}, "text_input", "b"),
+    ("app_pages/llm.py", {}, "text_area", "llm_prompt"),
 ]
 IDS = [f"{page.split('/')[-1][:-3]}-{key}-{'-'.join(setup.values())}" for page, setup, _, key in TEXT_INPUTS]
 

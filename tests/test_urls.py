@@ -16,6 +16,7 @@ PAGES = {  # page → every URL parameter it reads (each bound to a widget with 
     "app_pages/bert.py": ("a", "b", "bert_view"),
     "app_pages/captioning.py": ("source", "sample", "seed", "cap_view"),
     "app_pages/gpt.py": ("gpt_input", "gpt_prompt", "gpt_seed", "gpt_view"),
+    "app_pages/llm.py": ("llm_mode", "llm_prompt", "llm_layer", "llm_head", "llm_view"),
 }
 NEEDS = {  # a parameter whose widget shows only in a mode: sent together with that mode
     "text": {"input": "text"},
@@ -24,7 +25,9 @@ NEEDS = {  # a parameter whose widget shows only in a mode: sent together with t
     "seed": {"source": "random"},
     "gpt_seed": {"gpt_input": "random"},
 }
-FREE_TEXT = {"text", "ref", "a", "b", "gpt_prompt"}  # text boxes: any text is input (tests/test_hostile.py)
+FREE_TEXT = {  # text boxes: any text is input (tests/test_hostile.py)
+    "text", "ref", "a", "b", "gpt_prompt", "llm_prompt",
+}  # fmt: skip
 JUNK = {
     "empty": "",
     "huge": "9" * 20_000,
