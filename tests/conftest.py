@@ -4,6 +4,9 @@ import os
 
 import pytest
 
+# The browser tests' server, Chromium and screenshot folder: one session-scoped set for every file.
+pytest_plugins = ["tests.browser_server"]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,0 +1,199 @@
+"""Real browser: Debian's Chromium, driven by Playwright, against `streamlit run app.py`.
+
+As a new user would: open each page, change its main controls, upload an image, draw on the canvas;
+check that Plotly charts really render (with the expected trace types), that no Streamlit exception
+appears, and that the output changes as it should; expected outputs are computed here by the same
+models. User text is never rendered as HTML. Screenshots of each page go to a fresh folder (docs/
+with --update-screenshots), and the last test checks every page left one.
+"""
+
+from __future__ import annotations
+
+import base64
+from urllib.parse import urlencode
+
+from PIL import Image
+
+from runners import gpt
+from runners.bert import encode, folders
+from runners.captioner import run as run_captioner
+from tasks.images import load_upload, model_input
+from tasks.scenes import generate
+from tests.browser_support import (
+    BROWSER_TESTS,
+    SHOTS,
+    no_exception,
+    output,
+    seq2seq_shown,
+    settle,
+    shot,
+    trace_types,
+)
+from views.serving import load_model, loaded_model
+
+pytestmark = BROWSER_TESTS
+
+
+def bert_token_count(text_a: str) -> int:
+    """The BERT page's "Tokens" metric for a single sentence, with its default (first) checkpoint."""
+    return len(encode(loaded_model("bert", next(iter(folders()))), text_a, None).tokens)
+
+
+def test_seq2seq_page(server, page, shot_dir):
+    url, _ = server
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    first, second = seq2seq_shown("saturday, 21 november 2026"), seq2seq_shown("the 4th of july, 1976")
+    assert first != second  # else the wait below would not see the page change
+    page.goto(f"{url}/?input=text&text=" + "saturday, 21 november 2026")
+    settle(page)
+    no_exception(page)
+    assert output(page) == first
+    assert any("heatmap" in types for types in trace_types(page))
+    shot(page, shot_dir, "seq2seq")
+    box = page.get_by_label("Source text (at most 80 characters)")
+    box.fill("the 4th of july, 1976")
+    box.press("Enter")
+    page.wait_for_function(
+        "want => document.querySelector('[data-testid=\"stCode\"]').innerText.trim() === want", arg=second
+    )
+    settle(page)
+    no_exception(page)
+    assert "text=the+4th" in page.url or "text=the%204th" in page.url  # the state is in the URL
+
+
+def test_user_text_is_never_html(server, page):
+    url, _ = server
+    page.goto(f"{url}/?input=text")
+    settle(page)
+    box = page.get_by_label("Source text (at most 80 characters)")
+    box.fill('<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> 2026')
+    box.press("Enter")
+    page.wait_for_timeout(1500)
+    settle(page)
+    no_exception(page)
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator('img[src="x"]').count() == 0
+    assert "read as <unk>" in page.get_by_test_id("stAlert").first.inner_text()  # the tags were named as text
+
+
+def test_transformer_page(server, page, shot_dir):
+    url, _ = server
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(f"{url}/transformer")
+    settle(page, charts=2)
+    no_exception(page)
+    before = page.get_by_test_id("stMetricValue").nth(2).inner_text()
+    page.get_by_text("Scale logits by 1/√d_k").click()
+    page.wait_for_function(  # the metric may be briefly absent while the page reruns
+        f"[...document.querySelectorAll('[data-testid=\"stMetricValue\"]')][2]?.innerText ?? {before!r}"
+        f" !== {before!r}"
+    )
+    settle(page, charts=2)
+    no_exception(page)
+    assert any("heatmap" in types for types in trace_types(page))
+    shot(page, shot_dir, "transformer")
+
+
+def test_bert_page(server, page, shot_dir):
+    url, _ = server
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    text = "The bank raised interest rates."
+    page.goto(f"{url}/bert?" + urlencode({"a": text, "b": ""}))
+    settle(page)
+    no_exception(page)
+    assert page.get_by_test_id("stMetricValue").first.inner_text() == str(bert_token_count(text))
+    assert any("scatter" in types for types in trace_types(page))  # the head view's lines
+    shot(page, shot_dir, "bert")
+
+
+def test_captioning_page_with_upload(server, page, tmp_path, shot_dir):
+    url, _ = server
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(f"{url}/captioning?source=upload")
+    page.wait_for_selector("input[type=file]", state="attached", timeout=90_000)
+    scene = generate(1, 77)[0]
+    path = tmp_path / "scene.png"
+    Image.fromarray(scene.image).resize((256, 256), Image.NEAREST).save(path)
+    page.locator("input[type=file]").set_input_files(str(path))
+    settle(page, charts=3)
+    no_exception(page)
+    assert output(page)
+    types = trace_types(page)
+    assert any("image" in t and "heatmap" in t for t in types)  # the per-word overlay
+    shot(page, shot_dir, "captioning")
+    bad = tmp_path / "not_an_image.png"
+    bad.write_bytes(b"hello")
+    page.locator("input[type=file]").set_input_files(str(bad))
+    page.wait_for_selector("text=This is not an image", timeout=60_000)
+    no_exception(page)
+
+
+def test_drawing_on_the_canvas_is_captioned_by_the_model(server, page):
+    """Draw with the mouse on the captioning page's canvas: when the pen lifts, the caption shown is
+    the model's caption of exactly the pixels drawn (read back from the canvas); Undo empties it."""
+    url, _ = server
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(f"{url}/captioning?source=draw")
+    canvas = page.locator("canvas[aria-label='Drawing canvas']")
+    canvas.wait_for(timeout=90_000)
+    page.get_by_label("Pen colour red").click()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + 60, box["y"] + 60)
+    page.mouse.down()
+    for x, y in [(120, 60), (120, 120), (60, 120), (60, 60)]:  # a square outline, stroke by stroke
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
+    page.mouse.up()
+    settle(page)
+    no_exception(page)
+    drawn = canvas.evaluate("c => c.toDataURL('image/png')")
+    picture = load_upload(base64.b64decode(drawn.split(",", 1)[1]))
+    model, _, _, v = load_model("captioner-scenes")
+    _, x = model_input(picture)
+    assert output(page) == run_captioner(model, v, x)[0].text
+    page.get_by_role("button", name="Undo").click()
+    page.wait_for_selector("text=Draw something on the canvas.", timeout=60_000)
+    no_exception(page)
+
+
+# Every drawn n × n heatmap's weights, decoded in the page from Plotly's base64 float32 (see viz/).
+SQUARE_MAPS = """n => [...document.querySelectorAll('.js-plotly-plot')].flatMap(p => (p.data || [])
+    .filter(t => t.type === 'heatmap' && t.z && t.z.dtype === 'f4')
+    .filter(t => t.z.shape.replace(/ /g, '') === `${n},${n}`)
+    .map(t => {
+        const flat = new Float32Array(Uint8Array.from(atob(t.z.bdata), c => c.charCodeAt(0)).buffer);
+        return Array.from({length: n}, (_, i) => Array.from(flat.slice(i * n, (i + 1) * n)));
+    }))"""
+
+
+def test_gpt_page_types_a_prompt_and_draws_the_causal_map(server, page, shot_dir):
+    """Type a prompt as a user does; the zoomed map is the new prompt's, with exactly zero weight on
+    every future token (the causal mask), and its rows sum to 1."""
+    url, _ = server
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(f"{url}/gpt?gpt_view=Attention")
+    settle(page, charts=2)
+    no_exception(page)
+    text = "for key, value in items.items():\n    print(key, value)\n"
+    model, _, tokenizer = gpt.load()
+    n = len(gpt.prepare(tokenizer, text, model.cfg.max_len).ids)
+    box = page.get_by_label("Prompt", exact=True)
+    box.fill(text)
+    box.press("Control+Enter")
+    page.wait_for_function(f"({SQUARE_MAPS})({n}).length > 0", timeout=90_000)
+    settle(page, charts=2)
+    no_exception(page)
+    (weights,) = page.evaluate(f"({SQUARE_MAPS})({n})")
+    for i, row in enumerate(weights):
+        assert all(w == 0 for w in row[i + 1 :]), i  # the future: exactly zero
+        assert abs(sum(row) - 1) < 1e-4, i
+    shot(page, shot_dir, "gpt")
+
+
+def test_every_page_was_photographed_this_run(shot_dir):
+    # Runs after the page tests: they wrote into this run's folder (a fresh one unless
+    # --update-screenshots), so a page test that skipped its screenshot fails here.
+    for name in SHOTS:
+        with Image.open(shot_dir / f"{name}.png") as picture:
+            assert picture.size == (1400, 1900), name
+            darkest, lightest = picture.convert("L").getextrema()
+            assert lightest - darkest > 100, f"{name}.png is blank"
