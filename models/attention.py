@@ -193,18 +193,10 @@ def attend(
         return output, None
     full = capture == "full"
     trace = AttentionTrace(
-        query=query,
-        key=key,
-        value=value,
-        raw_scores=raw_scores if full else None,
-        scale=scale,
-        temperature=temperature,
-        scaled_scores=scaled if full else None,
-        mask=mask,
-        masked_scores=masked if full else None,
-        weights=weights,
-        output=output,
-    )
+        query=query, key=key, value=value, raw_scores=raw_scores if full else None, scale=scale,
+        temperature=temperature, scaled_scores=scaled if full else None, mask=mask,
+        masked_scores=masked if full else None, weights=weights, output=output,
+    )  # fmt: skip
     return output, trace
 
 
@@ -330,7 +322,8 @@ class MultiHeadAttention(nn.Module):
         self, *, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None,
         rotary: Rotation | None = None, cache: LayerCache | None = None,
         temperature: float = 1.0, scaled: bool = True, project_qk: bool = True,
-        head_mask: Tensor | None = None, return_trace: bool = False, capture: Capture = "full",
+        head_mask: Tensor | None = None, head_values: tuple[Tensor, Tensor] | None = None,
+        return_trace: bool = False, capture: Capture = "full",
     ) -> tuple[Tensor, MultiHeadTrace | None]:  # fmt: skip
         """query (B, Tq, d_model), key/value (B, Tk, d_model), mask broadcastable to
         (B, h, Tq, Tk), e.g. (B, 1, 1, Tk) for padding or (Tq, Tk) for causal.
@@ -339,6 +332,8 @@ class MultiHeadAttention(nn.Module):
         ``scaled=False`` drops the 1/sqrt(d_k); ``project_qk=False`` skips W_Q and W_K (head i
         scores the i-th slice of the raw rows: Q = K = x, the "no projections" intervention);
         ``head_mask`` (h,) multiplies each head's context before the concat (0 ablates a head);
+        ``head_values`` (select (B, h, Tq) bool, values broadcastable to (h, Tq, d_head)) writes
+        those values over the selected heads' contexts (activation patching, `models.patching`);
         ``capture`` is what a trace keeps.
 
         Returns ``(output (B, Tq, d_model), trace or None)``.
@@ -374,9 +369,12 @@ class MultiHeadAttention(nn.Module):
                 scale=1.0 / math.sqrt(self.d_head) if scaled else 1.0, mask=mask, temperature=temperature,
                 return_trace=return_trace, capture=capture, kv_groups=groups,
             )  # fmt: skip
-        # 4) Switch heads off (ablation), concatenate them and mix with W_O.
+        # 4) Switch heads off (ablation) or write patched contexts, concatenate them and mix with W_O.
         if head_mask is not None:
             heads = heads * head_mask.view(1, -1, 1, 1).to(heads.dtype)  # (B, h, Tq, d_head)
+        if head_values is not None:
+            select, values = head_values  # (B, h, Tq), (h, Tq or 1, d_head)
+            heads = torch.where(select[..., None], values.to(heads.dtype), heads)  # (B, h, Tq, d_head)
         concat = heads.transpose(1, 2).reshape(b, tq, self.d_model)  # (B, Tq, h·d_head)
         output = self.w_o(concat)
         if not return_trace:

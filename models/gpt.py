@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.attention import NO_INTERVENTION, MultiHeadAttention, keys_kept
+from models.patching import Patch
 from models.positions import sinusoids
 
 if TYPE_CHECKING:  # names only the annotations use
@@ -60,15 +61,21 @@ class GPTConfig:
 
 @dataclass(frozen=True)
 class GPTTrace:
-    """Per layer, its self-attention `MultiHeadTrace` (weights (B, h, T, T) in ``.heads.weights``)."""
+    """Per layer, its self-attention `MultiHeadTrace` (weights (B, h, T, T) in ``.heads.weights``) and
+    the residual stream into the layer, after attention was added, after the MLP was added."""
 
     layers: tuple[MultiHeadTrace, ...]
     logits: Tensor  # (B, T, V)
+    streams: tuple[tuple[Tensor, Tensor, Tensor], ...] = ()  # per layer (resid_pre, resid_mid, resid_post)
 
     @property
     def weights(self) -> Tensor:
         """(B, L, h, T, T) every layer's and head's attention."""
         return torch.stack([t.heads.weights for t in self.layers], 1)
+
+    @property
+    def attentions(self) -> tuple[MultiHeadTrace, ...]:
+        return self.layers
 
 
 class Block(nn.Module):
@@ -90,11 +97,15 @@ class Block(nn.Module):
         share = torch.sigmoid(self.smear)  # (d,)
         return (1 - share) * h + share * before
 
-    def forward(self, x: Tensor, *, mask: Tensor, kw: dict) -> tuple[Tensor, MultiHeadTrace | None]:
+    def forward(self, x: Tensor, *, mask: Tensor, kw: dict, layer: int = 0,
+                patch: Patch | None = None) -> tuple[Tensor, Tensor, MultiHeadTrace | None]:  # fmt: skip
+        """(the stream after attention was added, after the MLP was added, the attention trace)."""
         h = self.ln_1(x)
-        out, trace = self.attn(query=h, key=self.smeared(h), value=h, mask=mask, **kw)  # (B, T, d)
-        x = x + out
-        return x + self.mlp(self.ln_2(x)), trace
+        heads = None if patch is None else patch.heads(layer, x.shape[1])  # patched head contexts
+        out, trace = self.attn(query=h, key=self.smeared(h), value=h, mask=mask, head_values=heads, **kw)
+        mid = x + (out if patch is None else patch.write("attn_out", layer, out))  # (B, T, d)
+        mlp = self.mlp(self.ln_2(mid))
+        return mid, mid + (mlp if patch is None else patch.write("mlp_out", layer, mlp)), trace
 
 
 class GPT(nn.Module):
@@ -125,6 +136,28 @@ class GPT(nn.Module):
             # previous-token head then learns once rather than per position.
             self.pos_emb.weight.copy_(0.02 * sinusoids(cfg.max_len, cfg.d_model))
 
+    @property
+    def final_norm(self) -> nn.Module:
+        return self.ln_f
+
+    @property
+    def unembedding(self) -> Tensor:
+        """(V, d) the rows the final stream is read out with."""
+        return self.head.weight
+
+    def readout(self, x: Tensor) -> Tensor:
+        """Final norm and the unembedding: (…, d) → (…, V) logits, as the forward ends."""
+        return self.head(self.ln_f(x))
+
+    def embedding_terms(self, ids: Tensor, iv: Interventions = NO_INTERVENTION) -> dict[str, Tensor]:
+        """The stream entering layer 0, as the terms it sums: token embeddings and (unless switched
+        off) the learned positions."""
+        terms = {"token embedding": self.tok_emb(ids)}
+        if iv.positional:
+            positions = self.pos_emb.weight[: ids.shape[1]]  # (T, d)
+            terms["position embedding"] = positions.expand_as(terms["token embedding"])
+        return terms
+
     def attention_mask(self, t_len: int, iv: Interventions, device=None) -> Tensor:
         """(1, 1, T, T) bool, True where query t may look at key j: j ≤ t (unless the causal mask is
         off) and j not hidden."""
@@ -140,28 +173,40 @@ class GPT(nn.Module):
         iv: Interventions = NO_INTERVENTION,
         return_trace: bool = False,
         capture: Capture = "full",
+        patch: Patch | None = None,
+        resume: tuple[int, Tensor] | None = None,
+        logits: Literal["all", "last"] = "all",
     ) -> tuple[Tensor, GPTTrace | None]:
-        """ids (B, T) with T ≤ max_len, <s> first. Returns (logits (B, T, V), trace or None):
-        logits[:, t] is the distribution of the token after position t."""
+        """ids (B, T) with T ≤ max_len, <s> first. Returns (logits (B, T, V), or (B, 1, V) for
+        ``logits="last"``, and the trace or None): logits[:, t] is the distribution of the token
+        after position t. ``patch`` overwrites
+        activations per batch row (`models.patching`); ``resume`` = (layer, stream (B, T, d)) starts at
+        that layer from the stream entering it; the trace then holds the layers from there on."""
         b, t_len = ids.shape
         if t_len > self.cfg.max_len:
             raise ValueError(f"{t_len} tokens exceed the context of {self.cfg.max_len}; truncate the input.")
-        # 1) Token embeddings plus the positions (unless switched off).
-        x = self.tok_emb(ids)  # (B, T, d)
-        if iv.positional:
+        # 1) Token embeddings plus the positions (unless switched off), or the stream entering layer
+        #    ``first`` when resuming.
+        first, x = 0, self.tok_emb(ids)  # (B, T, d)
+        if resume is not None:
+            first, x = resume
+        elif iv.positional:
             x = x + self.pos_emb.weight[:t_len]  # + (T, d)
         # 2) The mask every layer shares: causal, minus hidden keys.
         mask = self.attention_mask(t_len, iv, ids.device)  # (1, 1, T, T)
         # 3) The blocks, each attention call through the shared core.
-        traces = []
-        for i, block in enumerate(self.blocks):
+        traces, streams = [], []
+        for i in range(first, self.cfg.n_layers):
             kw = iv.attention_kwargs(BLOCK, i, self.cfg.n_heads, ids.device, return_trace=return_trace,
                                      capture=capture)  # fmt: skip
-            x, trace = block(x, mask=mask, kw=kw)
+            x = x if patch is None else patch.write("resid_pre", i, x)
+            mid, out, trace = self.blocks[i](x, mask=mask, kw=kw, layer=i, patch=patch)
             traces.append(trace)
+            streams.append((x, mid, out))
+            x = out
         # 4) Final norm and unembedding to next-token logits.
-        logits = self.head(self.ln_f(x))  # (B, T, d) @ (d, V) → (B, T, V)
-        return logits, GPTTrace(tuple(traces), logits) if return_trace else None
+        out = self.readout(x if logits == "all" else x[:, -1:])  # (B, T or 1, d) → (B, T or 1, V)
+        return out, GPTTrace(tuple(traces), out, tuple(streams)) if return_trace else None
 
     @torch.inference_mode()
     def generate(

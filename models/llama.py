@@ -40,6 +40,7 @@ from models.attention import (
 from models.checkpoints import CheckpointError
 from models.device import pick_device
 from models.kv_cache import KVCache
+from models.patching import Patch
 from models.positions import rotary
 from models.sampling import next_token
 
@@ -98,6 +99,15 @@ class LlamaTrace:
         """(B, L, h, Tq, Tk) every traced layer's attention."""
         return torch.stack([t.attention.heads.weights for t in self.layers if t.attention is not None], 1)
 
+    @property
+    def attentions(self) -> tuple[MultiHeadTrace | None, ...]:
+        return tuple(t.attention for t in self.layers)
+
+    @property
+    def streams(self) -> tuple[tuple[Tensor, Tensor, Tensor], ...]:
+        """Per layer (resid_pre, resid_mid, resid_post), as `models.gpt.GPTTrace` has them."""
+        return tuple((t.resid_pre, t.resid_mid, t.resid_post) for t in self.layers)
+
 
 class Block(nn.Module):
     """x + attn(RMSNorm(x)), then x + W_down(silu(W_gate x̂) ⊙ W_up x̂) with x̂ = RMSNorm(x)."""
@@ -111,12 +121,15 @@ class Block(nn.Module):
         self.up = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
         self.down = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
 
-    def forward(self, x: Tensor, **attention) -> tuple[Tensor, Tensor, MultiHeadTrace | None]:
+    def forward(self, x: Tensor, *, layer: int, patch: Patch | None = None,
+                **attention) -> tuple[Tensor, Tensor, MultiHeadTrace | None]:  # fmt: skip
         h = self.attn_norm(x)  # (B, T, d)
-        out, trace = self.attn(query=h, key=h, value=h, **attention)  # (B, T, d)
-        mid = x + out
+        heads = None if patch is None else patch.heads(layer, x.shape[1])  # patched head contexts
+        out, trace = self.attn(query=h, key=h, value=h, head_values=heads, **attention)  # (B, T, d)
+        mid = x + (out if patch is None else patch.write("attn_out", layer, out))
         h = self.mlp_norm(mid)
-        return mid, mid + self.down(F.silu(self.gate(h)) * self.up(h)), trace  # (B, T, d_ff) → (B, T, d)
+        mlp = self.down(F.silu(self.gate(h)) * self.up(h))  # (B, T, d_ff) → (B, T, d)
+        return mid, mid + (mlp if patch is None else patch.write("mlp_out", layer, mlp)), trace
 
 
 class Llama(nn.Module):
@@ -129,6 +142,23 @@ class Llama(nn.Module):
         self.tok_emb = nn.Embedding(cfg.vocab, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+
+    @property
+    def final_norm(self) -> nn.Module:
+        return self.norm
+
+    @property
+    def unembedding(self) -> Tensor:
+        """(V, d) the rows the final stream is read out with: the token embeddings (tied)."""
+        return self.tok_emb.weight
+
+    def readout(self, x: Tensor) -> Tensor:
+        """Final norm and the unembedding: (…, d) → (…, V) logits, as the forward ends."""
+        return F.linear(self.norm(x), self.tok_emb.weight)  # (…, d) @ (d, V)
+
+    def embedding_terms(self, ids: Tensor, iv: Interventions = NO_INTERVENTION) -> dict[str, Tensor]:
+        """The stream entering layer 0, as the terms it sums: the token embeddings (RoPE adds nothing)."""
+        return {"embedding": self.tok_emb(ids)}
 
     def new_cache(self, capacity: int, batch: int = 1) -> KVCache:
         """An empty cache for ``capacity`` positions (prompt + new tokens)."""
@@ -150,37 +180,45 @@ class Llama(nn.Module):
     def forward(
         self, ids: Tensor, *, iv: Interventions = NO_INTERVENTION, cache: KVCache | None = None,
         return_trace: bool = False, capture: Capture = "full", trace_layers: Collection[int] | None = None,
-        logits: Literal["all", "last"] = "all",
+        logits: Literal["all", "last"] = "all", patch: Patch | None = None,
+        resume: tuple[int, Tensor] | None = None,
     ) -> tuple[Tensor, LlamaTrace | None]:  # fmt: skip
         """ids (B, T): the new tokens (after the ``cache``'s, if one is given: it grows by T).
         Returns (logits (B, T, V), or (B, 1, V) for ``logits="last"``, and the trace or None):
         logits[:, t] is the distribution of the token after position t. ``trace_layers`` limits the
-        attention traces to those layers (the residual streams are kept for every layer)."""
+        attention traces to those layers (the residual streams are kept for every layer). ``patch``
+        overwrites activations per batch row (`models.patching`; with a cache, at the new positions);
+        ``resume`` = (layer, stream (B, T, d))
+        starts at that layer from the stream entering it (what came before is the caller's, e.g. a
+        run every patched copy shares); the trace then holds the layers from there on."""
         b, t_new = ids.shape
         start = 0 if cache is None else cache.length
         if start + t_new > self.cfg.max_len:
             raise ValueError(f"{start + t_new} tokens exceed the {self.cfg.max_len} of the context; cut it.")
-        # 1) Token embeddings (no positions added: RoPE turns q and k inside attention).
-        x = self.tok_emb(ids)  # (B, T, d)
+        # 1) Token embeddings (no positions added: RoPE turns q and k inside attention), or the stream
+        #    entering layer ``first`` when resuming.
+        first, x = (0, self.tok_emb(ids)) if resume is None else resume  # (B, T, d)
         # 2) What every layer shares: the mask and the RoPE angles of the new positions.
         mask = self.attention_mask(t_new, start, iv, ids.device)  # (1, 1, T, start + T) or None
         positions = torch.arange(start, start + t_new, device=ids.device)
         rot = rotary(positions, dim=self.cfg.rope_dim, base=self.cfg.rope_base) if iv.positional else None
         # 3) The blocks, each attention call through the shared core.
         traces = []
-        for i, block in enumerate(self.blocks):
+        for i in range(first, self.cfg.n_layers):
             traced = return_trace and (trace_layers is None or i in trace_layers)
             kw = iv.attention_kwargs(BLOCK, i, self.cfg.n_heads, ids.device, return_trace=traced,
                                      capture=capture)  # fmt: skip
             layer_cache = None if cache is None else cache.layer(i)
-            mid, out, trace = block(x, mask=mask, rotary=rot, cache=layer_cache, **kw)
+            x = x if patch is None else patch.write("resid_pre", i, x)
+            mid, out, trace = self.blocks[i](x, layer=i, patch=patch, mask=mask, rotary=rot,
+                                             cache=layer_cache, **kw)  # fmt: skip
             if return_trace:
                 traces.append(LayerTrace(trace, x, mid, out))
             x = out
         # 4) Final norm and the unembedding (tied to the token embeddings) to next-token logits.
         if logits == "last":
             x = x[:, -1:]
-        out = F.linear(self.norm(x), self.tok_emb.weight)  # (B, T, d) @ (d, V) → (B, T, V)
+        out = self.readout(x)  # (B, T, d) → (B, T, V)
         return out, LlamaTrace(tuple(traces), out) if return_trace else None
 
     @torch.inference_mode()
