@@ -12,6 +12,7 @@ import torch
 from models.gpt import GPT, GPTConfig
 from models.patching import Patch
 from runners import circuits as C
+from runners import patching as P
 from tasks import probes
 
 
@@ -76,13 +77,13 @@ def test_patching_clean_into_corrupt_restores_all_and_corrupt_into_corrupt_nothi
     clean, corrupt = C.forward(tiny, CLEAN, PAIR), C.forward(tiny, CORRUPT, PAIR)
     assert clean.value != corrupt.value
     every = torch.ones(len(CLEAN), dtype=torch.bool)
-    values = C.patched(tiny, clean, corrupt, PAIR, "resid_pre", [(i, every) for i in range(3)])
+    values = P.patched(tiny, clean, corrupt, PAIR, "resid_pre", [(i, every) for i in range(3)])
     # The whole stream of one layer from the clean run: the rest of the forward is the clean run's
     # (batched in another shape: float32 rounding only).
     np.testing.assert_allclose(values, clean.value, atol=1e-4)
-    same = C.residual_sweep(tiny, corrupt, corrupt, PAIR)
+    same = P.residual_sweep(tiny, corrupt, corrupt, PAIR)
     np.testing.assert_allclose(same.values, corrupt.value, atol=1e-4)
-    sweep = C.residual_sweep(tiny, clean, corrupt, PAIR)
+    sweep = P.residual_sweep(tiny, clean, corrupt, PAIR)
     assert sweep.values.shape == (3, len(CLEAN))
     np.testing.assert_allclose(sweep.restored[0, 3], 1.0, atol=1e-4)  # the differing token, at layer 0
     assert (sweep.restored[:, :3] == 0).all()  # before the first difference: nothing to patch
@@ -92,7 +93,7 @@ def test_patching_clean_into_corrupt_restores_all_and_corrupt_into_corrupt_nothi
 def test_batched_patches_equal_hand_made_single_patches(tiny, site):
     clean, corrupt = C.forward(tiny, CLEAN, PAIR), C.forward(tiny, CORRUPT, PAIR)
     if site == "head":
-        sweep = C.head_sweep(tiny, clean, corrupt, PAIR, batch=4)
+        sweep = P.head_sweep(tiny, clean, corrupt, PAIR, batch=4)
         cells = [(i, h) for i in range(3) for h in range(3)]
         for (i, h), value in zip(cells, sweep.values.ravel(), strict=True):
             select = torch.zeros(1, 3, 3, len(CLEAN), dtype=torch.bool)
@@ -100,8 +101,8 @@ def test_batched_patches_equal_hand_made_single_patches(tiny, site):
             hand = hand_patched(tiny, CORRUPT, Patch("head", select, clean.contexts))
             assert value == pytest.approx(hand, abs=1e-4)
         return
-    sweep = C.residual_sweep(tiny, clean, corrupt, PAIR, site=site, batch=5)
-    source = C._source(clean, site)
+    sweep = P.residual_sweep(tiny, clean, corrupt, PAIR, site=site, batch=5)
+    source = P._source(clean, site)
     for i in range(3):
         for p in range(len(CLEAN)):
             select = torch.zeros(1, 3, len(CLEAN), dtype=torch.bool)
@@ -118,13 +119,13 @@ def test_the_llms_patched_copies_start_after_the_shared_prefix_and_equal_single_
     ids, corrupt_ids = tokenizer.encode(c.prompt).ids, tokenizer.encode(c.corrupt).ids
     pair = C.Pair(tokenizer.encode(" Mary").ids[0], tokenizer.encode(" John").ids[0])
     clean, corrupt = C.forward(llm, ids, pair), C.forward(llm, corrupt_ids, pair)
-    start = C.first_difference(clean, corrupt)
+    start = P.first_difference(clean, corrupt)
     assert 0 < start < len(ids)
     t = len(ids)
     cells = [(layer, torch.arange(t) == p) for layer, p in ((0, start), (5, start), (20, t - 1), (3, 1))]
-    values = C.patched(llm, clean, corrupt, pair, "resid_pre", cells, batch=2)
+    values = P.patched(llm, clean, corrupt, pair, "resid_pre", cells, batch=2)
     assert values[3] == corrupt.value  # before the first difference: the corrupted run's own value
-    source = C._source(clean, "resid_pre")
+    source = P._source(clean, "resid_pre")
     for (layer, where), value in zip(cells[:3], values[:3], strict=True):
         select = torch.zeros(1, 30, t, dtype=torch.bool)
         select[0, layer] = where
@@ -140,16 +141,16 @@ def test_attribution_patching_is_gradient_times_difference(tiny):
     layer's stream (or one head's context), taken by making that activation a leaf through a patch
     that writes the corrupted run's own values, times clean − corrupt."""
     clean, corrupt = C.forward(tiny, CLEAN, PAIR), C.forward(tiny, CORRUPT, PAIR)
-    estimate = C.attribution_patching(tiny, clean, corrupt, PAIR)
+    estimate = P.attribution_patching(tiny, clean, corrupt, PAIR)
     x = torch.tensor([CORRUPT])
 
     def grad(patch: Patch) -> torch.Tensor:
         with torch.enable_grad():
             return torch.autograd.grad(C.metric(tiny(x, patch=patch)[0], PAIR)[0], patch.source)[0]
 
-    difference = C._source(clean, "resid_pre") - C._source(corrupt, "resid_pre")
+    difference = P._source(clean, "resid_pre") - P._source(corrupt, "resid_pre")
     for layer in range(3):
-        leaf = C._source(corrupt, "resid_pre").clone().requires_grad_(True)
+        leaf = P._source(corrupt, "resid_pre").clone().requires_grad_(True)
         select = torch.zeros(1, 3, len(CLEAN), dtype=torch.bool)
         select[0, layer] = True
         expected = (grad(Patch("resid_pre", select, leaf))[layer] * difference[layer]).sum(-1)
@@ -160,8 +161,8 @@ def test_attribution_patching_is_gradient_times_difference(tiny):
         moved = clean.contexts - corrupt.contexts
         expected = (grad(Patch("head", select, leaf))[layer] * moved[layer]).sum((-1, -2))
         np.testing.assert_allclose(estimate.heads[layer], expected.numpy(), rtol=1e-4, atol=1e-5)
-    exact = C.head_sweep(tiny, clean, corrupt, PAIR)
-    corr, worst = C.agreement(estimate.heads, exact.values - exact.corrupt)
+    exact = P.head_sweep(tiny, clean, corrupt, PAIR)
+    corr, worst = P.agreement(estimate.heads, exact.values - exact.corrupt)
     assert -1 <= corr <= 1 and len(worst) == 5
 
 
@@ -169,25 +170,25 @@ def test_ablations_zero_mean_and_resample(tiny):
     from models.attention import Interventions
 
     heads = [(1, 0), (2, 2)]
-    zero = C.head_ablation(tiny, CLEAN, PAIR, heads, "zero")
+    zero = P.head_ablation(tiny, CLEAN, PAIR, heads, "zero")
     with torch.inference_mode():
         off = Interventions(ablate=frozenset(("self", i, h) for i, h in heads))
         logits, _ = tiny(torch.tensor([CLEAN]), iv=off)
     assert zero == pytest.approx(float(C.metric(logits, PAIR)[0]), abs=1e-5)  # the core's own head switch
     reference = [[1, 2, 3, 4, 5, 6, 7, 8], [1, 8, 7, 6, 5, 4, 3, 2]]
-    mean = C.head_ablation(tiny, CLEAN, PAIR, heads, "mean", reference=reference)
+    mean = P.head_ablation(tiny, CLEAN, PAIR, heads, "mean", reference=reference)
     contexts = torch.cat([C.forward(tiny, r, PAIR).contexts for r in reference], 2).mean(2, keepdim=True)
     select = torch.zeros(1, 3, 3, len(CLEAN), dtype=torch.bool)
     for i, h in heads:
         select[0, i, h] = True
     assert mean == pytest.approx(hand_patched(tiny, CLEAN, Patch("head", select, contexts)), abs=1e-5)
     other = C.forward(tiny, CORRUPT, PAIR)
-    resampled = C.head_ablation(tiny, CLEAN, PAIR, heads, "resample", resample=other)
+    resampled = P.head_ablation(tiny, CLEAN, PAIR, heads, "resample", resample=other)
     hand = hand_patched(tiny, CLEAN, Patch("head", select, other.contexts))
     assert resampled == pytest.approx(hand, abs=1e-5)
     assert len({round(v, 4) for v in (zero, mean, resampled)}) == 3
     with pytest.raises(ValueError, match="reference set"):
-        C.head_ablation(tiny, CLEAN, PAIR, heads, "mean")
+        P.head_ablation(tiny, CLEAN, PAIR, heads, "mean")
 
 
 def test_value_weighted_attention_is_weight_times_the_moved_vectors_norm(smollm2):
@@ -210,4 +211,4 @@ def test_bad_pairs_say_what_to_do(tiny):
         C.Pair(3, 3)
     a, b = C.forward(tiny, CLEAN, PAIR), C.forward(tiny, CLEAN[:-1], PAIR)
     with pytest.raises(ValueError, match="same count"):
-        C.residual_sweep(tiny, a, b, PAIR)
+        P.residual_sweep(tiny, a, b, PAIR)
