@@ -83,7 +83,7 @@ def test_a_long_prompt_keeps_only_the_picked_layer(loaded):
     drawn = array(chart(at, "llm_map")["data"][0]["z"]).reshape(len(prompt.ids), len(prompt.ids))
     np.testing.assert_array_equal(drawn, run.maps["self"].weights[0, 2])
     ok(view(at, "Model view"))
-    assert any("drawn up to 128 tokens" in i.value for i in at.info)
+    assert any("drawn up to 64 tokens" in i.value for i in at.info)
 
 
 def test_each_interventions_row_is_compare_of_the_two_runs(loaded):
