@@ -19,8 +19,9 @@ from models.checkpoints import CheckpointError
 from models.gpt import BLOCK
 from runners import gpt
 from runners.projections import RawVsProjected
-from tasks import InputError
+from tasks import InputError, probes
 from views import attention, importance_tabs
+from views import circuits as circuit_views
 from views import interventions as controls
 from views import projections as projection_view
 from views.inputs import MAX_TEXT, md_escape, whole_number_input
@@ -250,6 +251,21 @@ def model_card() -> None:
     )  # fmt: skip
 
 
+def circuits() -> None:
+    def word(text: str) -> int | None:  # a target or rival, spelt as the BPE has it
+        ids = tokenizer.encode(text).ids
+        return ids[0] if len(ids) == 1 else None
+
+    encode = lambda text: gpt.prepare(tokenizer, text, cfg.max_len).ids  # noqa: E731
+    subject = circuit_views.Subject(
+        key="gpt", name=NAME, model=model, encode=encode, label=lambda i: gpt.label(tokenizer, i), word=word,
+        presets={"a loop's variable": probes.CODE[0], "self.parent =": probes.CODE[1]},
+        reference=tuple(encode(t) for c in probes.CODE for t in (c.prompt, c.corrupt)),
+        reference_name="the two preset prompts and their corrupted twins (every position)",
+    )  # fmt: skip
+    circuit_views.tab(subject, "" if mode == "random" else text)
+
+
 diagonal = card.get("diagonal_mass", {})  # weight on self, held-out means (runners/projections.py)
 # fmt: off
 lazy_tabs(
@@ -264,6 +280,7 @@ lazy_tabs(
         **attention.statistics_tabs(run.maps, "gpt", file_stem=NAME, diagonal_mass=diagonal),
         "Model card": model_card,
         "Attention vs importance": lambda: importance_tabs.tab("gpt", NAME, (ids,), card, labels=labels),
+        "Circuits": circuits,
     },
     key="gpt_view",
 )

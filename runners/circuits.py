@@ -14,8 +14,9 @@ scale the run computed (direct attribution), and gradient × difference (attribu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -57,14 +58,22 @@ class Run:
     cache: KVCache | None  # every layer's keys and values, for a model with a KV cache (`new_cache`)
 
 
-def forward(model: nn.Module, ids: Sequence[int], pair: Pair, iv: Interventions = NO_INTERVENTION) -> Run:
-    """The model on ``ids`` with every layer traced (and its keys and values cached, where it can)."""
+def scored(run: Run, pair: Pair) -> Run:
+    """``run`` with its metric for ``pair`` (the same forward: nothing runs again)."""
+    return replace(run, value=float(metric(run.logits, pair)[0]))
+
+
+def forward(model: nn.Module, ids: Sequence[int], pair: Pair | None,
+            iv: Interventions = NO_INTERVENTION) -> Run:  # fmt: skip
+    """The model on ``ids`` with every layer traced (and its keys and values cached, where it can);
+    without a ``pair`` the metric is NaN until `scored`."""
     x = torch.tensor([list(ids)], device=model.unembedding.device)
     cache = model.new_cache(x.shape[1]) if hasattr(model, "new_cache") else None
     cached = {} if cache is None else {"cache": cache}
     with torch.inference_mode():
         logits, trace = model(x, iv=iv, return_trace=True, capture="weights", **cached)
-    return Run(x, logits, trace.streams, _contexts(model, trace), float(metric(logits, pair)[0]), cache)
+    value = math.nan if pair is None else float(metric(logits, pair)[0])
+    return Run(x, logits, trace.streams, _contexts(model, trace), value, cache)
 
 
 def _contexts(model: nn.Module, trace) -> Tensor:

@@ -125,6 +125,16 @@ def capital_set() -> list[Contrast]:
     return _twins(CAPITALS, CAPITAL_TEMPLATE)
 
 
+# --- Python for our GPT: the same question on code. Target and rival are spelt as the GPT's byte-level
+# BPE has them (" parent" with its space, "item" after a bracket without one), each one token.
+CODE = (
+    Contrast(prompt="for name in names:\n    print(name)\nfor item in items:\n    print(", target="item",
+             rival="name", corrupt="for name in names:\n    print(name)\nfor name in items:\n    print("),
+    Contrast(prompt="    def __init__(self, parent):\n        self.parent =", target=" parent", rival=" self",
+             corrupt="    def __init__(self, child):\n        self.parent ="),
+)  # fmt: skip
+
+
 # --- Held-out English text ------------------------------------------------------------------------
 def english(split: str) -> str:
     """Python's ``pydoc_data.topics`` (the interpreter's own help texts, English) as one text: every

@@ -1,0 +1,88 @@
+"""The Circuits tab (views/circuits.py) on the GPT page: every number shown is the runners' own, and a
+bad pair gets a message."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from runners import circuits as C
+from runners import gpt
+from runners import patching as P
+from tasks import probes
+from tests.helpers import array, chart, open_app, open_view
+
+GPT_PAGE = "app_pages/gpt.py"
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    model, _, tokenizer = gpt.load()
+    return model, tokenizer
+
+
+def ids_of(tokenizer, text: str) -> tuple[int, ...]:
+    return gpt.prepare(tokenizer, text, 128).ids
+
+
+def circuits_tab():
+    app = open_view(open_app(GPT_PAGE), "Circuits")
+    assert not app.exception
+    return app
+
+
+def test_the_preset_pairs_metric_and_direct_effects_are_the_runners(loaded):
+    model, tokenizer = loaded
+    preset = probes.CODE[0]
+    clean, corrupt = ids_of(tokenizer, preset.prompt), ids_of(tokenizer, preset.corrupt)
+    pair = C.Pair(tokenizer.encode(preset.target).ids[0], tokenizer.encode(preset.rival).ids[0])
+    app = circuits_tab()
+    metrics = {m.label: m.value for m in app.metric}
+    label = f"logit({gpt.label(tokenizer, pair.target)}) − logit({gpt.label(tokenizer, pair.rival)}), clean"
+    assert metrics[label] == f"{C.forward(model, clean, pair).value:+.3f}"
+    assert metrics["…on the corrupted prompt"] == f"{C.forward(model, corrupt, pair).value:+.3f}"
+    # The logit lens: the grid's last row is the model's own output at every position.
+    lens = C.logit_lens(model, C.forward(model, clean, pair), pair)
+    (heat,) = chart(app, "gpt_circ_lens_grid")["data"]
+    np.testing.assert_array_equal(array(heat["z"]).reshape(lens.target_prob.shape), lens.target_prob)
+    app.radio(key="gpt_circ_section").set_value("Direct attribution").run()
+    direct = C.direct_attribution(model, C.forward(model, clean, pair), pair)
+    (heat,) = chart(app, "gpt_circ_dla")["data"]
+    shown = array(heat["z"]).reshape(direct.heads.shape)
+    np.testing.assert_array_equal(shown, direct.heads.astype(np.float32))
+    assert f"{direct.total:+.4f}" in app.caption[-1].value
+
+
+def test_exact_patching_on_the_page_equals_the_sweep(loaded):
+    model, tokenizer = loaded
+    preset = probes.CODE[0]
+    clean, corrupt = ids_of(tokenizer, preset.prompt), ids_of(tokenizer, preset.corrupt)
+    pair = C.Pair(tokenizer.encode(preset.target).ids[0], tokenizer.encode(preset.rival).ids[0])
+    app = circuits_tab()
+    app.radio(key="gpt_circ_section").set_value("Patching").run()
+    app.selectbox(key="gpt_circ_kind").set_value("each head, every position").run()
+    assert any("patched copies" in c.value for c in app.caption)
+    app.toggle(key="gpt_circ_exact").set_value(True).run()
+    assert not app.exception
+    runs = C.forward(model, clean, pair), C.forward(model, corrupt, pair)
+    sweep = P.head_sweep(model, *runs, pair)
+    (heat,) = chart(app, "gpt_circ_sweep")["data"]
+    # The page's sweep and this one batch the same copies the same way: equal to float32 rounding of the
+    # division (the restored share is computed from the same values).
+    np.testing.assert_allclose(array(heat["z"]).reshape(sweep.restored.shape), sweep.restored, atol=1e-5)
+    assert chart(app, "gpt_circ_agree")["layout"]["title"]["text"].startswith("Attribution vs exact: r = ")
+
+
+def test_ablation_names_its_method_and_a_bad_pair_gets_a_message(loaded):
+    app = circuits_tab()
+    app.radio(key="gpt_circ_section").set_value("Ablation").run()
+    app.radio(key="gpt_circ_how").set_value("mean").run()
+    assert not app.exception
+    assert any("Mean ablation" in c.value and "preset prompts" in c.value for c in app.caption)
+    (corrupt_box,) = [t for t in app.text_area if t.label.startswith("Corrupted prompt")]
+    corrupt_box.set_value("x = 1").run()
+    assert not app.exception
+    assert any("needs the same count" in w.value for w in app.warning)
+    (clean_box,) = [t for t in app.text_area if t.label == "Clean prompt"]
+    clean_box.set_value("   ").run()
+    assert not app.exception and app.info

@@ -1,0 +1,220 @@
+"""The Circuits tab's causal views: activation patching beside attribution patching, head ablations,
+and value-weighted attention (see `views.circuits`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from runners import circuits as C
+from runners import patching as P
+from views import circuit_runs as R
+from views.circuit_runs import Subject
+from views.inputs import md_escape
+from viz.circuits import effect_grid, estimate_vs_exact
+from viz.heatmaps import matrix_heatmap
+
+
+def positions(subject: Subject, ids) -> list[str]:
+    return [f"{p}: {subject.label(i)}" for p, i in enumerate(ids)]
+
+
+def patching_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float) -> None:
+    if corrupt_ids is None:
+        st.info("Patching needs a corrupted prompt with the same token count (see above).")
+        return
+    key, model = subject.key, subject.model
+    n_layers = len(model.blocks)
+    n_heads = model.blocks[0].attn.n_heads
+    kinds = {
+        "residual stream (layer × position)": "resid_pre",
+        "attention output (layer × position)": "attn_out",
+        "MLP output (layer × position)": "mlp_out",
+        "each head, every position": "head",
+        "one layer's heads, per position": "head per position",
+    }
+    kind = kinds[st.selectbox("Patch", list(kinds), key=f"{key}_circ_kind")]
+    layer = None
+    if kind == "head per position":
+        layer = st.number_input("Layer", 0, n_layers - 1, n_layers - 1, key=f"{key}_circ_layer")
+    attributed = R.attributed(subject.name, model, clean_ids, corrupt_ids, pair)
+    gap = attributed.clean - attributed.corrupt
+    labels = positions(subject, clean_ids)
+    if kind in ("resid_pre", "head"):
+        estimate = attributed.resid if kind == "resid_pre" else attributed.heads
+        cols = labels if kind == "resid_pre" else [f"H{h}" for h in range(n_heads)]
+        st.plotly_chart(
+            effect_grid(
+                estimate / gap if gap else estimate,
+                rows=[f"L{i}" for i in range(n_layers)],
+                cols=cols,
+                value_name="restored (est.)",
+                x_title="position" if kind == "resid_pre" else "head",
+                title="Attribution patching: the instant first look",
+            ),
+            key=f"{key}_circ_attr",
+        )
+    cells = {
+        "resid_pre": n_layers * len(clean_ids),
+        "attn_out": n_layers * len(clean_ids),
+        "mlp_out": n_layers * len(clean_ids),
+        "head": n_layers * n_heads,
+        "head per position": n_heads * len(clean_ids),
+    }[kind]
+    expected = seconds * cells / 2  # patched copies resume mid-way and share a prefix: about half a forward
+    st.caption(
+        f"Exact patching runs {cells} patched copies of the corrupted prompt: about {expected:.0f} s on "
+        "this machine (estimated from this prompt's own forward)."
+    )
+    if not st.toggle("Run exact patching", key=f"{key}_circ_exact"):
+        return
+    bar = st.progress(0.0, text="Patching…")
+    sweep = R.sweep(
+        subject.name,
+        model,
+        "head" if kind.startswith("head") else kind,
+        clean_ids,
+        corrupt_ids,
+        pair,
+        None if layer is None else int(layer),
+        _progress=lambda share: bar.progress(share, text="Patching…"),
+    )
+    bar.empty()
+    rows = (
+        [f"H{h}" for h in range(n_heads)]
+        if kind == "head per position"
+        else [f"L{i}" for i in range(n_layers)]
+    )
+    cols = [f"H{h}" for h in range(n_heads)] if kind == "head" else labels
+    st.plotly_chart(
+        effect_grid(
+            sweep.restored,
+            rows=rows,
+            cols=cols,
+            value_name="restored",
+            x_title="head" if kind == "head" else "position",
+            y_title="head" if kind == "head per position" else "layer",
+            title="(patched − corrupt) / (clean − corrupt)",
+        ),
+        key=f"{key}_circ_sweep",
+    )
+    if kind == "resid_pre":
+        st.caption(
+            "The causal cone: a patch at a position can only move what comes after it, so the answer's "
+            "information travels from the clue's position (left) to the last position (right) as "
+            "the layers go down."
+        )
+    if kind in ("resid_pre", "head"):
+        exact = sweep.values - sweep.corrupt
+        corr, worst = P.agreement(estimate, exact)
+        names = [f"{rows[i]} · {cols[j]}" for i in range(len(rows)) for j in range(len(cols))]
+        st.plotly_chart(
+            estimate_vs_exact(estimate, exact, names, title=f"Attribution vs exact: r = {corr:.3f}"),
+            key=f"{key}_circ_agree",
+        )
+        st.dataframe(
+            [
+                {"cell": f"{rows[i]} · {cols[j]}", "estimate": e, "exact": x, "gap": e - x}
+                for (i, j), e, x in worst
+            ],
+            hide_index=True,
+        )
+
+
+def ablation_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float) -> None:
+    key, model = subject.key, subject.model
+    direct = R.direct(subject.name, model, clean_ids, pair)
+    n_layers, n_heads = direct.heads.shape
+    ranked = np.argsort(-direct.heads.ravel())[:3]
+    heads = [(int(i // n_heads), int(i % n_heads)) for i in ranked]
+    picked = st.multiselect(
+        "Heads to ablate (default: the three with the largest direct effect)",
+        [(i, h) for i in range(n_layers) for h in range(n_heads)],
+        heads,
+        format_func=lambda lh: f"L{lh[0]} H{lh[1]}",
+        key=f"{key}_circ_ablate",
+    )
+    how = st.radio(
+        "Ablation",
+        list(P.ABLATIONS),
+        horizontal=True,
+        key=f"{key}_circ_how",
+        format_func=lambda a: f"{a}: {P.ABLATIONS[a]}",
+    )
+    if how == "resample" and corrupt_ids is None:
+        st.info(
+            "A resampled ablation takes the heads' contexts from the corrupted prompt: give it the same "
+            "token count."
+        )
+        return
+    if not picked:
+        return
+    clean = C.scored(R.run(subject.name, model, clean_ids)[0], pair)
+    after = R.ablated(
+        subject.name,
+        model,
+        clean_ids,
+        pair,
+        tuple(picked),
+        how,
+        subject.reference if how == "mean" else (),
+        corrupt_ids if how == "resample" else None,
+    )
+    lowered = (clean.value - after) / clean.value if clean.value else float("nan")
+    cells = st.columns(2)
+    cells[0].metric("logit difference, heads ablated", f"{after:+.3f}", f"{after - clean.value:+.3f}")
+    cells[1].metric("share of the logit difference removed", f"{lowered:.1%}")
+    said = {"mean": f" The mean is over {md_escape(subject.reference_name)}.", "zero": "", "resample": ""}[
+        how
+    ]
+    st.caption(f"{how.capitalize()} ablation: {P.ABLATIONS[how]}, at every position.{said}")
+
+
+def value_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float) -> None:
+    key, model = subject.key, subject.model
+    n_layers, n_heads = len(model.blocks), model.blocks[0].attn.n_heads
+    layer_column, head_column = st.columns(2)
+    layer = layer_column.number_input("Layer", 0, n_layers - 1, 0, key=f"{key}_circ_vw_layer")
+    head = head_column.number_input("Head", 0, n_heads - 1, 0, key=f"{key}_circ_vw_head")
+    weights, norms = R.value_weighted(subject.name, model, clean_ids, int(layer))
+    labels = positions(subject, clean_ids)
+    left, right = st.columns(2)
+    left.plotly_chart(
+        matrix_heatmap(
+            weights[head],
+            title="attention α",
+            x_title="key",
+            y_title="query",
+            value_name="α",
+            x_labels=labels,
+            y_labels=labels,
+            diverging=False,
+        ),
+        key=f"{key}_circ_vw_a",
+    )
+    right.plotly_chart(
+        matrix_heatmap(
+            norms[head],
+            title="‖α · v W_O‖: what reaches the output",
+            x_title="key",
+            y_title="query",
+            value_name="‖αvW_O‖",
+            x_labels=labels,
+            y_labels=labels,
+            diverging=False,
+        ),
+        key=f"{key}_circ_vw_n",
+    )
+    rows = slice(1, None)  # query rows with a choice (row 0 sees only itself)
+    on_first = float(weights[head, rows, 0].mean()) if len(clean_ids) > 1 else float("nan")
+    norm_share = norms[head, rows].sum(-1)
+    moved_first = (
+        float((norms[head, rows, 0] / np.where(norm_share > 0, norm_share, 1)).mean())
+        if len(clean_ids) > 1
+        else float("nan")
+    )
+    st.caption(
+        f"L{layer} H{head}: {on_first:.0%} of the attention (mean over query rows 1…) goes to the "
+        f"first token, but it makes {moved_first:.0%} of what reaches the output: a sink takes attention "
+        "with a small value vector (Kobayashi et al. 2020: look at ‖α v W_O‖, not α alone)."
+    )
