@@ -203,31 +203,36 @@ def agreement(estimate: np.ndarray, exact: np.ndarray, *, worst: int = 5) -> tup
 
 
 # --- Ablations ------------------------------------------------------------------------------------
-def head_ablation(model: nn.Module, ids: Sequence[int], pair: Pair, heads: Sequence[tuple[int, int]],
-                  how: Ablation, *, reference: Sequence[Sequence[int]] = (), resample: Run | None = None,
-                  iv: Interventions = NO_INTERVENTION) -> float:  # fmt: skip
-    """The metric with ``heads`` (layer, head) ablated together at every position: zeroed, set to their
-    mean context over the ``reference`` prompts (every position of each), or to their context on the
-    ``resample`` run (same token count)."""
-    run = forward(model, ids, pair, iv)
-    n_layers, n_heads, t, d_head = run.contexts.shape
+def ablation_source(model: nn.Module, how: Ablation, t: int, *, reference: Sequence[Sequence[int]] = (),
+                    resample: Run | None = None, iv: Interventions = NO_INTERVENTION) -> Tensor:  # fmt: skip
+    """What an ablation writes over a head's context, (L, h, T or 1, d_head): zeros, the mean context over
+    every position of the ``reference`` prompts, or the ``resample`` run's contexts (``t`` tokens)."""
+    attn = model.blocks[0].attn
     if how == "zero":
-        source = torch.zeros(n_layers, n_heads, 1, d_head)
-    elif how == "mean":
+        return torch.zeros(len(model.blocks), attn.n_heads, 1, attn.d_head, device=model.unembedding.device)
+    if how == "mean":
         if not reference:
             raise ValueError("a mean ablation needs a reference set of prompts.")
-        runs = [forward(model, r, pair, iv).contexts for r in reference]
-        source = torch.cat(runs, 2).mean(2, keepdim=True)  # (L, h, 1, d_head)
-    elif how == "resample":
-        if resample is None or resample.contexts.shape != run.contexts.shape:
+        return torch.cat([forward(model, r, None, iv).contexts for r in reference], 2).mean(2, keepdim=True)
+    if how == "resample":
+        if resample is None or resample.contexts.shape[2] != t:
             raise ValueError("a resampled ablation needs a run of another prompt with the same token count.")
-        source = resample.contexts
-    else:
-        raise ValueError(f"unknown ablation {how!r}; use one of {tuple(ABLATIONS)}.")
-    select = torch.zeros(1, n_layers, n_heads, t, dtype=torch.bool)
+        return resample.contexts
+    raise ValueError(f"unknown ablation {how!r}; use one of {tuple(ABLATIONS)}.")
+
+
+def head_ablation(model: nn.Module, ids: Sequence[int], pair: Pair, heads: Sequence[tuple[int, int]],
+                  how: Ablation, *, reference: Sequence[Sequence[int]] = (), resample: Run | None = None,
+                  iv: Interventions = NO_INTERVENTION, source: Tensor | None = None) -> float:  # fmt: skip
+    """The metric with ``heads`` (layer, head) ablated together at every position: zeroed, set to their
+    mean context over the ``reference`` prompts (every position of each), or to their context on the
+    ``resample`` run (same token count); ``source`` is `ablation_source`'s, when already computed."""
+    x = torch.tensor([list(ids)], device=model.unembedding.device)
+    if source is None:
+        source = ablation_source(model, how, x.shape[1], reference=reference, resample=resample, iv=iv)
+    select = torch.zeros(1, len(model.blocks), model.blocks[0].attn.n_heads, x.shape[1], dtype=torch.bool)
     for i, h in heads:
         select[0, i, h] = True
-    x = run.ids
     with torch.inference_mode():
-        logits, _ = model(x, iv=iv, patch=Patch("head", select, source.to(x.device)), logits="last")
+        logits, _ = model(x, iv=iv, patch=Patch("head", select.to(x.device), source), logits="last")
     return float(metric(logits, pair)[0])

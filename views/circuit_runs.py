@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import streamlit as st
@@ -30,6 +30,10 @@ class Subject:
     presets: Mapping[str, Contrast]  # name → a clean prompt, its target and rival, its corrupted twin
     reference: tuple[tuple[int, ...], ...]  # the mean ablation's reference prompts
     reference_name: str  # what they are, said wherever a mean ablation is shown
+    found: Mapping[str, tuple[tuple[int, int], ...]] = field(
+        default_factory=dict
+    )  # preset → heads a card found
+    found_name: str = ""  # where they were found, and what ablating them removed there
 
 
 @st.cache_resource(max_entries=24, show_spinner="Running the prompt with every layer traced…")

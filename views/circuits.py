@@ -73,7 +73,7 @@ def tab(subject: Subject, prompt: str) -> None:
             "attention need only the clean prompt."
         )
     section = st.radio("Look at", SECTIONS, horizontal=True, key=f"{key}_circ_section")
-    inputs = (subject, clean_ids, corrupt_ids if same_count else None, pair, seconds)
+    inputs = (subject, clean_ids, corrupt_ids if same_count else None, pair, seconds, choice)
     {
         "Logit lens": _lens_view,
         "Direct attribution": _direct_view,
@@ -115,7 +115,7 @@ def _pick_pair(subject: Subject, run: C.Run, preset: Contrast | None) -> C.Pair 
     return C.Pair(int(target), int(rival))
 
 
-def _lens_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float) -> None:
+def _lens_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float, choice: str) -> None:
     lens = R.lens(subject.name, subject.model, clean_ids, pair)
     shown = st.radio(
         "Show",
@@ -160,7 +160,7 @@ def _lens_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: 
     )
 
 
-def _direct_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float) -> None:
+def _direct_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float, choice: str) -> None:
     direct = R.direct(subject.name, subject.model, clean_ids, pair)
     n_layers, n_heads = direct.heads.shape
     st.plotly_chart(

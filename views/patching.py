@@ -19,7 +19,9 @@ def positions(subject: Subject, ids) -> list[str]:
     return [f"{p}: {subject.label(i)}" for p, i in enumerate(ids)]
 
 
-def patching_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float) -> None:
+def patching_view(
+    subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float, choice: str
+) -> None:
     if corrupt_ids is None:
         st.info("Patching needs a corrupted prompt with the same token count (see above).")
         return
@@ -121,14 +123,18 @@ def patching_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, second
         )
 
 
-def ablation_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float) -> None:
+def ablation_view(
+    subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float, choice: str
+) -> None:
     key, model = subject.key, subject.model
     direct = R.direct(subject.name, model, clean_ids, pair)
     n_layers, n_heads = direct.heads.shape
     ranked = np.argsort(-direct.heads.ravel())[:3]
-    heads = [(int(i // n_heads), int(i % n_heads)) for i in ranked]
+    found = subject.found.get(choice, ())
+    heads = list(found) or [(int(i // n_heads), int(i % n_heads)) for i in ranked]
+    default = subject.found_name if found else "the three with the largest direct effect here"
     picked = st.multiselect(
-        "Heads to ablate (default: the three with the largest direct effect)",
+        f"Heads to ablate (default: {default})",
         [(i, h) for i in range(n_layers) for h in range(n_heads)],
         heads,
         format_func=lambda lh: f"L{lh[0]} H{lh[1]}",
@@ -170,7 +176,7 @@ def ablation_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, second
     st.caption(f"{how.capitalize()} ablation: {P.ABLATIONS[how]}, at every position.{said}")
 
 
-def value_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float) -> None:
+def value_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float, choice: str) -> None:
     key, model = subject.key, subject.model
     n_layers, n_heads = len(model.blocks), model.blocks[0].attn.n_heads
     layer_column, head_column = st.columns(2)
