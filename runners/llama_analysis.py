@@ -177,7 +177,8 @@ def first_token_weights(model: Llama, ids: Sequence[int], iv: Interventions = NO
         for start in range(0, t, rows):
             _, trace = model(x[:, start : start + rows], iv=iv, cache=cache, return_trace=True,
                              capture="weights", logits="last")  # fmt: skip
-            columns.append(to_numpy(trace.weights[0, ..., 0]))  # (L, h, rows): each row's weight on key 0
+            # (L, h, rows): each row's weight on key 0, copied (a view would keep every chunk's maps alive)
+            columns.append(np.stack([to_numpy(t.attention.heads.weights[0, :, :, 0]) for t in trace.layers]))
     return np.concatenate(columns, -1)  # (L, h, T)
 
 
