@@ -1,9 +1,11 @@
-"""SmolLM2's analyses (runners/llama_analysis.py) against the model's own
+"""SmolLM2's analyses (runners/llama_analysis.py, runners/llama_importance.py) against the model's own
 tensors: the KV cache, the core's query → K/V mapping, the trace's scores and weights, `llama.run`.
 
 Tolerances appear only where two computations add the same float32 numbers in another order, each with
 its reason beside it; everything else is compared exactly.
 """
+
+import copy
 
 import numpy as np
 import pytest
@@ -13,7 +15,10 @@ from models.attention import NO_INTERVENTION, Interventions
 from models.kv_cache import KVCache
 from runners import llama
 from runners import llama_analysis as analysis
+from runners import llama_importance as importance
+from runners.importance import GRADIENT_X_INPUT
 
+PROMPT = "The Eiffel Tower is in the city of"  # 8 tokens, no token twice
 LONGER = "When Mary and John went to the store, John gave a drink to"
 
 
@@ -25,6 +30,11 @@ def loaded(smollm2):
 @pytest.fixture(scope="module")
 def prompt(loaded):
     return llama.prepare(loaded, LONGER)
+
+
+@pytest.fixture(scope="module")
+def sinks(loaded, prompt):
+    return analysis.sinks(loaded, prompt.ids)
 
 
 # --- GQA and the KV cache -------------------------------------------------------------------------
@@ -90,9 +100,8 @@ def test_rope_sweep_says_which_positions_it_needs(loaded, prompt):
 
 
 # --- Attention sinks ------------------------------------------------------------------------------
-def test_first_token_share_is_the_mean_of_the_runs_weights(loaded, prompt):
+def test_first_token_share_is_the_mean_of_the_runs_weights(loaded, prompt, sinks):
     ids = prompt.ids
-    sinks = analysis.sinks(loaded, ids)
     weights = llama.run(loaded, prompt).maps["self"].weights  # (30, 9, T, T), the page's run of every layer
     assert sinks.first == llama.label(loaded, ids[0])
     assert np.array_equal(sinks.share, weights[:, :, 1:, 0].mean(-1))  # one forward: run's own call
@@ -103,8 +112,7 @@ def test_first_token_share_is_the_mean_of_the_runs_weights(loaded, prompt):
     assert np.abs(chunked - sinks.on_first).max() <= 1e-5
 
 
-def test_hiding_the_first_token_is_what_run_gives(loaded, prompt):
-    sinks = analysis.sinks(loaded, prompt.ids)
+def test_hiding_the_first_token_is_what_run_gives(loaded, prompt, sinks):
     base = llama.run(loaded, prompt, layers=())
     hidden = llama.run(loaded, prompt, Interventions(hidden_keys=(0,)), layers=())
     assert sinks.loss == base.loss
@@ -148,3 +156,61 @@ def test_raw_vs_projected_reads_the_first_tokens_of_a_long_prompt(loaded):
     ids = tuple(range(100, 100 + analysis.PROJECTION_TOKENS + 5))
     result = analysis.projection(loaded, ids, NO_INTERVENTION, 0)
     assert result.learned.shape == (9, analysis.PROJECTION_TOKENS, analysis.PROJECTION_TOKENS)
+
+
+# --- Attention vs importance ----------------------------------------------------------------------
+def test_batched_ablation_equals_a_single_one(loaded):
+    model = loaded.model
+    ids = llama.prepare(loaded, PROMPT).ids
+    result = importance.measure(loaded, ids)
+    t = len(ids) - 1
+    assert result.position == t and len(result.positions) == t + 1 == len(result.importance)
+    blank = loaded.tokenizer.token_to_id("Ġ")
+    with torch.inference_mode():
+        base = torch.log_softmax(model(torch.tensor([list(ids)]))[0][0, -1], -1)
+        assert result.target_id == int(base.argmax())
+        for j in (0, 3, t):
+            copy_ = list(ids)
+            copy_[j] = blank
+            ablated = torch.log_softmax(model(torch.tensor([copy_]))[0][0, -1], -1)
+            drop = float(base[result.target_id] - ablated[result.target_id])
+            # One row against a batch of t + 1 rows: BLAS may block the batch's matmuls differently.
+            assert result.importance[j] == pytest.approx(drop, abs=1e-4)
+    comparison = result.comparison()
+    assert {f"raw L{i}" for i in range(30)} | {GRADIENT_X_INPUT} <= set(comparison.measures)
+    assert result.weights.shape == (30, 9, t + 1) and np.allclose(result.weights.sum(-1), 1, atol=1e-5)
+
+
+def test_gradient_x_input_equals_an_independent_autograd(loaded):
+    ids = llama.prepare(loaded, PROMPT).ids
+    result = importance.measure(loaded, ids)
+    # Independent of the runner's resume=(0, leaf): the ordinary forward of a private copy of the model, whose
+    # embedding layer hands on a leaf of its output through a forward hook (a hook on a copy no one shares).
+    twin = copy.deepcopy(loaded.model)
+    leaves = []
+
+    def leaf(module, args, out):
+        leaves.append(out.detach().requires_grad_(True))
+        return leaves[-1]
+
+    twin.tok_emb.register_forward_hook(leaf)
+    out, _ = twin(torch.tensor([list(ids)]), logits="last")
+    objective = torch.log_softmax(out[0, -1].float(), -1)[result.target_id]
+    (grad,) = torch.autograd.grad(objective, leaves[0])  # (1, T, d)
+    embeddings = twin.tok_emb.weight[torch.tensor(ids)].detach().numpy()
+    blank = twin.tok_emb.weight[loaded.tokenizer.token_to_id("Ġ")].detach().numpy()
+    expected = ((embeddings - blank) * grad[0].numpy()).sum(-1)
+    # The same forward and backward ops on the same numbers: equal but for the sum over 576 channels,
+    # which numpy and the runner's helper both do in float32 in one order; allow float32 noise anyway.
+    assert np.allclose(result.grad_x_input, expected, atol=1e-6, rtol=1e-5)
+    assert np.abs(expected).max() > 1e-3  # not a vacuous zero
+
+
+def test_importance_cuts_a_long_prompt_and_says_so(loaded, monkeypatch):
+    monkeypatch.setattr(importance, "MAX_TOKENS", 6)  # the cut's logic, without 64 copies of 64 tokens
+    ids = tuple(range(200, 209))
+    result = importance.measure(loaded, ids, position=8)
+    assert result.position == 5 and len(result.positions) == 6 and result.asked == 8
+    assert "not 8" in importance._warning(result)
+    assert importance._warning(importance.measure(loaded, ids, 3)) is None
+    assert importance.TAB.measure in importance.SERVED
