@@ -12,9 +12,10 @@ from __future__ import annotations
 import base64
 from urllib.parse import urlencode
 
+import numpy as np
 from PIL import Image
 
-from runners import gpt
+from runners import gpt, llama
 from runners.bert import encode, folders
 from runners.captioner import run as run_captioner
 from tasks.images import load_upload, model_input
@@ -189,10 +190,73 @@ def test_gpt_page_types_a_prompt_and_draws_the_causal_map(server, page, shot_dir
     shot(page, shot_dir, "gpt")
 
 
+# Every drawn heatmap of n rows (any number of columns), decoded as above: (columns, rows).
+ROWS_MAPS = """n => [...document.querySelectorAll('.js-plotly-plot')]
+    .filter(p => p.querySelector('.main-svg')) // drawn, not only sent
+    .flatMap(p => (p.data || []).filter(t => t.type === 'heatmap' && t.z && t.z.dtype === 'f4')
+    .filter(t => t.z.shape.replace(/ /g, '').startsWith(`${n},`))
+    .map(t => {
+        const flat = new Float32Array(Uint8Array.from(atob(t.z.bdata), c => c.charCodeAt(0)).buffer);
+        const k = flat.length / n;
+        return [k, Array.from({length: n}, (_, i) => Array.from(flat.slice(i * k, (i + 1) * k)))];
+    }))"""
+METRIC = """label => [...document.querySelectorAll('[data-testid=stMetric]')]
+    .filter(m => m.innerText.startsWith(label))
+    .map(m => m.querySelector('[data-testid=stMetricValue]').innerText.trim())[0] ?? null"""
+
+
+def test_llm_page_types_a_prompt_and_draws_a_generated_tokens_attention(server, page, shot_dir, smollm2):
+    """Type a prompt into the SmolLM2 page: its next token is the runner's. Generate four tokens
+    (greedy): the text and the attention that chose each generated token, in the layer and head picked
+    through the URL, are `runners.llama.generate`'s, every weight to float32 rounding."""
+    url, _ = server
+    loaded = llama.loaded_from(*smollm2)
+    text, layer, head, new = "The capital of Japan is", 3, 5, 4
+    prompt = llama.prepare(loaded, text)
+    expected = llama.run(loaded, prompt, layers=()).top_tokens[-1][0]
+    assert expected == "␣Tokyo"
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    picked = {"llm_view": "Attention", "llm_layer": f"L{layer}", "llm_head": f"H{head}"}
+    page.goto(f"{url}/llm?" + urlencode(picked))
+    settle(page, charts=2)  # the first load of the page loads the model in the server
+    no_exception(page)
+    assert page.evaluate(METRIC, "Next token") == "␣Paris"  # the default prompt's
+    box = page.get_by_label("Prompt", exact=True)
+    box.fill(text)
+    box.press("Control+Enter")
+    page.wait_for_function(f"({METRIC})('Next token') === {expected!r}", timeout=90_000)
+    settle(page, charts=2)
+    no_exception(page)
+    assert page.evaluate(METRIC, "Tokens read") == str(len(prompt.ids))
+    assert "llm_prompt=The+capital+of+Japan+is" in page.url
+    page.get_by_role("tab", name="Generate", exact=True).click()
+    slider = page.locator('[data-testid=stSlider] input[type=range][aria-label="New tokens"]')
+    slider.wait_for(state="attached", timeout=90_000)
+    slider.focus()
+    slider.press("Home")  # 1, then up to `new`: each press a rerun, settled below
+    for _ in range(new - 1):
+        slider.press("ArrowRight")
+    page.wait_for_function(f"document.querySelector('input[aria-label=\"New tokens\"]').value === '{new}'")
+    page.wait_for_timeout(1000)
+    settle(page, charts=0)  # nothing drawn in this tab before a generation
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.wait_for_function(f"({ROWS_MAPS})({new}).length > 0", timeout=120_000)
+    settle(page)
+    no_exception(page)
+    steps = list(llama.generate(loaded, prompt, new_tokens=new, layers=None))
+    assert output(page) == steps[-1].text.strip()
+    want = llama.generated_attention([g.weights[:, :, -1] for g in steps], layer, head)  # (new, keys)
+    ((keys, drawn),) = page.evaluate(f"({ROWS_MAPS})({new})")
+    assert keys == len(prompt.ids) + new - 1 == want.shape[1]
+    np.testing.assert_allclose(np.array(drawn, np.float32), want, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.array(drawn).sum(1), 1, atol=1e-4)  # each row: one softmax over its keys
+    shot(page, shot_dir, "llm")
+
+
 def test_every_page_was_photographed_this_run(shot_dir):
     # Runs after the page tests: they wrote into this run's folder (a fresh one unless
     # --update-screenshots), so a page test that skipped its screenshot fails here.
-    for name in SHOTS:
+    for name in (*SHOTS, "llm"):
         with Image.open(shot_dir / f"{name}.png") as picture:
             assert picture.size == (1400, 1900), name
             darkest, lightest = picture.convert("L").getextrema()
