@@ -140,7 +140,7 @@ def test_gpt_gradient_x_input_equals_autograd_from_a_leaf_embedding(shipped_gpt)
     x, mask = tokens + model.pos_emb.weight[: len(ids)], model.attention_mask(len(ids), NO_INTERVENTION)
     for i, block in enumerate(model.blocks):
         kw = NO_INTERVENTION.attention_kwargs(BLOCK, i, model.cfg.n_heads, None, return_trace=False)
-        x, *_ = block(x, mask=mask, kw=kw)
+        _, x, _ = block(x, mask=mask, kw=kw)  # (stream after attention, after the MLP, trace)
     logits = model.head(model.ln_f(x))
     torch.testing.assert_close(logits, model(ids_t)[0], atol=1e-5, rtol=1e-5)
     (gradient,) = torch.autograd.grad(torch.log_softmax(logits[0, t], -1)[result.target_id], tokens)
