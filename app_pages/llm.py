@@ -22,7 +22,7 @@ from runners import llama
 from runners.llama import NAME, WINDOW
 from runners.protocol import AttentionMaps
 from tasks import InputError
-from views import attention
+from views import attention, llm
 from views import interventions as controls
 from views.inputs import md_escape, token_key
 from views.layout import lazy_tabs, page_header
@@ -52,10 +52,9 @@ english, groups = card.get("english", {}), cfg.n_heads // cfg.n_kv_heads
 st.caption(
     f"It runs {llama.QUANTISATION}: every number on this page is that file's. {cfg.n_layers} layers × "
     f"{cfg.n_heads} query heads (each group of {groups} shares one of {cfg.n_kv_heads} key/value heads), "
-    f"d_model {cfg.d_model}, RoPE, {cfg.vocab:,} byte-level BPE tokens; this page reads up to {WINDOW:,}."
-    + (f" Held-out English perplexity {english['perplexity']:.1f} (a unigram model: "
-       f"{english['unigram_perplexity']:.0f})." if english else "")  # fmt: skip
-)
+    f"d_model {cfg.d_model}, RoPE, {cfg.vocab:,} byte-level BPE tokens; the page reads up to {WINDOW:,}."
+    + (f" Held-out English perplexity {english['perplexity']:.1f} "
+       f"(unigram {english['unigram_perplexity']:.0f})." if english else ""))  # fmt: skip
 
 
 # --- Input ----------------------------------------------------------------------------------------
@@ -84,8 +83,7 @@ if prompt.dropped or prompt.unread:
 if prompt.removed:
     st.warning(f"{prompt.removed} control character(s) removed: the model reads text, newlines and tabs.")
 if mode == "chat":
-    st.caption("What the model reads: the file's chat template around your message, the assistant's turn "
-               "opened (so the next token is the first of its answer):")  # fmt: skip
+    st.caption("What the model reads: the chat template around your message, the assistant's turn opened:")
     st.code(loaded.tokenizer.decode(list(ids), skip_special_tokens=False), language=None)
 
 layer_column, head_column, _ = st.columns([1, 1, 2])
@@ -112,9 +110,7 @@ with st.sidebar:
         help="Off: every position also sees the tokens after it — under teacher forcing it can peek at the "
         "very token it is asked to predict. Generation is always causal.",
     )  # fmt: skip
-    rope = st.checkbox("RoPE (rotary positions)", True, key="llm_rope",
-                       help="Off: q and k are not rotated, so scores no longer depend on how far apart two "
-                       "tokens are; only the causal mask still tells the order.")  # fmt: skip
+    rope = st.checkbox("RoPE (rotary positions)", True, key="llm_rope", help=llm.ROPE_OFF)
 each = {
     "heads off": Interventions(ablate=frozenset((BLOCK, i, h) for i, h in ablate)),
     "hidden tokens": Interventions(hidden_keys=hidden),
@@ -289,7 +285,12 @@ lazy_tabs(
         "Attention": attention_view,
         "Model view": model_view,
         "Generate": generate_view,
-        # analysis tabs (views/llm.py): GQA, RoPE, attention sinks, raw vs projected, attention vs importance
+        "GQA": lambda: llm.gqa_view(loaded, run, layer, head),
+        "RoPE": lambda: llm.rope_view(loaded, prompt, layer, head, interventions),
+        "Attention sinks": lambda: llm.sinks_view(loaded, prompt, card, layer, head),
+        "Raw vs projected": lambda: llm.projections_view(loaded, prompt, interventions),
+        "Attention vs importance": lambda: llm.importance_view(loaded, prompt, card),
+        "Circuits": lambda: llm.circuits_view(loaded, text, card),
         **attention.statistics_tabs(run.maps if layers is None else {"self": replace(
             maps, title=f"layer {layer} only (listed as 0)")}, "llm", file_stem=NAME),
         "Model card": model_card,

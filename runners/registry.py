@@ -20,6 +20,8 @@ from runners import (
     gpt,
     gpt_importance,
     llama,
+    llama_analysis,
+    llama_importance,
     seq2seq,
     seq2seq_importance,
     transformer,
@@ -48,7 +50,9 @@ FAMILIES: dict[str, Family] = {
                example=gpt.example, network=GPT, config=GPTConfig, training=models.gpt, load=gpt.LOAD,
                served=gpt.SERVED | gpt_importance.SERVED, importance=gpt_importance.TAB),
         Family(name="llm", title="SmolLM2 (a real LLM)", page="app_pages/llm.py", icon="🦙",
-               example=llama.example, network=Llama, load=llama.LOAD, served=llama.SERVED),
+               example=llama.example, network=Llama, load=llama.LOAD,
+               served=llama.SERVED | llama_analysis.SERVED | llama_importance.SERVED,
+               importance=llama_importance.TAB),
     )
 }  # fmt: skip
 

@@ -28,6 +28,7 @@ IOI_HELD_OUT_TEMPLATES = (
     "When {s} and {io} arrived at the station, {s} bought a ticket for",
     "Once {io} and {s} finished the game, {s} threw the ball to",
 )
+SEED = 20261203  # the seed every IOI set here is drawn with (the card's, the page's presets)
 IOI_PRESET_NAMES = ("Mary", "John", "Alice", "Bob", "Tom", "Sarah", "James", "Anna")
 IOI_HELD_OUT_NAMES = (
     "David", "Michael", "Emma", "Lisa", "Paul", "Mark", "Kate", "Peter", "Laura", "Daniel", "Rachel",

@@ -41,7 +41,7 @@ def array(value) -> np.ndarray:
     return np.asarray(value, dtype=float)
 
 
-VIEW_KEYS = ("s2s_view", "tf_view", "bert_view", "cap_view", "gpt_view")  # each page's `lazy_tabs` key
+VIEW_KEYS = ("s2s_view", "tf_view", "bert_view", "cap_view", "gpt_view", "llm_view")  # `lazy_tabs` keys
 
 
 def open_view(app: AppTest, label: str) -> AppTest:

@@ -40,7 +40,7 @@ WINDOW = 256  # tokens per perplexity window (each predicts its tokens 2…WINDO
 WINDOWS = 32  # windows of the held-out text, at most
 UNIGRAM_K = 1.0  # add-k smoothing of the unigram baseline over the whole vocabulary
 PROBE = dict(sequences=16, length=30, seed=20261203, first_id=0)  # <|endoftext|> + 30 random + again
-IOI_HELD_OUT = dict(n=60, seed=20261203)
+IOI_HELD_OUT = dict(n=60, seed=probes.SEED)
 
 
 def word_id(tokenizer: Tokenizer, word: str) -> int:

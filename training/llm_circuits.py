@@ -5,7 +5,7 @@
 Found on the preset prompts (the page's: 3 templates × their names), checked on the held-out ones
 (templates and names the presets never use). Name movers are the heads whose direct effect on
 logit(indirect object) − logit(subject) is large and positive on the preset prompts (a mean of at
-least ``SHARE_MIN`` of the mean logit difference) and which attend from the last position to the
+least share_min of the mean logit difference) and which attend from the last position to the
 indirect object more than to the subject. On the held-out set: each found head's mean direct effect
 and attention, and the logit difference with the found heads ablated together — mean-ablated (their
 context replaced by its mean over every position of the preset prompts' corrupted twins, where no name
@@ -32,6 +32,7 @@ from training.llm_card import CARD, IOI_HELD_OUT, word_id
 
 SHARE_MIN = 0.1  # a name mover's mean direct effect, as a share of the mean logit difference
 KEY = "ioi_circuit"
+FIRST = 4  # held-out prompts whose own numbers the card keeps, for a test to recompute
 
 
 def _prompt(tokenizer: Tokenizer, c: probes.Contrast) -> tuple[tuple[int, ...], C.Pair, int, int]:
@@ -101,8 +102,11 @@ def measure(model: Llama, tokenizer: Tokenizer) -> dict:
         "top_direct_heads": [[int(i), int(h)] for i, h in zip(*np.unravel_index(
             np.argsort(-checked["direct"].mean(0).ravel())[:10], checked["direct"].shape[1:]), strict=True)],
     }  # fmt: skip
+    result["first"] = {"prompts": [c.prompt for c in held_out[:FIRST]],
+                       "logit_diff": [round(float(v), 5) for v in base[:FIRST]]}  # fmt: skip
     for how in ("mean", "zero"):
         after = ablated(model, tokenizer, held_out, heads, how, reference) if heads else base
+        result["first"][f"{how}_ablated_logit_diff"] = [round(float(v), 5) for v in after[:FIRST]]
         result["held_out"][f"{how}_ablated_logit_diff"] = float(after.mean())
         result["held_out"][f"{how}_ablated_share_removed"] = float((base.mean() - after.mean()) / base.mean())
         result["held_out"][f"{how}_ablated_target_wins"] = int((after > 0).sum())

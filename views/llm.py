@@ -17,6 +17,7 @@ from models.llama import BLOCK
 from runners import llama, llama_analysis, llama_importance
 from runners.importance import CARD_KEY
 from runners.projections import RawVsProjected
+from views import circuits as circuit_views
 from views import importance_tabs
 from views import projections as projection_view
 from views.inputs import md_escape
@@ -276,3 +277,31 @@ def importance_view(loaded: llama.Loaded, prompt: llama.Prompt, card: Mapping | 
     labels = [llama.label(loaded, i) for i in ids]
     held_out = card if card and CARD_KEY in card else None  # the card holds no held-out Spearman yet
     importance_tabs.tab(FAMILY, llama.NAME, (ids,), held_out, labels=labels)
+
+
+def circuits_view(loaded: llama.Loaded, text: str, card: Mapping | None) -> None:
+    """The shared Circuits tab (`views.circuits`) on SmolLM2, with the IOI and landmark pairs as presets and
+    the card's IOI name movers as the ablation's default on the IOI pairs."""
+    from tasks import probes
+
+    def word(w: str) -> int | None:  # " word" as the model reads it after a space
+        ids = loaded.text_tokenizer.encode(" " + w).ids
+        return ids[0] if len(ids) == 1 else None
+
+    found = (card or {}).get("ioi_circuit", {})
+    heads = tuple((h["layer"], h["head"]) for h in found.get("heads", ()))
+    ioi = probes.ioi_set(3, probes.SEED, "preset")  # the first three of the card's preset set
+    presets = {f"IOI: {c.prompt.split(',')[0]} → {c.target}": c for c in ioi}
+    presets |= {f"Landmark: {c.prompt} → {c.target}": c for c in probes.fact_set()[:3]}
+    held = found.get("held_out", {})
+    subject = circuit_views.Subject(
+        key=FAMILY, name=llama.NAME, model=loaded.model, encode=lambda t: llama.prepare(loaded, t).ids,
+        label=lambda i: llama.label(loaded, i), word=word, presets=presets,
+        reference=tuple(tuple(llama.prepare(loaded, c.corrupt).ids) for c in ioi),
+        reference_name="the IOI presets' corrupted twins (no name repeats), every position",
+        found={name: heads for name in presets if name.startswith("IOI")},
+        found_name=f"the card's name movers, found on the preset IOI prompts; mean-ablated they remove "
+        f"{held.get('mean_ablated_share_removed', float('nan')):.0%} of the logit difference on "
+        f"{held.get('prompts', 0)} held-out prompts",
+    )  # fmt: skip
+    circuit_views.tab(subject, text)
