@@ -26,7 +26,7 @@ from views import interventions as controls
 from views import projections as projection_view
 from views.inputs import MAX_TEXT, md_escape, whole_number_input
 from views.layout import lazy_tabs, page_header
-from views.outputs import model_output
+from views.outputs import model_output, next_tokens
 from views.serving import cached, inference, loaded_model
 
 NAME = gpt.DEFAULT
@@ -154,20 +154,6 @@ roles = gpt.head_roles(card)
 
 
 # --- Views ----------------------------------------------------------------------------------------
-@st.fragment
-def next_tokens() -> None:
-    k = st.slider("Candidates per position", 1, gpt.TOP_K, 5, key="gpt_k")
-    probs, n = np.exp(run.token_log_probs), len(run.output)
-    rows = [
-        {"position": t, "token": run.inputs[t], "next token": run.output[t] if t < n else "(next)",
-         "p(next token)": float(probs[t]) if t < n else None,
-         **{f"#{r + 1}": f"{run.top_tokens[t][r]}  {run.top_probs[t, r]:.1%}" for r in range(k)}}
-        for t in range(len(run.inputs))
-    ]  # fmt: skip
-    st.markdown("At each position, the model's guesses for the token after it, given what came before:")
-    st.dataframe(rows, hide_index=True)
-
-
 def attention_view() -> None:
     future = float(np.triu(maps.weights, 1).max(initial=0.0)) if len(ids) > 1 else 0.0
     st.caption(
@@ -270,7 +256,7 @@ diagonal = card.get("diagonal_mass", {})  # weight on self, held-out means (runn
 # fmt: off
 lazy_tabs(
     {
-        "Next tokens": next_tokens,
+        "Next tokens": lambda: next_tokens(run, gpt.TOP_K, key="gpt_k"),
         "Attention": attention_view,
         "Head roles": head_roles,
         "Induction": induction,

@@ -26,7 +26,7 @@ from views import attention, llm
 from views import interventions as controls
 from views.inputs import md_escape, token_key
 from views.layout import lazy_tabs, page_header
-from views.outputs import model_output
+from views.outputs import model_output, next_tokens
 from views.serving import cached, inference, loaded_model, measurements
 
 UP_TO = llama.ALL_LAYERS_UP_TO  # prompt tokens up to which runs keep every layer; the head view is drawn
@@ -151,20 +151,6 @@ one_layer = replace(maps, title=f"causal self-attention, layer {layer}", weights
 
 
 # --- Views ----------------------------------------------------------------------------------------
-@st.fragment
-def next_tokens() -> None:
-    k = st.slider("Candidates per position", 1, llama.TOP_K, 5, key="llm_k")
-    probs, n = np.exp(run.token_log_probs), len(run.output)
-    rows = [
-        {"position": t, "token": run.inputs[t], "next token": run.output[t] if t < n else "(next)",
-         "p(next token)": float(probs[t]) if t < n else None,
-         **{f"#{r + 1}": f"{run.top_tokens[t][r]}  {run.top_probs[t, r]:.1%}" for r in range(k)}}
-        for t in range(len(run.inputs))
-    ]  # fmt: skip
-    st.markdown("At each position, the model's guesses for the token after it, given what came before:")
-    st.dataframe(rows, hide_index=True)
-
-
 def attention_view() -> None:
     kv = run.kv_heads[head]
     sharing = ", ".join(f"H{h}" for h in range(cfg.n_heads) if run.kv_heads[h] == kv)
@@ -281,7 +267,7 @@ def model_card() -> None:
 # fmt: off
 lazy_tabs(
     {
-        "Next tokens": next_tokens,
+        "Next tokens": lambda: next_tokens(run, llama.TOP_K, key="llm_k"),
         "Attention": attention_view,
         "Model view": model_view,
         "Generate": generate_view,

@@ -6,7 +6,7 @@ end included), or a given token (e.g. the prompt's actual next one). The positio
 tokens 1…t — <s> is left out, the token at t itself is in — and:
 
 - **importance**: log p(target) − log p(target | token j replaced by a blank), the blank being the
-  byte-level BPE's lone space "Ġ" (`blank_id`); the t ablated copies run as one batch;
+  byte-level BPE's lone space "Ġ" (`runners.importance.blank_id`); the t ablated copies run as one batch;
 - **raw L{l}**: layer l's attention from query t to key j (mean over heads, or ``raw L{l} H{h}``);
 - **rollout L{l}**: row t of `runners.stats.rollout` through layer l, at key j;
 - **grad × input**: Σ_d (e_j − e_blank)·∂log p(target)/∂x_j, e the token embedding (the position's
@@ -19,7 +19,6 @@ attention does not see that, ablation does.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,7 +31,7 @@ from runners.protocol import ImportanceTab, Served, to_numpy
 from runners.stats import rollout
 from tasks import stdlib
 
-BLANK = "Ġ"  # the byte-level BPE's token for one space: what replaces an ablated token
+BLANK = imp.BLANK
 PROMPT = 64  # held-out prompts: <s> and the first 63 tokens of a test window; t = the last
 DEFINITION = {
     "importance": (
@@ -50,46 +49,13 @@ DEFINITION = {
 }
 
 
-def blank_id(tokenizer: Tokenizer) -> int:
-    """The id of `BLANK` (224 in the shipped tokenizer); a tokenizer without it cannot ablate."""
-    token_id = tokenizer.token_to_id(BLANK)
-    if token_id is None:
-        raise ValueError(
-            f"the tokenizer has no {BLANK!r} (one space) token to ablate with; use a byte-level BPE."
-        )
-    return token_id
-
-
-@dataclass(frozen=True)
-class GPTImportance:
-    """One prompt, one position t: n = t prompt tokens (1…t) of importance and of every measure."""
-
-    position: int  # t: the query whose next-token prediction is measured
-    target: str  # the predicted token's label
-    target_id: int
-    positions: tuple[str, ...]  # (n,) labels of tokens 1…t
-    importance: np.ndarray  # (n,) drop in log p(target) when token j alone is blank
-    weights: np.ndarray  # (L, h, n) attention from query t to keys 1…t
-    rollout: np.ndarray  # (L, n) rollout row t through layer l, at keys 1…t
-    grad_x_input: np.ndarray  # (n,)
-
-    def comparison(self, head: int | None = None) -> imp.Comparison:
-        measures = imp.layered_measures(self.weights, self.rollout, self.grad_x_input, head)
-        return imp.compare(
-            self.positions,
-            self.importance,
-            measures,
-            quantity=f"log p({self.target!r}) after position {self.position}",
-        )
-
-
 def measure(
     model: GPT,
     tokenizer: Tokenizer,
     ids: Sequence[int],
     position: int | None = None,
     target: int | None = None,
-) -> GPTImportance:
+) -> imp.NextTokenImportance:
     """Importance by ablation and every attention measure at ``position`` (default the last) for
     ``target`` (default the model's top prediction there), on ``ids`` (<s> first)."""
     t = len(ids) - 1 if position is None else position
@@ -97,7 +63,7 @@ def measure(
         raise ValueError(f"position {t} has no earlier token to ablate: pick one of 1…{len(ids) - 1}.")
     device = next(model.parameters()).device
     prefix = torch.tensor([list(ids[: t + 1])], device=device)  # (1, t + 1): later tokens do not matter
-    blank = blank_id(tokenizer)
+    blank = imp.blank_id(tokenizer)
     # 1) The unablated run: attention, and the target (the top prediction unless given).
     with torch.inference_mode():
         logits, trace = model(prefix, return_trace=True, capture="weights")
@@ -120,7 +86,7 @@ def measure(
     embeddings = to_numpy(model.tok_emb.weight[prefix[0, 1:]])  # (t, d)
     blank_embedding = to_numpy(model.tok_emb.weight[blank])  # (d,)
     grad = imp.gradient_x_input(to_numpy(gradient[1 : t + 1]), embeddings, blank_embedding)
-    return GPTImportance(
+    return imp.NextTokenImportance(
         position=t,
         target=label(tokenizer, target),
         target_id=target,
@@ -144,24 +110,20 @@ def held_out(model: GPT, tokenizer: Tokenizer, windows: Sequence[stdlib.Window])
 
 
 # --- What the app serves (`views.serving.cached`) and its "Attention vs importance" tab -----------
-def _served_measure(loaded, ids: tuple[int, ...], position: int, target: int | None) -> GPTImportance:
+def _served_measure(loaded, ids: tuple[int, ...], position: int, target: int | None
+                    ) -> imp.NextTokenImportance:  # fmt: skip
     model, _, tokenizer = loaded
     return measure(model, tokenizer, ids, position, target)
 
 
-def _explain(loaded, inputs: tuple[tuple[int, ...]], result: GPTImportance) -> str:
-    t = result.position
-    return (
-        f"Importance of token j = the drop in log p({result.target!r} after position {t}) when token j alone "
-        f"becomes a blank — the single-space token (id {blank_id(loaded[2])}). Tokens 1…{t} are ranked (<s> "
-        f"left out, the token at {t} itself in); raw = attention from query {t}."
-    )
+def _explain(loaded, inputs: tuple[tuple[int, ...]], result: imp.NextTokenImportance) -> str:
+    ranked = f"Tokens 1…{result.position} are ranked (<s> left out, the token at {result.position} itself in)"
+    return imp.next_token_explanation(result, imp.blank_id(loaded[2]), ranked)
 
 
 SERVED = {"importance": Served(_served_measure, max_entries=64, spinner="Ablating each earlier token…")}
 TAB = ImportanceTab(
     key="gpt",
-    query="next token",
-    layers_heads=lambda result: result.weights.shape[:2],
+    **imp.NEXT_TOKEN,
     explain=_explain,
 )

@@ -59,6 +59,37 @@ def gradient_x_input(
 
 
 GRADIENT_X_INPUT = "gradient × input"  # the non-attention reference, by that name in every card
+BLANK = "Ġ"  # a byte-level BPE's token for one space: what replaces an ablated token in a decoder's prompt
+
+
+def blank_id(tokenizer) -> int:
+    """The id of `BLANK` in a byte-level BPE (a `tokenizers.Tokenizer`); without it, no ablation."""
+    token_id = tokenizer.token_to_id(BLANK)
+    if token_id is None:
+        raise ValueError(f"the tokenizer has no {BLANK!r} (one space) token to ablate: use a byte-level BPE.")
+    return token_id
+
+
+@dataclass(frozen=True)
+class NextTokenImportance:
+    """A decoder's prompt at one position t: importance of the n tokens ranked (the GPT's 1…t after <s>,
+    SmolLM2's 0…t) for the prediction after t, and every measure at the same tokens."""
+
+    position: int  # t: the query whose next-token prediction is measured
+    target: str  # the predicted token's label
+    target_id: int
+    positions: tuple[str, ...]  # (n,) labels of the tokens ranked
+    importance: np.ndarray  # (n,) drop in log p(target) when token j alone is blank
+    weights: np.ndarray  # (L, h, n) attention from query t to those keys
+    rollout: np.ndarray  # (L, n) rollout row t through layer l, at those keys
+    grad_x_input: np.ndarray  # (n,)
+    asked: int | None = None  # the position asked for, where a long prompt was cut before it
+    tokens: int | None = None  # the prompt's length as given, where it was cut
+
+    def comparison(self, head: int | None = None) -> Comparison:
+        measures = layered_measures(self.weights, self.rollout, self.grad_x_input, head)
+        return compare(self.positions, self.importance, measures,
+                       quantity=f"log p({self.target!r}) after position {self.position}")  # fmt: skip
 
 
 def no_op_ablations(inputs: np.ndarray, copies: np.ndarray) -> np.ndarray:
@@ -214,3 +245,18 @@ def card_entry(
         "spearman": mean_correlations(every),
         "check": {"examples": min(CHECK_EXAMPLES, len(per_input)), "spearman": mean_correlations(first)},
     }
+
+
+def next_token_explanation(result: NextTokenImportance, blank: int, ranked: str) -> str:
+    """What a decoder's importance tab measured (the GPT's, SmolLM2's); ``ranked`` says which tokens."""
+    t = result.position
+    return (
+        f"Importance of token j = the drop in log p({result.target!r} after position {t}) when token j alone "
+        f"becomes a blank — the single-space token {BLANK!r} (id {blank}). {ranked}; raw = attention from "
+        f"query {t}."
+    )
+
+
+# What a decoder's `ImportanceTab` says of its `NextTokenImportance`: the user picks a position and a target.
+NEXT_TOKEN = {"query": "next token", "layers_heads": lambda result: result.weights.shape[:2]}
+

@@ -19,7 +19,6 @@ a longer prompt is measured on its first `MAX_TOKENS` tokens, with a warning.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,7 +28,7 @@ from runners import llama
 from runners.protocol import ImportanceTab, Served, to_numpy
 from runners.stats import rollout
 
-BLANK = "Ġ"  # the byte-level BPE's token for one space: what replaces an ablated token
+BLANK = imp.BLANK
 MAX_TOKENS = 64  # tokens the ablations read: t + 1 copies of t + 1 tokens (≈ 30 s at 64 on 2 busy cores)
 DEFINITION = {
     "importance": (
@@ -43,35 +42,6 @@ DEFINITION = {
         imp.GRADIENT_X_INPUT: "Σ_d (e_j − e_blank) ∂log p(target)/∂x_j, e the token embedding",
     },
 }
-
-
-def blank_id(loaded: llama.Loaded) -> int:
-    """The id of `BLANK` (216 in SmolLM2's tokenizer)."""
-    token_id = loaded.tokenizer.token_to_id(BLANK)
-    if token_id is None:
-        raise ValueError(f"the tokenizer has no {BLANK!r} (one space) token to ablate with: use SmolLM2's")
-    return token_id
-
-
-@dataclass(frozen=True)
-class LlamaImportance:
-    """One prompt, one position t: n = t + 1 prompt tokens (0…t) of importance and of every measure."""
-
-    position: int  # t: the query whose next-token prediction is measured
-    target: str  # the predicted token's label
-    target_id: int
-    positions: tuple[str, ...]  # (n,) labels of tokens 0…t
-    importance: np.ndarray  # (n,) drop in log p(target) when token j alone is blank
-    weights: np.ndarray  # (L, h, n) attention from query t to keys 0…t
-    rollout: np.ndarray  # (L, n) rollout row t through layer l, at keys 0…t
-    grad_x_input: np.ndarray  # (n,)
-    asked: int  # the position asked for (≠ position when the prompt was cut to `MAX_TOKENS`)
-    tokens: int  # the prompt's length as given
-
-    def comparison(self, head: int | None = None) -> imp.Comparison:
-        measures = imp.layered_measures(self.weights, self.rollout, self.grad_x_input, head)
-        return imp.compare(self.positions, self.importance, measures,
-                           quantity=f"log p({self.target!r}) after position {self.position}")  # fmt: skip
 
 
 def gradient(loaded: llama.Loaded, prefix: torch.Tensor, target: int) -> np.ndarray:
@@ -88,7 +58,7 @@ def gradient(loaded: llama.Loaded, prefix: torch.Tensor, target: int) -> np.ndar
 
 
 def measure(loaded: llama.Loaded, ids: Sequence[int], position: int | None = None,
-            target: int | None = None) -> LlamaImportance:  # fmt: skip
+            target: int | None = None) -> imp.NextTokenImportance:  # fmt: skip
     """Importance by ablation and every attention measure at ``position`` (default the last) for
     ``target`` (default the model's top prediction there), on ``ids``."""
     model = loaded.model
@@ -98,7 +68,7 @@ def measure(loaded: llama.Loaded, ids: Sequence[int], position: int | None = Non
     t = min(asked, MAX_TOKENS - 1)
     device = next(model.parameters()).device
     prefix = torch.tensor([list(ids[: t + 1])], device=device)  # (1, t + 1): later tokens do not matter
-    blank = blank_id(loaded)
+    blank = imp.blank_id(loaded.tokenizer)
     # 1) The unablated run: every layer's attention (≤ 270 maps of ≤ 64², 4.4 MB), and the target.
     with torch.inference_mode():
         logits, trace = model(prefix, return_trace=True, capture="weights", logits="last")
@@ -116,7 +86,7 @@ def measure(loaded: llama.Loaded, ids: Sequence[int], position: int | None = Non
     embeddings = to_numpy(model.tok_emb.weight[prefix[0]])  # (t + 1, d)
     blank_embedding = to_numpy(model.tok_emb.weight[blank])  # (d,)
     grad = imp.gradient_x_input(gradient(loaded, prefix, target), embeddings, blank_embedding)
-    return LlamaImportance(
+    return imp.NextTokenImportance(
         position=t,
         target=llama.label(loaded, target),
         target_id=target,
@@ -131,17 +101,14 @@ def measure(loaded: llama.Loaded, ids: Sequence[int], position: int | None = Non
 
 
 # --- What the app serves (`views.serving.cached`) and its "Attention vs importance" tab -----------
-def _explain(loaded: llama.Loaded, inputs: tuple[tuple[int, ...]], result: LlamaImportance) -> str:
+def _explain(loaded: llama.Loaded, inputs: tuple[tuple[int, ...]], result: imp.NextTokenImportance) -> str:
     t = result.position
-    return (
-        f"Importance of token j = the drop in log p({result.target!r} after position {t}) when token j alone "
-        f"becomes a blank — the single-space token 'Ġ' (id {blank_id(loaded)}), one batch of {t + 1} copies. "
-        f"Tokens 0…{t} are ranked (the first token in: it is the sink most heads look at; the token at {t} "
-        f"itself in); raw = attention from query {t}; gradient × input on the token embeddings."
-    )
+    ranked = (f"Tokens 0…{t} are ranked, one batch of {t + 1} copies (the first token in: it is the sink "
+              f"most heads look at; the token at {t} itself in); gradient × input on the token embeddings")
+    return imp.next_token_explanation(result, imp.blank_id(loaded.tokenizer), ranked)
 
 
-def _warning(result: LlamaImportance) -> str | None:
+def _warning(result: imp.NextTokenImportance) -> str | None:
     if result.asked == result.position:
         return None
     return (
@@ -154,8 +121,7 @@ def _warning(result: LlamaImportance) -> str | None:
 SERVED = {"importance": Served(measure, max_entries=32, spinner="Ablating each earlier token…")}
 TAB = ImportanceTab(
     key="llm",
-    query="next token",
-    layers_heads=lambda result: result.weights.shape[:2],
+    **imp.NEXT_TOKEN,
     explain=_explain,
     warning=_warning,
     without_card="SmolLM2's card has no held-out Spearman yet: the numbers above are this prompt's alone.",

@@ -17,7 +17,7 @@ from models.checkpoints import ASSETS, load_checkpoint
 from models.gpt import BLOCK
 from models.transformer import VARIANTS, Transformer, TransformerConfig
 from runners import bert, bert_importance, gpt, gpt_importance, transformer_importance
-from runners.importance import CARD_KEY, CHECK_EXAMPLES, GRADIENT_X_INPUT, mean_correlations
+from runners.importance import CARD_KEY, CHECK_EXAMPLES, GRADIENT_X_INPUT, blank_id, mean_correlations
 from runners.stats import rollout
 from tasks import TASKS, held_out, stdlib
 from tasks.common import BOS_ID, UNK_ID
@@ -115,7 +115,7 @@ def test_gpt_ablation_is_a_single_ablation_by_hand(shipped_gpt):
     ids = gpt.prepare(tokenizer, gpt.EXAMPLE, model.cfg.max_len).ids
     t = 20
     result = gpt_importance.measure(model, tokenizer, ids, t)
-    blank = gpt_importance.blank_id(tokenizer)
+    blank = blank_id(tokenizer)
     assert tokenizer.decode([blank]) == " " and len(result.positions) == t
     with torch.inference_mode():
         base, _ = model(torch.tensor([ids]))
@@ -144,7 +144,7 @@ def test_gpt_gradient_x_input_equals_autograd_from_a_leaf_embedding(shipped_gpt)
     logits = model.head(model.ln_f(x))
     torch.testing.assert_close(logits, model(ids_t)[0], atol=1e-5, rtol=1e-5)
     (gradient,) = torch.autograd.grad(torch.log_softmax(logits[0, t], -1)[result.target_id], tokens)
-    blank = model.tok_emb.weight[gpt_importance.blank_id(tokenizer)]
+    blank = model.tok_emb.weight[blank_id(tokenizer)]
     by_hand = ((tokens[0, 1 : t + 1] - blank) * gradient[0, 1 : t + 1]).sum(-1)
     np.testing.assert_allclose(result.grad_x_input, by_hand.detach().numpy(), atol=1e-5)
 

@@ -94,21 +94,11 @@ def _pick_pair(subject: Subject, run: C.Run, preset: Contrast | None) -> C.Pair 
         if len(wanted) == 2 and None not in wanted
         else [0, 1]
     )
-    target_column, rival_column = st.columns(2)
-    target = target_column.selectbox(
-        "Target token",
-        options,
-        index=default[0],
-        format_func=subject.label,
-        key=token_key(f"{subject.key}_circ_target", [str(run.ids.tolist())]),
-    )
-    rival = rival_column.selectbox(
-        "Rival token",
-        options,
-        index=default[1],
-        format_func=subject.label,
-        key=token_key(f"{subject.key}_circ_rival", [str(run.ids.tolist())]),
-    )
+    target, rival = (
+        column.selectbox(f"{role} token", options, index=index, format_func=subject.label,
+                         key=token_key(f"{subject.key}_circ_{role.lower()}", [str(run.ids.tolist())]))
+        for column, role, index in zip(st.columns(2), ("Target", "Rival"), default, strict=True)
+    )  # fmt: skip
     if target == rival:
         st.info("Pick a rival other than the target: the metric is logit(target) − logit(rival).")
         return None

@@ -41,3 +41,21 @@ def task_output(run: AttentionRun, task: Task) -> None:
     task's own check of the text (e.g. "not a calendar date")."""
     st.subheader("Output")
     model_output(run, empty="(empty output)", problem=task.output_problem(run.text))
+
+
+@st.fragment
+def next_tokens(run, top_k: int, *, key: str) -> None:
+    """A decoder's guesses at every position of a prompt under teacher forcing: the token there, the one
+    after it with the probability the model gave it, and the model's top ``k`` (a slider up to
+    ``top_k``). ``run``: a run with ``inputs``, ``output``, ``token_log_probs``, ``top_tokens`` and
+    ``top_probs`` (the GPT's, SmolLM2's)."""
+    k = st.slider("Candidates per position", 1, top_k, min(5, top_k), key=key)
+    probs, n = np.exp(run.token_log_probs), len(run.output)
+    rows = [
+        {"position": t, "token": run.inputs[t], "next token": run.output[t] if t < n else "(next)",
+         "p(next token)": float(probs[t]) if t < n else None,
+         **{f"#{r + 1}": f"{run.top_tokens[t][r]}  {run.top_probs[t, r]:.1%}" for r in range(k)}}
+        for t in range(len(run.inputs))
+    ]  # fmt: skip
+    st.markdown("At each position, the model's guesses for the token after it, given what came before:")
+    st.dataframe(rows, hide_index=True)

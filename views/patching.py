@@ -184,33 +184,11 @@ def value_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: 
     head = head_column.number_input("Head", 0, n_heads - 1, 0, key=f"{key}_circ_vw_head")
     weights, norms = R.value_weighted(subject.name, model, clean_ids, int(layer))
     labels = positions(subject, clean_ids)
-    left, right = st.columns(2)
-    left.plotly_chart(
-        matrix_heatmap(
-            weights[head],
-            title="attention α",
-            x_title="key",
-            y_title="query",
-            value_name="α",
-            x_labels=labels,
-            y_labels=labels,
-            diverging=False,
-        ),
-        key=f"{key}_circ_vw_a",
-    )
-    right.plotly_chart(
-        matrix_heatmap(
-            norms[head],
-            title="‖α · v W_O‖: what reaches the output",
-            x_title="key",
-            y_title="query",
-            value_name="‖αvW_O‖",
-            x_labels=labels,
-            y_labels=labels,
-            diverging=False,
-        ),
-        key=f"{key}_circ_vw_n",
-    )
+    shown = (("attention α", "α", weights), ("‖α · v W_O‖: what reaches the output", "‖αvW_O‖", norms))
+    for column, (title, name, values), tag in zip(st.columns(2), shown, ("a", "n"), strict=True):
+        figure = matrix_heatmap(values[head], title=title, x_title="key", y_title="query", value_name=name,
+                                x_labels=labels, y_labels=labels, diverging=False)  # fmt: skip
+        column.plotly_chart(figure, key=f"{key}_circ_vw_{tag}")
     rows = slice(1, None)  # query rows with a choice (row 0 sees only itself)
     on_first = float(weights[head, rows, 0].mean()) if len(clean_ids) > 1 else float("nan")
     norm_share = norms[head, rows].sum(-1)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from viz.heatmaps import matrix_heatmap
 from viz.labels import axis
 
 
@@ -47,37 +48,11 @@ def lens_grid(
     )
 
 
-def effect_grid(
-    z: np.ndarray,
-    *,
-    rows: Sequence[str],
-    cols: Sequence[str],
-    value_name: str,
-    title: str,
-    x_title: str,
-    y_title: str = "layer",
-) -> go.Figure:
+def effect_grid(z: np.ndarray, *, rows: Sequence[str], cols: Sequence[str], value_name: str, title: str,
+                x_title: str, y_title: str = "layer") -> go.Figure:  # fmt: skip
     """Any (rows, cols) grid of effects, 0 white, exact values on hover."""
-    z = np.asarray(z, dtype=np.float32)
-    lim = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
-    return go.Figure(
-        go.Heatmap(
-            z=z,
-            colorscale="RdBu",
-            zmid=0,
-            zmin=-(lim or 1.0),
-            zmax=lim or 1.0,
-            hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>{value_name} = %{{z:.4f}}<extra></extra>",
-            colorbar=dict(thickness=12, title=value_name),
-        ),
-        layout=dict(
-            title=title,
-            xaxis=axis(cols, x_title),
-            yaxis={**axis(rows, y_title), "autorange": "reversed"},
-            height=min(900, 160 + 16 * z.shape[0]),
-            margin=dict(l=10, r=10, t=40, b=10),
-        ),
-    )
+    return matrix_heatmap(z, title=title, x_title=x_title, y_title=y_title, value_name=value_name,
+                          x_labels=cols, y_labels=rows)  # fmt: skip
 
 
 def estimate_vs_exact(

@@ -176,7 +176,7 @@ def matrix_heatmap(
 ) -> go.Figure:
     """Any matrix (weights W, positional encodings, similarities) with exact values on hover."""
     z = np.asarray(z, dtype=np.float32)
-    lim = float(np.abs(z).max()) or 1.0
+    lim = (float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 0.0) or 1.0  # NaN cells stay blank
     return go.Figure(
         go.Heatmap(
             z=z,
