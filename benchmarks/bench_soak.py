@@ -5,7 +5,8 @@
 Starts app.py once on a loopback port (`benchmarks/chromium.py`) and one headless Chromium;
 --sessions browser contexts run at once as asyncio tasks of one async Playwright loop. Until the time
 is up, each session (its own seeded random.Random) loads a random page by URL with an input of its
-own — a human-typed date (seq2seq, transformer), a sentence pair (BERT), a scene seed (captioning) —
+own — a human-typed date (seq2seq, transformer), a sentence pair (BERT), a scene seed (captioning), a
+Python snippet (GPT), an English prompt (SmolLM2) —
 waits until the script is idle and a chart is painted (chromium.py's LOADED_JS), then clicks 0–2
 random tabs or known checkboxes, waiting for each rerun to finish. After the load and after each
 click it counts the exceptions shown and checks for cross-talk: the output on screen must be the one
@@ -16,7 +17,10 @@ its own input gives alone, computed in this process from the runners with the pa
   scoring); transformer: the "Output" block = the default variant (h4) under the sidebar checkboxes
   this session set (a checkbox click changes the expectation, not the check);
 - BERT: the "Tokens" metric = the tokenizer's count for the pair (hiding [CLS]/[SEP] does not change it);
-- captioning: the "Caption" block = the default greedy caption of scene `generate(1, seed)[0]`.
+- captioning: the "Caption" block = the default greedy caption of scene `generate(1, seed)[0]`;
+- GPT and SmolLM2: the "Next token after the prompt" metric, its token and "p = …" = the runner's top
+  token after the prompt and its probability, under the causal mask (and SmolLM2's RoPE) checkbox
+  this session set.
 
 A readout that is not on the page (the script stopped before it) counts as unchecked. The server's
 resident memory (its process and children) is sampled every 5 s; "start" is after one warm-up load
@@ -46,14 +50,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.chromium import BROWSER_ARGS, CHROMIUM, LOADED_JS, start_server, stop_server  # noqa: E402
-from benchmarks.soak_inputs import TF_CHECKS, Oracle, pick_input  # noqa: E402
+from benchmarks.soak_inputs import KEYED_CHECKS, Oracle, pick_input  # noqa: E402
 
 LOAD_TIMEOUT_MS = 180_000  # a load or a rerun slower than this is counted as a timeout
 RSS_EVERY_S = 5
-PATHS = {"seq2seq": "/", "transformer": "/transformer", "bert": "/bert", "captioning": "/captioning"}
-CHECKS = {"transformer": tuple(TF_CHECKS), "bert": ("Hide [CLS] / [SEP] in the views",)}
-# Where each page shows the output compared: the first code block after this subheader.
+PATHS = {"seq2seq": "/", "transformer": "/transformer", "bert": "/bert", "captioning": "/captioning",
+         "gpt": "/gpt", "llm": "/llm"}  # fmt: skip
+CHECKS = {**{page: tuple(checks) for page, checks in KEYED_CHECKS.items()},
+          "bert": ("Hide [CLS] / [SEP] in the views",)}  # fmt: skip
+# Where each page shows the output compared: the first code block after this subheader …
 OUTPUT_HEADING = {"seq2seq": "Output", "transformer": "Output", "captioning": "Caption"}
+# … or this metric's value (BERT's), or its value and delta: "␣Paris p = 65.6%" (the next token, its p).
+NEXT_TOKEN = ("Next token after the prompt", ("stMetricValue", "stMetricDelta"))
+OUTPUT_METRIC = {"bert": ("Tokens", ("stMetricValue",)), "gpt": NEXT_TOKEN, "llm": NEXT_TOKEN}
 
 ARM_JS = """() => {
   const app = document.querySelector('[data-testid=stApp]');
@@ -124,15 +133,17 @@ def tree_rss_mb(pid: int) -> float:
 
 async def shown_output(page, name: str) -> str | None:
     """The text the page shows for the compared output; None when it is not on the page."""
-    if name == "bert":
-        value = page.locator("[data-testid=stMetric]").filter(has_text="Tokens")
-        value = value.locator("[data-testid=stMetricValue]")
+    parts = []
+    if name in OUTPUT_METRIC:
+        label, shown = OUTPUT_METRIC[name]
+        metric = page.locator("[data-testid=stMetric]").filter(has_text=label).first
+        parts = [metric.locator(f"[data-testid={test_id}]") for test_id in shown]
     else:
         heading = f"//*[@data-testid='stHeading'][contains(normalize-space(.), '{OUTPUT_HEADING[name]}')]"
-        value = page.locator(f"xpath={heading}/following::*[@data-testid='stCode'][1]")
-    if not await value.count():
+        parts = [page.locator(f"xpath={heading}/following::*[@data-testid='stCode'][1]")]
+    if not all([await part.count() for part in parts]):
         return None
-    return (await value.first.inner_text()).strip()
+    return " ".join([(await part.first.inner_text()).strip() for part in parts])
 
 
 async def check(page, name: str, key: tuple, oracle: Oracle, soak: Soak, tag: str) -> None:
@@ -171,7 +182,7 @@ async def interact(page, name: str, key: tuple, rng: random.Random) -> tuple[tup
     await page.evaluate(ARM_JS)
     await target.click(timeout=LOAD_TIMEOUT_MS)
     await page.evaluate(SETTLED_JS, [10_000, LOAD_TIMEOUT_MS])
-    if kind == "check" and name == "transformer":
+    if kind == "check" and name in KEYED_CHECKS:
         key = (key[0], key[1] ^ {label})
     return key, f"{kind} {label}"
 

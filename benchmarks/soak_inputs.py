@@ -18,7 +18,7 @@ from models.attention import SCORINGS, Interventions  # noqa: E402
 from models.bert import load_bert  # noqa: E402
 from models.checkpoints import checkpoint_name  # noqa: E402
 from models.device import pick_device  # noqa: E402
-from runners import captioner, seq2seq, transformer  # noqa: E402
+from runners import captioner, gpt, llama, seq2seq, transformer  # noqa: E402
 from runners.bert import encode, folders  # noqa: E402
 from runners.registry import load  # noqa: E402
 from tasks import TASKS, prepare  # noqa: E402
@@ -42,6 +42,16 @@ SENTENCES = (
     "Colourless green ideas sleep furiously.",
     "He saw her duck under the table.",
 )
+PROMPTS = (  # the SmolLM2 page's: plain English a visitor might try, each with its own next token
+    "The Eiffel Tower is in the city of", "The capital of Japan is", "Water boils at a temperature of",
+    "When Mary and John went to the store, John gave a drink to", "The opposite of hot is",
+    "One, two, three, four,", "The largest planet in our solar system is", "My favourite colour is",
+)  # fmt: skip
+CODE = (  # the GPT page's: Python as its training text reads
+    "def add(self, item):\n    self.items.append(", "for key, value in items.items():\n    print(",
+    "import os\nimport sys\n\n\ndef main():\n    ", "class Stack:\n    def __init__(self):\n        self.",
+    "if __name__ == '__main__':\n    ", "with open(path) as f:\n    data = f.",
+)  # fmt: skip
 # The transformer page's sidebar checkboxes: label → (Interventions field or "padded", default).
 TF_CHECKS = {
     "Causal mask in decoder self-attention": ("causal", True),
@@ -50,6 +60,18 @@ TF_CHECKS = {
     "Scale logits by 1/√d_k": ("scaled", True),
     "Positional encoding": ("positional", True),
 }
+# The sidebar checkboxes a session clicks, per page whose expected output they change (the oracle's
+# key then holds the labels toggled away from their defaults).
+KEYED_CHECKS = {
+    "transformer": TF_CHECKS,
+    "llm": {"Causal mask": ("causal", True), "RoPE (rotary positions)": ("positional", True)},
+    "gpt": {"Causal mask": ("causal", True)},
+}
+
+
+def toggled(checks: dict[str, tuple[str, bool]], labels: frozenset[str]) -> dict[str, bool]:
+    """Each checkbox's field → its value, with ``labels`` clicked once from their defaults."""
+    return {f: default != (label in labels) for label, (f, default) in checks.items()}
 
 
 def pick_input(page: str, rng: random.Random) -> tuple[dict, tuple]:
@@ -60,6 +82,9 @@ def pick_input(page: str, rng: random.Random) -> tuple[dict, tuple]:
     if page == "bert":
         a, b = rng.sample(SENTENCES, 2)
         return {"a": a, "b": b}, (a, b)
+    if page in ("llm", "gpt"):
+        text = rng.choice(PROMPTS if page == "llm" else CODE)
+        return {f"{page}_prompt": text}, (text, frozenset())
     seed = rng.randrange(10**6)
     return {"source": "random", "seed": seed}, (seed,)
 
@@ -77,6 +102,8 @@ class Oracle:
         self.transformer = load(checkpoint_name("transformer", self.task.name, "h4"))  # the page's default
         self.bert = load_bert(list(folders())[0], pick_device())  # the checkpoint select's first
         self.captioner = load(captioner.DEFAULT)
+        self.gpt = gpt.load()
+        self.llm = llama.load_all()
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.cache: dict[tuple, str] = {}
 
@@ -92,8 +119,8 @@ class Oracle:
             src = prepare(self.task, key[0], src_vocab).tokens
             return seq2seq.run(model, self.task, src, src_vocab, tgt_vocab)[0].text or "(empty output)"
         if page == "transformer":
-            text, toggled = key
-            state = {f: default != (label in toggled) for label, (f, default) in TF_CHECKS.items()}
+            text, labels = key
+            state = toggled(TF_CHECKS, labels)
             padded = state.pop("padded")
             model, _, src_vocab, tgt_vocab = self.transformer
             src = prepare(self.task, text, src_vocab).tokens
@@ -102,6 +129,16 @@ class Oracle:
             return run.text or "(empty output)"
         if page == "bert":
             return str(len(encode(self.bert, key[0], key[1] or None).tokens))
+        if page in ("llm", "gpt"):  # the "Next token after the prompt" metric: its token and probability
+            text, labels = key
+            iv = Interventions(**toggled(KEYED_CHECKS[page], labels))
+            if page == "llm":
+                prompt = llama.prepare(self.llm, text)  # the page's layers: all 30 up to 128 tokens
+                run = llama.run(self.llm, prompt, iv, llama.page_layers(len(prompt.ids), 0))
+            else:
+                model, _, tokenizer = self.gpt
+                run = gpt.run(model, tokenizer, gpt.prepare(tokenizer, text, model.cfg.max_len), iv)
+            return f"{run.top_tokens[-1][0]} p = {run.top_probs[-1, 0]:.1%}"
         model, _, _, vocab = self.captioner
         picture = Image.fromarray(generate(1, key[0])[0].image)
         seen, _ = model_input(picture)
