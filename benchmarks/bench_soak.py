@@ -1,6 +1,6 @@
 """Benchmark (not a test): many browser sessions on one server for minutes — errors, cross-talk, memory.
 
-    python benchmarks/bench_soak.py [--sessions 16] [--minutes 5] [--seed 0]
+    python benchmarks/bench_soak.py [--sessions 16] [--minutes 5] [--seed 0] [--pages seq2seq,...,llm]
 
 Starts app.py once on a loopback port (`benchmarks/chromium.py`) and one headless Chromium;
 --sessions browser contexts run at once as asyncio tasks of one async Playwright loop. Until the time
@@ -204,7 +204,7 @@ async def session(i: int, browser, url: str, deadline: float, seed: int, oracle:
     try:
         page = await context.new_page()
         while time.perf_counter() < deadline:
-            name = rng.choice(list(PATHS))
+            name = rng.choice(list(soak.pages))
             params, key = pick_input(name, rng)
             row, tag = soak.pages[name], f"session {i} {name}"
             try:
@@ -243,14 +243,14 @@ async def sample_rss(pid: int, soak: Soak, stop: asyncio.Event) -> None:
             pass
 
 
-async def warm_up(browser, url: str) -> None:
-    """One load of every page (models loaded, caches started) before memory is counted from."""
+async def warm_up(browser, url: str, pages: list[str]) -> None:
+    """One load of every page soaked (models loaded, caches started) before memory is counted from."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
         page = await context.new_page()
         rng = random.Random("warm-up")
-        for name, path in PATHS.items():
-            await page.goto(f"{url}{path}?{urlencode(pick_input(name, rng)[0])}", wait_until="commit")
+        for name in pages:
+            await page.goto(f"{url}{PATHS[name]}?{urlencode(pick_input(name, rng)[0])}", wait_until="commit")
             await page.evaluate(LOADED_JS, LOAD_TIMEOUT_MS)
     finally:
         await context.close()
@@ -263,7 +263,7 @@ async def run_soak(url: str, pid: int, args: argparse.Namespace, oracle: Oracle,
         sampler = None
         try:
             print("warm-up: one load of each page", file=sys.stderr, flush=True)
-            await warm_up(browser, url)
+            await warm_up(browser, url, list(soak.pages))
             soak.rss_start = tree_rss_mb(pid)
             sampler = asyncio.create_task(sample_rss(pid, soak, stop))
             print(f"{args.sessions} sessions for {args.minutes:g} min", file=sys.stderr, flush=True)
@@ -289,7 +289,8 @@ def p95(values: list[float]) -> float:
 
 def report(soak: Soak, args: argparse.Namespace, interrupted: bool) -> None:
     ran = (soak.ended or time.perf_counter()) - soak.began
-    print(f"\nsoak: {args.sessions} sessions × {args.minutes:g} min (ran {ran:.0f} s), seed {args.seed}")
+    print(f"\nsoak: {args.sessions} sessions × {args.minutes:g} min (ran {ran:.0f} s), seed {args.seed}, "
+          f"pages {', '.join(soak.pages)}")  # fmt: skip
     print(
         f"{'page':<12} {'loads':>5} {'clicks':>6} {'timeouts':>8} {'errors':>6} {'exceptions':>10} "
         f"{'checked':>7} {'unchecked':>9} {'mismatches':>10} {'load median s':>13} {'p95 s':>6}"
@@ -314,6 +315,8 @@ def report(soak: Soak, args: argparse.Namespace, interrupted: bool) -> None:
             f"page), max {peak:.0f} MB, end {end:.0f} MB; growth end − start {end - soak.rss_start:+.0f} MB, "
             f"max − start {peak - soak.rss_start:+.0f} MB ({len(soak.rss_mb)} samples every {RSS_EVERY_S} s)"
         )
+        minutes = " → ".join(f"{mb:.0f}" for mb in soak.rss_mb[:: 60 // RSS_EVERY_S])
+        print(f"server RSS each minute from the start, MB: {minutes} → {end:.0f} (end)")
     for line in soak.notes:
         print(f"  {line}")
     if interrupted:
@@ -329,9 +332,13 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=16)
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pages", default=",".join(PATHS), help="the pages soaked (default: every page)")
     args = parser.parse_args()
+    pages = [p for p in args.pages.split(",") if p]
+    if (unknown := set(pages) - set(PATHS)) or not pages:
+        parser.error(f"unknown pages {sorted(unknown)}; choose from {list(PATHS)}")
     print("loading the models for the expected outputs", file=sys.stderr, flush=True)
-    oracle, soak, procs, interrupted = Oracle(), Soak(), [], False
+    oracle, soak, procs, interrupted = Oracle(), Soak(pages={p: PageStats() for p in pages}), [], False
     with tempfile.TemporaryDirectory() as tmp:
         try:
             url, _ = start_server(ROOT / "app.py", Path(tmp) / "app.log", procs)
