@@ -180,9 +180,10 @@ def test_card_curve_equals_a_recomputation(name):
     curve = rnn.held_out_curve(model, task, held_out(task.name, entry["n"]), sv, tv, batch=entry["n"])
     # Through ~50 GRU steps the gradient shrinks to ~1e-3 of its size at distance 0; float32 rounding on
     # another CPU or thread count is relative to the larger terms summed on the way, so the tail is
-    # compared at the curve's own scale (atol), the rest to 0.1% (rtol).
+    # compared at the curve's own scale (atol), the rest to 0.1% (rtol). With one thread the tail moved
+    # by 3.9e-8 = 5e-4 of the curve's maximum (0.25% of those points): the bound is 1e-3 of it.
     scale = float(np.max(entry["mean_norm"]))
-    np.testing.assert_allclose(curve.mean_norm, entry["mean_norm"], rtol=1e-3, atol=1e-4 * scale)
+    np.testing.assert_allclose(curve.mean_norm, entry["mean_norm"], rtol=1e-3, atol=1e-3 * scale)
     assert curve.n_pairs.tolist() == entry["n_pairs"]
 
 
