@@ -17,11 +17,11 @@ from tasks.images import ImageError, load_upload, model_input
 from tasks.scenes import COLOURS, PEN_INK, SHAPES, SIZES, VOCABULARY, caption_is_defined, compose, generate
 from views import attention, importance
 from views.canvas import drawing_canvas
+from views.captioning import weighed_words, word_view
 from views.inputs import md_escape, whole_number_input
 from views.layout import lazy_tabs, page_header
 from views.outputs import model_output
 from views.serving import caption_importance_rows, captioner_familiarity, captions, card, unfamiliarity
-from viz.charts import token_bars
 from viz.heatmaps import matrix_heatmap
 from viz.lines import attention_overlay
 
@@ -125,8 +125,9 @@ else:
 seen, _ = model_input(picture)
 if max(picture.size) > 64 or picture.size[0] != picture.size[1]:
     st.caption(
-        f"Your image ({picture.size[0]}×{picture.size[1]}) is padded to a square and resized to the "
-        "model's 64×64 input; the view below is exactly what the model sees."
+        f"Your image ({picture.size[0]}×{picture.size[1]}) is letterboxed into the model's 64×64 input "
+        "(scaled evenly, never stretched; the rest filled with its border colour); the view below is "
+        "exactly what the model sees."
     )
 
 # --- Caption --------------------------------------------------------------------------------------
@@ -143,6 +144,7 @@ if len(runs) > 1:
     run = runs[pick_h]
 st.subheader("Caption")
 model_output(run, empty="(empty caption)")
+weighed_words(run)
 if expected is not None:
     st.markdown(
         "Matches the scene's true caption."
@@ -173,32 +175,6 @@ if similarity > SAME_MAPS:
         "not looking at different places for different words, so the maps say little here."
     )
 opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.55, 0.05, key="cap_opacity")
-
-
-@st.fragment
-def word_view() -> None:
-    """The attention of one word over the image, its exact 8×8 grid, and the gate β of every word."""
-    overlay_column, grid_column = st.columns([3, 2])
-    with overlay_column:
-        word = st.select_slider(
-            "Word",
-            options=list(range(len(run.output))),
-            key="cap_word",
-            format_func=lambda t: f"{t + 1}: {run.output[t]}",
-        )
-        overlay = attention_overlay(seen, run.alphas, run.output, active=word, opacity=opacity)
-        st.plotly_chart(overlay, key="cap_overlay")
-    with grid_column:
-        grid = matrix_heatmap(
-            run.alphas[word],
-            title=f"α for “{run.output[word]}” (exact, 8×8)",
-            x_title="column",
-            y_title="row",
-            value_name="α",
-            diverging=False,
-        )
-        st.plotly_chart(grid, key="cap_grid")
-        st.plotly_chart(token_bars(run.output, run.betas, name="β", title="Gate β per word"), key="cap_beta")
 
 
 def coverage_map(shown, title: str):
@@ -289,7 +265,7 @@ def statistics_and_export() -> None:
 
 lazy_tabs(
     {
-        "Where each word looks": word_view,
+        "Where each word looks": lambda: word_view(run, seen, opacity),
         "Coverage and CNN self-attention": regions_view,
         "Hide regions": hide_view,
         "Attention vs importance": importance_view,

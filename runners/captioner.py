@@ -14,11 +14,14 @@ from models.checkpoints import ASSETS, load_checkpoint
 from runners.protocol import AttentionMaps, to_numpy
 from tasks.common import Vocab, length_to_eos, split_of
 from tasks.images import model_input, to_tensor
-from tasks.scenes import MAX_CAPTION
+from tasks.scenes import MAX_CAPTION, SHAPES
 from tasks.scenes import generate as generate_scenes
 
 DEFAULT = "captioner-scenes"
 SAMPLES = sorted((ASSETS / "samples").glob("*.png"))
+# The words that name an object, by kind: a shape noun is weighed against the other shapes, a digit
+# against the other digits (`weighed`).
+OBJECT_WORDS = (SHAPES, tuple(str(d) for d in range(10)))
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class CaptionRun:
     betas: np.ndarray  # (T,) gate
     self_attention: np.ndarray  # (R, R) the encoder's region-to-region weights
     maps: dict[str, AttentionMaps]  # "words": word → region (T, R); "regions": region → region
+    word_probs: np.ndarray  # (T, V) p(word | image, the words before) at each step: the model's softmax
+    vocabulary: tuple[str, ...]  # (V,) the words of word_probs' columns
 
     @property
     def log_prob(self) -> float:
@@ -51,9 +56,8 @@ def region_labels(grid: int) -> tuple[str, ...]:
 def _run(ids: list[int], trace: CaptionTrace, v: Vocab) -> CaptionRun:
     t = length_to_eos(ids)
     g = int(round(trace.alphas.shape[-1] ** 0.5))
-    logp = torch.log_softmax(trace.logits[0, :t], -1).gather(
-        -1, torch.tensor(ids[:t])[:, None].to(trace.logits.device)
-    )
+    log_softmax = torch.log_softmax(trace.logits[0, :t], -1)  # (T, V)
+    logp = log_softmax.gather(-1, torch.tensor(ids[:t])[:, None].to(trace.logits.device))
 
     def grid(x: torch.Tensor) -> np.ndarray:
         return to_numpy(x[0, :t].reshape(t, g, g))
@@ -78,7 +82,38 @@ def _run(ids: list[int], trace: CaptionTrace, v: Vocab) -> CaptionRun:
                 "encoder self-attention: region → region", self_attention, regions, regions
             ),
         },
+        word_probs=to_numpy(log_softmax.exp()),
+        vocabulary=tuple(v.tokens),
     )
+
+
+@dataclass(frozen=True)
+class Weighed:
+    """What the model weighed at one word that names an object: every word of the same kind (the
+    shapes, or the digits) with the probability the model's softmax gave it at that step."""
+
+    step: int  # the word's index in the run's output
+    word: str  # the word the caption has there
+    rivals: tuple[tuple[str, float], ...]  # (word, p) for the word and its kind, most probable first
+
+    @property
+    def doubt(self) -> float:
+        """The probability of the likeliest other word of the same kind (0: no doubt at all)."""
+        return max((p for w, p in self.rivals if w != self.word), default=0.0)
+
+
+def weighed(run: CaptionRun, *, at: int | None = None) -> list[Weighed]:
+    """Per object-naming word of ``run`` (or only the one at step ``at``, if it names an object): the
+    probabilities, from the model's own softmax at that step, of every word of its kind."""
+    column = {w: i for i, w in enumerate(run.vocabulary)}
+    out = []
+    for t, word in enumerate(run.output):
+        kind = next((words for words in OBJECT_WORDS if word in words), None)
+        if kind is None or (at is not None and t != at):
+            continue
+        probs = [(w, float(run.word_probs[t, column[w]])) for w in kind if w in column]
+        out.append(Weighed(t, word, tuple(sorted(probs, key=lambda wp: -wp[1]))))
+    return out
 
 
 def run(

@@ -3,7 +3,8 @@
 Uploads are hostile input: the format is allow-listed, decompression bombs are refused (scoped to
 this call, not process-wide), truncated files fail inside our try (``img.load()``), EXIF
 orientation is applied, and every mode (RGBA, LA, P with transparency, L, I;16, CMYK, …) becomes
-RGB correctly — transparency over white, 16-bit scaled, not clipped.
+RGB correctly — transparency over white, 16-bit scaled, not clipped. The model's input is the
+picture letterboxed to its square (`model_input`).
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ def load_upload(data: bytes, *, max_side: int = DISPLAY_SIDE) -> Image.Image:
 def model_input(img: Image.Image, side: int = 64) -> tuple[np.ndarray, torch.Tensor]:
     """RGB image → (the side×side RGB array the model sees, its (1, 3, side, side) input tensor).
 
-    Non-square images are padded to a square with their median border colour, then resized.
+    Letterboxed, never stretched: the picture is scaled evenly to fit the square (an upload of any
+    size, 64 to 2,048 px and more, any aspect ratio) and the rest filled with its median border
+    colour — the bands the training scenes' letterboxed pictures have (`tasks.scenes.letterbox_bands`).
     """
     arr = np.asarray(img.convert("RGB"))
     border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])

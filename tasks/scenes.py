@@ -4,13 +4,17 @@ Captions come from a small grammar that follows the layout:
   1 shape   "a small red circle"
   2 shapes  "a small red circle above a big blue square"   (or "left of": the larger separation)
   3 shapes  "a small red circle , a big blue square and a green triangle"   (left to right)
-  digits    "the digit 7" / "the digits 3 1 4"   (real scikit-learn handwriting, left to right)
+  digits    "the digit 7" / "the digits 3 1 4"   (real people's handwriting, left to right)
 Every object keeps its pixel mask, and every caption word that names an object (the shape noun,
 the digit) keeps that object's index: the pointing game asks whether attention lands inside it.
-What people draw, the generator draws too: shapes at any angle (triangles point any way), filled
-or outline-only with a pen's stroke width (1.5–4 px, the canvas's range), on light, tinted or grey
-backgrounds; digits from scikit-learn's handwriting or as pen strokes (`PEN_DIGITS`: stroke paths
-with jittered points, slant, rotation and width). Plus pixel noise and colour jitter.
+What people draw, the generator draws too (`tasks.hand`): shapes at any angle and at any size from
+small to filling most of the picture (a "small" one's radius is 4.5–7.5 px, a "big" one's 10.5 px up
+to what fits), filled or outlined by hand (bent sides, rounded corners, unclosed or overshooting
+strokes) with a pen 1–6% of the picture's side wide, sometimes touching or overlapping a little, on
+light, tinted or grey backgrounds; digits written by real people (scikit-learn's 8×8 scans and MNIST
+at 28×28, thickened as by broader pens) or as pen strokes, 13–44 px tall. A third of the pictures are
+letterboxed (aspect 0.5–0.9) as an upload of another shape is (`tasks.images.model_input`: bands in the
+picture's median border colour). Plus blur, pixel noise and colour jitter.
 """
 
 from __future__ import annotations
@@ -18,11 +22,11 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
+from tasks import hand
 from tasks.common import SPECIALS, Vocab, split_of
 
 SIZE = 64  # image side in pixels
@@ -36,12 +40,20 @@ COLOURS = {
 }
 PEN_INK = (30, 30, 30)  # the canvas's black pen, for digits: inside the training digits' ink (0–70)
 SHAPES = ("circle", "square", "triangle")
-SIZES = {"small": 6.5, "big": 11.0}  # radius in pixels
-REACH = {"circle": 1.0, "square": 1.2, "triangle": 1.0}  # farthest point / radius, at any angle
-OUTLINE_SHARE = 0.4  # shapes drawn as an outline only (a pen), not filled
-PEN_WIDTHS = (1.5, 4.0)  # outline and pen-digit stroke widths in pixels (the canvas pen's range)
-PEN_DIGIT_SHARE = 0.5  # digit scenes drawn with pen strokes instead of scikit-learn handwriting
+SIZES = {"small": 6.5, "big": 11.0}  # radius in pixels of a composed scene's shapes
+RADII = {"small": (4.5, 7.5), "big": (10.5, 27.0)}  # the generator's radius ranges (big: up to what fits)
+BIG_MAX = {1: 27.0, 2: 17.0, 3: 13.0}  # the largest "big" radius by object count
+REACH = {"circle": 1.15, "square": 1.3, "triangle": 1.1}  # farthest point / radius, hand-drawn, any angle
+DIGIT_SIDES = {1: (14, 44), 2: (14, 30), 3: (13, 22)}  # a digit's box side in pixels, by count
+OUTLINE_SHARE = 0.45  # shapes drawn as an outline only (a pen), not filled
+PEN_WIDTHS = (0.7, 4.0)  # pen widths in pixels of the 64-px picture: 1.1–6.3% of its side
+DIGIT_SOURCES = (("mnist", 0.4), ("sklearn", 0.25), ("pen", 0.35))  # who wrote a digit scene's digits
+TOUCH_SHARE = 0.25  # shape scenes whose objects may touch or overlap a little
+LETTERBOX_SHARE = 0.3  # pictures letterboxed to another aspect ratio (0.5–0.9)
 MAX_CAPTION = 20  # decoding stops here: the grammar's longest caption is 14 words + </s>
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1: where the picture's content is
+FULL: Box = (0.0, 0.0, float(SIZE), float(SIZE))
 
 
 @dataclass(frozen=True)
@@ -51,14 +63,6 @@ class Scene:
     masks: np.ndarray  # (n_objects, 64, 64) bool
     word_objects: tuple[int, ...]  # per caption word: the object it names, or -1
     key: str  # the scene's parameters, which decide its split
-
-
-@lru_cache(maxsize=1)
-def _digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return d.images / 16.0, d.target
 
 
 def _unambiguous(centres: list[tuple[float, float]]) -> bool:
@@ -71,20 +75,34 @@ def _unambiguous(centres: list[tuple[float, float]]) -> bool:
     return all(b - a >= 7 for a, b in zip(xs, xs[1:], strict=False))
 
 
-def _place(rng: random.Random, radii: list[float]) -> list[tuple[float, float]] | None:
-    """Centres with no two objects touching, each fully on the canvas, in an unambiguous layout."""
+def _place(
+    rng: random.Random, radii: list[float], box: Box = FULL, closeness: float = 0.0
+) -> list[tuple[float, float]] | None:
+    """Centres, each object fully inside ``box``, in an unambiguous layout. Two objects' reaches stay
+    3 px apart, or with ``closeness`` c > 0 may come within (1 − c)·(r₁ + r₂) (touching a little)."""
+    x0, y0, x1, y1 = box
     centres: list[tuple[float, float]] = []
     for r in radii:
+        if 2 * r + 2 > min(x1 - x0, y1 - y0):
+            return None
+        gap = [(1 - closeness) * (r + cr) if closeness else r + cr + 3 for cr in radii[: len(centres)]]
         for _ in range(200):
-            x, y = rng.uniform(r + 2, SIZE - r - 2), rng.uniform(r + 2, SIZE - r - 2)
-            if all(
-                np.hypot(x - cx, y - cy) > r + cr + 3 for (cx, cy), cr in zip(centres, radii, strict=False)
-            ):
+            x, y = rng.uniform(x0 + r + 1, x1 - r - 1), rng.uniform(y0 + r + 1, y1 - r - 1)
+            if all(np.hypot(x - cx, y - cy) > g for (cx, cy), g in zip(centres, gap, strict=False)):
                 centres.append((x, y))
                 break
         else:
             return None
     return centres if _unambiguous(centres) else None
+
+
+def _content_box(rng: random.Random) -> Box:
+    """The whole picture, or (``LETTERBOX_SHARE``) a centred band of aspect 0.5–0.9 across it."""
+    if rng.random() >= LETTERBOX_SHARE:
+        return FULL
+    short = SIZE * rng.uniform(0.5, 0.9)
+    lo, hi = (SIZE - short) / 2, (SIZE + short) / 2
+    return (0.0, lo, float(SIZE), hi) if rng.random() < 0.5 else (lo, 0.0, hi, float(SIZE))
 
 
 def _background(rng: random.Random, darkest: int = 110) -> tuple[int, int, int]:
@@ -125,14 +143,24 @@ def outline_points(
     ]
 
 
-def _shapes_scene(
-    rng: random.Random, n: int
-) -> tuple[Image.Image, list[np.ndarray], list[str], list[int], str]:
-    objs = [(rng.choice(SHAPES), rng.choice(list(COLOURS)), rng.choice(list(SIZES))) for _ in range(n)]
-    centres = _place(rng, [SIZES[s] * REACH[shape] for shape, _, s in objs])
+Drawn = tuple[Image.Image, list[np.ndarray], list[str], list[int], str]  # image, masks, words, links, key
+
+
+def _shapes_scene(rng: random.Random, n: int, box: Box) -> Drawn | None:
+    """Random shapes in ``box``, or None when the layout drawn did not fit (the caller draws again)."""
+    objs = [(rng.choice(SHAPES), rng.choice(list(COLOURS)), rng.choice(list(RADII))) for _ in range(n)]
+    fits = (min(box[2] - box[0], box[3] - box[1]) / 2 - 1.5) / max(REACH[shape] for shape, _, _ in objs)
+    radii = []
+    for _, _, size in objs:
+        lo, hi = RADII[size]
+        hi = min(hi, BIG_MAX[n], fits) if size == "big" else hi
+        radii.append(float(np.exp(rng.uniform(np.log(lo), np.log(max(lo, hi))))))
+    closeness = rng.uniform(0.05, 0.25) if rng.random() < TOUCH_SHARE else 0.0
+    reaches = [r * REACH[shape] for r, (shape, _, _) in zip(radii, objs, strict=True)]
+    centres = _place(rng, reaches, box, closeness)
     if centres is None:
-        return _shapes_scene(rng, n)
-    return _draw_shapes(objs, centres, _background(rng), rng, outline_prob=OUTLINE_SHARE, rotate=True)
+        return None
+    return _draw_shapes(objs, centres, _background(rng), rng, radii=radii, hand_drawn=True)
 
 
 def _draw_shapes(
@@ -140,28 +168,38 @@ def _draw_shapes(
     centres: list[tuple[float, float]],
     bg: tuple,
     rng: random.Random,
-    outline_prob: float,
-    rotate: bool,
-) -> tuple[Image.Image, list[np.ndarray], list[str], list[int], str]:
-    """Each object filled, or (``outline_prob``) outlined with a pen-width wobbly line; turned to a
-    random angle when ``rotate``. An object's mask is the region its outline encloses."""
+    *,
+    radii: list[float] | None = None,
+    hand_drawn: bool = False,
+) -> Drawn:
+    """Each object filled, or (hand-drawn: ``OUTLINE_SHARE``) outlined with a pen; hand-drawn ones are
+    turned to a random angle and drawn along `tasks.hand.hand_outline`, else exactly (`compose`). An
+    object's mask is the region its outline encloses, less what later filled objects cover."""
     n = len(objs)
+    radii = radii or [SIZES[size] for _, _, size in objs]
     canvas = Image.new("RGB", (SIZE * SUPER, SIZE * SUPER), bg)
     draw = ImageDraw.Draw(canvas)
-    masks = []
-    for (shape, colour, size), (x, y) in zip(objs, centres, strict=True):
+    masks: list[np.ndarray] = []
+    for (shape, colour, _), (x, y), r in zip(objs, centres, radii, strict=True):
         fill = tuple(int(np.clip(c + rng.randint(-12, 12), 0, 255)) for c in COLOURS[colour])
-        outline = rng.random() < outline_prob  # hand-drawn look: a wobbly pen outline, not a fill
-        angle = rng.uniform(0, 2 * np.pi) if rotate else 0.0
-        pts = outline_points(shape, x, y, SIZES[size], rng, wobble=0.8 if outline else 0.0, angle=angle)
+        outline = hand_drawn and rng.random() < OUTLINE_SHARE
+        if hand_drawn:
+            wobble = rng.uniform(0.2, 1.0) if outline else rng.uniform(0.0, 0.5)
+            path, ring = hand.hand_outline(shape, x, y, r, rng.uniform(0, 2 * np.pi), rng, wobble=wobble)
+            path, ring = [(u * SUPER, v * SUPER) for u, v in path], [(u * SUPER, v * SUPER) for u, v in ring]
+        else:
+            path = ring = outline_points(shape, x, y, r, rng, wobble=0.0)
         m = Image.new("L", canvas.size, 0)
-        ImageDraw.Draw(m).polygon(pts, fill=255)
+        ImageDraw.Draw(m).polygon(ring, fill=255)
         if outline:
             width = max(1, round(rng.uniform(*PEN_WIDTHS) * SUPER))
-            draw.line(pts + pts[:1], fill=fill, width=width, joint="curve")
+            draw.line(path, fill=fill, width=width, joint="curve")
         else:
-            draw.polygon(pts, fill=fill)
-        masks.append(np.asarray(m.resize((SIZE, SIZE), Image.BILINEAR)) > 64)
+            draw.polygon(ring, fill=fill)
+        mask = np.asarray(m.resize((SIZE, SIZE), Image.BILINEAR)) > 64
+        if not outline:  # a filled object hides what it covers
+            masks = [earlier & ~mask for earlier in masks]
+        masks.append(mask)
     # Caption: one object; two by their larger separation; three left to right.
     order = list(range(n))
     relation = None
@@ -180,81 +218,32 @@ def _draw_shapes(
         shape, colour, size = objs[i]
         words += ["a", size, colour, shape]
         links += [-1, -1, -1, i]
-    key = repr([(o, round(cx, 1), round(cy, 1)) for o, (cx, cy) in zip(objs, centres, strict=True)])
+    layout = zip(objs, radii, centres, strict=True)
+    key = repr([(o, round(r, 1), round(cx, 1), round(cy, 1)) for o, r, (cx, cy) in layout])
     return canvas.resize((SIZE, SIZE), Image.LANCZOS), masks, words, links, key
 
 
-def _arc(cx: float, cy: float, rx: float, ry: float, start: float, stop: float) -> list[tuple[float, float]]:
-    """Points along an ellipse arc in the unit box (y down), angles in degrees (0 = right, 90 = down)."""
-    a = np.radians(np.linspace(start, stop, max(4, int(abs(stop - start) / 20) + 1)))
-    return [(cx + rx * np.cos(t), cy + ry * np.sin(t)) for t in a]
-
-
-# Each digit as pen strokes in a unit box (x right, y down); some digits have two ways people write them.
-PEN_DIGITS: dict[int, tuple[tuple[list[tuple[float, float]], ...], ...]] = {
-    0: ((_arc(0.5, 0.5, 0.32, 0.45, -90, 275),),),
-    1: (([(0.5, 0.05), (0.5, 0.95)],), ([(0.3, 0.25), (0.55, 0.05), (0.55, 0.95)],)),
-    2: ((_arc(0.5, 0.3, 0.3, 0.25, 190, 380) + [(0.18, 0.95), (0.85, 0.95)],),),
-    3: ((_arc(0.5, 0.28, 0.3, 0.23, 200, 450), _arc(0.5, 0.72, 0.32, 0.23, 270, 520)),),
-    4: (
-        ([(0.68, 0.95), (0.68, 0.05), (0.12, 0.65), (0.9, 0.65)],),
-        ([(0.3, 0.05), (0.2, 0.6), (0.88, 0.6)], [(0.66, 0.3), (0.66, 0.95)]),
-    ),
-    5: (([(0.8, 0.05), (0.3, 0.05), (0.26, 0.47)], _arc(0.5, 0.67, 0.32, 0.28, 220, 500)),),
-    6: (([(0.72, 0.05), (0.4, 0.3)] + _arc(0.5, 0.7, 0.3, 0.25, 200, 560),),),
-    7: (
-        ([(0.15, 0.05), (0.85, 0.05), (0.4, 0.95)],),
-        ([(0.15, 0.05), (0.85, 0.05), (0.4, 0.95)], [(0.3, 0.5), (0.75, 0.5)]),
-    ),
-    8: ((_arc(0.5, 0.27, 0.25, 0.22, 90, 450), _arc(0.5, 0.72, 0.3, 0.24, -90, 270)),),
-    9: ((_arc(0.5, 0.3, 0.3, 0.25, 0, 360), [(0.8, 0.3), (0.72, 0.95)]),),
-}
-
-
-def _pen_digit(digit: int, side: int, rng: random.Random) -> np.ndarray:
-    """One digit written with a pen: a (side, side) float ink image in [0, 1]. The stroke path is
-    jittered point by point, slanted, turned a little, squeezed sideways, drawn with a pen width."""
-    strokes = rng.choice(PEN_DIGITS[digit])
-    slant, turn, squeeze = rng.uniform(-0.25, 0.25), rng.uniform(-0.25, 0.25), rng.uniform(0.65, 1.0)
-    cos, sin = np.cos(turn), np.sin(turn)
-    big = side * SUPER
-    ink = Image.new("L", (big, big), 0)
-    draw = ImageDraw.Draw(ink)
-    width = max(1, round(rng.uniform(*PEN_WIDTHS) * SUPER))
-    inner = big - width  # keep the pen inside the box
-
-    def place(px: float, py: float) -> tuple[float, float]:
-        u = (px - 0.5) * squeeze + slant * (0.5 - py) + rng.gauss(0, 0.025)
-        v = (py - 0.5) + rng.gauss(0, 0.025)
-        u, v = u * cos - v * sin, u * sin + v * cos
-        return big / 2 + u * inner * 0.92, big / 2 + v * inner * 0.92
-
-    for stroke in strokes:
-        draw.line([place(*pt) for pt in stroke], fill=255, width=width, joint="curve")
-    return np.asarray(ink.resize((side, side), Image.LANCZOS), dtype=np.float32) / 255.0
-
-
-def _digits_scene(
-    rng: random.Random, n: int
-) -> tuple[Image.Image, list[np.ndarray], list[str], list[int], str]:
-    images, labels = _digits()
-    pen = rng.random() < PEN_DIGIT_SHARE
+def _digits_scene(rng: random.Random, n: int, box: Box) -> Drawn | None:
+    """Random handwritten digits in ``box``, or None when the layout drawn did not fit."""
+    (sk_images, sk_labels), (mn_images, mn_labels) = hand.handwriting()
+    source = rng.choices([name for name, _ in DIGIT_SOURCES], [w for _, w in DIGIT_SOURCES])[0]
+    images, labels = (mn_images, mn_labels) if source == "mnist" else (sk_images, sk_labels)
     picks = [rng.randrange(len(labels)) for _ in range(n)]
     digits = [int(labels[p]) for p in picks]
-    sizes = [rng.randint(16, 22) for _ in range(n)]
-    centres = _place(rng, [s / 2 for s in sizes])
+    sizes = [rng.randint(*DIGIT_SIDES[n]) for _ in range(n)]
+    centres = _place(rng, [s / 2 for s in sizes], box)
     if centres is None:
-        return _digits_scene(rng, n)
+        return None
     bg = np.array(_background(rng, darkest=150), dtype=np.float32)  # dark ink needs a light enough page
     ink = np.array([rng.randint(0, 70) for _ in range(3)], dtype=np.float32)
     img = np.tile(bg, (SIZE, SIZE, 1))
+    width = rng.uniform(0.9, PEN_WIDTHS[1])  # one pen for the whole picture
     masks = []
     for p, d, s, (x, y) in zip(picks, digits, sizes, centres, strict=True):
-        if pen:
-            alpha = _pen_digit(d, s, rng)[..., None]
+        if source == "pen":
+            alpha = hand.pen_digit(d, s, width, SUPER, rng)[..., None]
         else:
-            glyph = Image.fromarray((images[p] * 255).astype(np.uint8)).resize((s, s), Image.BILINEAR)
-            alpha = np.asarray(glyph, dtype=np.float32)[..., None] / 255.0
+            alpha = hand.scanned_digit(images[p], s, SUPER, rng)[..., None]
         top, left = int(round(y - s / 2)), int(round(x - s / 2))
         region = img[top : top + s, left : left + s]
         img[top : top + s, left : left + s] = region * (1 - alpha) + ink * alpha
@@ -266,22 +255,44 @@ def _digits_scene(
     links = [-1, -1] + order
     key = repr(
         [
-            ("pen" if pen else int(p), d, round(cx, 1), round(cy, 1))
-            for p, d, (cx, cy) in zip(picks, digits, centres, strict=True)
+            (source, "pen" if source == "pen" else int(p), d, s, round(cx, 1), round(cy, 1))
+            for p, d, s, (cx, cy) in zip(picks, digits, sizes, centres, strict=True)
         ]
     )
     return Image.fromarray(img.astype(np.uint8)), masks, words, links, key
 
 
+def letterbox_bands(image: np.ndarray, box: Box) -> np.ndarray:
+    """``image`` with everything outside ``box`` painted the median colour of the box's border
+    pixels, as `tasks.images.model_input` pads an upload of that aspect ratio."""
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    inner = image[y0:y1, x0:x1]
+    border = np.concatenate([inner[0], inner[-1], inner[:, 0], inner[:, -1]])
+    out = np.empty_like(image)
+    out[:] = np.median(border, axis=0).astype(image.dtype)
+    out[y0:y1, x0:x1] = inner
+    return out
+
+
 def render(rng: random.Random) -> Scene:
-    """One random scene (60% shapes, 40% digits; 1–3 objects) with noise."""
+    """One random scene (60% shapes, 40% digits; 1–3 objects) with blur and noise, maybe letterboxed."""
     n = rng.choice((1, 2, 2, 3, 3))
     maker = _shapes_scene if rng.random() < 0.6 else _digits_scene
-    image, masks, words, links, key = maker(rng, n)
+    box = _content_box(rng)
+    drawn = None
+    while drawn is None:
+        drawn = maker(rng, n, box)
+    image, masks, words, links, key = drawn
+    if rng.random() < 0.25:  # a picture downscaled from a larger one, or drawn with a soft brush
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.9)))
     arr = np.asarray(image, dtype=np.float32)
     noise = rng.uniform(0, 12)
     arr = arr + np.random.default_rng(rng.randrange(2**32)).normal(0, noise, arr.shape)
-    return Scene(np.clip(arr, 0, 255).astype(np.uint8), tuple(words), np.stack(masks), tuple(links), key)
+    arr = np.clip(arr, 0, 255).astype(np.uint8)
+    if box != FULL:
+        arr = letterbox_bands(arr, box)
+        key += f" in {tuple(round(v, 1) for v in box)}"
+    return Scene(arr, tuple(words), np.stack(masks), tuple(links), key)
 
 
 def compose(objects: Sequence[tuple[str, str, str, float, float]], background=(240, 240, 240)) -> Scene:
@@ -291,9 +302,7 @@ def compose(objects: Sequence[tuple[str, str, str, float, float]], background=(2
     layout is one the generator would have drawn (no overlap, unambiguous order)."""
     objs = [(shape, colour, size) for shape, colour, size, _, _ in objects]
     centres = [(float(x), float(y)) for *_, x, y in objects]
-    image, masks, words, links, key = _draw_shapes(
-        objs, centres, tuple(background), random.Random(0), outline_prob=0.0, rotate=False
-    )
+    image, masks, words, links, key = _draw_shapes(objs, centres, tuple(background), random.Random(0))
     return Scene(np.asarray(image), tuple(words), np.stack(masks), tuple(links), key)
 
 

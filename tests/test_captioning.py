@@ -1,7 +1,9 @@
 """Scenes, the captioner's traces, the pointing game, and the Captioning page with every source."""
 
 import csv
+import io
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +14,25 @@ from PIL import Image
 from models.attention import Interventions
 from models.captioner import Captioner, CaptionerConfig, doubly_stochastic, pointing_loss
 from models.checkpoints import load_card
-from runners.captioner import DEFAULT, SAMPLES, familiarity, map_similarity, pooled_features
+from runners.captioner import DEFAULT, SAMPLES, familiarity, map_similarity, pooled_features, weighed
 from runners.captioner import run as run_captioner
 from runners.registry import load
 from tasks.batching import batch_scenes, region_targets
-from tasks.common import split_of
+from tasks.common import BOS, split_of
+from tasks.hand import hand_outline, handwriting, ideal_outline, scanned_digit
 from tasks.images import load_upload, model_input, to_tensor
-from tasks.scenes import COLOURS, SUPER, compose, generate, outline_points, vocab
+from tasks.scenes import (
+    COLOURS,
+    DIGIT_SOURCES,
+    PEN_WIDTHS,
+    SHAPES,
+    SIZE,
+    SUPER,
+    compose,
+    generate,
+    outline_points,
+    vocab,
+)
 from tests.helpers import open_app, open_view
 from tests.test_images import FILES, REFUSED
 from training.evaluate import STRICT_SHARE, pointing_hits
@@ -45,18 +59,58 @@ def test_scene_captions_match_objects_and_masks():
 def test_scenes_include_what_people_draw():
     scenes = generate(600, 11)
     digit_scenes = [s for s in scenes if s.caption[0] == "the"]
-    pen = [s for s in digit_scenes if "'pen'" in s.key]
-    assert 0.35 <= len(pen) / len(digit_scenes) <= 0.65  # pen-stroke digits beside scikit-learn's
+    for source, share in DIGIT_SOURCES:  # MNIST and scikit-learn handwriting beside pen strokes
+        drawn = [s for s in digit_scenes if s.key.startswith(f"[('{source}'")]
+        assert abs(len(drawn) / len(digit_scenes) - share) < 0.12, (source, len(drawn) / len(digit_scenes))
     corners = np.array([s.image[:3, :3].reshape(-1, 3).mean(0) for s in scenes])  # the background
     spread = corners.max(1) - corners.min(1)
     grey = (spread < 12) & (corners.mean(1) < 200)
     tinted = spread > 25
     assert grey.mean() > 0.1 and tinted.mean() > 0.1, (grey.mean(), tinted.mean())
+    # Letterboxed pictures: bands of one colour (the content's median border) on two opposite sides.
+    boxed = [s for s in scenes if " in (" in s.key]
+    assert 0.2 < len(boxed) / len(scenes) < 0.4
+    for s in boxed[:20]:
+        rows, cols = (s.image == s.image[0, 0]).all(-1).all(1), (s.image == s.image[0, 0]).all(-1).all(0)
+        assert rows[[0, -1]].all() or cols[[0, -1]].all()
+    # Shapes from small to most of the picture; a pen 1–6% of its side.
+    radii = [float(r) for s in scenes if s.caption[0] == "a" for r in re.findall(r"'\), ([\d.]+),", s.key)]
+    assert min(radii) < 5 and max(radii) > 20, (min(radii), max(radii))
+    assert PEN_WIDTHS[0] / SIZE < 0.012 and PEN_WIDTHS[1] / SIZE > 0.05
     # A triangle at any angle: turned by π it points down (its apex below its centre).
     rng = random.Random(0)
     up, down = (outline_points("triangle", 32, 32, 10, rng, 0.0, angle=a) for a in (0.0, np.pi))
     apex_up, apex_down = up[0][1] / SUPER, down[0][1] / SUPER
     assert apex_up == pytest.approx(22) and apex_down == pytest.approx(42)
+
+
+def test_hand_drawn_outlines_stop_short_or_overshoot_and_bend():
+    rng = random.Random(3)
+    lengths = []
+    for _ in range(40):
+        path, ring = hand_outline("square", 32, 32, 12, 0.3, rng, wobble=1.0)
+        lengths.append(len(path) / len(ring))
+        assert np.allclose(path[0], ring[ring.index(path[0])])  # the pen starts on the outline
+    assert min(lengths) < 0.97 and max(lengths) > 1.05  # unclosed strokes and overshoots both happen
+    ideal = ideal_outline("circle", 32, 32, 12, 0.0, random.Random(0))
+    radius = np.hypot(*(np.array(ideal) - 32).T)
+    assert 12 * 0.85 < radius.min() and radius.max() < 12 * 1.15  # a little oval, still a circle
+
+
+def test_scanned_digits_keep_their_aspect_and_thicken():
+    (_, _), (mnist, labels) = handwriting()
+    assert mnist.shape == (5000, 28, 28) and set(labels.tolist()) == set(range(10))
+    one = mnist[int(np.flatnonzero(labels == 1)[0])]
+    glyph = scanned_digit(one, 30, SUPER, random.Random(1))  # random.Random(1): no broader pen
+
+    def aspect(ink: np.ndarray) -> float:
+        rows, cols = np.nonzero(ink > 0.3)
+        return (np.ptp(rows) + 1) / (np.ptp(cols) + 1)
+
+    # A '1' stays narrow: fitted into the box, not stretched (within the resampling's ±2 pixels).
+    assert aspect(one) > 1.2 and aspect(glyph) == pytest.approx(aspect(one), rel=0.15)
+    inks = [scanned_digit(one, 30, SUPER, random.Random(seed)).sum() for seed in range(12)]
+    assert max(inks) > 1.3 * min(inks)  # some drawn with a broader pen
 
 
 def test_region_targets_and_the_pointing_loss():
@@ -116,7 +170,18 @@ def test_pointing_game_on_known_scenes():
     assert map_similarity(same) == pytest.approx(1.0) and map_similarity(np.eye(4).reshape(4, 2, 2)) == 0.0
 
 
-DRAWINGS = Path(__file__).parent / "data" / "drawings.csv"
+DATA = Path(__file__).parent / "data"
+# Two drawings sets, both kept out of training. drawings: 40 freehand drawings made with the mouse on
+# the page's own canvas (make_drawings.py: a scripted hand along wobbly paths and letterforms that are
+# not the generator's; 256×256, a round pen 2–4 px of 64). drawings2: 40 drawn by Pillow straight into
+# files (make_drawings2.py: hand-placed corner paths, other letterforms, marker, brush and pencil pens
+# 1–5% of the side, pictures 64–2,048 px, square, landscape and portrait; large triangles pointing
+# down and sideways, three shapes in a row, thick-stroke digits).
+DRAWING_SETS = ("drawings", "drawings2")
+# Pictures with every object named, at least: the shipped model's 40/40 and 34/40 (issue 24 asks 90% of
+# each; drawings2's misses — large filled triangles read as squares, a shape among three, a 6 read as 0 —
+# are in the README). A retrain that names fewer fails here.
+NAMED_BARS = {"drawings": 40, "drawings2": 34}
 
 
 def named_objects(words) -> list:
@@ -127,20 +192,68 @@ def named_objects(words) -> list:
     return [(words[i - 1], w) for i, w in enumerate(words) if w in ("circle", "square", "triangle")]
 
 
-def test_drawings_made_with_the_mouse_on_the_canvas_are_named():
-    """40 freehand drawings made on the page's own canvas (tests/data/make_drawings.py: a scripted
-    hand along wobbly paths and letterforms that are not the training generator's): outlines at any
-    angle and pen width, pairs of shapes, digits alone and in pairs."""
+def drawings_named(name: str) -> tuple[int, int, list[str]]:
+    """(pictures with every object named, pictures, the misses as 'file: true → caption') on one set,
+    each picture through the upload path (load_upload, then the letterboxed model input)."""
     model, _, _, v = load("captioner-scenes")
-    rows = list(csv.DictReader(DRAWINGS.open()))
-    named = []
+    rows = list(csv.DictReader((DATA / f"{name}.csv").open()))
+    misses = []
     for row in rows:
-        _, x = model_input(load_upload((DRAWINGS.parent / "drawings" / row["file"]).read_bytes()))
+        _, x = model_input(load_upload((DATA / name / row["file"]).read_bytes()))
         (out,) = run_captioner(model, v, x)
-        named.append(named_objects(out.output) == named_objects(row["caption"].split()))
-    assert len(rows) == 40 and np.mean(named) >= 0.8, [
-        r["file"] for r, ok in zip(rows, named, strict=True) if not ok
-    ]
+        if named_objects(out.output) != named_objects(row["caption"].split()):
+            misses.append(f"{row['file']}: {row['caption']} → {out.text}")
+    return len(rows) - len(misses), len(rows), misses
+
+
+def test_both_drawings_sets_are_named(capsys):
+    """Both sets reported side by side (printed with -s, and in the failure message)."""
+    results = {name: drawings_named(name) for name in DRAWING_SETS}
+    report = "; ".join(f"{name}: {ok}/{n} named, misses {miss}" for name, (ok, n, miss) in results.items())
+    with capsys.disabled():
+        print("\n" + report)
+    assert [n for _, n, _ in results.values()] == [40, 40]
+    assert all(ok >= NAMED_BARS[name] for name, (ok, _, _) in results.items()), report
+
+
+def test_weighed_words_are_the_models_own_softmax():
+    """What the page shows at each object word is the model's softmax at that step: the same numbers
+    as the run's own log-probabilities, and as a teacher-forced forward on the caption."""
+    model, _, _, v = load("captioner-scenes")
+    scene = generate(1, 31)[0]
+    x = to_tensor(scene.image[None])
+    for beam in (1, 3):
+        for run in run_captioner(model, v, x, beam=beam):
+            ids = torch.tensor([v.encode(run.output)])
+            chosen = run.word_probs[np.arange(len(ids[0])), ids[0].numpy()]
+            np.testing.assert_allclose(np.log(chosen), run.token_log_probs, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(run.word_probs.sum(1), 1, rtol=1e-5)
+            with torch.inference_mode():
+                tgt_in = torch.cat([torch.tensor([v.encode([BOS])]), ids[:, :-1]], 1)
+                logits, _ = model(x, tgt_in)
+            # Teacher forcing on the run's own words repeats the decoder's steps with the same weights;
+            # the tolerance covers float32 sums done in another order (batched vs per-step).
+            forced = torch.softmax(logits[0], -1).numpy()
+            np.testing.assert_allclose(run.word_probs, forced, atol=1e-5)
+            for w in weighed(run):
+                assert [word for word, _ in w.rivals][0] == max(w.rivals, key=lambda wp: wp[1])[0]
+                for word, p in w.rivals:
+                    assert p == run.word_probs[w.step, v.index[word]]
+                kind = SHAPES if w.word in SHAPES else tuple(map(str, range(10)))
+                assert {word for word, _ in w.rivals} == set(kind) and w.word == run.output[w.step]
+                assert w.doubt == max(p for word, p in w.rivals if word != w.word)
+
+
+def test_the_page_shows_what_the_model_weighed(at):
+    model, _, _, v = load("captioner-scenes")
+    _, image = model_input(Image.open(SAMPLES[0]).convert("RGB"))  # the page's default picture
+    (run,) = run_captioner(model, v, image)
+    (shown,) = [e for e in at.expander if e.label.startswith("What the model weighed")]
+    text = shown.markdown[0].value
+    for w in weighed(run):
+        for word, p in w.rivals:
+            assert f"{word}\u00a0{p:.0%}" in text
+    assert not at.exception
 
 
 @pytest.fixture
@@ -183,7 +296,6 @@ def test_upload_caption_is_the_models_own(at):
     from views.serving import load_model
 
     scene = generate(1, 123)[0]
-    import io
 
     from PIL import Image
 
@@ -253,7 +365,6 @@ def test_familiarity_tells_training_like_scenes_from_off_domain_pictures():
 
 
 def test_upload_unlike_the_training_scenes_gets_a_warning(at):
-    import io
 
     noise = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     buf = io.BytesIO()

@@ -1,12 +1,16 @@
-"""Uploads are hostile input: every odd file is read correctly or refused with a clear message."""
+"""Uploads are hostile input: every odd file is read correctly or refused with a clear message; any
+size and shape reaches the captioner letterboxed, never stretched."""
 
 import io
+import random
 import warnings
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
+from runners.captioner import run as run_captioner
+from runners.registry import load
 from tasks.images import DISPLAY_SIDE, ImageError, load_upload, model_input, to_tensor
 
 
@@ -104,3 +108,43 @@ def test_model_input_pads_and_normalises():
     assert seen.shape == (64, 64, 3) and x.shape == (1, 3, 64, 64)
     assert float(x.max()) == pytest.approx((1 - 0.5) / 0.25)
     assert to_tensor(np.zeros((2, 8, 8, 3), np.uint8)).shape == (2, 3, 8, 8)
+
+
+@pytest.mark.parametrize("size", [(2048, 1024), (300, 1200), (64, 64), (2048, 2048)])
+def test_uploads_of_any_size_and_shape_are_letterboxed_not_stretched(size):
+    """A circle in a picture of any aspect ratio stays a circle in the 64×64 input: the picture is
+    scaled evenly to fit and the rest filled with its median border colour."""
+    w, h = size
+    img = Image.new("RGB", size, (250, 245, 235))
+    r = min(w, h) * 0.4
+    ImageDraw.Draw(img).ellipse((w / 2 - r, h / 2 - r, w / 2 + r, h / 2 + r), fill=(200, 30, 30))
+    seen, _ = model_input(load_upload(png(img)))
+    red = (seen[..., 0] > 150) & (seen[..., 1] < 110)
+    rows, cols = np.nonzero(red)
+    assert abs(np.ptp(rows) - np.ptp(cols)) <= 1  # round, not squeezed
+    assert np.ptp(rows) + 1 == pytest.approx(64 * 2 * r / max(w, h), abs=2)  # scaled evenly to fit
+    assert (np.abs(seen[0, 0].astype(int) - (250, 245, 235)) <= 2).all()  # the band: the paper's colour
+
+
+def test_a_drawing_at_2048_pixels_captions_like_it_does_at_256():
+    """Each drawing of the second set drawn again at 256 and at 2,048 px on its longer side (same
+    strokes, same seed): the upload path letterboxes both to the same 64×64 input but for resampling
+    (2,048 → 512 → 64 against 256 → 64), and the captions agree."""
+    from tests.data.make_drawings2 import SCENES, draw
+
+    model, _, _, v = load("captioner-scenes")
+    seeds = range(len(SCENES))
+    texts, gaps = {}, []
+    for side in (256, 2048):
+        for i, scene in zip(seeds, SCENES, strict=True):
+            w, h = scene["size"]
+            size = (side, round(side * h / w)) if w >= h else (round(side * w / h), side)
+            buf = io.BytesIO()
+            draw({**scene, "size": size}, random.Random(i)).save(buf, "PNG")
+            seen, x = model_input(load_upload(buf.getvalue()))
+            texts[side, i] = run_captioner(model, v, x)[0].text
+            gaps.append(seen.astype(int))
+    small, large = np.stack(gaps[: len(SCENES)]), np.stack(gaps[len(SCENES) :])
+    assert np.abs(small - large).mean() < 3  # the same picture to the model, but for resampling
+    differ = [(texts[256, i], texts[2048, i]) for i in seeds if texts[256, i] != texts[2048, i]]
+    assert not differ, differ
