@@ -31,11 +31,17 @@ def circuits_tab():
     return app
 
 
-def test_the_preset_pairs_metric_and_direct_effects_are_the_runners(loaded):
-    model, tokenizer = loaded
+def preset_pair(tokenizer) -> tuple[tuple[int, ...], tuple[int, ...], C.Pair]:
+    """The tab's first preset, as it opens: the clean and corrupted ids and the preset's words."""
     preset = probes.CODE[0]
     clean, corrupt = ids_of(tokenizer, preset.prompt), ids_of(tokenizer, preset.corrupt)
-    pair = C.Pair(tokenizer.encode(preset.target).ids[0], tokenizer.encode(preset.rival).ids[0])
+    target, rival = (tokenizer.encode(word).ids[0] for word in (preset.target, preset.rival))
+    return clean, corrupt, C.Pair(target, rival)
+
+
+def test_the_preset_pairs_metric_and_direct_effects_are_the_runners(loaded):
+    model, tokenizer = loaded
+    clean, corrupt, pair = preset_pair(tokenizer)
     app = circuits_tab()
     metrics = {m.label: m.value for m in app.metric}
     label = f"logit({gpt.label(tokenizer, pair.target)}) − logit({gpt.label(tokenizer, pair.rival)}), clean"
@@ -55,9 +61,7 @@ def test_the_preset_pairs_metric_and_direct_effects_are_the_runners(loaded):
 
 def test_exact_patching_on_the_page_equals_the_sweep(loaded):
     model, tokenizer = loaded
-    preset = probes.CODE[0]
-    clean, corrupt = ids_of(tokenizer, preset.prompt), ids_of(tokenizer, preset.corrupt)
-    pair = C.Pair(tokenizer.encode(preset.target).ids[0], tokenizer.encode(preset.rival).ids[0])
+    clean, corrupt, pair = preset_pair(tokenizer)
     app = circuits_tab()
     app.radio(key="gpt_circ_section").set_value("Patching").run()
     app.selectbox(key="gpt_circ_kind").set_value("each head, every position").run()
