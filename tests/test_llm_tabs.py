@@ -41,3 +41,14 @@ def test_the_circuits_tab_on_the_ioi_preset_ablates_the_cards_name_movers(app):
     assert "name movers" in heads.label
     shares = [m for m in app.metric if m.label == "share of the logit difference removed"]
     assert shares and shares[0].value.endswith("%")
+
+
+def test_the_circuits_tab_says_when_a_prompt_is_too_long_for_it(app):
+    open_view(app, "Circuits")
+    (pair,) = [s for s in app.selectbox if s.label == "Prompt pair"]
+    pair.set_value("your own pair").run()
+    (clean,) = [t for t in app.text_area if t.label == "Clean prompt"]
+    clean.set_value("The cat sat on the mat. " * 40).run()  # 281 tokens
+    assert not app.exception
+    shown = [i.value for i in app.info]
+    assert any("up to 128 tokens (these have 281 and" in text for text in shown), shown

@@ -25,6 +25,7 @@ from viz.circuits import effect_grid, lens_grid
 
 OWN = "your own pair"
 CANDIDATES = 10  # next tokens offered as target and rival
+MAX_TOKENS = 128  # per prompt: every layer's maps are traced (SmolLM2: 30 × 9 × 128² floats, 18 MB)
 AS_IS = "Measured on the model as it is: the sidebar's interventions are not applied here."
 SECTIONS = ("Logit lens", "Direct attribution", "Patching", "Ablation", "Value-weighted attention")
 
@@ -52,6 +53,13 @@ def tab(subject: Subject, prompt: str) -> None:
         clean_ids, corrupt_ids = subject.encode(clean_text), subject.encode(corrupt_text)
     except ValueError as err:  # InputError: empty text and the like, with its message
         st.info(str(err))
+        return
+    if max(len(clean_ids), len(corrupt_ids)) > MAX_TOKENS:
+        st.info(
+            f"The circuit tools trace every layer of both prompts and patch them position by position: "
+            f"they read prompts of up to {MAX_TOKENS} tokens (these have {len(clean_ids)} and "
+            f"{len(corrupt_ids)}). Shorten the prompts; the other tabs read the whole prompt."
+        )
         return
     clean_run, seconds = R.run(subject.name, model, clean_ids)
     pair = _pick_pair(subject, clean_run, preset)
