@@ -17,6 +17,7 @@ from models.llama import BLOCK
 from runners import llama, llama_analysis, llama_importance
 from runners.importance import CARD_KEY
 from runners.projections import RawVsProjected
+from tasks import probes
 from views import circuits as circuit_views
 from views import importance_tabs
 from views import projections as projection_view
@@ -282,8 +283,6 @@ def importance_view(loaded: llama.Loaded, prompt: llama.Prompt, card: Mapping | 
 def circuits_view(loaded: llama.Loaded, text: str, card: Mapping | None) -> None:
     """The shared Circuits tab (`views.circuits`) on SmolLM2, with the IOI and landmark pairs as presets and
     the card's IOI name movers as the ablation's default on the IOI pairs."""
-    from tasks import probes
-
     def word(w: str) -> int | None:  # " word" as the model reads it after a space
         ids = loaded.text_tokenizer.encode(" " + w).ids
         return ids[0] if len(ids) == 1 else None
