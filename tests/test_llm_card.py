@@ -99,3 +99,7 @@ def test_card_head_scores_recompute(smollm2):
     assert measured["induction_head"] == stored["induction_head"]
     assert measured["second_copy_loss"] == pytest.approx(stored["second_copy_loss"], abs=1e-3)
     assert stored["second_copy_loss"] < 0.5 * stored["first_copy_loss"]  # it copies in context
+    # The pass with the top induction heads off is computed too: the card's number, and copying undone.
+    assert measured["top_induction_heads"] == stored["top_induction_heads"]
+    assert measured["second_copy_loss_ablated"] == pytest.approx(stored["second_copy_loss_ablated"], abs=1e-3)
+    assert stored["second_copy_loss_ablated"] > 2 * stored["second_copy_loss"]
