@@ -144,10 +144,7 @@ def run(loaded: Loaded, prompt: Prompt, iv: Interventions = NO_INTERVENTION,
     special = np.array([i in loaded.specials for i in prompt.ids])
     t = len(prompt.ids)
     weights = to_numpy(trace.weights[0]) if shown else np.zeros((0, cfg.n_heads, t, t), np.float32)
-    groups = cfg.n_heads // cfg.n_kv_heads  # consecutive query heads share a K/V head
-    kv_heads = (
-        trace.layers[shown[0]].attention.kv_heads if shown else tuple(h // groups for h in range(cfg.n_heads))
-    )
+    kv_heads = model.blocks[0].attn.kv_heads  # query head → the K/V head it reads (the core's; every layer's)
     return LlamaRun(
         ids=prompt.ids,
         inputs=inputs,

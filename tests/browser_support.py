@@ -48,6 +48,17 @@ def no_exception(page) -> None:
     assert page.get_by_test_id("stException").count() == 0
 
 
+def type_prompt(page, text: str, ready: str) -> None:
+    """Type ``text`` into the page's "Prompt" box as a user does (Ctrl+Enter applies it), wait for the
+    JavaScript condition ``ready`` and two drawn charts, and check no exception is shown."""
+    box = page.get_by_label("Prompt", exact=True)
+    box.fill(text)
+    box.press("Control+Enter")
+    page.wait_for_function(ready, timeout=90_000)
+    settle(page, charts=2)
+    no_exception(page)
+
+
 def seq2seq_shown(text: str, scoring: str = SCORINGS[0]) -> str:
     """What the Seq2seq page prints for typed ``text``, computed here as the page computes it: its
     default task (the first) and decoding (greedy), the same checkpoint, tokens and cached run."""
@@ -57,7 +68,7 @@ def seq2seq_shown(text: str, scoring: str = SCORINGS[0]) -> str:
     return cached("seq2seq", "runs")(name, tokens, 1, None)[0].text or "(empty output)"
 
 
-SHOTS = ("seq2seq", "transformer", "bert", "captioning", "gpt")
+SHOTS = ("seq2seq", "transformer", "bert", "captioning", "gpt", "llm")
 
 
 def shot(page, folder: Path, name: str) -> None:

@@ -29,6 +29,7 @@ from tests.browser_support import (
     settle,
     shot,
     trace_types,
+    type_prompt,
 )
 from views.serving import load_model, loaded_model
 
@@ -177,12 +178,7 @@ def test_gpt_page_types_a_prompt_and_draws_the_causal_map(server, page, shot_dir
     text = "for key, value in items.items():\n    print(key, value)\n"
     model, _, tokenizer = gpt.load()
     n = len(gpt.prepare(tokenizer, text, model.cfg.max_len).ids)
-    box = page.get_by_label("Prompt", exact=True)
-    box.fill(text)
-    box.press("Control+Enter")
-    page.wait_for_function(f"({SQUARE_MAPS})({n}).length > 0", timeout=90_000)
-    settle(page, charts=2)
-    no_exception(page)
+    type_prompt(page, text, f"({SQUARE_MAPS})({n}).length > 0")
     (weights,) = page.evaluate(f"({SQUARE_MAPS})({n})")
     for i, row in enumerate(weights):
         assert all(w == 0 for w in row[i + 1 :]), i  # the future: exactly zero
@@ -221,12 +217,7 @@ def test_llm_page_types_a_prompt_and_draws_a_generated_tokens_attention(server, 
     settle(page, charts=2)  # the first load of the page loads the model in the server
     no_exception(page)
     assert page.evaluate(METRIC, "Next token") == "␣Paris"  # the default prompt's
-    box = page.get_by_label("Prompt", exact=True)
-    box.fill(text)
-    box.press("Control+Enter")
-    page.wait_for_function(f"({METRIC})('Next token') === {expected!r}", timeout=90_000)
-    settle(page, charts=2)
-    no_exception(page)
+    type_prompt(page, text, f"({METRIC})('Next token') === {expected!r}")
     assert page.evaluate(METRIC, "Tokens read") == str(len(prompt.ids))
     assert "llm_prompt=The+capital+of+Japan+is" in page.url
     page.get_by_role("tab", name="Generate", exact=True).click()
@@ -256,7 +247,7 @@ def test_llm_page_types_a_prompt_and_draws_a_generated_tokens_attention(server, 
 def test_every_page_was_photographed_this_run(shot_dir):
     # Runs after the page tests: they wrote into this run's folder (a fresh one unless
     # --update-screenshots), so a page test that skipped its screenshot fails here.
-    for name in (*SHOTS, "llm"):
+    for name in SHOTS:
         with Image.open(shot_dir / f"{name}.png") as picture:
             assert picture.size == (1400, 1900), name
             darkest, lightest = picture.convert("L").getextrema()
