@@ -176,9 +176,9 @@ def rollout_view() -> None:
         f"rollout through layer {layer}", rollout(run.weights)[layer], enc.tokens, enc.tokens
     )
     with raw_column:
-        attention.heatmap(raw.take(idx, idx), 0, 0, "bert_raw", plot_config=PLOT_CONFIG)
+        attention.heatmap(raw.take(idx, idx), 0, 0, "bert_raw")
     with rollout_column:
-        attention.heatmap(rolled.take(idx, idx), 0, 0, "bert_rollout", plot_config=PLOT_CONFIG)
+        attention.heatmap(rolled.take(idx, idx), 0, 0, "bert_rollout")
     st.caption(
         "Rollout (Abnar & Zuidema 2020): per layer 0.5·mean-head attention + 0.5·identity for the "
         "residual, rows renormalised, multiplied through the layers."
@@ -190,10 +190,8 @@ diagonal = (measurements(MEASUREMENTS) or {}).get("diagonal_mass")  # weight on 
 minilm_card = (measurements(MEASUREMENTS) or {}) if folder == str(default_folder()) else None
 lazy_tabs(
     {
-        "Head view": lambda: attention.head_view(window, "bert", plot_config=PLOT_CONFIG),
-        "Model view": lambda: attention.model_view(
-            window, "bert", height_per_row=120, plot_config=PLOT_CONFIG
-        ),
+        "Head view": lambda: attention.head_view(window, "bert"),
+        "Model view": lambda: attention.model_view(window, "bert"),
         "Neuron view": neuron_view,
         "Rollout vs raw": rollout_view,
         "Raw vs projected": lambda: projection_view.layer_view(

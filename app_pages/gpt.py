@@ -160,7 +160,7 @@ def attention_view() -> None:
         f"Rows are queries, columns keys. Weight on the future (above the diagonal), largest over every "
         f"head: {future:.6g}" + (" — exactly zero: the causal mask." if future == 0 else ".")
     )
-    attention.model_view(maps, "gpt", height_per_row=220)
+    attention.model_view(maps, "gpt")
     attention.head_view(maps, "gpt")
 
 

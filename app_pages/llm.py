@@ -30,7 +30,6 @@ from views.outputs import model_output, next_tokens
 from views.serving import cached, inference, loaded_model, measurements
 
 UP_TO = llama.ALL_LAYERS_UP_TO  # prompt tokens up to which runs keep every layer; the head view is drawn
-GRID_UP_TO = 64  # tokens the model view is drawn to (Chromium: 92 tokens in 19 s; 128, 30 MB, not in 3 min)
 MAP_ROWS = 128  # query rows a heatmap draws at once beyond this many tokens (the hover text is per cell)
 PRESETS = {  # button → (input mode, text)
     "Eiffel Tower": ("prompt", llama.EXAMPLE),
@@ -147,7 +146,7 @@ if active:
     st.dataframe(rows, hide_index=True)
     controls.deltas(run, base, True, "Per attention block (the layers the run keeps)")
 maps, at = run.maps["self"], run.layers.index(layer)
-one_layer = replace(maps, title=f"causal self-attention, layer {layer}", weights=maps.weights[at : at + 1])
+names = [f"L{i}" for i in run.layers]
 
 
 # --- Views ----------------------------------------------------------------------------------------
@@ -155,27 +154,26 @@ def attention_view() -> None:
     kv = run.kv_heads[head]
     sharing = ", ".join(f"H{h}" for h in range(cfg.n_heads) if run.kv_heads[h] == kv)
     st.markdown(f"**L{layer} H{head}** reads key/value head **{kv}** (shared by {sharing}: grouped-query "
-                "attention). Rows are queries, columns keys; above the diagonal is the future, exactly 0.")
+                "attention). Rows are queries, columns keys; above the diagonal is the future, exactly 0. "
+                "The view's own layer and head pickers (and the arrow keys) look around without a rerun.")
     rows, last = range(len(ids)), len(ids) - MAP_ROWS
     if len(ids) > 2 * MAP_ROWS:  # a slider picks MAP_ROWS query rows to draw
         first = st.slider(f"Query rows drawn ({MAP_ROWS} at a time) from position", 0, last, last,
                           key=token_key("llm_rows", run.inputs))  # fmt: skip
         rows = range(first, first + MAP_ROWS)
-    shown = one_layer.take(rows, range(rows[-1] + 1)) if len(rows) < len(ids) else one_layer
-    attention.heatmap(shown, 0, head, "llm_map", title=f"L{layer} H{head} (K/V head {kv})")
-    if len(ids) <= UP_TO:
-        attention.head_view(one_layer, "llm")
-    else:
+    shown = maps.take(rows, range(rows[-1] + 1)) if len(rows) < len(ids) else maps
+    views = ("map", "lines") if len(ids) <= UP_TO else ("map",)
+    attention.explorer(shown, "llm_map", views, layer=at, head=head, layer_names=names)
+    if len(ids) > UP_TO:
         st.caption(f"The head view (a line per query–key pair) is drawn up to {UP_TO} tokens.")
 
 
 def model_view() -> None:
-    if len(ids) > GRID_UP_TO:
-        cells = cfg.n_layers * cfg.n_heads * len(ids) ** 2 / 1e6
-        return st.info(f"The model view (all {cfg.n_layers} × {cfg.n_heads} maps) is drawn up to "
-                       f"{GRID_UP_TO} tokens: this prompt's would be {cells:.1f} M cells, more than a browser"
-                       " draws in good time. Pick a layer and head: the Attention tab shows that map.")
-    attention.model_view(maps, "llm", height_per_row=90)
+    if len(ids) > UP_TO:
+        return st.info(f"The model view (all {cfg.n_layers} × {cfg.n_heads} maps) is drawn up to {UP_TO} "
+                       "tokens, where the run keeps every layer. Pick a layer and head: the Attention tab "
+                       "shows that map.")  # fmt: skip
+    attention.model_view(maps, "llm", layer=at, head=head, layer_names=names)
 
 
 def _generate(settings: tuple, stop_column) -> dict:

@@ -15,6 +15,7 @@ import streamlit as st
 from models.attention import SCORINGS
 from models.checkpoints import checkpoint_name
 from runners.importance import CARD_KEY, PerToken
+from runners.protocol import AttentionMaps
 from runners.seq2seq import Seq2SeqRun
 from runners.seq2seq_importance import gold_agreement
 from tasks import bucket_label
@@ -26,7 +27,6 @@ from views.outputs import task_output
 from views.rnn import rnn_through_time, sequential_vs_parallel
 from views.serving import cached, card
 from viz.charts import length_curves, step_bars, token_bars, vector_strips
-from viz.heatmaps import attention_heatmap
 
 seq2seq_runs = cached("seq2seq", "runs")
 SCORING_LABELS = {
@@ -179,13 +179,13 @@ def teacher_forcing() -> None:
         f"(mean {losses.mean():.3f} per token, perplexity {np.exp(losses.mean()):.3f})."
     )
     forced_column, free_column = st.columns(2)
-    forced_map = attention_heatmap(
-        forced.weights, forced.output, labels, title="Teacher-forced α", **(gold_cells() if gold else {})
-    )
-    forced_column.plotly_chart(forced_map, key="s2s_tf_heatmap")
-    free_column.plotly_chart(
-        attention_heatmap(run.weights, run.output, labels, title="Free-running α"), key="s2s_free_heatmap"
-    )
+    for column, r, title, key, marks in (
+        (forced_column, forced, "Teacher-forced α", "s2s_tf_heatmap", gold_cells() if gold else {}),
+        (free_column, run, "Free-running α", "s2s_free_heatmap", {}),
+    ):
+        with column:
+            maps = AttentionMaps.single(title, r.weights, r.output, labels)
+            attention.heatmap(maps, 0, 0, key, axes=("output", "source"), value_name="α", **marks)
     if gold is not None:
         st.markdown(f"AER of the teacher-forced argmax attention vs gold: **{example_aer(forced):.3f}**")
     st.plotly_chart(
@@ -219,9 +219,6 @@ def bottleneck() -> None:
 
 
 def alignment() -> None:
-    numbers = st.toggle(
-        "Numbers in cells", key="s2s_numbers", help="Write each weight in its cell (hover shows it anyway)."
-    )
     attention.heatmap(
         run.maps["alignment"],
         0,
@@ -230,7 +227,6 @@ def alignment() -> None:
         title="Alignment α (row t: where output token t looked)",
         axes=("output", "source"),
         value_name="α",
-        annotate=numbers,
         **(gold_cells() if matches_gold else {}),
     )
     if matches_gold:

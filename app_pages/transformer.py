@@ -149,7 +149,7 @@ view = forced or free
 # --- Views ----------------------------------------------------------------------------------------
 def heads() -> None:
     block = st.radio("Block", BLOCKS, format_func=BLOCK_TITLES.get, horizontal=True, key="tf_heads_block")
-    attention.model_view(view.maps[block], "tf", height_per_row=180 if n_heads > 4 else 240)
+    attention.model_view(view.maps[block], "tf")
     attention.head_view(view.maps[block], "tf")
 
 

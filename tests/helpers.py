@@ -1,4 +1,5 @@
-"""Shared by the page tests: open the app on a page, read Plotly figures back from AppTest."""
+"""Shared by the page tests: open the app on a page, read Plotly figures and the attention component's
+data back from AppTest."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 from streamlit.testing.v1 import AppTest
+
+from views.attention_component import unpack
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 
@@ -53,19 +56,18 @@ def open_view(app: AppTest, label: str) -> AppTest:
     return app
 
 
-def grid_panels(figure: dict, n_rows: int, n_cols: int) -> np.ndarray:
-    """The model view's tiled heatmap cut back into its panels: (rows, cols, Tq, Tk)."""
-    (heat,) = [t for t in figure["data"] if t["type"] == "heatmap"]
-    z = array(heat["z"]).reshape(len(heat["y"]), len(heat["x"]))
-    tq, tk = (z.shape[0] + 1) // n_rows - 1, (z.shape[1] + 1) // n_cols - 1
-    return np.stack(
-        [
-            np.stack(
-                [z[i * (tq + 1) : i * (tq + 1) + tq, j * (tk + 1) : j * (tk + 1) + tk] for j in range(n_cols)]
-            )
-            for i in range(n_rows)
-        ]
-    )
+def sent(app: AppTest, key: str) -> tuple[dict, dict, np.ndarray | None]:
+    """What the attention component whose key ends with ``key`` was sent: its header, its exact maps
+    by (layer, head) and its thumbnails (`views.attention_component.unpack`)."""
+    (c,) = [c for c in app.get("bidi_component") if c.proto.id.endswith(key)]
+    return unpack(c.proto.bytes)
+
+
+def sent_maps(app: AppTest, key: str) -> np.ndarray:
+    """Every map the component was sent, (L, h, Tq, Tk): all of them must have been sent exact."""
+    header, exact, _ = sent(app, key)
+    layers, heads = range(header["layers"]), range(header["heads"])
+    return np.stack([np.stack([exact[i, h] for h in heads]) for i in layers])
 
 
 def run_together(work, n: int) -> None:

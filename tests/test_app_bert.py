@@ -8,7 +8,7 @@ import pytest
 from models.attention import Interventions
 from models.bert import default_folder, load_bert
 from runners.bert import encode, run
-from tests.helpers import array, chart, grid_panels, open_app, open_view
+from tests.helpers import open_app, open_view, sent_maps
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +33,9 @@ def texts(app):
 
 def test_zoomed_head_is_the_models_own(at, bert):
     open_view(at, "Model view")
-    at.selectbox(key="bert_mv_layer").set_value(4).run()
-    at.selectbox(key="bert_mv_head").set_value(9).run()
-    expected = run(bert, encode(bert, *texts(at))).weights[4, 9]
-    z = array(chart(at, "bert_zoom")["data"][0]["z"]).reshape(expected.shape)
-    np.testing.assert_array_equal(z, expected.astype(np.float32))
-    panels = grid_panels(chart(at, "bert_model_view"), 6, 12)  # all 72 heads, each the model's own
-    np.testing.assert_array_equal(panels, run(bert, encode(bert, *texts(at))).weights)
+    expected = run(bert, encode(bert, *texts(at))).weights
+    panels = sent_maps(at, "bert_model")  # all 72 heads sent exact, each the model's own
+    np.testing.assert_array_equal(panels, expected)
 
 
 def test_interventions_change_the_embedding_and_similarity(at, bert):
@@ -59,8 +55,8 @@ def test_neuron_view_and_token_mask(at):
     assert caption and float(caption[0].rsplit("=", 1)[1]) < 1e-4
     at.sidebar.multiselect[0].set_value([1]).run()
     open_view(at, "Model view")
-    z = array(chart(at, "bert_zoom")["data"][0]["z"])  # (T, T): every query, key 1 hidden
-    assert z.ndim == 2 and (z[:, 1] == 0).all() and (z[:, 0] > 0).all()
+    z = sent_maps(at, "bert_model")  # (L, h, T, T): every query of every head, key 1 hidden
+    assert z.ndim == 4 and (z[..., 1] == 0).all() and (z[..., 0] > 0).all()
 
 
 def test_long_empty_and_hostile_text(at):
@@ -84,8 +80,8 @@ def test_bad_checkpoint_folder_gets_a_message(tmp_path, monkeypatch):
 
 def test_export_buttons_and_svg(at):
     at.sidebar.radio(key="bert_fmt").set_value("svg").run()
-    open_view(at, "Model view")
-    cfg = json.loads([c for c in at.get("plotly_chart") if "bert_zoom" in c.proto.id][0].proto.config)
+    open_view(at, "Neuron view")  # a Plotly chart: the attention component exports its own PNG
+    cfg = json.loads([c for c in at.get("plotly_chart") if "bert_nv_bars" in c.proto.id][0].proto.config)
     assert cfg["toImageButtonOptions"]["format"] == "svg"
     open_view(at, "Export")
     assert len(at.get("download_button")) == 2

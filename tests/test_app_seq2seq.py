@@ -5,7 +5,7 @@ import pytest
 
 from runners.seq2seq import run
 from tasks import TASKS
-from tests.helpers import array, chart, open_app, open_view
+from tests.helpers import array, chart, open_app, open_view, sent, sent_maps
 from views.inputs import md_escape
 from views.serving import held_out_examples, load_model
 
@@ -32,24 +32,18 @@ def test_default_page_shows_the_models_own_output_and_weights(at):
     ex = held_out_examples("dates")[0]
     (run,) = model_run("dates", "additive", ex.src)
     assert shown_output(at) == run.text
-    heat = figure(at, "s2s_heatmap")["data"][0]
-    np.testing.assert_array_equal(array(heat["z"]).reshape(run.weights.shape), run.weights.astype(np.float32))
+    np.testing.assert_array_equal(sent_maps(at, "s2s_heatmap")[0, 0], run.weights.astype(np.float32))
+    header, _, _ = sent(at, "s2s_heatmap")
+    assert (header["queries"], header["keys"]) == (list(run.output), list(ex.src))
     assert not at.error and not at.warning
 
 
-def test_numbers_in_cells_are_opt_in_and_are_the_weights(at):
-    heat = figure(at, "s2s_heatmap")["data"][0]
-    assert not heat.get("texttemplate"), "numbers in cells are drawn only when asked (they are slow to paint)"
-    at.toggle(key="s2s_numbers").set_value(True).run()
-    heat = figure(at, "s2s_heatmap")["data"][0]
-    assert heat["texttemplate"] == "%{z:.2f}"  # the cell's own z: the weight the model computed
-
-
 def test_controls_change_what_they_should(at):
-    before = figure(at, "s2s_heatmap")["data"][0]["z"]
+    before = sent_maps(at, "s2s_heatmap")
     at.selectbox(key="scoring").set_value("dot").run()
     assert not at.exception
-    assert figure(at, "s2s_heatmap")["data"][0]["z"] != before  # another model's weights
+    after = sent_maps(at, "s2s_heatmap")
+    assert after.shape != before.shape or (after != before).any()  # another model's weights
 
     at.selectbox(key="example").set_value(5).run()
     ex = held_out_examples("dates")[5]

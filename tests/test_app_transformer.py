@@ -8,7 +8,7 @@ import pytest
 from models.attention import Interventions
 from runners.transformer import run
 from tasks import TASKS
-from tests.helpers import array, chart, grid_panels, open_app, open_view
+from tests.helpers import open_app, open_view, sent_maps
 from views.serving import held_out_examples, load_model
 
 NAME = "transformer-dates-h4"
@@ -27,8 +27,7 @@ def model_run(iv=PLAIN, **kw):
 
 def focus_weights(app):
     open_view(app, "Heads")
-    heat = chart(app, "tf_zoom")["data"][0]
-    return array(heat["z"])
+    return sent_maps(app, "tf_model")[0, 0]  # layer 0, head 0
 
 
 def metric(app, label):
@@ -94,7 +93,7 @@ def test_positional_encoding_and_variant_switch(at):
     at.sidebar.checkbox(key="tf_pe").uncheck().run()
     assert at.code[0].value == model_run(replace(PLAIN, positional=False)).text
     open_view(at, "Heads")
-    panels = grid_panels(chart(at, "tf_model_view"), 2, 4)  # layers × heads
+    panels = sent_maps(at, "tf_model")  # layers × heads
     expected = np.stack([b.weights for b in model_run(replace(PLAIN, positional=False)).blocks["encoder"]])
     np.testing.assert_allclose(panels, expected, atol=1e-6)
     at.selectbox(key="model").set_value("h4-post").run()
@@ -108,7 +107,7 @@ def test_playground_refuses_invalid_dimensions(at):
     assert any("must be divisible" in e.value for e in at.error)
     at.number_input(key="tf_pg_h").set_value(3).run()
     assert not at.error
-    panels = grid_panels(chart(at, "tf_pg_grid"), 1, 3)  # one panel per head
+    panels = sent_maps(at, "tf_pg_grid_model")  # one map per head
     assert panels.shape[:2] == (1, 3)
     np.testing.assert_allclose(panels.sum(-1), 1.0, atol=1e-5)  # softmax rows
 

@@ -23,13 +23,16 @@ from tasks.scenes import generate
 from tests.browser_support import (
     BROWSER_TESTS,
     SHOTS,
+    VIEW_JS,
     no_exception,
     output,
+    seq2seq_run,
     seq2seq_shown,
     settle,
     shot,
     trace_types,
     type_prompt,
+    view_state,
 )
 from views.serving import load_model, loaded_model
 
@@ -44,13 +47,15 @@ def bert_token_count(text_a: str) -> int:
 def test_seq2seq_page(server, page, shot_dir):
     url, _ = server
     page.set_viewport_size({"width": 1400, "height": 1000})
-    first, second = seq2seq_shown("saturday, 21 november 2026"), seq2seq_shown("the 4th of july, 1976")
+    first_text = "saturday, 21 november 2026"
+    first, second = seq2seq_shown(first_text), seq2seq_shown("the 4th of july, 1976")
     assert first != second  # else the wait below would not see the page change
     page.goto(f"{url}/?input=text&text=" + "saturday, 21 november 2026")
     settle(page)
     no_exception(page)
     assert output(page) == first
-    assert any("heatmap" in types for types in trace_types(page))
+    alignment = view_state(page, "s2s_heatmap")["shown"]  # the attention component, drawing the model's map
+    np.testing.assert_array_equal(np.array(alignment, np.float32), seq2seq_run(first_text).weights.ravel())
     shot(page, shot_dir, "seq2seq")
     box = page.get_by_label("Source text (at most 80 characters)")
     box.fill("the 4th of july, 1976")
@@ -104,7 +109,8 @@ def test_bert_page(server, page, shot_dir):
     settle(page)
     no_exception(page)
     assert page.get_by_test_id("stMetricValue").first.inner_text() == str(bert_token_count(text))
-    assert any("scatter" in types for types in trace_types(page))  # the head view's lines
+    lines = view_state(page, "bert_heads")  # the head view: the attention component's lines
+    assert lines is not None and lines["shown"] is not None
     shot(page, shot_dir, "bert")
 
 
@@ -157,16 +163,6 @@ def test_drawing_on_the_canvas_is_captioned_by_the_model(server, page):
     no_exception(page)
 
 
-# Every drawn n × n heatmap's weights, decoded in the page from Plotly's base64 float32 (see viz/).
-SQUARE_MAPS = """n => [...document.querySelectorAll('.js-plotly-plot')].flatMap(p => (p.data || [])
-    .filter(t => t.type === 'heatmap' && t.z && t.z.dtype === 'f4')
-    .filter(t => t.z.shape.replace(/ /g, '') === `${n},${n}`)
-    .map(t => {
-        const flat = new Float32Array(Uint8Array.from(atob(t.z.bdata), c => c.charCodeAt(0)).buffer);
-        return Array.from({length: n}, (_, i) => Array.from(flat.slice(i * n, (i + 1) * n)));
-    }))"""
-
-
 def test_gpt_page_types_a_prompt_and_draws_the_causal_map(server, page, shot_dir):
     """Type a prompt as a user does; the zoomed map is the new prompt's, with exactly zero weight on
     every future token (the causal mask), and its rows sum to 1."""
@@ -178,24 +174,14 @@ def test_gpt_page_types_a_prompt_and_draws_the_causal_map(server, page, shot_dir
     text = "for key, value in items.items():\n    print(key, value)\n"
     model, _, tokenizer = gpt.load()
     n = len(gpt.prepare(tokenizer, text, model.cfg.max_len).ids)
-    type_prompt(page, text, f"({SQUARE_MAPS})({n}).length > 0")
-    (weights,) = page.evaluate(f"({SQUARE_MAPS})({n})")
+    type_prompt(page, text, f"({VIEW_JS})('gpt_model')?.shown?.length === {n * n}")
+    weights = np.array(view_state(page, "gpt_model")["shown"]).reshape(n, n)  # the zoomed map drawn
     for i, row in enumerate(weights):
         assert all(w == 0 for w in row[i + 1 :]), i  # the future: exactly zero
         assert abs(sum(row) - 1) < 1e-4, i
     shot(page, shot_dir, "gpt")
 
 
-# Every drawn heatmap of n rows (any number of columns), decoded as above: (columns, rows).
-ROWS_MAPS = """n => [...document.querySelectorAll('.js-plotly-plot')]
-    .filter(p => p.querySelector('.main-svg')) // drawn, not only sent
-    .flatMap(p => (p.data || []).filter(t => t.type === 'heatmap' && t.z && t.z.dtype === 'f4')
-    .filter(t => t.z.shape.replace(/ /g, '').startsWith(`${n},`))
-    .map(t => {
-        const flat = new Float32Array(Uint8Array.from(atob(t.z.bdata), c => c.charCodeAt(0)).buffer);
-        const k = flat.length / n;
-        return [k, Array.from({length: n}, (_, i) => Array.from(flat.slice(i * k, (i + 1) * k)))];
-    }))"""
 METRIC = """label => [...document.querySelectorAll('[data-testid=stMetric]')]
     .filter(m => m.innerText.startsWith(label))
     .map(m => m.querySelector('[data-testid=stMetricValue]').innerText.trim())[0] ?? null"""
@@ -214,10 +200,10 @@ def test_llm_page_types_a_prompt_and_draws_a_generated_tokens_attention(server, 
     page.set_viewport_size({"width": 1400, "height": 1000})
     picked = {"llm_view": "Attention", "llm_layer": f"L{layer}", "llm_head": f"H{head}"}
     page.goto(f"{url}/llm?" + urlencode(picked))
-    settle(page, charts=2)  # the first load of the page loads the model in the server
+    settle(page)  # the first load of the page loads the model in the server
     no_exception(page)
     assert page.evaluate(METRIC, "Next token") == "␣Paris"  # the default prompt's
-    type_prompt(page, text, f"({METRIC})('Next token') === {expected!r}")
+    type_prompt(page, text, f"({METRIC})('Next token') === {expected!r}", charts=1)
     assert page.evaluate(METRIC, "Tokens read") == str(len(prompt.ids))
     assert "llm_prompt=The+capital+of+Japan+is" in page.url
     page.get_by_role("tab", name="Generate", exact=True).click()
@@ -231,15 +217,15 @@ def test_llm_page_types_a_prompt_and_draws_a_generated_tokens_attention(server, 
     page.wait_for_timeout(1000)
     settle(page, charts=0)  # nothing drawn in this tab before a generation
     page.get_by_role("button", name="Generate", exact=True).click()
-    page.wait_for_function(f"({ROWS_MAPS})({new}).length > 0", timeout=120_000)
+    page.wait_for_function(f"({VIEW_JS})('llm_gen_map')?.shown", timeout=120_000)
     settle(page)
     no_exception(page)
     steps = list(llama.generate(loaded, prompt, new_tokens=new, layers=None))
     assert output(page) == steps[-1].text.strip()
     want = llama.generated_attention([g.weights[:, :, -1] for g in steps], layer, head)  # (new, keys)
-    ((keys, drawn),) = page.evaluate(f"({ROWS_MAPS})({new})")
-    assert keys == len(prompt.ids) + new - 1 == want.shape[1]
-    np.testing.assert_allclose(np.array(drawn, np.float32), want, rtol=0, atol=1e-5)
+    assert want.shape[1] == len(prompt.ids) + new - 1
+    drawn = np.array(view_state(page, "llm_gen_map")["shown"], np.float32).reshape(new, -1)
+    np.testing.assert_allclose(drawn, want, rtol=0, atol=1e-5)
     np.testing.assert_allclose(np.array(drawn).sum(1), 1, atol=1e-4)  # each row: one softmax over its keys
     shot(page, shot_dir, "llm")
 

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 import models.llama
 from models.attention import Interventions
 from runners import llama
-from tests.helpers import array, chart, open_app
+from tests.helpers import open_app, sent, sent_maps
 from views.inputs import md_escape
 
 PAGE = "app_pages/llm.py"
@@ -64,8 +64,10 @@ def test_the_picked_layer_and_head_is_the_map_drawn(loaded):
     at.selectbox(key="llm_layer").set_value(3)
     ok(at.selectbox(key="llm_head").set_value(5).run())
     run = llama.run(loaded, llama.prepare(loaded, llama.EXAMPLE))
-    drawn = array(chart(at, "llm_map")["data"][0]["z"]).reshape(run.maps["self"].weights.shape[2:])
-    np.testing.assert_array_equal(drawn, run.maps["self"].weights[3, 5])
+    header, exact, _ = sent(at, "llm_map")
+    assert header["state"] == {"layer": 3, "head": 5, "query": None}  # the view starts on the page's pick
+    np.testing.assert_array_equal(exact[3, 5], run.maps["self"].weights[3, 5])  # sent exact: the model's own
+    assert header["exact"][0][:2] == [3, 5]  # and first
     assert any("key/value head **1**" in m.value for m in at.markdown)  # H5 reads K/V head 5 // 3
     assert len(run.kv_heads) == 9 and run.kv_heads[5] == 1
 
@@ -80,10 +82,11 @@ def test_a_long_prompt_keeps_only_the_picked_layer(loaded):
     at.selectbox(key="llm_head").set_value(2)
     view(at, "Attention")
     run = llama.run(loaded, prompt, layers=(7,))
-    drawn = array(chart(at, "llm_map")["data"][0]["z"]).reshape(len(prompt.ids), len(prompt.ids))
-    np.testing.assert_array_equal(drawn, run.maps["self"].weights[0, 2])
+    header, exact, _ = sent(at, "llm_map")
+    assert header["layer_names"] == ["L7"] and header["views"] == ["map"]  # no head view past 128 tokens
+    np.testing.assert_array_equal(exact[0, 2], run.maps["self"].weights[0, 2])
     ok(view(at, "Model view"))
-    assert any("drawn up to 64 tokens" in i.value for i in at.info)
+    assert any("drawn up to 128 tokens" in i.value for i in at.info)
 
 
 def test_each_interventions_row_is_compare_of_the_two_runs(loaded):
@@ -177,12 +180,10 @@ def test_greedy_generation_is_the_runners_and_survives_a_rerun(loaded, monkeypat
     assert at.code[0].value == expected[-1].text
     assert [t[0] for t in at.session_state["llm_generated"]["tokens"]] == [g.id for g in expected]
     rows = [g.weights[:, :, -1] for g in expected]
-    drawn = array(chart(at, "llm_gen_map")["data"][0]["z"])
-    np.testing.assert_array_equal(drawn.reshape(8, -1), llama.generated_attention(rows, 18, 6))
+    np.testing.assert_array_equal(sent_maps(at, "llm_gen_map")[0, 0], llama.generated_attention(rows, 18, 6))
     monkeypatch.setattr(llama, "generate", lambda *a, **k: pytest.fail("regenerated"))
     ok(at.selectbox(key="llm_head").set_value(0).run())  # another head: the same tokens, its rows
-    drawn = array(chart(at, "llm_gen_map")["data"][0]["z"])
-    np.testing.assert_array_equal(drawn.reshape(8, -1), llama.generated_attention(rows, 18, 0))
+    np.testing.assert_array_equal(sent_maps(at, "llm_gen_map")[0, 0], llama.generated_attention(rows, 18, 0))
 
 
 def test_stop_keeps_the_tokens_generated_so_far(loaded, monkeypatch):

@@ -14,7 +14,7 @@ from runners import bert, gpt, transformer
 from runners.projections import diagonal_mass, held_out_means, raw_vs_projected
 from runners.stats import head_statistics
 from tasks import TASKS
-from tests.helpers import open_app, open_view
+from tests.helpers import open_app, open_view, sent_maps
 from views.serving import held_out_examples, load_model
 
 
@@ -183,7 +183,10 @@ def test_pages_show_raw_vs_projected_with_the_runners_numbers(page):
     assert values["… softmax(XXᵀ/√d)"] == f"{expected['raw ÷ √d']:.3f}"
     assert values["… learned head 0"] == f"{expected['head 0']:.3f}"
     assert values["… learned heads, mean"] == f"{expected['heads (mean)']:.3f}"
-    assert sum("proj_map" in c.proto.id for c in app.get("plotly_chart")) == 3
+    result = default_layer0(page)  # the three maps drawn: head 0, softmax(XXᵀ), softmax(XXᵀ/√d), the runner's
+    for i, want in enumerate((result.learned[0], result.raw, result.raw_scaled)):
+        got = sent_maps(app, f"proj_map{i}")[0, 0]
+        np.testing.assert_array_equal(got, want[: got.shape[0], : got.shape[1]])
     assert any("held-out inputs" in m.value for m in app.markdown)
 
 

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from runners.protocol import AttentionMaps
 from runners.registry import FAMILIES
 from runners.stats import head_statistics, to_csv, to_npz
-from tests.helpers import array, chart, grid_panels
+from tests.helpers import sent, sent_maps
 
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
@@ -94,13 +94,10 @@ def test_generic_views_draw_the_models_weights(example):
     at = AppTest.from_function(render_views, args=(name,), default_timeout=120).run()
     assert not at.exception, [e.value for e in at.exception]
     maps = next(iter(run.maps.values()))
-    zoom = array(chart(at, "t_zoom")["data"][0]["z"]).reshape(maps.weights.shape[2:])
-    np.testing.assert_array_equal(zoom, maps.weights[0, 0])
-    if maps.n_layers * maps.n_heads > 1:
-        panels = grid_panels(chart(at, "t_model_view"), maps.n_layers, maps.n_heads)
-        np.testing.assert_array_equal(panels, maps.weights)  # every layer × head panel, the model's own
-    lines = chart(at, "t_head_view")["data"]
-    assert any(t["mode"] == "lines" for t in lines)  # at least one query→key line is drawn
+    for key, views in (("t_model", ["model", "map"]), ("t_heads", ["lines"])):
+        header, _, _ = sent(at, key)
+        assert header["views"] == views and header["queries"] == list(maps.queries)
+        np.testing.assert_array_equal(sent_maps(at, key), maps.weights)  # every layer × head, the model's own
     stats = at.dataframe[0].value
     assert len(stats) == sum(m.n_layers * m.n_heads for m in run.maps.values())
     assert len(at.get("download_button")) == 2

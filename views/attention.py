@@ -1,23 +1,23 @@
 """Generic attention views, written once against `runners.protocol.AttentionMaps`.
 
-Every family that returns maps gets these for free: the model view (layers × heads), the head view
-(lines from queries to keys), per-head statistics, export, and the change an intervention made.
-A view with controls of its own renders inside its own `st.fragment`, so moving one of its
-controls reruns that view alone, not the page.
+Every family that returns maps gets these for free: one map (`heatmap`), the model view (layers ×
+heads with a zoom), the head view (lines from queries to keys) — all three drawn by the one attention
+component (`views/attention_component.py`: looking costs no rerun) — per-head statistics, export,
+and the change an intervention made. A view with controls of its own renders inside its own
+`st.fragment`, so moving one of its controls reruns that view alone, not the page.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import streamlit as st
 
 from runners.protocol import AttentionMaps, AttentionRun
 from runners.stats import head_statistics, mean_entropy, to_csv, to_npz
-from views.inputs import token_key
-from viz.heatmaps import attention_heatmap, head_grid
-from viz.lines import head_lines
+from views.attention_component import VIEWS, attention_maps
 
 
 def heatmap(
@@ -29,75 +29,49 @@ def heatmap(
     title: str = "",
     axes: tuple[str, str] = ("query", "key"),
     value_name: str = "w",
-    plot_config=None,
     annotate: bool = False,
     **gold,
-):
-    """One layer's and head's (Tq, Tk) weights with exact values on hover (``gold``: link cells;
-    ``annotate``: each value written in its cell too)."""
-    fig = attention_heatmap(
-        maps.weights[layer, head],
-        maps.queries,
-        maps.keys,
-        title=title or maps.title,
-        row_title=axes[0],
-        col_title=axes[1],
-        value_name=value_name,
-        annotate=annotate,
-        **gold,
-    )
-    st.plotly_chart(fig, key=key, config=plot_config)
+) -> None:
+    """One layer's and head's (Tq, Tk) weights with exact values on hover, zoom and pan (``gold``:
+    ``gold_sure``/``gold_possible`` cells marked; ``annotate``: numbers in cells from the start)."""
+    one = replace(maps, weights=maps.weights[layer : layer + 1, head : head + 1])
+    attention_maps(one, key, views=("map",), in_url=False, title=title or maps.title, axes=axes,
+                   value_name=value_name, numbers=annotate, layer_names=[f"L{layer}"],
+                   head_names=[f"H{head}"], **gold)  # fmt: skip
 
 
-def _pick(column, label: str, n: int, key: str, index: int = 0) -> int:
-    """A layer or head picker; nothing to pick (and no widget) when there is only one."""
-    return column.selectbox(label, range(n), index=index, key=key) if n > 1 else 0
+@st.fragment
+def explorer(
+    maps: AttentionMaps,
+    key: str,
+    views: Sequence[str] = VIEWS,
+    *,
+    layer: int | None = None,
+    head: int | None = None,
+    **labels,
+) -> None:
+    """The attention component on ``maps``: any of the model view, one map and the head view. It
+    starts at ``layer``/``head`` where the page picks them (and follows the page's pick when it
+    changes), else at the view kept in the URL. In a fragment: a map that was not sent exact reruns
+    only this view. ``labels``: `views.attention_component.payload`'s."""
+    attention_maps(maps, key, views=views, layer=layer, head=head, in_url=layer is None, **labels)
 
 
-def model_view(maps: AttentionMaps, key: str, *, height_per_row: int = 200, plot_config=None) -> None:
-    """Layers × heads thumbnails, then one head zoomed. The thumbnails are drawn outside the zoom's
-    fragment: picking another head reruns and redraws only the zoom, never the (large) grid."""
+def model_view(maps: AttentionMaps, key: str, **start) -> None:
+    """Every layer × head as a thumbnail; click one (or use the arrow keys) to zoom into its map,
+    exact values on hover. All in the browser: no rerun."""
     if maps.n_layers * maps.n_heads > 1:
-        st.markdown("**Model view** — every layer × head (hover for exact weights); zoom into one below:")
-        grid = head_grid(
-            maps.weights,
-            maps.queries,
-            maps.keys,
-            row_names=[f"L{i}" for i in range(maps.n_layers)],
-            col_names=[f"H{h}" for h in range(maps.n_heads)],
-            height_per_row=height_per_row,
+        st.markdown(
+            "**Model view** — every layer × head, each on its own colour scale; click one (or use the "
+            "arrow keys) to zoom, hover the zoomed map for exact weights:"
         )
-        st.plotly_chart(grid, key=f"{key}_model_view", config=plot_config)
-    zoom(maps, key, plot_config=plot_config)
+    explorer(maps, f"{key}_model", ("model", "map"), **start)
 
 
-@st.fragment
-def zoom(maps: AttentionMaps, key: str, *, plot_config=None) -> None:
-    """One layer's and head's map, picked by select boxes, with exact values on hover."""
-    layer_column, head_column = st.columns(2)
-    layer = _pick(layer_column, "Zoom: layer", maps.n_layers, f"{key}_mv_layer")
-    head = _pick(head_column, "Zoom: head", maps.n_heads, f"{key}_mv_head")
-    title = f"{maps.title}: layer {layer} · head {head}"
-    heatmap(maps, layer, head, f"{key}_zoom", title=title, plot_config=plot_config)
-
-
-@st.fragment
-def head_view(maps: AttentionMaps, key: str, *, plot_config=None) -> None:
-    """BertViz-style lines from each query to the keys it attends to, one colour per head."""
-    layer_column, heads_column, query_column = st.columns([1, 3, 2])
-    layer = _pick(layer_column, "Layer", maps.n_layers, f"{key}_hv_layer")
-    heads = list(range(maps.n_heads))
-    if maps.n_heads > 1:
-        heads = heads_column.multiselect("Heads (toggle)", heads, default=heads, key=f"{key}_hv_heads")
-    query = query_column.selectbox(
-        "Only lines from query",
-        [None, *range(len(maps.queries))],
-        format_func=lambda i: "all queries" if i is None else f"{i}: {maps.queries[i]}",
-        key=token_key(f"{key}_hv_query", maps.queries),
-    )
-    fig = head_lines(maps.weights[layer], maps.queries, maps.keys, heads, query=query)
-    st.plotly_chart(fig, key=f"{key}_head_view", config=plot_config)
-    st.caption("Left: queries; right: keys. Line opacity ∝ weight (≥ 0.05 drawn).")
+def head_view(maps: AttentionMaps, key: str, **start) -> None:
+    """BertViz-style lines from each query to the keys it attends to, one colour per head: toggle
+    heads, hover a query (or pick one) for its lines alone."""
+    explorer(maps, f"{key}_heads", ("lines",), **start)
 
 
 def statistics(
@@ -119,6 +93,11 @@ def statistics(
         for row in head_statistics(maps, held_out.get(name, {}).get("layers"))
     ]
     st.dataframe(rows, hide_index=True, key=f"{key}_stats")
+
+
+def _pick(column, label: str, n: int, key: str, index: int = 0) -> int:
+    """A layer or head picker; nothing to pick (and no widget) when there is only one."""
+    return column.selectbox(label, range(n), index=index, key=key) if n > 1 else 0
 
 
 @st.fragment

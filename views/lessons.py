@@ -11,10 +11,12 @@ import torch
 from models.attention import Interventions, MultiHeadAttention
 from models.checkpoints import ASSETS, CheckpointError, CheckpointFileMissing, checkpoint_name, read_json
 from models.positions import sinusoids
+from runners.protocol import AttentionMaps
 from views import cards
+from views.attention import model_view
 from views.serving import cached, card
 from viz.charts import lines
-from viz.heatmaps import head_grid, matrix_heatmap
+from viz.heatmaps import matrix_heatmap
 from viz.sweeps import lr_sweep
 
 transformer_run = cached("transformer", "run")
@@ -326,15 +328,7 @@ def playground() -> None:
         f"{h}×{n}×{d_k} → scores QKᵀ per head: {h}×{n}×{n} → softmax → ×V: {h}×{n}×{d_k} → "
         f"concat: {n}×{d} → × W_O ({d}×{d}): {n}×{d}."
     )
-    shown = min(h, 8)
-    grid = head_grid(
-        trace.heads.weights.numpy()[:, :shown],
-        tokens,
-        tokens,
-        row_names=["random"],
-        col_names=[f"H{i}" for i in range(shown)],
-        height_per_row=260,
-    )
-    st.plotly_chart(grid, key="tf_pg_grid")
-    if h > shown:
-        st.caption(f"First {shown} of {h} heads shown.")
+    weights = trace.heads.weights.numpy()  # (1, h, n, n)
+    heads = AttentionMaps(title="random weights", weights=weights, queries=tuple(tokens), keys=tuple(tokens),
+                          special_keys=np.zeros(len(tokens), dtype=bool))  # fmt: skip
+    model_view(heads, "tf_pg_grid", layer=0, head=0, layer_names=["random"])

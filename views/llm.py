@@ -17,14 +17,16 @@ from models.llama import BLOCK
 from runners import llama, llama_analysis, llama_importance
 from runners.importance import CARD_KEY
 from runners.projections import RawVsProjected
+from runners.protocol import AttentionMaps
 from tasks import probes
 from views import circuits as circuit_views
 from views import importance_tabs
 from views import projections as projection_view
+from views.attention import model_view
 from views.inputs import md_escape
 from views.serving import cached
 from viz.charts import lines
-from viz.heatmaps import head_grid, matrix_heatmap
+from viz.heatmaps import matrix_heatmap
 from viz.rope import gqa_diagram, rope_pairs, rope_score
 
 FAMILY = "llm"  # SmolLM2's name in runners/registry.py: its served calls are found under it
@@ -89,10 +91,11 @@ def gqa_view(loaded: llama.Loaded, run: llama.LlamaRun, layer: int, head: int) -
     tokens = [run.inputs[i] for i in shown]
     st.markdown(f"**Layer {layer}, K/V head {kv}: its {len(group)} query heads side by side** (same keys, "
                 "own queries).")  # fmt: skip
-    fig = head_grid(weights[:, shown][:, :, shown][None], tokens, tokens, row_names=[f"L{layer}"],
-                    col_names=[f"H{h}" + (" (picked)" if h == head else "") for h in group],
-                    height_per_row=380)  # fmt: skip
-    st.plotly_chart(fig, key="llm_gqa_group")
+    maps = AttentionMaps(title=f"layer {layer}, K/V head {kv}", weights=weights[:, shown][:, :, shown][None],
+                         queries=tuple(tokens), keys=tuple(tokens),
+                         special_keys=np.zeros(len(tokens), dtype=bool))  # fmt: skip
+    model_view(maps, "llm_gqa_group", layer=0, head=group.index(head) if head in group else 0,
+               layer_names=[f"L{layer}"], head_names=[f"H{h}" for h in group])  # fmt: skip
 
 
 # --- RoPE on real numbers -------------------------------------------------------------------------

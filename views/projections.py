@@ -13,7 +13,9 @@ import numpy as np
 import streamlit as st
 
 from runners.projections import RawVsProjected
-from viz.heatmaps import attention_heatmap, matrix_heatmap
+from runners.protocol import AttentionMaps
+from views.attention import heatmap
+from viz.heatmaps import matrix_heatmap
 
 EXPLAIN = (
     "Without W_Q and W_K a row can only be scored by its raw vector: $x_i \\cdot x_j$. A vector "
@@ -70,9 +72,8 @@ def comparison(result: RawVsProjected, key: str, *, held_out: Mapping | None = N
         f"softmax(XXᵀ/√{d})": result.raw_scaled[cut],
     }
     for i, (column, (title, weights)) in enumerate(zip(st.columns(3), maps.items(), strict=True)):
-        fig = attention_heatmap(weights, tokens, tokens, title=title, row_title="query",
-                                col_title="key", value_name="w")  # fmt: skip
-        column.plotly_chart(fig, key=f"{key}_proj_map{i}")
+        with column:
+            heatmap(AttentionMaps.single(title, weights, tokens, tokens), 0, 0, f"{key}_proj_map{i}")
     st.markdown(
         f"**The output** $X' = \\mathrm{{softmax}}(XX^\\top)X$ ({len(result.tokens)} × {d}): each row's "
         f"cosine with its own input row is **{result.self_similarity:.3f}** on average "

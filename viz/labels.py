@@ -6,7 +6,6 @@ import html
 from collections.abc import Sequence
 
 SCALE = "Viridis"
-SURE_COLOUR, POSSIBLE_COLOUR = "#ff4b4b", "#ffb000"
 
 
 def token_labels(tokens: Sequence[str]) -> list[str]:

@@ -1,4 +1,5 @@
-"""Pure line and overlay figures: the head view's query→key lines, attention over an image."""
+"""Pure overlay figures: attention over an image (the head view's lines are drawn by the attention
+component, views/attention_component.py)."""
 
 from __future__ import annotations
 
@@ -8,92 +9,6 @@ import numpy as np
 import plotly.graph_objects as go
 
 from viz.labels import token_labels
-
-HEAD_COLOURS = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
-    "#393b79",
-    "#637939",
-)
-
-
-def head_lines(
-    weights: np.ndarray,
-    queries: Sequence[str],
-    keys: Sequence[str],
-    heads: Sequence[int],
-    *,
-    query: int | None = None,
-    threshold: float = 0.05,
-    opacity_bins: int = 4,
-) -> go.Figure:
-    """BertViz-style head view: tokens in two columns (queries left, keys right), a line from query i
-    to key j for each shown head whose weight is ≥ ``threshold``, more opaque the larger the weight.
-
-    weights (h, Tq, Tk). ``query`` shows only that query's lines. Lines are grouped by head and by
-    weight bin (one trace each) because a Plotly trace has one opacity.
-    """
-    w = np.asarray(weights, dtype=np.float32)
-    traces = []
-    shown = range(len(queries)) if query is None else [query]
-    edges = np.linspace(threshold, 1.0, opacity_bins + 1)
-    for h in heads:
-        colour = HEAD_COLOURS[h % len(HEAD_COLOURS)]
-        first = True
-        for b in range(opacity_bins):
-            lo, hi = edges[b], edges[b + 1] + (1e-6 if b == opacity_bins - 1 else 0)
-            xs, ys = [], []
-            for i in shown:
-                for j in np.nonzero((w[h, i] >= lo) & (w[h, i] < hi))[0]:
-                    xs += [0, 1, None]
-                    ys += [i, int(j), None]
-            if xs:
-                traces.append(
-                    go.Scatter(
-                        x=xs,
-                        y=ys,
-                        mode="lines",
-                        line=dict(color=colour, width=2),
-                        opacity=0.15 + 0.85 * (b + 1) / opacity_bins,
-                        hoverinfo="skip",
-                        name=f"head {h}",
-                        legendgroup=f"h{h}",
-                        showlegend=first,
-                    )
-                )
-                first = False
-    for x, anchor, tokens in ((0, "left", queries), (1, "right", keys)):  # queries left, keys right
-        n = len(tokens)
-        traces.append(
-            go.Scatter(
-                x=[x] * n,
-                y=list(range(n)),
-                mode="text",
-                text=token_labels(tokens),
-                textposition=f"middle {anchor}",
-                hovertemplate="%{y}: %{text}<extra></extra>",
-                showlegend=False,
-                textfont=dict(
-                    size=12, color=["#d62728" if query == i and x == 0 else "#222" for i in range(n)]
-                ),
-            )
-        )
-    layout = dict(
-        xaxis=dict(visible=False, range=[-0.8, 1.8]),
-        yaxis=dict(visible=False, autorange="reversed"),
-        height=max(300, 22 * max(len(queries), len(keys)) + 80),
-        margin=dict(l=10, r=10, t=30, b=10),
-        legend=dict(orientation="h", y=-0.02, yanchor="top"),
-    )
-    return go.Figure(traces, layout=layout)
 
 
 def attention_overlay(

@@ -1,0 +1,94 @@
+"""The attention component's data (views/attention_component.py): what the browser draws and shows on
+hover is the model's float32 maps, bit for bit; what does not fit the budget goes as thumbnails; a
+view in the URL is read back or dropped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from runners.protocol import AttentionMaps
+from views.attention_component import BUDGET, THUMB_SIDE, View, payload, thumbnails, unpack
+
+
+def maps_of(n_layers: int, n_heads: int, t: int, tokens=None, seed: int = 0) -> AttentionMaps:
+    rng = np.random.default_rng(seed)
+    w = rng.random((n_layers, n_heads, t, t), dtype=np.float32) ** 6
+    w /= w.sum(-1, keepdims=True)
+    labels = tuple(tokens or (f"t{i}" for i in range(t)))
+    return AttentionMaps("self", w, labels, labels, np.zeros(t, dtype=bool))
+
+
+def test_a_small_run_goes_whole_and_exact():
+    maps = maps_of(2, 4, 9, tokens=["</script>", "<b>x</b>", "🎉", "a\nb", '"q"', " ", "é", "日本", "[CLS]"])
+    header, exact, thumbs = unpack(payload(maps, View(1, 2, 3), title="mine", axes=("output", "source")))
+    assert thumbs is None and len(exact) == 8  # everything exact: no thumbnails needed
+    for (layer, head), w in exact.items():
+        np.testing.assert_array_equal(w, maps.weights[layer, head])  # bit for bit
+    assert header["queries"] == list(maps.queries)  # hostile and non-ASCII tokens survive as text
+    assert header["state"] == {"layer": 1, "head": 2, "query": 3}
+    assert (header["title"], header["axes"]) == ("mine", ["output", "source"])
+    assert header["exact"][0][:2] == [1, 2]  # the shown map first
+
+
+def test_an_llm_sized_run_stays_in_budget_with_the_shown_layer_exact():
+    maps = maps_of(30, 9, 128)  # SmolLM2 at 128 tokens: 17.7 MB as float32
+    data = payload(maps, View(12, 4))
+    assert len(data) <= 2_000_000  # the issue's bound per run
+    header, exact, thumbs = unpack(data)
+    assert {(12, h) for h in range(9)} <= set(exact)  # the shown layer, every head
+    assert len(exact) * 128 * 128 * 4 <= BUDGET
+    layers = {layer for layer, _ in exact}
+    assert layers == set(range(min(layers), max(layers) + 1)) and 12 in layers  # the nearest layers next
+    for (layer, head), w in exact.items():
+        np.testing.assert_array_equal(w, maps.weights[layer, head])
+    assert thumbs.shape == (30, 9, THUMB_SIDE, THUMB_SIDE)
+    np.testing.assert_array_equal(thumbs, thumbnails(maps.weights))
+
+
+def test_a_requested_map_comes_first_whatever_the_view():
+    maps = maps_of(30, 9, 128)
+    header, exact, _ = unpack(payload(maps, View(0, 0), requested=(27, 8)))
+    assert header["exact"][0][:2] == [27, 8] and (27, 0) in exact
+    np.testing.assert_array_equal(exact[27, 8], maps.weights[27, 8])
+
+
+def test_one_map_over_the_budget_is_still_sent():
+    maps = maps_of(1, 2, 700)  # 1.96 MB a map
+    _, exact, thumbs = unpack(payload(maps, View(0, 1)))
+    assert set(exact) == {(0, 1)} and thumbs.shape == (1, 2, THUMB_SIDE, THUMB_SIDE)
+
+
+def test_thumbnails_are_each_blocks_largest_weight_scaled_to_the_maps_own():
+    w = np.zeros((1, 2, 5, 4), np.float32)
+    w[0, 0, 4, 3], w[0, 0, 0, 0], w[0, 1, 2, 1] = 0.8, 0.2, 0.5
+    small = thumbnails(w, side=2)  # rows 0-2 | 3-4, columns 0-1 | 2-3 (cell r → r·2 // 5)
+    np.testing.assert_array_equal(small[0, 0], [[64, 0], [0, 255]])  # 0.2 / 0.8 · 255 = 63.75 → 64
+    np.testing.assert_array_equal(small[0, 1], [[255, 0], [0, 0]])
+    assert thumbnails(np.zeros((1, 1, 3, 3), np.float32)).max() == 0  # an all-zero map stays dark
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2.3.", View(2, 3, None)),
+        ("2.3.7", View(2, 3, 7)),
+        ("2.3.99", View(2, 3, None)),  # a query past the end is dropped, the rest kept
+        ("9.0.", None),  # no layer 9
+        ("1.9.", None),
+        ("-1.0.", None),
+        ("a.b.c", None),
+        ("", None),
+        (None, None),
+        ("1.2", None),
+        ("1.2.3.4", None),
+        ("１.２.", None),  # full-width digits are not ours
+    ],
+)
+def test_a_view_in_the_url_is_read_back_or_dropped(text, expected):
+    assert View.parse(text, maps_of(3, 4, 10)) == expected
+
+
+def test_a_payload_of_something_else_is_refused():
+    with pytest.raises(ValueError, match="not an attention payload"):
+        unpack(b"PNG\x00" + bytes(20))
