@@ -2,8 +2,8 @@
 
 `start_server` launches a script on a free loopback port and waits until it is healthy;
 `LOADED_JS` (for `page.evaluate(LOADED_JS, max_ms)`) waits until the script is idle and the first
-chart (or data grid) is painted, and returns the page's performance.now() then. Used by
-`bench_browser.py` (load and click timings) and `bench_soak.py` (many sessions for minutes).
+chart (a data grid, or an attention component) is painted, and returns the page's performance.now()
+then. Used by `bench_browser.py` (load and click timings) and `bench_soak.py` (many sessions for minutes).
 """
 
 from __future__ import annotations
@@ -19,21 +19,23 @@ from pathlib import Path
 CHROMIUM, BROWSER_ARGS = "/usr/bin/chromium", ["--no-sandbox", "--disable-dev-shm-usage"]
 
 # The first chart painted — or, on a page whose first view is a table (the GPT's next tokens), the
-# first data grid drawn.
+# first data grid drawn; or an attention component that has drawn (its root's data-drawn stamp).
 PAINTED = ".js-plotly-plot .main-svg, [data-testid=stDataFrame] canvas"
+DRAWN = """[...document.querySelectorAll('[data-testid=stBidiComponentIsolated]')]
+    .some(h => h.shadowRoot?.querySelector('.ae[data-drawn]'))"""
 LOADED_JS = """async (maxMs) => {
   const raf2 = () => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
   const idle = () => document.querySelector('[data-testid=stApp]')
     ?.getAttribute('data-test-script-state') === 'notRunning';
   for (;;) {
-    if (idle() && document.querySelector(PAINTED)) break;
+    if (idle() && (document.querySelector(PAINTED) || DRAWN)) break;
     if (idle() && document.querySelector('[data-testid=stException]')) throw new Error('the page raised');
     if (performance.now() > maxMs) throw new Error('no chart painted in time');
     await new Promise(r => requestAnimationFrame(r));
   }
   await raf2();
   return performance.now();
-}""".replace("PAINTED", repr(PAINTED))
+}""".replace("PAINTED", repr(PAINTED)).replace("DRAWN", DRAWN)
 
 
 def start_server(script: Path, log: Path, procs: list[subprocess.Popen]) -> tuple[str, float]:

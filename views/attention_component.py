@@ -6,11 +6,12 @@ layer, head or query, a head toggled, a hover, a zoom, the arrow keys, PNG expor
 browser; the server reruns only for what needs the model.
 
 What is sent, once per run (``payload``): the maps as the model's own float32 numbers, the one
-being shown first, then the other heads of its layer, then the nearest layers, until ``BUDGET``
-bytes; when that is not all of them, every head also as a uint8 thumbnail (max-pooled to at most
-``THUMB_SIDE`` cells a side, scaled to its own largest weight): colours only. Picking a map that
-was not sent exact draws its thumbnail at once and asks the server for its numbers (the component's
-``request`` state: a rerun of the enclosing fragment that sends that map first).
+being shown first, then by layer distance and head distance (what the arrow keys reach first: its
+layer, the same head a layer up and down, …), until ``BUDGET`` bytes; when that is not all of
+them, every head also as a uint8 thumbnail (max-pooled to at most ``THUMB_SIDE`` cells a side,
+scaled to its own largest weight): colours only. Picking a map that was not sent exact draws its
+thumbnail at once and asks the server for its numbers (the component's ``request`` state: a rerun
+of the enclosing fragment that sends that map first).
 """
 
 from __future__ import annotations
@@ -103,11 +104,12 @@ class View:
 
 
 def _order(maps: AttentionMaps, at: tuple[int, int]) -> list[tuple[int, int]]:
-    """Every (layer, head), most wanted first: the one at ``at``, the rest of its layer, then the
-    layers nearest to it."""
+    """Every (layer, head), most wanted first: the one at ``at``, then by layer distance and, within
+    it, by head distance — what the arrow keys reach first (the rest of its layer; the same head a
+    layer up and down; …)."""
     layer, head = at
-    near = sorted(range(maps.n_layers), key=lambda i: (abs(i - layer), i))
-    return [(layer, head)] + [(i, h) for i in near for h in range(maps.n_heads) if (i, h) != (layer, head)]
+    cells = [(i, h) for i in range(maps.n_layers) for h in range(maps.n_heads)]
+    return sorted(cells, key=lambda c: (abs(c[0] - layer), abs(c[1] - head), c))
 
 
 def thumbnails(weights: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
