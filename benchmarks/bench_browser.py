@@ -77,6 +77,7 @@ KEYS = ("key:ArrowRight", "key:ArrowDown")  # another head, another layer
 CONTROLS: dict[str, tuple[str, list[Control]]] = {
     "seq2seq": ("/", [
         Control("radio", "Decoding", ("beam", "greedy")), Control("select", "Scoring function"),
+        *(Control("look", "s2s_heatmap", a) for a in ("hover", "zoom")),
         Control("radio", "Input:", ("text", "example")), Control("select", "Example (held-out*"),
         *(Control("tab", t, "Alignment") for t in ("Step inspector", "Teacher forcing", "Bottleneck study")),
         Control("tab", "Statistics & export", "Alignment"),
@@ -98,7 +99,6 @@ CONTROLS: dict[str, tuple[str, list[Control]]] = {
     "bert": ("/bert", [
         Control("check", "Hide [CLS] / [SEP] in the views"), Control("slider", "Temperature on attention*"),
         Control("radio", "Chart camera button saves", ("svg", "png")),
-        Control("select", "Layer", tab="Head view"),  # in an st.fragment
         *(Control("tab", t, "Head view") for t in ("Model view", "Neuron view", "Rollout vs raw")),
         *(Control("tab", t, "Head view") for t in ("Raw vs projected", "Attention vs importance")),
         *(Control("look", "bert_heads", a, tab="Head view") for a in ("select:L5/L0", "chip")),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from runners.protocol import AttentionMaps
-from views.attention_component import BUDGET, THUMB_SIDE, View, payload, thumbnails, unpack
+from views.attention_component import BUDGET, PREVIEW_SIDE, THUMB_SIDE, View, payload, thumbnails, unpack
 
 
 def maps_of(n_layers: int, n_heads: int, t: int, tokens=None, seed: int = 0) -> AttentionMaps:
@@ -92,3 +92,12 @@ def test_a_view_in_the_url_is_read_back_or_dropped(text, expected):
 def test_a_payload_of_something_else_is_refused():
     with pytest.raises(ValueError, match="not an attention payload"):
         unpack(b"PNG\x00" + bytes(20))
+
+
+def test_the_head_view_gets_whole_layers_and_small_previews():
+    maps = maps_of(30, 9, 128)  # the head view draws every head of a layer: the next layer comes whole
+    data = payload(maps, View(18, 6), views=("map", "lines"))
+    assert len(data) <= 2_000_000
+    _, exact, thumbs = unpack(data)
+    assert {(layer, h) for layer in (18, 19) for h in range(9)} <= set(exact)
+    assert thumbs.shape == (30, 9, PREVIEW_SIDE, PREVIEW_SIDE)  # no model view: thumbnails are previews

@@ -8,8 +8,9 @@ browser; the server reruns only for what needs the model.
 What is sent, once per run (``payload``): the maps as the model's own float32 numbers, the one
 being shown first, then by layer distance and head distance (what the arrow keys reach first: its
 layer, the same head a layer up and down, …), until ``BUDGET`` bytes; when that is not all of
-them, every head also as a uint8 thumbnail (max-pooled to at most ``THUMB_SIDE`` cells a side,
-scaled to its own largest weight): colours only. Picking a map that was not sent exact draws its
+them, every head also as a uint8 thumbnail (max-pooled to at most ``THUMB_SIDE`` cells a side in
+the model view, ``PREVIEW_SIDE`` elsewhere; scaled to its own largest weight; counted in the
+budget): colours only. Picking a map that was not sent exact draws its
 thumbnail at once and asks the server for its numbers (the component's ``request`` state: a rerun
 of the enclosing fragment that sends that map first).
 """
@@ -29,8 +30,9 @@ import streamlit as st
 from runners.protocol import AttentionMaps
 
 MAGIC = b"AEX1"
-BUDGET = 1_400_000  # bytes of exact float32 maps a run sends at most (beyond the one shown)
-THUMB_SIDE = 40  # thumbnail cells a side at most (SmolLM2 at 128 tokens: 270 × 40² = 432 kB)
+BUDGET = 1_900_000  # bytes a run sends at most, thumbnails included (beyond the one map shown)
+THUMB_SIDE = 40  # thumbnail cells a side at most in the model view (SmolLM2: 270 × 40² = 432 kB)
+PREVIEW_SIDE = 20  # … where thumbnails are only a map's preview until its numbers come
 VIEWS = ("model", "map", "lines")
 
 _HTML = """
@@ -103,12 +105,15 @@ class View:
         return cls(layer, head, query if query is None or query < len(maps.queries) else None)
 
 
-def _order(maps: AttentionMaps, at: tuple[int, int]) -> list[tuple[int, int]]:
+def _order(maps: AttentionMaps, at: tuple[int, int], whole_layers: bool) -> list[tuple[int, int]]:
     """Every (layer, head), most wanted first: the one at ``at``, then by layer distance and, within
     it, by head distance — what the arrow keys reach first (the rest of its layer; the same head a
-    layer up and down; …)."""
+    layer up and down; …). ``whole_layers`` (the head view draws every head of a layer): the layer
+    below whole before the layer above."""
     layer, head = at
     cells = [(i, h) for i in range(maps.n_layers) for h in range(maps.n_heads)]
+    if whole_layers:
+        return sorted(cells, key=lambda c: (abs(c[0] - layer), c[0] < layer, abs(c[1] - head), c))
     return sorted(cells, key=lambda c: (abs(c[0] - layer), abs(c[1] - head), c))
 
 
@@ -147,19 +152,21 @@ def payload(
     header, then the exact maps (float32, C order) and the thumbnails (uint8). ``unpack`` reads it."""
     weights = np.ascontiguousarray(maps.weights, dtype=np.float32)
     n_layers, n_heads, tq, tk = weights.shape
-    size = tq * tk * 4
+    size, side = tq * tk * 4, THUMB_SIDE if "model" in views else PREVIEW_SIDE
+    small = None if weights.nbytes <= budget else thumbnails(weights, side)  # all exact, or thumbnails too
+    budget -= 0 if small is None else small.nbytes
     exact, blocks, offset = [], [], 0
     # What the component last asked for is what it shows now (a fragment rerun does not see the URL
     # it wrote), so it comes first; else the first view.
-    for i, (layer, head) in enumerate(_order(maps, requested or (view.layer, view.head))):
+    at = requested or (view.layer, view.head)
+    for i, (layer, head) in enumerate(_order(maps, at, whole_layers="lines" in views)):
         if i and offset + size > budget:  # the first map goes whatever its size
             break
         exact.append([layer, head, offset])
         blocks.append(weights[layer, head].tobytes())
         offset += size
     thumbs = None
-    if len(exact) < n_layers * n_heads:
-        small = thumbnails(weights)
+    if small is not None:
         thumbs = {"offset": offset, "rows": small.shape[2], "cols": small.shape[3]}
         blocks.append(small.tobytes())
     sure = {tuple(c) for c in gold_sure}
@@ -172,7 +179,7 @@ def payload(
         "state": {"layer": view.layer, "head": view.head, "query": view.query},
         "axes": list(axes), "value_name": value_name, "numbers": numbers, "url": url, "file_stem": file_stem,
         "gold": {"sure": sorted(sure), "possible": sorted({tuple(c) for c in gold_possible} - sure)},
-        "exact": exact, "thumbs": thumbs, "thumb_side": THUMB_SIDE,
+        "exact": exact, "thumbs": thumbs, "thumb_side": side,
     }  # fmt: skip
     text = json.dumps(header, ensure_ascii=False).encode()
     text += b" " * (-(len(MAGIC) + 4 + len(text)) % 4)  # the blocks start 4-byte aligned
