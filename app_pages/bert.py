@@ -30,6 +30,7 @@ WINDOW = 64  # tokens shown at once in the matrix views; longer inputs get a win
 
 bert_run, bert_neuron_layer = cached("bert", "run"), cached("bert", "neuron_layer")
 bert_projections, bert_pair_similarity = cached("bert", "projections"), cached("bert", "pair_similarity")
+bert_value_weighted = cached("bert", "value_weighted")
 page_header(__doc__)
 
 # --- Checkpoint and input -------------------------------------------------------------------------
@@ -185,6 +186,16 @@ def rollout_view() -> None:
     )
 
 
+@st.fragment
+def value_weighted_view() -> None:
+    """Kobayashi et al. 2020 on this very model: [CLS] and [SEP] take attention, but move little."""
+    layer = st.selectbox("Layer", range(cfg.num_hidden_layers), key="bert_vw_layer")
+    weights, norms = bert_value_weighted(folder, text_a, text_b, interventions, layer)
+    cut = np.ix_(range(cfg.num_attention_heads), idx, idx)
+    attention.value_weighted(weights[cut], norms[cut], window.keys, "bert_vw", layer=f"L{layer}",
+                             sink=enc.special[idx], sink_name="[CLS]/[SEP]")  # fmt: skip
+
+
 diagonal = (measurements(MEASUREMENTS) or {}).get("diagonal_mass")  # weight on self, held-out means
 # The held-out attention-vs-importance means are of the packaged MiniLM: no card for another checkpoint.
 minilm_card = (measurements(MEASUREMENTS) or {}) if folder == str(default_folder()) else None
@@ -194,6 +205,7 @@ lazy_tabs(
         "Model view": lambda: attention.model_view(window, "bert"),
         "Neuron view": neuron_view,
         "Rollout vs raw": rollout_view,
+        "Value-weighted": value_weighted_view,
         "Raw vs projected": lambda: projection_view.layer_view(
             lambda: bert_projections(folder, text_a, text_b, interventions),
             cfg.num_hidden_layers,

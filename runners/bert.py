@@ -16,6 +16,7 @@ import torch
 from models.attention import NO_INTERVENTION, Interventions, keys_kept
 from models.bert import LoadedBert, default_folder, load_bert, sentence_embedding
 from models.device import pick_device
+from runners.circuits import value_norms
 from runners.projections import RawVsProjected, raw_vs_projected
 from runners.protocol import AttentionMaps, Served, to_numpy
 
@@ -239,6 +240,18 @@ def _served_projections(loaded: LoadedBert, text_a: str, text_b: str | None, iv:
     return projections(loaded, encode(loaded, text_a, text_b), iv)
 
 
+def value_weighted(loaded: LoadedBert, enc: Encoding, layer: int, iv: Interventions = NO_INTERVENTION):
+    """α and ‖α · v W_O‖ of one layer's heads (`runners.circuits.value_norms`): [CLS] and [SEP] take
+    much attention with small value vectors (Kobayashi et al. 2020)."""
+    out, _ = _forward(loaded, enc, iv, True)
+    with torch.inference_mode():
+        return value_norms(out.attentions[layer], loaded.model.layers[layer].attention)
+
+
+def _served_value_weighted(loaded: LoadedBert, a: str, b: str | None, iv: Interventions, layer: int):
+    return value_weighted(loaded, encode(loaded, a, b), layer, iv)
+
+
 def _served_pair_similarity(loaded: LoadedBert, text_a: str, text_b: str, iv: Interventions) -> float:
     return pair_similarity(loaded, encode(loaded, text_a, text_b), text_a, text_b, iv)
 
@@ -253,4 +266,5 @@ SERVED = {
         _served_projections, max_entries=2, spinner="Computing softmax(XXᵀ) for every layer…"
     ),
     "pair_similarity": Served(_served_pair_similarity, max_entries=32, copied=True),
+    "value_weighted": Served(_served_value_weighted, max_entries=4),
 }

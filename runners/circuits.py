@@ -211,17 +211,22 @@ def direct_attribution(model: nn.Module, run: Run, pair: Pair) -> Direct:
 
 
 # --- Value-weighted attention ---------------------------------------------------------------------
+def value_norms(attention, attn: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    """(weights α (h, Tq, Tk), norms ‖α_ij · v_j W_O^h‖ (h, Tq, Tk)) of one layer's trace of the core's
+    `MultiHeadAttention` (Kobayashi et al. 2020): how much of each key actually reaches the head's
+    output, not only how much it is looked at. Any family whose layer is the core's block: the
+    decoders here, BERT (`runners.bert.value_weighted`)."""
+    values = attention.heads.value[0][list(attention.kv_heads) if attention.kv_heads else slice(None)]
+    w_o = attn.w_o.weight.view(attn.d_model, attn.n_heads, attn.d_head)  # (d, h, d_head)
+    moved = torch.einsum("dhk,htk->htd", w_o, values).norm(dim=-1)  # (h, Tk): ‖v_j W_O^h‖
+    weights = attention.heads.weights[0]  # (h, Tq, Tk)
+    return to_numpy(weights), to_numpy(weights * moved[:, None, :])
+
+
 def value_weighted(model: nn.Module, ids: Sequence[int], layer: int, iv: Interventions = NO_INTERVENTION
                    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """(weights α (h, T, T), norms ‖α_ij · v_j W_O^h‖ (h, T, T)) of one layer (Kobayashi et al. 2020):
-    how much of each key actually reaches the head's output, not only how much it is looked at."""
+    """`value_norms` of a decoder's ``layer`` on ``ids``."""
     x = torch.tensor([list(ids)], device=model.unembedding.device)
     with torch.inference_mode():
         _, trace = model(x, iv=iv, return_trace=True, capture="weights")
-        a = trace.attentions[layer]
-        attn = model.blocks[layer].attn
-        values = a.heads.value[0][list(a.kv_heads) if a.kv_heads else slice(None)]  # (h, T, d_head)
-        w_o = attn.w_o.weight.view(attn.d_model, attn.n_heads, attn.d_head)  # (d, h, d_head)
-        moved = torch.einsum("dhk,htk->htd", w_o, values).norm(dim=-1)  # (h, T): ‖v_j W_O^h‖
-        weights = a.heads.weights[0]  # (h, T, T)
-        return to_numpy(weights), to_numpy(weights * moved[:, None, :])
+        return value_norms(trace.attentions[layer], model.blocks[layer].attn)

@@ -7,8 +7,8 @@ import pytest
 
 from models.attention import Interventions
 from models.bert import default_folder, load_bert
-from runners.bert import encode, run
-from tests.helpers import open_app, open_view, sent_maps
+from runners.bert import encode, run, value_weighted
+from tests.helpers import open_app, open_view, sent, sent_maps
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +85,17 @@ def test_export_buttons_and_svg(at):
     assert cfg["toImageButtonOptions"]["format"] == "svg"
     open_view(at, "Export")
     assert len(at.get("download_button")) == 2
+
+
+def test_value_weighted_tab_draws_the_runners_two_maps_per_head(at, bert):
+    open_view(at, "Value-weighted")
+    at.selectbox(key="bert_vw_layer").set_value(2).run()
+    weights, norms = value_weighted(bert, encode(bert, *texts(at)), 2)
+    header, _, _ = sent(at, "bert_vw")
+    assert header["layer_names"] == ["α", "‖α·v·W_O‖"]
+    np.testing.assert_array_equal(sent_maps(at, "bert_vw"), np.stack([weights, norms]))
+    table = at.dataframe[-1].value
+    assert len(table) == 12
+    special = encode(bert, *texts(at)).special
+    on_special = weights[..., special].sum(-1).mean(-1)  # (12,): float32 sums in the view's order too
+    np.testing.assert_allclose(table["attention on [CLS]/[SEP]"], on_special, rtol=1e-6)

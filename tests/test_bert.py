@@ -9,7 +9,7 @@ import torch
 
 from models.attention import Interventions
 from models.bert import default_folder, load_bert
-from runners.bert import encode, neuron_layer, pair_similarity, run
+from runners.bert import encode, neuron_layer, pair_similarity, run, value_weighted
 from runners.stats import rollout
 from tests.helpers import run_together
 
@@ -135,3 +135,23 @@ def test_threads_on_one_shared_bert_get_their_own_maps(ours):
     run_together(work, len(jobs))
     for g, a in zip(got, alone, strict=True):
         assert not isinstance(g, str) and np.array_equal(g, a)
+
+
+def test_value_weighted_norms_are_recomputed_from_the_layers_own_weights(ours):
+    """‖α_ij · v_j W_O^h‖ with v_j = x_j W_Vᵀ + b_V from the hidden state that enters the layer (the
+    trace is not read here), per head's slice of W_O; [CLS] and [SEP] move less than they are looked
+    at (Kobayashi et al. 2020), on this sentence, summed over every head of layer 3."""
+    enc = encode(ours, "The bank raised interest rates again.")
+    weights, norms = value_weighted(ours, enc, 3)
+    attn = ours.model.layers[3].attention
+    with torch.inference_mode():
+        out = ours.model(torch.tensor([enc.ids]), token_type_ids=torch.tensor([enc.type_ids]))
+        v = attn.w_v(out.hidden_states[3])[0].view(len(enc.ids), attn.n_heads, attn.d_head)  # (T, h, d_head)
+        w_o = attn.w_o.weight.view(attn.d_model, attn.n_heads, attn.d_head)
+        moved = torch.stack([v[:, h] @ w_o[:, h].T for h in range(attn.n_heads)]).norm(dim=-1)  # (h, T)
+    np.testing.assert_array_equal(weights, run(ours, enc).weights[3])  # the same forward as the run
+    np.testing.assert_allclose(norms, weights * moved.numpy()[:, None, :], rtol=1e-4, atol=1e-6)
+    special = enc.special
+    looked = weights[..., special].sum(-1).mean()
+    moved_share = (norms[..., special].sum(-1) / norms.sum(-1)).mean()
+    assert moved_share < looked

@@ -10,7 +10,7 @@ from runners import circuits as C
 from runners import gpt
 from runners import patching as P
 from tasks import probes
-from tests.helpers import array, chart, open_app, open_view
+from tests.helpers import array, chart, open_app, open_view, sent, sent_maps
 
 GPT_PAGE = "app_pages/gpt.py"
 
@@ -90,3 +90,17 @@ def test_ablation_names_its_method_and_a_bad_pair_gets_a_message(loaded):
     (clean_box,) = [t for t in app.text_area if t.label == "Clean prompt"]
     clean_box.set_value("   ").run()
     assert not app.exception and app.info
+
+
+def test_value_weighted_attention_draws_the_runners_two_maps(loaded):
+    model, tokenizer = loaded
+    clean, _, _ = preset_pair(tokenizer)
+    app = circuits_tab()
+    app.radio(key="gpt_circ_section").set_value("Value-weighted attention").run()
+    app.number_input(key="gpt_circ_vw_layer").set_value(1).run()
+    weights, norms = C.value_weighted(model, clean, 1)
+    header, _, _ = sent(app, "gpt_circ_vw")
+    assert header["layer_names"] == ["α", "‖α·v·W_O‖"] and header["rows"] == len(clean)
+    np.testing.assert_array_equal(sent_maps(app, "gpt_circ_vw"), np.stack([weights, norms]))
+    shares = app.dataframe[-1].value["attention on the first token"]
+    np.testing.assert_allclose(shares, weights[:, 1:, 0].mean(-1), rtol=1e-6)  # rows with a choice

@@ -74,6 +74,44 @@ def head_view(maps: AttentionMaps, key: str, **start) -> None:
     explorer(maps, f"{key}_heads", ("lines",), **start)
 
 
+def value_weighted(
+    weights: np.ndarray,
+    norms: np.ndarray,
+    tokens: Sequence[str],
+    key: str,
+    *,
+    layer: str,
+    sink: np.ndarray,
+    sink_name: str,
+    rows: slice = slice(None),
+) -> None:
+    """Kobayashi et al. 2020 for every head of one layer: attention α (h, T, T) beside ‖α_ij · v_j W_O‖
+    (what of each key reaches the head's output) as the two rows of one component — ↑/↓ switches
+    between them for the same head — and per head the share each puts on the ``sink`` keys (a (T,)
+    mask: the first token of a decoder, [CLS]/[SEP] in BERT), averaged over the query ``rows``."""
+    labels = tuple(tokens)
+    maps = AttentionMaps(title=f"layer {layer}: α and ‖α·v·W_O‖", weights=np.stack([weights, norms]),
+                         queries=labels, keys=labels, special_keys=np.asarray(sink, bool))  # fmt: skip
+    explorer(maps, key, ("model", "map"), layer=0, head=0, layer_names=["α", "‖α·v·W_O‖"], value_name="value")
+    rows_kept = np.arange(len(tokens))[rows]
+    if not len(rows_kept) or not sink.any():
+        return
+    on_sink = weights[:, rows_kept][..., sink].sum(-1).mean(-1)  # (h,)
+    totals = norms[:, rows_kept].sum(-1)
+    from_sink = norms[:, rows_kept][..., sink].sum(-1)
+    moved = np.divide(from_sink, totals, out=np.zeros_like(totals), where=totals > 0)
+    table = [
+        {"head": h, f"attention on {sink_name}": float(on_sink[h]),
+         f"share of what reaches the output from {sink_name}": float(moved.mean(-1)[h])}
+        for h in range(len(weights))
+    ]  # fmt: skip
+    st.dataframe(table, hide_index=True, key=f"{key}_table")
+    which = "with a choice " if rows != slice(None) else ""
+    st.caption(f"Averaged over the query rows {which}of this input. "
+               f"A head that looks at {sink_name} with a small value vector moves little from it: look at "
+               "‖α v W_O‖, not α alone (Kobayashi et al. 2020).")  # fmt: skip
+
+
 def statistics(
     all_maps: Mapping[str, AttentionMaps], key: str, *, diagonal_mass: Mapping | None = None
 ) -> None:

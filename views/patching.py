@@ -8,11 +8,11 @@ import streamlit as st
 
 from runners import circuits as C
 from runners import patching as P
+from views import attention
 from views import circuit_runs as R
 from views.circuit_runs import Subject
 from views.inputs import md_escape
 from viz.circuits import effect_grid, estimate_vs_exact
-from viz.heatmaps import matrix_heatmap
 
 
 def positions(subject: Subject, ids) -> list[str]:
@@ -178,27 +178,10 @@ def ablation_view(
 
 def value_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float, choice: str) -> None:
     key, model = subject.key, subject.model
-    n_layers, n_heads = len(model.blocks), model.blocks[0].attn.n_heads
-    layer_column, head_column = st.columns(2)
-    layer = layer_column.number_input("Layer", 0, n_layers - 1, 0, key=f"{key}_circ_vw_layer")
-    head = head_column.number_input("Head", 0, n_heads - 1, 0, key=f"{key}_circ_vw_head")
-    weights, norms = R.value_weighted(subject.name, model, clean_ids, int(layer))
+    n_layers = len(model.blocks)
+    layer = int(st.number_input("Layer", 0, n_layers - 1, 0, key=f"{key}_circ_vw_layer"))
+    weights, norms = R.value_weighted(subject.name, model, clean_ids, layer)
+    sink = np.arange(len(clean_ids)) == 0
     labels = positions(subject, clean_ids)
-    shown = (("attention α", "α", weights), ("‖α · v W_O‖: what reaches the output", "‖αvW_O‖", norms))
-    for column, (title, name, values), tag in zip(st.columns(2), shown, ("a", "n"), strict=True):
-        figure = matrix_heatmap(values[head], title=title, x_title="key", y_title="query", value_name=name,
-                                x_labels=labels, y_labels=labels, diverging=False)  # fmt: skip
-        column.plotly_chart(figure, key=f"{key}_circ_vw_{tag}")
-    rows = slice(1, None)  # query rows with a choice (row 0 sees only itself)
-    on_first = float(weights[head, rows, 0].mean()) if len(clean_ids) > 1 else float("nan")
-    norm_share = norms[head, rows].sum(-1)
-    moved_first = (
-        float((norms[head, rows, 0] / np.where(norm_share > 0, norm_share, 1)).mean())
-        if len(clean_ids) > 1
-        else float("nan")
-    )
-    st.caption(
-        f"L{layer} H{head}: {on_first:.0%} of the attention (mean over query rows 1…) goes to the "
-        f"first token, but it makes {moved_first:.0%} of what reaches the output: a sink takes attention "
-        "with a small value vector (Kobayashi et al. 2020: look at ‖α v W_O‖, not α alone)."
-    )
+    attention.value_weighted(weights, norms, labels, f"{key}_circ_vw", layer=f"L{layer}", sink=sink,
+                             sink_name="the first token", rows=slice(1, None))  # fmt: skip
