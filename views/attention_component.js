@@ -345,7 +345,6 @@ export default function (component) {
       ctx.fillText(`${R} × ${C}: zoom in (wheel, +) to read the tokens`, 4, 4);
     }
     ctx.font = "12px sans-serif"; ctx.textAlign = "left"; ctx.textBaseline = "bottom";
-    if (cell >= 9) ctx.fillText(`rows: ${d.axes[0]}`, 2, M.top - 2);
     $(".axes").textContent = `rows: ${d.axes[0]} · columns: ${d.axes[1]}`;
     $(".scale-max").textContent = w ? exact(m) : "…";
     $(".title").textContent = `${d.title}` + (L * H > 1 ? ` — ${d.layer_names[v.layer]} · ${d.head_names[v.head]}` : "");
