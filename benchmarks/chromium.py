@@ -29,7 +29,8 @@ LOADED_JS = """async (maxMs) => {
     ?.getAttribute('data-test-script-state') === 'notRunning';
   for (;;) {
     if (idle() && (document.querySelector(PAINTED) || DRAWN)) break;
-    if (idle() && document.querySelector('[data-testid=stException]')) throw new Error('the page raised');
+    const raised = document.querySelector('[data-testid=stException]');
+    if (idle() && raised) throw new Error('the page raised: ' + raised.innerText.slice(0, 400));
     if (performance.now() > maxMs) throw new Error('no chart painted in time');
     await new Promise(r => requestAnimationFrame(r));
   }
