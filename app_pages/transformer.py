@@ -18,7 +18,7 @@ from models.transformer import BLOCKS, PRESETS
 from runners.stats import mean_entropy
 from runners.transformer import BLOCK_TITLES, FIXED_BATCH, SELF_ATTENTION_BLOCKS, projections
 from tasks.common import Vocab
-from views import attention, importance_tabs, lessons, walkthrough
+from views import attention, encoder_decoder_circuits, importance_tabs, lessons, walkthrough
 from views import interventions as controls
 from views import projections as projection_view
 from views.inputs import source_picker, task_select
@@ -205,6 +205,7 @@ lazy_tabs(
         "Attention vs importance": lambda: importance_tabs.tab(
             "transformer", name, (tuple(src),), model_card
         ),
+        "Circuits": lambda: encoder_decoder_circuits.tab(name, task, tuple(src)),
     },
     key="tf_view",
 )

@@ -8,6 +8,10 @@ Interventions (causal/padding masks off, hidden keys, no 1/sqrt(d_k), temperatur
 no positional encoding) are one frozen `Interventions` value passed per call: a shared cached
 model is never switched into a mode.
 
+Activation patching is an argument too: ``patches`` maps a block (`BLOCKS`) to a `Patch` — a
+``resid_pre`` patch of "encoder" or "decoder_self" writes the stream entering that stack's layers, a
+``head`` patch writes that block's head contexts (`models.patching`).
+
 Free-running decoding is causal by construction (the future does not exist yet), so the causal
 toggle acts on teacher forcing, where the reference is there to peek at.
 """
@@ -15,12 +19,14 @@ toggle acts on teacher forcing, where the reference is there to peek at.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
 
 from models.attention import NO_INTERVENTION, Interventions, MultiHeadAttention, MultiHeadTrace, keys_kept
+from models.patching import Patch
 from models.positions import sinusoids
 from tasks.common import BOS_ID, EOS_ID
 
@@ -98,6 +104,14 @@ class TransformerTrace:
     def alignment(self) -> Tensor:
         """(B, T, S) last cross-attention layer, averaged over heads: the word alignment."""
         return self.cross[-1].heads.weights.mean(1)
+
+
+Patches = Mapping[str, Patch] | None  # block (`BLOCKS`) → what a forward overwrites there
+
+
+def _write(patches: Patches, block: str, layer: int, x: Tensor) -> Tensor:
+    """x (B, T, d) entering ``layer`` of ``block``'s stack, with a ``resid_pre`` patch's positions written."""
+    return x if not patches or block not in patches else patches[block].write("resid_pre", layer, x)
 
 
 class _Layer(nn.Module):
@@ -195,17 +209,27 @@ class Transformer(nn.Module):
         keep = keys_kept(len(src_lens), s_len, hidden=iv.hidden_keys, lengths=lengths, device=device)
         return None if keep.all() else keep[:, None, None, :]
 
-    def encode(self, src: Tensor, src_lens: Tensor, iv: Interventions, trace: bool):
+    def encode(self, src: Tensor, src_lens: Tensor, iv: Interventions, trace: bool, patches: Patches = None):
         mask = self.source_mask(src_lens, src.shape[1], iv, src.device)
         x, traces, layers = self.embed(self.src_emb, src, iv), [], []
         for i, layer in enumerate(self.encoder):
-            kw = iv.attention_kwargs("encoder", i, self.cfg.n_heads, src.device, return_trace=trace)
+            kw = self._kwargs(iv, "encoder", i, x.shape[1], trace, patches)
+            x = _write(patches, "encoder", i, x)
             x, t, _, lt = layer(x, self_mask=mask, kw_self=kw)
             traces.append(t)
             layers.append(lt)
         return self.enc_norm(x), mask, traces, layers
 
-    def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor | None, iv: Interventions, trace: bool):
+    def _kwargs(
+        self, iv: Interventions, block: str, layer: int, t: int, trace: bool, patches: Patches
+    ) -> dict:
+        """`MultiHeadAttention`'s per-call arguments for one block and layer, patched heads included."""
+        kw = iv.attention_kwargs(block, layer, self.cfg.n_heads, self.pe.device, return_trace=trace)
+        heads = None if not patches or block not in patches else patches[block].heads(layer, t)
+        return kw if heads is None else {**kw, "head_values": heads}
+
+    def decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor | None, iv: Interventions, trace: bool,
+               patches: Patches = None):  # fmt: skip
         t_len, dev = tgt_in.shape[1], tgt_in.device
         keep = torch.ones(t_len, t_len, dtype=torch.bool, device=dev)
         if iv.causal:
@@ -214,13 +238,14 @@ class Transformer(nn.Module):
             keep = keep & (tgt_in != 0)[:, None, None, :]  # (B, 1, T, T)
         x, selfs, crosses, layers = self.embed(self.tgt_emb, tgt_in, iv), [], [], []
         for i, layer in enumerate(self.decoder):
+            x = _write(patches, "decoder_self", i, x)
             x, ts, tc, lt = layer(
                 x,
                 self_mask=keep,
                 memory=memory,
                 cross_mask=src_mask,
-                kw_self=iv.attention_kwargs("decoder_self", i, self.cfg.n_heads, dev, return_trace=trace),
-                kw_cross=iv.attention_kwargs("cross", i, self.cfg.n_heads, dev, return_trace=trace),
+                kw_self=self._kwargs(iv, "decoder_self", i, t_len, trace, patches),
+                kw_cross=self._kwargs(iv, "cross", i, t_len, trace, patches),
             )
             selfs.append(ts)
             crosses.append(tc)
@@ -228,10 +253,11 @@ class Transformer(nn.Module):
         return self.out(self.dec_norm(x)), selfs, crosses, layers  # logits (B, T, V)
 
     def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor, *, iv: Interventions = NO_INTERVENTION,
-                return_trace: bool = False):  # fmt: skip
-        """Teacher forcing: tgt_in (B, T) = <s> y_1 … y_{T-1}. Returns (logits (B, T, V), trace)."""
-        memory, src_mask, enc, enc_layers = self.encode(src, src_lens, iv, return_trace)
-        logits, selfs, crosses, dec_layers = self.decode(tgt_in, memory, src_mask, iv, return_trace)
+                return_trace: bool = False, patches: Patches = None):  # fmt: skip
+        """Teacher forcing: tgt_in (B, T) = <s> y_1 … y_{T-1}. Returns (logits (B, T, V), trace).
+        ``patches``: block → `Patch`, overwriting activations per batch row (see the module's docstring)."""
+        memory, src_mask, enc, enc_layers = self.encode(src, src_lens, iv, return_trace, patches)
+        logits, selfs, crosses, dec_layers = self.decode(tgt_in, memory, src_mask, iv, return_trace, patches)
         if not return_trace:
             return logits, None
         return logits, TransformerTrace(

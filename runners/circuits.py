@@ -15,7 +15,7 @@ scale the run computed (direct attribution), and gradient × difference (attribu
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -123,25 +123,31 @@ def logit_lens(model: nn.Module, run: Run, pair: Pair, *, k: int = 5) -> Lens:
     stages = [("embedding", sum(terms.values()))]
     for i, (_, mid, post) in enumerate(run.streams):
         stages += [(f"L{i} attn", mid), (f"L{i} mlp", post)]
-    cols = {name: [] for name in ("tp", "rp", "tr", "rr", "diff", "ids", "probs")}
-    t_len = run.ids.shape[1]
     with torch.inference_mode():
-        for logits in _read_out(model, [x for _, x in stages], t_len):  # (T, V) per stage
-            logp = torch.log_softmax(logits, -1)
-            t, r = logits[:, pair.target], logits[:, pair.rival]  # (T,)
-            cols["tp"].append(logp[:, pair.target].exp())
-            cols["rp"].append(logp[:, pair.rival].exp())
-            cols["tr"].append((logits > t[:, None]).sum(-1))
-            cols["rr"].append((logits > r[:, None]).sum(-1))
-            cols["diff"].append(t - r)
-            top = torch.topk(logp, k, -1)
-            cols["ids"].append(top.indices)
-            cols["probs"].append(top.values.exp())
+        read = _read_out(model, [x for _, x in stages], run.ids.shape[1])
+        return lens_of([name for name, _ in stages], read, pair, k=k)
+
+
+def lens_of(stages: Sequence[str], read_out: Iterable[Tensor], pair: Pair, *, k: int = 5) -> Lens:
+    """The `Lens` of each stage's read-out logits (T, V), in ``stages``' order: probabilities, ranks and
+    logit difference of the pair, and the top ``k`` tokens, per stage and position."""
+    cols = {name: [] for name in ("tp", "rp", "tr", "rr", "diff", "ids", "probs")}
+    for logits in read_out:  # (T, V) per stage
+        logp = torch.log_softmax(logits, -1)
+        t, r = logits[:, pair.target], logits[:, pair.rival]  # (T,)
+        cols["tp"].append(logp[:, pair.target].exp())
+        cols["rp"].append(logp[:, pair.rival].exp())
+        cols["tr"].append((logits > t[:, None]).sum(-1))
+        cols["rr"].append((logits > r[:, None]).sum(-1))
+        cols["diff"].append(t - r)
+        top = torch.topk(logp, min(k, logits.shape[-1]), -1)
+        cols["ids"].append(top.indices)
+        cols["probs"].append(top.values.exp())
     stack = {name: torch.stack(v).cpu().numpy() for name, v in cols.items()}
     return Lens(
-        stages=tuple(name for name, _ in stages), target_prob=stack["tp"], rival_prob=stack["rp"],
-        target_rank=stack["tr"], rival_rank=stack["rr"], logit_diff=stack["diff"], top_ids=stack["ids"],
-        top_probs=stack["probs"], last_logits=to_numpy(logits),
+        stages=tuple(stages), target_prob=stack["tp"], rival_prob=stack["rp"], target_rank=stack["tr"],
+        rival_rank=stack["rr"], logit_diff=stack["diff"], top_ids=stack["ids"], top_probs=stack["probs"],
+        last_logits=to_numpy(logits),
     )  # fmt: skip
 
 
@@ -177,37 +183,51 @@ def norm_as_linear(norm: nn.Module, x: Tensor) -> tuple[Callable[[Tensor], Tenso
 
 def direct_attribution(model: nn.Module, run: Run, pair: Pair) -> Direct:
     """Each term's direct effect on the metric at the last position."""
-    final = run.streams[-1][2][0, -1]  # (d,)
-    f, constant, scale = norm_as_linear(model.final_norm, final)
-    w = model.unembedding[pair.target] - model.unembedding[pair.rival]  # (d,)
-    names, terms = [], []
+    terms: dict[str, Tensor] = {}
     with torch.inference_mode():
         for name, term in model.embedding_terms(run.ids).items():
-            names.append(name)
-            terms.append(term[0, -1])
-        n_layers, n_heads = len(run.streams), run.contexts.shape[1]
+            terms[name] = term[0, -1]
+        n_layers = len(run.streams)
         for i, (_, mid, post) in enumerate(run.streams):
-            attn = model.blocks[i].attn
-            w_o = attn.w_o.weight.view(attn.d_model, n_heads, attn.d_head)  # (d, h, d_head)
-            per_head = torch.einsum("dhk,hk->hd", w_o, run.contexts[i, :, -1])  # (h, d)
-            for h in range(n_heads):
-                names.append(f"L{i} H{h}")
-                terms.append(per_head[h])
-            if attn.w_o.bias is not None:
-                names.append(f"L{i} attention bias")
-                terms.append(attn.w_o.bias)
-            names.append(f"L{i} MLP")
-            terms.append(post[0, -1] - mid[0, -1])
-        stacked = torch.stack(terms)  # (n, d)
-        effects = (f(stacked) @ w).float()  # (n,)
-        if constant is not None:
-            names.append("final norm bias")
-            effects = torch.cat([effects, (constant @ w).float()[None]])
-    effects = effects.cpu().numpy()
+            terms |= head_terms(f"L{i}", model.blocks[i].attn, run.contexts[i, :, -1])
+            terms[f"L{i} MLP"] = post[0, -1] - mid[0, -1]
+        final = run.streams[-1][2][0, -1]  # (d,)
+        names, effects, scale = term_effects(model.final_norm, final, model.unembedding, pair, terms)
     index = {n: j for j, n in enumerate(names)}
+    n_heads = run.contexts.shape[1]
     heads = np.array([[effects[index[f"L{i} H{h}"]] for h in range(n_heads)] for i in range(n_layers)])
     mlps = np.array([effects[index[f"L{i} MLP"]] for i in range(n_layers)])
-    return Direct(tuple(names), effects, heads, mlps, run.value, scale)
+    return Direct(names, effects, heads, mlps, run.value, scale)
+
+
+def head_terms(prefix: str, attn: nn.Module, contexts: Tensor) -> dict[str, Tensor]:
+    """One attention layer's output at one position as terms: each head's context (h, d_head) through its
+    slice of W_O (``"{prefix} H{h}"``), and W_O's bias (``"{prefix} attention bias"``) where it has one."""
+    n_heads = contexts.shape[0]
+    w_o = attn.w_o.weight.view(attn.d_model, n_heads, attn.d_head)  # (d, h, d_head)
+    per_head = torch.einsum("dhk,hk->hd", w_o, contexts)  # (h, d)
+    terms = {f"{prefix} H{h}": per_head[h] for h in range(n_heads)}
+    if attn.w_o.bias is not None:
+        terms[f"{prefix} attention bias"] = attn.w_o.bias
+    return terms
+
+
+def term_effects(norm: nn.Module, final: Tensor, unembedding: Tensor, pair: Pair, terms: dict[str, Tensor],
+                 bias: Tensor | None = None) -> tuple[tuple[str, ...], np.ndarray, float]:  # fmt: skip
+    """(names, direct effects, the norm's scale) of ``terms`` (name → (d,)), which sum to the ``final``
+    stream (d,): each through the final norm as a linear map at ``final``'s scale and the unembedding
+    rows (V, d) of the pair; the norm's constant and the unembedding's ``bias`` (V,) as terms of their own."""
+    f, constant, scale = norm_as_linear(norm, final)
+    w = unembedding[pair.target] - unembedding[pair.rival]  # (d,)
+    names = list(terms)
+    effects = (f(torch.stack(list(terms.values()))) @ w).float()  # (n,)
+    if constant is not None:
+        names.append("final norm bias")
+        effects = torch.cat([effects, (constant @ w).float()[None]])
+    if bias is not None:
+        names.append("unembedding bias")
+        effects = torch.cat([effects, (bias[pair.target] - bias[pair.rival]).float()[None]])
+    return tuple(names), effects.cpu().numpy(), scale
 
 
 # --- Value-weighted attention ---------------------------------------------------------------------

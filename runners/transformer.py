@@ -16,6 +16,7 @@ import torch
 from models.attention import NO_INTERVENTION, Interventions, MultiHeadTrace
 from models.checkpoints import load_checkpoint
 from models.transformer import BLOCKS, LayerTrace, SublayerTrace, Transformer, TransformerConfig
+from runners import transformer_circuits as circuits
 from runners.projections import RawVsProjected, raw_vs_projected, rows_with_a_choice
 from runners.protocol import AttentionMaps, Served, to_numpy
 from runners.stats import rank_heads
@@ -277,8 +278,18 @@ def _served_head_ranking(loaded, iv: Interventions) -> list[tuple[str, int, int,
     return rank_heads(accuracy, BLOCKS, cfg.n_layers, cfg.n_heads, iv)
 
 
+def _on_model(fn):
+    """A `runners.transformer_circuits` measure as a served call, on the model as it is."""
+    return lambda loaded, *inputs: fn(loaded[0], *inputs)
+
+
 SERVED = {
     "run": Served(_served_run, max_entries=128),
+    "step_logits": Served(_on_model(circuits.step_logits), max_entries=64),
+    "lens": Served(_on_model(circuits.logit_lens), max_entries=32),
+    "direct": Served(_on_model(circuits.direct_attribution), max_entries=32),
+    "source_sweep": Served(_on_model(circuits.source_sweep), max_entries=32),
+    "head_sweep": Served(_on_model(circuits.head_sweep), max_entries=32),
     "batch_accuracy": Served(
         _served_batch_accuracy, max_entries=64, spinner="Scoring the fixed test batch…", copied=True
     ),

@@ -9,6 +9,8 @@ how the model itself gets its answer).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import streamlit as st
 import torch
@@ -18,7 +20,7 @@ from tasks.probes import Contrast
 from views import circuit_runs as R
 from views.circuit_runs import Subject
 
-__all__ = ["Subject", "tab"]
+__all__ = ["Subject", "direct_view", "lens_view", "tab"]
 from views.inputs import token_key
 from views.patching import ablation_view, patching_view, positions, value_view
 from viz.circuits import effect_grid, lens_grid
@@ -115,11 +117,18 @@ def _pick_pair(subject: Subject, run: C.Run, preset: Contrast | None) -> C.Pair 
 
 def _lens_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float, choice: str) -> None:
     lens = R.lens(subject.name, subject.model, clean_ids, pair)
+    lens_view(lens, pair, subject.label, positions(subject, clean_ids), key=f"{subject.key}_circ")
+
+
+def lens_view(
+    lens: C.Lens, pair: C.Pair, label: Callable[[int], str], columns: Sequence[str], *, key: str
+) -> None:
+    """The logit lens grid (stages × positions) with its chooser of what to colour by, and a summary."""
     shown = st.radio(
         "Show",
         ["probability of the target", "rank of the target", "logit difference"],
         horizontal=True,
-        key=f"{subject.key}_circ_lens",
+        key=f"{key}_lens",
     )
     values = {
         "probability of the target": lens.target_prob,
@@ -128,7 +137,7 @@ def _lens_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: 
     }[shown]
     tops = [
         [
-            " · ".join(f"{subject.label(i)} {p:.0%}" for i, p in zip(ids, ps, strict=True))
+            " · ".join(f"{label(i)} {p:.0%}" for i, p in zip(ids, ps, strict=True))
             for ids, ps in zip(lens.top_ids[s], lens.top_probs[s], strict=True)
         ]
         for s in range(len(lens.stages))
@@ -143,13 +152,13 @@ def _lens_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: 
             values,
             tops,
             lens.stages,
-            positions(subject, clean_ids),
+            columns,
             value_name=name,
-            title=f"Logit lens: {subject.label(pair.target)} vs {subject.label(pair.rival)}",
+            title=f"Logit lens: {label(pair.target)} vs {label(pair.rival)}",
         ),
-        key=f"{subject.key}_circ_lens_grid",
+        key=f"{key}_lens_grid",
     )
-    last = len(clean_ids) - 1
+    last = len(columns) - 1
     st.markdown(
         "Each row is the residual stream after that step, read out by the model's own final norm and "
         "unembedding. The last row is the model's output itself (the same computation on the same tensor). "
@@ -160,17 +169,22 @@ def _lens_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: 
 
 def _direct_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float, choice: str) -> None:
     direct = R.direct(subject.name, subject.model, clean_ids, pair)
-    n_layers, n_heads = direct.heads.shape
+    direct_view(direct, [f"L{i}" for i in range(direct.heads.shape[0])], key=f"{subject.key}_circ")
+
+
+def direct_view(direct: C.Direct, rows: Sequence[str], *, key: str) -> None:
+    """The heads' direct effects as a grid (``rows`` names its rows), the largest terms, and their sum."""
+    n_heads = direct.heads.shape[1]
     st.plotly_chart(
         effect_grid(
             direct.heads,
-            rows=[f"L{i}" for i in range(n_layers)],
+            rows=list(rows),
             cols=[f"H{h}" for h in range(n_heads)],
             value_name="direct effect",
             title="Each head's direct effect on logit(target) − logit(rival)",
             x_title="head",
         ),
-        key=f"{subject.key}_circ_dla",
+        key=f"{key}_dla",
     )
     order = np.argsort(-np.abs(direct.effects))[:12]
     st.dataframe(
