@@ -13,7 +13,7 @@ import streamlit as st
 from models.attention import Interventions
 from models.bert import default_folder
 from models.checkpoints import CheckpointError
-from runners.bert import EXAMPLE_TEXT, MAX_CHARS, folders
+from runners.bert import EXAMPLE_TEXT, MAX_CHARS, encode, folders
 from runners.protocol import AttentionMaps
 from runners.stats import rollout
 from views import attention, importance_tabs
@@ -23,6 +23,7 @@ from views.inputs import md_escape, token_key
 from views.layout import lazy_tabs, page_header
 from views.serving import cached, loaded_model, measurements
 from viz.charts import step_bars
+from viz.circuits import effect_grid
 from viz.heatmaps import matrix_heatmap
 
 MEASUREMENTS = "bert-minilm"  # assets/bert-minilm.json: what we measured on the pretrained model
@@ -30,7 +31,7 @@ WINDOW = 64  # tokens shown at once in the matrix views; longer inputs get a win
 
 bert_run, bert_neuron_layer = cached("bert", "run"), cached("bert", "neuron_layer")
 bert_projections, bert_pair_similarity = cached("bert", "projections"), cached("bert", "pair_similarity")
-bert_value_weighted = cached("bert", "value_weighted")
+bert_value_weighted, bert_patching = cached("bert", "value_weighted"), cached("bert", "patching")
 page_header(__doc__)
 
 # --- Checkpoint and input -------------------------------------------------------------------------
@@ -196,6 +197,64 @@ def value_weighted_view() -> None:
                              sink=enc.special[idx], sink_name="[CLS]/[SEP]")  # fmt: skip
 
 
+CORRUPTED_EXAMPLE = "The animal didn't cross the street because it was too wide."  # one word piece changed
+
+
+@st.fragment
+def patching_view() -> None:
+    """Activation patching with the metric a sentence encoder is used for (`runners.bert_circuits`)."""
+    st.caption(
+        "Measured on the model as it is: the sidebar's interventions are not applied here. MiniLM has no "
+        "next-token head, so the logit lens and direct logit attribution do not apply; the metric is the "
+        "sentence embedding's cosine similarity to a reference."
+    )
+    corrupt_text = st.text_input(
+        "Corrupted sentence A (the same word-piece count; change one word)",
+        CORRUPTED_EXAMPLE if text_a == EXAMPLE_TEXT[0] else text_a,
+        max_chars=MAX_CHARS,
+        key=token_key("bert_patch_corrupt", [text_a]),
+    )
+    reference = text_b or text_a
+    try:
+        resid, heads = bert_patching(folder, text_a, corrupt_text, reference)
+    except ValueError as err:
+        st.info(str(err)[:1].upper() + str(err)[1:])
+        return
+    st.markdown(
+        f"Similarity to {'sentence B' if text_b else 'the clean sentence A'}: **{resid.clean:.4f}** from the "
+        f"clean sentence, **{resid.corrupt:.4f}** from the corrupted one. Each cell runs the corrupted "
+        "sentence with one activation from the clean run: the share restored, (patched − corrupt) / "
+        "(clean − corrupt)."
+    )
+    if resid.clean == resid.corrupt:
+        st.info("The two sentences give the same similarity: there is nothing to restore. Change a word.")
+        return
+    pairs = zip(encode(loaded, text_a).tokens, encode(loaded, corrupt_text).tokens, strict=True)
+    cols = [f"{p}: {a}" if a == b else f"{p}: {a}/{b}" for p, (a, b) in enumerate(pairs)]
+    layers = [f"L{i}" for i in range(cfg.num_hidden_layers)]
+    grids = {
+        "bert_patch_resid": effect_grid(
+            resid.restored,
+            rows=[f"enters {layer}" for layer in layers],
+            cols=cols,
+            value_name="restored",
+            title="The residual stream at one position",
+            x_title="word piece (clean/corrupted)",
+            y_title="stream",
+        ),
+        "bert_patch_heads": effect_grid(
+            heads.restored,
+            rows=layers,
+            cols=[f"H{h}" for h in range(cfg.num_attention_heads)],
+            value_name="restored",
+            title="One head's output, every position",
+            x_title="head",
+        ),
+    }
+    for key, figure in grids.items():
+        st.plotly_chart(figure, key=key, config=PLOT_CONFIG)
+
+
 diagonal = (measurements(MEASUREMENTS) or {}).get("diagonal_mass")  # weight on self, held-out means
 # The held-out attention-vs-importance means are of the packaged MiniLM: no card for another checkpoint.
 minilm_card = (measurements(MEASUREMENTS) or {}) if folder == str(default_folder()) else None
@@ -206,6 +265,7 @@ lazy_tabs(
         "Neuron view": neuron_view,
         "Rollout vs raw": rollout_view,
         "Value-weighted": value_weighted_view,
+        "Patching": patching_view,
         "Raw vs projected": lambda: projection_view.layer_view(
             lambda: bert_projections(folder, text_a, text_b, interventions),
             cfg.num_hidden_layers,

@@ -32,6 +32,7 @@ from models.checkpoints import (
     read_json,
     read_safetensors,
 )
+from models.patching import Patch
 
 if TYPE_CHECKING:  # names only the annotations use
     from models.attention import Capture, Interventions, MultiHeadTrace
@@ -148,11 +149,14 @@ class BertEncoder(nn.Module):
         return_trace: bool = False,
         capture: Capture = "full",
         full_layer: int | None = None,
+        patch: Patch | None = None,
     ) -> BertOutput:
         """input_ids (B, T); attention_mask (B, T) bool, True on real tokens. ``iv.hidden_keys``
         hide token positions from every query (an attention-mask intervention); ``iv.ablate``
         holds ("encoder", layer, head) triples; ``iv.positional=False`` drops position embeddings.
-        A trace keeps ``capture`` of every layer, and everything of layer ``full_layer``."""
+        A trace keeps ``capture`` of every layer, and everything of layer ``full_layer``. ``patch``
+        overwrites the stream entering a layer (``resid_pre``) or heads' contexts (``head``) per batch
+        row (`models.patching`)."""
         b, t = input_ids.shape
         if t > self.cfg.max_position_embeddings:
             raise ValueError(
@@ -179,6 +183,9 @@ class BertEncoder(nn.Module):
                 return_trace=return_trace,
                 capture=layer_capture,
             )
+            if patch is not None:
+                x, heads = patch.write("resid_pre", i, x), patch.heads(i, t)
+                kw = kw if heads is None else {**kw, "head_values": heads}
             x, trace = layer(x, mask=mask, kw=kw)
             hidden.append(x)
             traces.append(trace)

@@ -15,6 +15,7 @@ from models.seq2seq import Seq2Seq, Seq2SeqConfig
 from models.transformer import Transformer, TransformerConfig
 from runners import (
     bert,
+    bert_circuits,
     bert_importance,
     captioner,
     gpt,
@@ -42,7 +43,8 @@ FAMILIES: dict[str, Family] = {
                importance=transformer_importance.TAB),
         Family(name="bert", title="Pretrained BERT", page="app_pages/bert.py", icon="🔬",
                example=bert.example, network=BertEncoder, load=bert.LOAD,
-               served=bert.SERVED | bert_importance.SERVED, importance=bert_importance.TAB),
+               served=bert.SERVED | bert_importance.SERVED | bert_circuits.SERVED,
+               importance=bert_importance.TAB),
         Family(name="captioner", title="Captioning", page="app_pages/captioning.py", icon="🖼️",
                example=captioner.example, network=Captioner, config=CaptionerConfig,
                training=models.captioner),
