@@ -137,8 +137,10 @@ def lens_of(stages: Sequence[str], read_out: Iterable[Tensor], pair: Pair, *, k:
         t, r = logits[:, pair.target], logits[:, pair.rival]  # (T,)
         cols["tp"].append(logp[:, pair.target].exp())
         cols["rp"].append(logp[:, pair.rival].exp())
-        cols["tr"].append((logits > t[:, None]).sum(-1))
-        cols["rr"].append((logits > r[:, None]).sum(-1))
+        # Ranks: tokens with a larger logit, counted in int32 (a bool tensor's default int64 sum is ~1.7×
+        # slower here, and these two counts were a third of the lens's time on 2 cores).
+        cols["tr"].append((logits > t[:, None]).sum(-1, dtype=torch.int32))
+        cols["rr"].append((logits > r[:, None]).sum(-1, dtype=torch.int32))
         cols["diff"].append(t - r)
         top = torch.topk(logp, min(k, logits.shape[-1]), -1)
         cols["ids"].append(top.indices)
