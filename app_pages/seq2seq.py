@@ -17,16 +17,18 @@ from models.checkpoints import checkpoint_name
 from runners.importance import CARD_KEY, PerToken
 from runners.protocol import AttentionMaps
 from runners.seq2seq import Seq2SeqRun
+from runners.seq2seq_circuits import MIN_GAP
 from runners.seq2seq_importance import gold_agreement
-from tasks import bucket_label
+from tasks import InputError, bucket_label, prepare
 from tasks.common import EOS, Vocab, aer, argmax_links
 from views import attention, cards, importance_tabs
-from views.inputs import md_escape, quoted, source_picker, task_select
+from views.inputs import md_escape, nearest_source, quoted, source_picker, task_select, token_key
 from views.layout import lazy_tabs, page_header
 from views.outputs import task_output
 from views.rnn import rnn_through_time, sequential_vs_parallel
 from views.serving import cached, card
 from viz.charts import length_curves, step_bars, token_bars, vector_strips
+from viz.circuits import effect_grid
 
 seq2seq_runs = cached("seq2seq", "runs")
 SCORING_LABELS = {
@@ -254,6 +256,57 @@ def gold_links(per_token: PerToken, t: int) -> None:
         st.caption(f"Held out ({gold_card['tokens']} output tokens): the top is a gold link for {shares}.")
 
 
+@st.fragment
+def causal_alignment() -> None:
+    """Which annotation each output token needs (activation patching) beside where attention looks."""
+    default = nearest_source(task, src)
+    corrupt_text = st.text_input(
+        "Corrupted source (the same length: change only the clue)",
+        task.joiner.join(default or src),
+        key=token_key("s2s_patch_corrupt", src),
+    )
+    try:
+        corrupt = prepare(task, corrupt_text, src_vocab).tokens
+    except InputError as err:
+        st.info(str(err))
+        return
+    if len(corrupt) != len(src):
+        st.info(
+            f"Patching swaps annotations position by position, so it needs the same length: the source has "
+            f"{len(src)} {task.unit}, the corrupted one {len(corrupt)}."
+        )
+        return
+    found = cached("seq2seq", "causal_alignment")(
+        name,
+        tuple(src_vocab.encode(src)),
+        tuple(src_vocab.encode(corrupt)),
+        tuple(tgt_vocab.encode(run.output)),
+    )
+    st.markdown(
+        "Every run is teacher-forced on the output above. Each column runs the corrupted source with one "
+        "annotation $h_i$ — what attention reads — taken from the clean run; each cell is the share of "
+        "log p(output token) restored, (patched − corrupt) / (clean − corrupt). Rows the corrupted source "
+        f"changes by less than {MIN_GAP} nats are blank."
+    )
+    columns = [a if a == b else f"{a}/{b}" for a, b in zip(labels, corrupt, strict=True)]
+    left, right = st.columns(2)
+    maps = AttentionMaps.single("alignment α on the clean source", found.attention, run.output, src)
+    with left:
+        attention.heatmap(maps, 0, 0, "s2s_causal_alpha")
+    right.plotly_chart(
+        effect_grid(
+            found.restored,
+            rows=list(run.output),
+            cols=columns,
+            value_name="restored",
+            title="Causal alignment: the annotation patched",
+            x_title="source (clean/corrupted)",
+            y_title="output token",
+        ),
+        key="s2s_causal_grid",
+    )
+
+
 def model_cards() -> None:
     cards.metrics_table(task_cards(), "s2s_cards")
     cards.card_facts(model_card)
@@ -271,6 +324,7 @@ lazy_tabs(
         "RNN through time": lambda: rnn_through_time(
             name, task, scoring, SCORING_LABELS[scoring], src, labels
         ),
+        "Causal alignment": causal_alignment,
         "Sequential vs parallel": sequential_vs_parallel,
         "Statistics & export": lambda: attention.statistics_and_export(run.maps, "s2s", file_stem=name),
         "Model card": model_cards,

@@ -3,7 +3,8 @@ and with what.
 
 Each row of a batch is one copy of the same input. At each site a model names — the residual stream
 into a layer (``resid_pre``), an attention layer's output (``attn_out``), an MLP's output
-(``mlp_out``), one head's context before W_O (``head``) — the forward asks the `Patch` what to write
+(``mlp_out``), one head's context before W_O (``head``), the encoder output a seq2seq decoder
+attends over (``memory``, as layer 0) — the forward asks the `Patch` what to write
 there, and writes the source's activations into the rows, layers, heads and positions the patch
 selects. Nothing is stored on the model: the patch is an argument, like `Interventions`, so one cached
 model serves every session.
@@ -20,8 +21,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-Site = Literal["resid_pre", "attn_out", "mlp_out", "head"]
-SITES: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_out", "head")
+Site = Literal["resid_pre", "attn_out", "mlp_out", "head", "memory"]
+SITES: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_out", "head", "memory")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Patch:
 
     Shapes (B rows, L layers, T positions, h heads, d residual width, d_head a head's width):
     - ``resid_pre`` / ``attn_out`` / ``mlp_out``: ``select`` (B, L, T), ``source`` (L, T, d);
+    - ``memory``: the same with L = 1 and T the source positions;
     - ``head``: ``select`` (B, L, h, T), ``source`` (L, h, T, d_head) — T may be 1 (one value for
       every position: a mean ablation).
     """

@@ -15,7 +15,7 @@ removes. Both share every other line, so the comparison is fair.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +23,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from models.attention import SCORINGS, Attention, AttentionTrace
 from models.decoding import beam_search, greedy_search
+from models.patching import Patch
 from tasks.common import EOS_ID
 
 
@@ -177,10 +178,14 @@ class Seq2Seq(nn.Module):
         *,
         return_trace: bool = False,
         embedded: Tensor | None = None,
+        patch: Patch | None = None,
     ) -> tuple[Tensor, DecodeTrace | None]:
         """Teacher forcing: tgt_in (B, T) = <s> y_1 … y_{T-1}. Returns logits (B, T, V).
-        ``embedded``: the source embeddings to read (see `encode`)."""
+        ``embedded``: the source embeddings to read (see `encode`); ``patch``: a ``memory`` `Patch`
+        overwriting annotations per batch row (`models.patching`)."""
         enc = self.encode(src, src_lens, embedded=embedded)
+        if patch is not None:
+            enc = replace(enc, memory=patch.write("memory", 0, enc.memory))
         state, steps = self.init_state(enc), []
         for t in range(tgt_in.shape[1]):
             s = self.step(tgt_in[:, t], state, enc, trace=return_trace)

@@ -24,6 +24,7 @@ from runners import (
     llama_analysis,
     llama_importance,
     seq2seq,
+    seq2seq_circuits,
     seq2seq_importance,
     transformer,
     transformer_importance,
@@ -35,7 +36,8 @@ FAMILIES: dict[str, Family] = {
     for f in (
         Family(name="seq2seq", title="Seq2seq alignment", page="app_pages/seq2seq.py", icon="🔀",
                example=seq2seq.example, network=Seq2Seq, config=Seq2SeqConfig,
-               training=models.seq2seq, served=seq2seq.SERVED | seq2seq_importance.SERVED,
+               training=models.seq2seq,
+               served=seq2seq.SERVED | seq2seq_importance.SERVED | seq2seq_circuits.SERVED,
                importance=seq2seq_importance.TAB),
         Family(name="transformer", title="Transformer lab", page="app_pages/transformer.py", icon="🧪",
                example=transformer.example, network=Transformer, config=TransformerConfig,

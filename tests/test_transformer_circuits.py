@@ -15,7 +15,7 @@ from runners.transformer import run
 from tasks import TASKS
 from tasks.common import BOS
 from tests.helpers import array, chart, open_app, open_view
-from views.encoder_decoder_circuits import nearest_source
+from views.inputs import nearest_source
 from views.serving import held_out_examples, load_model
 
 NAME = "transformer-dates-h4"

@@ -17,22 +17,12 @@ from runners.circuits import Pair
 from tasks import InputError, Task, prepare
 from tasks.common import BOS
 from views.circuits import AS_IS, CANDIDATES, direct_view, lens_view
-from views.inputs import token_key
-from views.serving import cached, held_out_examples, load_model
+from views.inputs import nearest_source, token_key
+from views.serving import cached, load_model
 from viz.circuits import effect_grid
 
 SECTIONS = ("Logit lens", "Direct attribution", "Patching")
-NEAREST_FROM = 2000  # held-out examples searched for the default corrupted source
 BLOCK_ROWS = {"encoder": "encoder self", "decoder_self": "decoder self", "cross": "cross"}
-
-
-def nearest_source(task: Task, src: tuple[str, ...]) -> tuple[str, ...] | None:
-    """The held-out source of the same length that differs from ``src`` in the fewest tokens (at least
-    one): the default corrupted source, a minimal contrast. None when no example has that length."""
-    same = [
-        e.src for e in held_out_examples(task.name, NEAREST_FROM) if len(e.src) == len(src) and e.src != src
-    ]
-    return min(same, key=lambda s: sum(a != b for a, b in zip(s, src, strict=True))) if same else None
 
 
 def tab(name: str, task: Task, src: tuple[str, ...], *, key: str = "tf") -> None:

@@ -157,3 +157,15 @@ def _checked(task: Task, text: str, src_vocab: Vocab, reference):
         )
         reference = None
     return reference, prepared
+
+
+NEAREST_FROM = 2000  # held-out examples searched for a default corrupted source
+
+
+def nearest_source(task: Task, src: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The held-out source of the same length that differs from ``src`` in the fewest tokens (at least
+    one): the default corrupted source, a minimal contrast. None when no example has that length."""
+    same = [
+        e.src for e in held_out_examples(task.name, NEAREST_FROM) if len(e.src) == len(src) and e.src != src
+    ]
+    return min(same, key=lambda s: sum(a != b for a, b in zip(s, src, strict=True))) if same else None
