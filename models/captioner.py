@@ -222,11 +222,11 @@ def doubly_stochastic(alphas: Tensor, tgt_out: Tensor) -> Tensor:
 # Training: what `python -m training --family captioner` reads (the loop is training/loop.py).
 VARIANTS: dict[str, dict] = {"additive": {}}  # one variant: the additive soft attention above
 # Data size, steps, batch, learning rate, the doubly stochastic λ, the attention-supervision weight,
-# the decoding length for the val/test metrics, the config widths (the defaults). About 85 minutes
-# on 1 CPU core shared with other work (5 of them drawing the 28k scenes).
+# the decoding length for the val/test metrics, the config widths (the defaults). 48k scenes, not 28k:
+# on 28k the training loss fell to 0.006 while test exact match stayed at 90.6% (memorised scenes).
 TRAINING: dict[str, dict] = {
     "scenes": dict(
-        n_train=28000,
+        n_train=48000,
         steps=7500,
         batch=64,
         lr=2e-3,

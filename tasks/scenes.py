@@ -50,6 +50,12 @@ PEN_WIDTHS = (0.7, 4.0)  # pen widths in pixels of the 64-px picture: 1.1–6.3%
 DIGIT_SOURCES = (("mnist", 0.4), ("sklearn", 0.25), ("pen", 0.35))  # who wrote a digit scene's digits
 TOUCH_SHARE = 0.25  # shape scenes whose objects may touch or overlap a little
 LETTERBOX_SHARE = 0.3  # pictures letterboxed to another aspect ratio (0.5–0.9)
+OBJECT_COUNTS = (1, 2, 2, 3, 3, 3)  # a scene's object count, drawn from these: three objects half the time
+CORNER_SHARE = 0.15  # shape scenes of large filled triangles beside large filled squares (`_corners_scene`)
+CORNER_EXTENT = (0.4, 0.9)  # a lone corner scene's shape spans this share of the picture's shorter side
+# per digit class: 0 4 6 8 9 drawn more often, as people's 6/0 and 4/8/9 look alike
+DIGIT_WEIGHTS = (1.6, 1, 1, 1, 1.6, 1, 1.6, 1, 1.6, 1.6)
+LAYOUT_TRIES = 50  # layouts tried for one object count and box before both are drawn again
 MAX_CAPTION = 20  # decoding stops here: the grammar's longest caption is 14 words + </s>
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1: where the picture's content is
@@ -163,6 +169,44 @@ def _shapes_scene(rng: random.Random, n: int, box: Box) -> Drawn | None:
     return _draw_shapes(objs, centres, _background(rng), rng, radii=radii, hand_drawn=True)
 
 
+def _corners_scene(rng: random.Random, n: int, box: Box) -> Drawn | None:
+    """Large filled triangles beside large filled squares, as people draw them: turned to point up,
+    right, down or left (a little off), so that only their corners tell them apart. One alone spans
+    ``CORNER_EXTENT`` of the picture's shorter side; with others, a triangle and a square both "big" (a
+    third shape any); or None when the layout drawn did not fit (the caller draws again)."""
+    if n == 1:
+        shapes = ["triangle" if rng.random() < 0.6 else "square"]
+    else:
+        shapes = ["triangle", "square", *(rng.choice(SHAPES) for _ in range(n - 2))]
+        rng.shuffle(shapes)
+    sizes = ["big" if k < 2 else rng.choice(list(RADII)) for k in range(n)]
+    objs = [(shape, rng.choice(list(COLOURS)), size) for shape, size in zip(shapes, sizes, strict=True)]
+    short = min(box[2] - box[0], box[3] - box[1])
+    fits = (short / 2 - 1.5) / max(REACH[shape] for shape in shapes)
+    radii = []
+    for shape, _, size in objs:
+        if size == "small":
+            radii.append(rng.uniform(*RADII["small"]))
+        elif n == 1:  # a triangle's corners span 1.9 r, a square's sides 1.7 r
+            lo, hi = (e * short / (1.9 if shape == "triangle" else 1.7) for e in CORNER_EXTENT)
+            radii.append(rng.uniform(max(lo, RADII["big"][0]), max(RADII["big"][0], min(hi, fits))))
+        else:
+            radii.append(rng.uniform(RADII["big"][0], max(RADII["big"][0], min(BIG_MAX[n], fits))))
+    angles = [
+        rng.choice((0, 1, 2, 3)) * np.pi / 2 + rng.gauss(0, 0.12)
+        if shape == "triangle" or rng.random() < 0.6
+        else rng.uniform(0, 2 * np.pi)
+        for shape in shapes
+    ]
+    closeness = rng.uniform(0.05, 0.25) if rng.random() < TOUCH_SHARE else 0.0
+    reaches = [r * REACH[shape] for r, shape in zip(radii, shapes, strict=True)]
+    centres = _place(rng, reaches, box, closeness)
+    if centres is None:
+        return None
+    bg = _background(rng)
+    return _draw_shapes(objs, centres, bg, rng, radii=radii, hand_drawn=True, angles=angles, filled=True)
+
+
 def _draw_shapes(
     objs: list[tuple[str, str, str]],
     centres: list[tuple[float, float]],
@@ -171,21 +215,25 @@ def _draw_shapes(
     *,
     radii: list[float] | None = None,
     hand_drawn: bool = False,
+    angles: list[float] | None = None,
+    filled: bool = False,
 ) -> Drawn:
-    """Each object filled, or (hand-drawn: ``OUTLINE_SHARE``) outlined with a pen; hand-drawn ones are
-    turned to a random angle and drawn along `tasks.hand.hand_outline`, else exactly (`compose`). An
-    object's mask is the region its outline encloses, less what later filled objects cover."""
+    """Each object filled, or (hand-drawn, not ``filled``: ``OUTLINE_SHARE``) outlined with a pen;
+    hand-drawn ones are turned to ``angles`` (default: random) and drawn along
+    `tasks.hand.hand_outline`, else exactly (`compose`). An object's mask is the region its outline
+    encloses, less what later filled objects cover."""
     n = len(objs)
     radii = radii or [SIZES[size] for _, _, size in objs]
     canvas = Image.new("RGB", (SIZE * SUPER, SIZE * SUPER), bg)
     draw = ImageDraw.Draw(canvas)
     masks: list[np.ndarray] = []
-    for (shape, colour, _), (x, y), r in zip(objs, centres, radii, strict=True):
+    for k, ((shape, colour, _), (x, y), r) in enumerate(zip(objs, centres, radii, strict=True)):
         fill = tuple(int(np.clip(c + rng.randint(-12, 12), 0, 255)) for c in COLOURS[colour])
-        outline = hand_drawn and rng.random() < OUTLINE_SHARE
+        outline = hand_drawn and not filled and rng.random() < OUTLINE_SHARE
         if hand_drawn:
             wobble = rng.uniform(0.2, 1.0) if outline else rng.uniform(0.0, 0.5)
-            path, ring = hand.hand_outline(shape, x, y, r, rng.uniform(0, 2 * np.pi), rng, wobble=wobble)
+            angle = angles[k] if angles is not None else rng.uniform(0, 2 * np.pi)
+            path, ring = hand.hand_outline(shape, x, y, r, angle, rng, wobble=wobble)
             path, ring = [(u * SUPER, v * SUPER) for u, v in path], [(u * SUPER, v * SUPER) for u, v in ring]
         else:
             path = ring = outline_points(shape, x, y, r, rng, wobble=0.0)
@@ -228,8 +276,8 @@ def _digits_scene(rng: random.Random, n: int, box: Box) -> Drawn | None:
     (sk_images, sk_labels), (mn_images, mn_labels) = hand.handwriting()
     source = rng.choices([name for name, _ in DIGIT_SOURCES], [w for _, w in DIGIT_SOURCES])[0]
     images, labels = (mn_images, mn_labels) if source == "mnist" else (sk_images, sk_labels)
-    picks = [rng.randrange(len(labels)) for _ in range(n)]
-    digits = [int(labels[p]) for p in picks]
+    digits = rng.choices(range(10), DIGIT_WEIGHTS, k=n)  # the class first, then one of its writings
+    picks = [int(rng.choice(_of_class(source == "mnist", labels)[d])) for d in digits]
     sizes = [rng.randint(*DIGIT_SIDES[n]) for _ in range(n)]
     centres = _place(rng, [s / 2 for s in sizes], box)
     if centres is None:
@@ -262,6 +310,16 @@ def _digits_scene(rng: random.Random, n: int, box: Box) -> Drawn | None:
     return Image.fromarray(img.astype(np.uint8)), masks, words, links, key
 
 
+_CLASSES: dict[bool, list[np.ndarray]] = {}
+
+
+def _of_class(mnist: bool, labels: np.ndarray) -> list[np.ndarray]:
+    """Per digit class, the indices of its writings in one source (MNIST, or scikit-learn's)."""
+    if mnist not in _CLASSES:
+        _CLASSES[mnist] = [np.flatnonzero(labels == d) for d in range(10)]
+    return _CLASSES[mnist]
+
+
 def letterbox_bands(image: np.ndarray, box: Box) -> np.ndarray:
     """``image`` with everything outside ``box`` painted the median colour of the box's border
     pixels, as `tasks.images.model_input` pads an upload of that aspect ratio."""
@@ -275,13 +333,19 @@ def letterbox_bands(image: np.ndarray, box: Box) -> np.ndarray:
 
 
 def render(rng: random.Random) -> Scene:
-    """One random scene (60% shapes, 40% digits; 1–3 objects) with blur and noise, maybe letterboxed."""
-    n = rng.choice((1, 2, 2, 3, 3))
-    maker = _shapes_scene if rng.random() < 0.6 else _digits_scene
-    box = _content_box(rng)
+    """One random scene (60% shapes, ``CORNER_SHARE`` of them large filled triangles and squares; 40%
+    digits; ``OBJECT_COUNTS`` objects) with blur and noise, maybe letterboxed."""
     drawn = None
-    while drawn is None:
-        drawn = maker(rng, n, box)
+    while drawn is None:  # a layout that cannot fit its box (three big shapes in a narrow band) is drawn anew
+        n = rng.choice(OBJECT_COUNTS)
+        maker = _shapes_scene if rng.random() < 0.6 else _digits_scene
+        if maker is _shapes_scene and rng.random() < CORNER_SHARE:
+            maker = _corners_scene
+        box = _content_box(rng)
+        for _ in range(LAYOUT_TRIES):
+            drawn = maker(rng, n, box)
+            if drawn is not None:
+                break
     image, masks, words, links, key = drawn
     if rng.random() < 0.25:  # a picture downscaled from a larger one, or drawn with a soft brush
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.9)))

@@ -178,10 +178,10 @@ DATA = Path(__file__).parent / "data"
 # 1–5% of the side, pictures 64–2,048 px, square, landscape and portrait; large triangles pointing
 # down and sideways, three shapes in a row, thick-stroke digits).
 DRAWING_SETS = ("drawings", "drawings2")
-# Pictures with every object named, at least: the shipped model's 40/40 and 34/40 (issue 24 asks 90% of
-# each; drawings2's misses — large filled triangles read as squares, a shape among three, a 6 read as 0 —
-# are in the README). A retrain that names fewer fails here.
-NAMED_BARS = {"drawings": 40, "drawings2": 34}
+# Pictures with every object named, at least: the shipped model's 40/40 and 35/40 (issue 24 asks 90% of
+# each; drawings2's misses — a large filled triangle read as a square, a shape among three, an 8 and a 6
+# read as 0, a 1 as 2 — are in the README). A retrain that names fewer fails here.
+NAMED_BARS = {"drawings": 40, "drawings2": 35}
 
 
 def named_objects(words) -> list:
