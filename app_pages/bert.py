@@ -21,9 +21,9 @@ from views import interventions as controls
 from views import projections as projection_view
 from views.inputs import md_escape, token_key
 from views.layout import lazy_tabs, page_header
+from views.patching import restored_grids
 from views.serving import cached, loaded_model, measurements
 from viz.charts import step_bars
-from viz.circuits import effect_grid
 from viz.heatmaps import matrix_heatmap
 
 MEASUREMENTS = "bert-minilm"  # assets/bert-minilm.json: what we measured on the pretrained model
@@ -226,33 +226,18 @@ def patching_view() -> None:
         "sentence with one activation from the clean run: the share restored, (patched − corrupt) / "
         "(clean − corrupt)."
     )
-    if resid.clean == resid.corrupt:
-        st.info("The two sentences give the same similarity: there is nothing to restore. Change a word.")
-        return
-    pairs = zip(encode(loaded, text_a).tokens, encode(loaded, corrupt_text).tokens, strict=True)
-    cols = [f"{p}: {a}" if a == b else f"{p}: {a}/{b}" for p, (a, b) in enumerate(pairs)]
+    clean, corrupt = (encode(loaded, text).tokens for text in (text_a, corrupt_text))
     layers = [f"L{i}" for i in range(cfg.num_hidden_layers)]
-    grids = {
-        "bert_patch_resid": effect_grid(
-            resid.restored,
-            rows=[f"enters {layer}" for layer in layers],
-            cols=cols,
-            value_name="restored",
-            title="The residual stream at one position",
-            x_title="word piece (clean/corrupted)",
-            y_title="stream",
-        ),
-        "bert_patch_heads": effect_grid(
-            heads.restored,
-            rows=layers,
-            cols=[f"H{h}" for h in range(cfg.num_attention_heads)],
-            value_name="restored",
-            title="One head's output, every position",
-            x_title="head",
-        ),
-    }
-    for key, figure in grids.items():
-        st.plotly_chart(figure, key=key, config=PLOT_CONFIG)
+    restored_grids(
+        resid,
+        heads,
+        clean=clean,
+        corrupt=corrupt,
+        stream_rows=[f"enters {lay}" for lay in layers],
+        head_rows=layers,
+        unit="word piece",
+        key="bert_patch",
+    )
 
 
 diagonal = (measurements(MEASUREMENTS) or {}).get("diagonal_mass")  # weight on self, held-out means

@@ -72,7 +72,7 @@ def test_the_page_shows_the_sweeps_and_explains_bad_input(loaded):
     app = open_view(open_app("app_pages/bert.py"), "Patching")
     reference = app.text_input(key="b").value or CLEAN
     resid, heads = BC.sweeps(loaded, CLEAN, CORRUPT, reference)
-    for key, sweep in (("bert_patch_resid", resid), ("bert_patch_heads", heads)):
+    for key, sweep in (("bert_patch_positions", resid), ("bert_patch_heads", heads)):
         (heat,) = chart(app, key)["data"]
         np.testing.assert_allclose(array(heat["z"]).reshape(sweep.restored.shape), sweep.restored, atol=1e-6)
     assert f"{resid.clean:.4f}" in app.markdown[-1].value

@@ -134,7 +134,7 @@ def test_the_page_shows_the_runners_numbers_and_explains_bad_input(question):
     assert f"{direct.total:+.4f}" in app.caption[-1].value
     app.radio(key="tf_circ_section").set_value("Patching").run()
     sweep = TC.source_sweep(model, src, corrupt, prefix, pair)
-    (heat,) = chart(app, "tf_circ_sources")["data"]
+    (heat,) = chart(app, "tf_circ_positions")["data"]
     np.testing.assert_allclose(array(heat["z"]).reshape(sweep.restored.shape), sweep.restored, atol=1e-6)
     (box,) = [t for t in app.text_input if "circ_corrupt" in t.key]
     box.set_value("".join(held_out_examples("dates")[0].src)[:-1]).run()  # one character short

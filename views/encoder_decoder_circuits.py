@@ -18,8 +18,8 @@ from tasks import InputError, Task, prepare
 from tasks.common import BOS
 from views.circuits import AS_IS, CANDIDATES, direct_view, lens_view
 from views.inputs import nearest_source, token_key
+from views.patching import restored_grids
 from views.serving import cached, load_model
-from viz.circuits import effect_grid
 
 SECTIONS = ("Logit lens", "Direct attribution", "Patching")
 BLOCK_ROWS = {"encoder": "encoder self", "decoder_self": "decoder self", "cross": "cross"}
@@ -101,36 +101,14 @@ def _patching(name: str, src, corrupt, ids, corrupt_ids, decoder_in, pair: Pair,
         "corrupted one. Each cell runs the corrupted source with one activation taken from the clean run "
         "and shows the share restored, (patched − corrupt) / (clean − corrupt)."
     )
-    if sources.clean == sources.corrupt:
-        st.info(
-            "The two sources give the same logit difference: there is nothing to restore. Pick another pair."
-        )
-        return
-    columns = [
-        f"{p}: {a}" if a == b else f"{p}: {a}/{b}" for p, (a, b) in enumerate(zip(src, corrupt, strict=True))
-    ]
-    st.plotly_chart(
-        effect_grid(
-            sources.restored,
-            rows=[f"enters L{i}" for i in range(cfg.n_layers)],
-            cols=columns,
-            value_name="restored",
-            title="The encoder's stream at one source position",
-            x_title="source position (clean/corrupted)",
-            y_title="encoder stream",
-        ),  # fmt: skip
-        key=f"{key}_circ_sources",
-    )
-    rows = [f"{BLOCK_ROWS[b]} L{i}" for b in BLOCK_ROWS for i in range(cfg.n_layers)]
-    st.plotly_chart(
-        effect_grid(
-            heads.restored,
-            rows=rows,
-            cols=[f"H{h}" for h in range(cfg.n_heads)],
-            value_name="restored",
-            title="One head's output, every position",
-            x_title="head",
-            y_title="block and layer",
-        ),  # fmt: skip
-        key=f"{key}_circ_heads",
+    layers = range(cfg.n_layers)
+    restored_grids(
+        sources,
+        heads,
+        clean=src,
+        corrupt=corrupt,
+        stream_rows=[f"enters L{i}" for i in layers],
+        head_rows=[f"{BLOCK_ROWS[b]} L{i}" for b in BLOCK_ROWS for i in layers],
+        unit="source position",
+        key=f"{key}_circ",
     )

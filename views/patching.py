@@ -3,6 +3,8 @@ and value-weighted attention (see `views.circuits`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import streamlit as st
 
@@ -185,3 +187,45 @@ def value_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: 
     labels = positions(subject, clean_ids)
     attention.value_weighted(weights, norms, labels, f"{key}_circ_vw", layer=f"L{layer}", sink=sink,
                              sink_name="the first token", rows=slice(1, None))  # fmt: skip
+
+
+def restored_grids(
+    positions: P.Sweep,
+    heads: P.Sweep,
+    *,
+    clean: Sequence[str],
+    corrupt: Sequence[str],
+    stream_rows: Sequence[str],
+    head_rows: Sequence[str],
+    unit: str,
+    key: str,
+) -> None:
+    """An encoder's two sweeps as the share restored: the stream at each (layer, position) — columns
+    labelled clean/corrupted where the two inputs differ — and each head at every position."""
+    if positions.clean == positions.corrupt:
+        st.info("The two inputs give the same metric: there is nothing to restore. Change the clue.")
+        return
+    pairs = enumerate(zip(clean, corrupt, strict=True))
+    columns = [f"{p}: {a}" if a == b else f"{p}: {a}/{b}" for p, (a, b) in pairs]
+    grids = {
+        f"{key}_positions": effect_grid(
+            positions.restored,
+            rows=list(stream_rows),
+            cols=columns,
+            value_name="restored",
+            title=f"The stream at one {unit}",
+            x_title=f"{unit} (clean/corrupted)",
+            y_title="stream",
+        ),
+        f"{key}_heads": effect_grid(
+            heads.restored,
+            rows=list(head_rows),
+            cols=[f"H{h}" for h in range(heads.values.shape[1])],
+            value_name="restored",
+            title="One head's output, every position",
+            x_title="head",
+            y_title="layer",
+        ),
+    }
+    for grid_key, figure in grids.items():
+        st.plotly_chart(figure, key=grid_key)
