@@ -91,9 +91,9 @@ def test_captioner_meets_its_bars():
     model, card, _, v = load("captioner-scenes")
     m = evaluate_captions(model, generate_scenes(TEST_SIZE, TEST_SEED, "test"), v)
     # The test split is the hand-drawn generator's (big, touching, letterboxed shapes, large filled corners;
-    # MNIST digits; half the scenes with three objects): 93.3% exact (the model before it, trained on 28k
-    # scenes of the generator without the corner scenes, scores 89.7% here).
-    assert m["exact_match"] >= 0.93, m["exact_match"]
+    # MNIST digits; half the scenes with three objects): 95.0% exact, issue 24 asks 94% (48k scenes gave
+    # 93.3%; the model before it, trained on 28k scenes without the corner scenes, scores 89.7% here).
+    assert m["exact_match"] >= 0.94, m["exact_match"]
     assert m["pointing_game_strict"] >= 0.85, m["pointing_game_strict"]  # ≥ 25% of the argmax cell on it
     assert m["pointing_game"] >= m["pointing_game_strict"]  # the lenient rule counts every strict hit
     for metric in ("exact_match", "pointing_game", "pointing_game_strict"):

@@ -131,8 +131,8 @@ def test_a_drawing_at_2048_pixels_captions_like_it_does_at_256():
     strokes, same seed): the upload path letterboxes both to the same 64×64 input but for resampling
     (2,048 → 512 → 64 against 256 → 64), and the captions agree — but for near ties: a caption may
     differ only where the model was in two minds (at the first word where the two differ, the other
-    size's word had over 10% at one of the two sizes), and on at most 2 of the 40 (1 today: "above"
-    50% / "left" 48% at 256 px, 44% / 55% at 2,048 px, for a triangle up and to the left of a circle)."""
+    size's word had over 10% at one of the two sizes), and on at most 2 of the 40 (1 today: "big"
+    69% / "small" 31% at 256 px, 65% / 35% at 2,048 px, for a mid-sized blue circle)."""
     from tests.data.make_drawings2 import SCENES, draw
 
     model, _, _, v = load("captioner-scenes")
