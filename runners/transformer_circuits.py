@@ -22,7 +22,7 @@ from torch import Tensor
 
 from models.patching import Patch
 from models.transformer import BLOCKS, Transformer, TransformerTrace
-from runners.circuits import Direct, Lens, Pair, head_terms, lens_of, metric, term_effects
+from runners.circuits import Direct, Lens, Pair, head_terms, lens_of_logits, metric, term_effects
 from runners.patching import Sweep
 
 SUBLAYERS = ("self", "cross", "ffn")  # a decoder layer's residual sublayers, in order
@@ -53,7 +53,7 @@ def logit_lens(
         stages += [(f"L{i} {name}", part.x_out) for name, part in zip(SUBLAYERS, parts, strict=True)]
     with torch.inference_mode():
         read = (model.out(model.dec_norm(x))[0].float() for _, x in stages)  # (T, V) each
-        return lens_of([name for name, _ in stages], read, pair, k=k)
+        return lens_of_logits([name for name, _ in stages], read, pair, k=k)
 
 
 def direct_attribution(model: Transformer, src: Sequence[int], prefix: Sequence[int], pair: Pair) -> Direct:

@@ -64,13 +64,41 @@ def test_the_logit_lens_last_stage_is_the_models_output(tiny, smollm2):
         n_layers = len(run.streams)
         assert lens.stages[0] == "embedding" and len(lens.stages) == 1 + 2 * n_layers
         np.testing.assert_array_equal(lens.last_logits, run.logits[0].numpy())  # same readout, same tensor
-        last = torch.softmax(run.logits[0], -1)
+        # The softmax of the model's logits, taken in float64: the lens's float32 exp(logit − max) / Σ is
+        # within 1e-6 of it on SmolLM2 (torch.softmax in float32: 1.2e-5 at probabilities near 1e-11).
+        last = torch.softmax(run.logits[0].double(), -1)
         np.testing.assert_allclose(lens.target_prob[-1], last[:, 3].numpy(), rtol=1e-5)
         assert (lens.target_rank[-1] == (run.logits[0] > run.logits[0][:, 3:4]).sum(-1).numpy()).all()
         assert lens.top_ids.shape == (len(lens.stages), len(ids), 3)
     # Paris rises through the layers: absent at the embedding, the top guess at the last layer.
     paris = tokenizer.encode(" Paris").ids[0]
     assert lens.top_ids[-1, -1, 0] == paris
+
+
+@pytest.mark.parametrize("chunk", [7, 16, 4096])
+def test_the_logit_lens_read_a_chunk_of_the_vocabulary_at_a_time_equals_the_whole_readout(
+    tiny, monkeypatch, chunk
+):
+    """Every stage's numbers against the model's own ``readout`` of that stream, whole rows at once:
+    with the vocabulary (40 tokens) read 7 or 16 at a time (target and rival in different chunks, a
+    short last chunk) and in one chunk. Logits by chunk are another matmul shape (float32 rounding)."""
+    monkeypatch.setattr(C, "VOCAB_CHUNK", chunk)
+    pair = C.Pair(target=3, rival=33)
+    run = C.forward(tiny, CLEAN, pair)
+    lens = C.logit_lens(tiny, run, pair, k=4)
+    streams = [sum(tiny.embedding_terms(run.ids).values())]
+    streams += [x for _, mid, post in run.streams for x in (mid, post)]
+    with torch.inference_mode():
+        logits = torch.stack([tiny.readout(x)[0] for x in streams])  # (S, T, V)
+    probs = torch.softmax(logits.double(), -1)
+    np.testing.assert_allclose(lens.target_prob, probs[..., 3].numpy(), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(lens.rival_prob, probs[..., 33].numpy(), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(lens.logit_diff, (logits[..., 3] - logits[..., 33]).numpy(), atol=1e-4)
+    assert (lens.target_rank == (logits > logits[..., 3:4]).sum(-1).numpy()).all()
+    assert (lens.rival_rank == (logits > logits[..., 33:34]).sum(-1).numpy()).all()
+    top = torch.topk(probs, 4, -1)
+    assert (lens.top_ids == top.indices.numpy()).all()
+    np.testing.assert_allclose(lens.top_probs, top.values.numpy(), rtol=1e-5)
 
 
 def test_patching_clean_into_corrupt_restores_all_and_corrupt_into_corrupt_nothing(tiny):
