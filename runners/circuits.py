@@ -208,7 +208,7 @@ def logit_lens(model: nn.Module, run: Run, pair: Pair, *, k: int = 5) -> Lens:
         stages += [(f"L{i} attn", mid), (f"L{i} mlp", post)]
     with torch.inference_mode():
         rows = model.final_norm(torch.cat([x[0] for _, x in stages[:-1]]))  # ((S − 1)·T, d)
-        blocks = math.ceil(len(rows) / LENS_ROWS)  # even blocks: 1,080 rows go as one, not 1,024 + 56
+        blocks = math.ceil(len(rows) / LENS_ROWS)  # even blocks: 2,100 rows go as 2 × 1,050, not 2,048 + 52
         readings = [_readings_by_chunk(b, model.unembedding, pair, k) for b in rows.tensor_split(blocks)]
         last = model.readout(stages[-1][1])[0].float()  # (T, V)
         return lens_of([name for name, _ in stages], [*readings, _readings(last, pair, k)], last)
