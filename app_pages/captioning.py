@@ -21,7 +21,7 @@ from views.captioning import weighed_words, word_view
 from views.inputs import md_escape, whole_number_input
 from views.layout import lazy_tabs, page_header
 from views.outputs import model_output
-from views.serving import caption_importance_rows, captioner_familiarity, captions, card, unfamiliarity
+from views.serving import cached, card
 from viz.heatmaps import matrix_heatmap
 from viz.lines import attention_overlay
 
@@ -131,6 +131,7 @@ if max(picture.size) > 64 or picture.size[0] != picture.size[1]:
     )
 
 # --- Caption --------------------------------------------------------------------------------------
+captions = cached("captioner", "captions")  # (name, the 64×64 input's bytes and shape, beam[, hidden])
 beam = st.slider("Beam size (1 = greedy)", 1, 5, 1, key="cap_beam")
 runs = captions(DEFAULT, seen.tobytes(), seen.shape, beam)
 run = runs[0]
@@ -151,7 +152,8 @@ if expected is not None:
         if run.text == expected
         else f"The scene's true caption is: **{md_escape(expected)}**"
     )
-distance, fit = unfamiliarity(DEFAULT, seen.tobytes(), seen.shape), captioner_familiarity(DEFAULT)
+fit = cached("captioner", "familiarity")(DEFAULT)
+distance = float(fit.distances(cached("captioner", "features")(DEFAULT, seen.tobytes(), seen.shape))[0])
 if distance > fit.threshold:
     st.warning(
         f"This picture is unlike the scenes the captioner was trained on: its features lie at distance "
@@ -253,7 +255,7 @@ def hide_view() -> None:
 def importance_view() -> None:
     """Importance of each region by ablation vs α_t and gradient × input, per word, also as maps."""
     st.caption("Ablated: one 8×8-pixel region, painted the image's mean colour. α: one head, one layer.")
-    per_token = caption_importance_rows(DEFAULT, seen.tobytes(), seen.shape, run.output)
+    per_token = cached("captioner", "importance")(DEFAULT, seen.tobytes(), seen.shape, run.output)
     t = importance.per_output_token(per_token, "cap", held_out=model_card.get(CARD_KEY, {}).get("spearman"))
     importance.grid_maps(per_token, t, run.alphas.shape[-1], "cap")
 

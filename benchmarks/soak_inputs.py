@@ -142,7 +142,7 @@ class Oracle:
         model, _, _, vocab = self.captioner
         picture = Image.fromarray(generate(1, key[0])[0].image)
         seen, _ = model_input(picture)
-        _, x = model_input(Image.fromarray(seen))  # as views.serving.captions rebuilds it from the pixels
+        _, x = model_input(Image.fromarray(seen))  # as runners.captioner.picture rebuilds it from the pixels
         return captioner.run(model, vocab, x)[0].text or "(empty caption)"
 
     def close(self) -> None:

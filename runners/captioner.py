@@ -11,7 +11,7 @@ from PIL import Image
 from models.attention import NO_INTERVENTION, Interventions
 from models.captioner import Captioner, CaptionerConfig, CaptionTrace
 from models.checkpoints import ASSETS, load_checkpoint
-from runners.protocol import AttentionMaps, to_numpy
+from runners.protocol import AttentionMaps, Served, to_numpy
 from tasks.common import Vocab, length_to_eos, split_of
 from tasks.images import model_input, to_tensor
 from tasks.scenes import MAX_CAPTION, SHAPES
@@ -197,3 +197,33 @@ def familiarity(model: Captioner, n_scenes: int = 1500, seed: int = 0) -> Famili
     fit = Familiarity(mean, np.linalg.inv(cov), threshold=float("inf"), held_out=np.empty(0))
     held_out = fit.distances(features[held])
     return replace(fit, threshold=float(np.quantile(held_out, 0.99)), held_out=held_out)
+
+
+# --- What the app serves cached (`views.serving.cached`): (model, card, vocabularies) first --------
+# A picture is passed as the page's 64×64 input pixels (bytes and shape): the cache key, so the same
+# picture is captioned, and placed among the training scenes, once.
+def picture(pixels: bytes, shape: tuple[int, int, int]) -> torch.Tensor:
+    """The page's 64×64 picture, as raw bytes, as the model's input (1, 3, H, W)."""
+    return model_input(Image.fromarray(np.frombuffer(pixels, dtype=np.uint8).reshape(shape)))[1]
+
+
+def _served_captions(
+    loaded, pixels: bytes, shape: tuple[int, int, int], beam: int, hidden: tuple[int, ...] = ()
+) -> list[CaptionRun]:
+    model, _, _, vocab = loaded
+    return run(model, vocab, picture(pixels, shape), Interventions(hidden_keys=hidden), beam=beam)
+
+
+def _served_features(loaded, pixels: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+    return pooled_features(loaded[0], picture(pixels, shape))  # (1, C)
+
+
+def _served_familiarity(loaded) -> Familiarity:
+    return familiarity(loaded[0])
+
+
+SERVED = {
+    "captions": Served(_served_captions, max_entries=64),  # per beam size and set of hidden regions
+    "features": Served(_served_features, max_entries=64),
+    "familiarity": Served(_served_familiarity, spinner="Measuring where the training scenes lie (once)…"),
+}

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from models.captioner import Captioner
-from runners.captioner import region_labels
+from runners.captioner import picture, region_labels
 from runners.importance import GRADIENT_X_INPUT, PerToken, card_entry, gradient_x_input
-from runners.protocol import to_numpy
+from runners.protocol import Served, to_numpy
 from tasks.batching import batch_scenes
 from tasks.common import BOS_ID, EOS, Vocab, length_to_eos
 from tasks.scenes import MAX_CAPTION, Scene, cell_shares
@@ -158,3 +158,12 @@ def held_out(model: Captioner, vocab: Vocab, scenes: Sequence[Scene], chunk: int
             "hit_rate": {name: float(np.mean(h)) if h else float("nan") for name, h in hits.items()},
         },
     }
+
+
+def _served_measure(loaded, pixels: bytes, shape: tuple[int, int, int], output: tuple[str, ...]) -> PerToken:
+    """`importance` on the page's picture (its 64×64 input pixels) and shown caption, teacher-forced."""
+    model, _, _, vocab = loaded
+    return importance(model, vocab, picture(pixels, shape), output)
+
+
+SERVED = {"importance": Served(_served_measure, max_entries=32, spinner="Ablating each image region…")}

@@ -23,18 +23,12 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
-import torch
-from PIL import Image
 
-from models.attention import Interventions
 from models.checkpoints import ASSETS, load_card
-from runners import captioner, captioner_importance
-from runners.importance import PerToken
 from runners.protocol import Served
 from runners.registry import FAMILIES, load
 from tasks import held_out
 from tasks.common import Example
-from tasks.images import model_input
 
 # Inference policy. "shared" (default): one run at a time in the whole process — on 2 cores,
 # concurrent forwards only slow each other. "per-model": one run at a time per checkpoint.
@@ -175,48 +169,3 @@ def cached(family: str, call: str) -> Callable[..., Any]:
     if call not in FAMILIES[family].served:
         raise KeyError(f"the {family} family serves no {call!r}: add it to its runner's SERVED.")
     return _once(family, call)
-
-
-# --- Captioner ------------------------------------------------------------------------------------
-def _image(pixels: bytes, shape: tuple[int, int, int]) -> torch.Tensor:
-    """The page's 64×64 picture (its raw bytes: the cache key) as the model's input (1, 3, H, W)."""
-    return model_input(Image.fromarray(np.frombuffer(pixels, dtype=np.uint8).reshape(shape)))[1]
-
-
-@st.cache_resource(max_entries=64, show_spinner=False)
-def captions(
-    name: str, pixels: bytes, shape: tuple[int, int, int], beam: int, hidden: tuple[int, ...] = ()
-) -> list[captioner.CaptionRun]:
-    """Keyed on the model's 64×64 input pixels: the same picture is captioned once (per beam size
-    and set of ``hidden`` regions)."""
-    model, _, _, vocab = load_model(name)
-    hide = Interventions(hidden_keys=hidden)
-    with inference(name):
-        return read_only(captioner.run(model, vocab, _image(pixels, shape), hide, beam=beam))
-
-
-@st.cache_resource(max_entries=32, show_spinner="Ablating each image region in turn…")
-def caption_importance_rows(
-    name: str, pixels: bytes, shape: tuple[int, int, int], output: tuple[str, ...]
-) -> PerToken:
-    """Importance by region ablation, α and gradient × input for every word of ``output`` (the
-    shown caption, teacher-forced), keyed on the model's 64×64 input pixels."""
-    model, _, _, vocab = load_model(name)
-    with inference(name):
-        return read_only(captioner_importance.importance(model, vocab, _image(pixels, shape), output))
-
-
-@st.cache_resource(show_spinner="Measuring where the training scenes sit in feature space (once)…")
-def captioner_familiarity(name: str) -> captioner.Familiarity:
-    model = load_model(name)[0]
-    with inference(name):
-        return read_only(captioner.familiarity(model))
-
-
-@st.cache_resource(max_entries=64, show_spinner=False)
-def unfamiliarity(name: str, pixels: bytes, shape: tuple[int, int, int]) -> float:
-    """How unlike the training scenes the picture is: its distance under `captioner_familiarity`."""
-    model = load_model(name)[0]
-    with inference(name):
-        features = captioner.pooled_features(model, _image(pixels, shape))  # (1, C)
-    return float(captioner_familiarity(name).distances(features)[0])
