@@ -34,6 +34,19 @@ def pytest_configure(config):
         torch.set_num_threads(max(1, threads))
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_as_found():
+    """A test that runs one of our CLIs (training, measurements) lets it set torch's thread count, then
+    puts it back: what the app cached in one test (computed with N threads) and what a later test
+    recomputes must be the same computation, float for float (matmuls round by their thread split)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def smollm2():
     """SmolLM2-135M-Instruct on our own code, loaded once for every test file: (model, tokenizer, meta)."""
