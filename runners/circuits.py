@@ -165,10 +165,10 @@ def _readings_by_chunk(normed: Tensor, unembedding: Tensor, pair: Pair, k: int) 
         top_logits.append(top.values)
         top_ids.append(top.indices + a)
     best = torch.topk(torch.cat(top_logits, 1), min(k, vocab), -1)
-    peaks = torch.stack(peaks, 1)  # (N, chunks)
     peak = best.values[:, 0]
+    rescale = (torch.stack(peaks, 1) - peak[:, None]).exp()  # (N, chunks): each chunk's sum onto the peak
     return _Readings(
-        target=t, rival=r, peak=peak, mass=(torch.stack(masses, 1) * (peaks - peak[:, None]).exp()).sum(1),
+        target=t, rival=r, peak=peak, mass=(torch.stack(masses, 1) * rescale).sum(1),
         target_rank=counts[0], rival_rank=counts[1],
         top_ids=torch.cat(top_ids, 1).gather(1, best.indices), top_logits=best.values,
     )  # fmt: skip
@@ -191,10 +191,8 @@ def lens_of(stages: Sequence[str], readings: Sequence[_Readings], last_logits: T
 
 def lens_of_logits(stages: Sequence[str], read_out: Iterable[Tensor], pair: Pair, *, k: int = 5) -> Lens:
     """The `Lens` of each stage's read-out logits (T, V), in ``stages``' order."""
-    readings, logits = [], None
-    for logits in read_out:
-        readings.append(_readings(logits, pair, k))
-    return lens_of(stages, readings, logits)
+    logits = list(read_out)  # small vocabularies: every stage's logits at once is little
+    return lens_of(stages, [_readings(x, pair, k) for x in logits], logits[-1])
 
 
 def logit_lens(model: nn.Module, run: Run, pair: Pair, *, k: int = 5) -> Lens:

@@ -68,20 +68,20 @@ def test_every_hostile_text_in_every_input(page, setup, kind, key):
 # The circuit tabs' prompt inputs: their keys carry the input they follow (a new clean source is a new
 # corrupted-source box), so each is found by a part of its key. The GPT stands for SmolLM2 here: both
 # pages draw the same tab (views/circuits.py).
-CIRCUIT_INPUTS = [  # (page, tab, widget kind, a part of the key)
-    ("app_pages/gpt.py", "Circuits", "text_area", "circ_clean"),
-    ("app_pages/gpt.py", "Circuits", "text_area", "circ_corrupt"),
-    ("app_pages/transformer.py", "Circuits", "text_input", "circ_corrupt"),
-    ("app_pages/bert.py", "Patching", "text_input", "bert_patch_corrupt"),
-    ("app_pages/seq2seq.py", "Causal alignment", "text_input", "s2s_patch_corrupt"),
+CIRCUIT_INPUTS = [  # (page, tab, widget kind, a part of the key, the tab's first result chart)
+    ("app_pages/gpt.py", "Circuits", "text_area", "circ_clean", "gpt_circ_lens_grid"),
+    ("app_pages/gpt.py", "Circuits", "text_area", "circ_corrupt", "gpt_circ_lens_grid"),
+    ("app_pages/transformer.py", "Circuits", "text_input", "circ_corrupt", "tf_circ_lens_grid"),
+    ("app_pages/bert.py", "Patching", "text_input", "bert_patch_corrupt", "bert_patch_positions"),
+    ("app_pages/seq2seq.py", "Causal alignment", "text_input", "s2s_patch_corrupt", "s2s_causal_grid"),
 ]
 
 
-CIRCUIT_IDS = [f"{page.split('/')[-1][:-3]}-{part}" for page, _, _, part in CIRCUIT_INPUTS]
+CIRCUIT_IDS = [f"{page.split('/')[-1][:-3]}-{part}" for page, _, _, part, _ in CIRCUIT_INPUTS]
 
 
-@pytest.mark.parametrize("page, view, kind, part", CIRCUIT_INPUTS, ids=CIRCUIT_IDS)
-def test_every_hostile_text_in_every_circuit_input(page, view, kind, part):
+@pytest.mark.parametrize("page, view, kind, part, result", CIRCUIT_INPUTS, ids=CIRCUIT_IDS)
+def test_every_hostile_text_in_every_circuit_input(page, view, kind, part, result):
     at = open_view(open_app(page), view)
     for name, text in corpus().items():
         (box,) = [w for w in getattr(at, kind) if part in w.key]
@@ -89,8 +89,9 @@ def test_every_hostile_text_in_every_circuit_input(page, view, kind, part):
         assert not at.exception, (name, [e.value for e in at.exception])
         shown = [m.value for m in at.markdown] + [i.value for i in at.info] + [w.value for w in at.warning]
         assert not any("<script>" in value for value in shown), name
-        # The tab answers: a message saying what to do, or the sweep over the pair.
-        assert at.info or at.warning or at.error or at.metric or at.markdown, name
+        # The tab answers: a message saying what to do, or its result over the pair.
+        drawn = [c for c in at.get("plotly_chart") if result in c.proto.id]
+        assert at.info or at.warning or at.error or drawn, name
 
 
 @pytest.fixture
