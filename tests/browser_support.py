@@ -45,9 +45,15 @@ def settle(page, charts: int = 1, timeout: float = 90_000) -> None:
     page.wait_for_timeout(500)
 
 
-def trace_types(page) -> list[list[str]]:
-    return page.evaluate(
-        "[...document.querySelectorAll('.js-plotly-plot')].map(p => (p.data || []).map(t => t.type))"
+def wait_for_chart(page, *types: str, timeout: float = 60_000) -> None:
+    """Wait until one Plotly chart on the page holds traces of every one of ``types``. Plotly draws
+    each chart after Streamlit has finished the run, so a chart counted by `settle` may still be
+    empty on a slow machine: ask for what the test needs, not for what happens to be drawn first."""
+    page.wait_for_function(
+        "types => [...document.querySelectorAll('.js-plotly-plot')]"
+        ".some(p => types.every(t => (p.data || []).some(trace => trace.type === t)))",
+        arg=list(types),
+        timeout=timeout,
     )
 
 

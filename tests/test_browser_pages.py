@@ -30,9 +30,9 @@ from tests.browser_support import (
     seq2seq_shown,
     settle,
     shot,
-    trace_types,
     type_prompt,
     view_state,
+    wait_for_chart,
 )
 from views.serving import load_model, loaded_model
 
@@ -97,7 +97,7 @@ def test_transformer_page(server, page, shot_dir):
     )
     settle(page, charts=2)
     no_exception(page)
-    assert any("heatmap" in types for types in trace_types(page))
+    wait_for_chart(page, "heatmap")  # times out (fails) if no heatmap is drawn
     shot(page, shot_dir, "transformer")
 
 
@@ -126,8 +126,7 @@ def test_captioning_page_with_upload(server, page, tmp_path, shot_dir):
     settle(page, charts=3)
     no_exception(page)
     assert output(page)
-    types = trace_types(page)
-    assert any("image" in t and "heatmap" in t for t in types)  # the per-word overlay
+    wait_for_chart(page, "image", "heatmap")  # the per-word overlay: fails by timing out without it
     shot(page, shot_dir, "captioning")
     bad = tmp_path / "not_an_image.png"
     bad.write_bytes(b"hello")
