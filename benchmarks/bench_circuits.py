@@ -36,6 +36,10 @@ GOALS = {"llm": {"forward (traced)": None, "logit lens": 0.5, "direct attributio
                  "every head patched": 1.0}}  # fmt: skip
 
 
+# The first held-out IOI template with "all day" added: 20 tokens for SmolLM2 (the templates have 13–18).
+TWENTY_TOKENS = "Then, {io} and {s} were working at the office all day. {s} decided to give a file to"
+
+
 def median_time(fn, repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -69,8 +73,9 @@ def main() -> None:
     from models.llama import load
 
     llm, tokenizer, _ = load(device=torch.device("cpu"))
-    c = probes.ioi(probes.IOI_HELD_OUT_TEMPLATES[0], "David", "Michael", "Emma")  # 20 tokens
+    c = probes.ioi(TWENTY_TOKENS, "David", "Michael", "Emma")
     ids, corrupt = (tokenizer.encode(t).ids for t in (c.prompt, c.corrupt))
+    assert len(ids) == len(corrupt) == 20, "the goals are for a 20-token pair: mend TWENTY_TOKENS"
     word = {w: tokenizer.encode(" " + w).ids[0] for w in (c.target, c.rival)}
     pair = C.Pair(word[c.target], word[c.rival])
     results = {"llm": (len(ids), measure(llm, ids, corrupt, pair, args.repeat))}

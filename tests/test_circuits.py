@@ -75,13 +75,14 @@ def test_the_logit_lens_last_stage_is_the_models_output(tiny, smollm2):
     assert lens.top_ids[-1, -1, 0] == paris
 
 
-@pytest.mark.parametrize("chunk", [7, 16, 4096])
+@pytest.mark.parametrize("chunk", [3, 7, 16, 4096])
 def test_the_logit_lens_read_a_chunk_of_the_vocabulary_at_a_time_equals_the_whole_readout(
     tiny, monkeypatch, chunk
 ):
     """Every stage's numbers against the model's own ``readout`` of that stream, whole rows at once:
-    with the vocabulary (40 tokens) read 7 or 16 at a time (target and rival in different chunks, a
-    short last chunk) and in one chunk. Logits by chunk are another matmul shape (float32 rounding)."""
+    with the vocabulary (40 tokens) read 3, 7 or 16 at a time (target and rival in different chunks, a
+    short last chunk; 3: chunks smaller than the top k) and in one chunk. Logits by chunk are another
+    matmul shape (float32 rounding)."""
     monkeypatch.setattr(C, "VOCAB_CHUNK", chunk)
     pair = C.Pair(target=3, rival=33)
     run = C.forward(tiny, CLEAN, pair)
