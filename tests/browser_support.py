@@ -110,6 +110,12 @@ def view_state(page, key: str) -> dict:
     )
 
 
+def drawn_view(page, key: str, timeout: float = 60_000) -> dict:
+    """`view_state` once the component ``key`` has drawn its exact map (not a thumbnail's preview)."""
+    page.wait_for_function(f"({VIEW_JS})({key!r})?.shown", timeout=timeout)
+    return view_state(page, key)
+
+
 def hover_cell(page, key: str, row: int, col: int) -> str:
     """Move the mouse over the map's cell (row, col) and return what the component says of it."""
     box = page.locator(f".st-key-{key} canvas.map")

@@ -24,6 +24,7 @@ from tests.browser_support import (
     BROWSER_TESTS,
     SHOTS,
     VIEW_JS,
+    drawn_view,
     no_exception,
     output,
     seq2seq_run,
@@ -54,8 +55,7 @@ def test_seq2seq_page(server, page, shot_dir):
     settle(page)
     no_exception(page)
     assert output(page) == first
-    page.wait_for_function(f"({VIEW_JS})('s2s_heatmap')?.shown", timeout=60_000)  # its exact map, drawn
-    alignment = view_state(page, "s2s_heatmap")["shown"]  # the attention component, drawing the model's map
+    alignment = drawn_view(page, "s2s_heatmap")["shown"]  # the attention component, drawing the model's map
     np.testing.assert_array_equal(np.array(alignment, np.float32), seq2seq_run(first_text).weights.ravel())
     shot(page, shot_dir, "seq2seq")
     box = page.get_by_label("Source text (at most 80 characters)")
@@ -110,8 +110,7 @@ def test_bert_page(server, page, shot_dir):
     settle(page)
     no_exception(page)
     assert page.get_by_test_id("stMetricValue").first.inner_text() == str(bert_token_count(text))
-    page.wait_for_function(f"({VIEW_JS})('bert_heads')?.shown", timeout=60_000)  # the head view, drawn
-    lines = view_state(page, "bert_heads")  # the head view: the attention component's lines
+    lines = drawn_view(page, "bert_heads")  # the head view: the attention component's lines
     assert lines is not None and lines["shown"] is not None
     shot(page, shot_dir, "bert")
 

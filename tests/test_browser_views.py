@@ -19,6 +19,7 @@ from tests.browser_support import (
     BROWSER_TESTS,
     VIEW_JS,
     count_reruns,
+    drawn_view,
     hover_cell,
     no_exception,
     seq2seq_run,
@@ -144,7 +145,6 @@ def test_llm_map_looks_in_the_browser_and_asks_for_what_was_not_sent(server, pag
     look_around(page, "llm_map", weights, (3, 5), ["ArrowRight", "ArrowLeft", "ArrowLeft", "ArrowDown"])
     page.locator(".st-key-llm_map select.pick-layer").select_option(label="L25")
     wait_view(page, "llm_map", 25, 4, exact=False)  # its thumbnail drawn at once
-    page.wait_for_function(f"({VIEW_JS})('llm_map').shown", timeout=60_000)  # asked for, then sent
-    assert_drawn(view_state(page, "llm_map"), weights[25, 4])
+    assert_drawn(drawn_view(page, "llm_map"), weights[25, 4])  # asked for, then sent
     assert page.evaluate("window.__reruns") == 1
     no_exception(page)
