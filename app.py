@@ -1,19 +1,18 @@
-"""Attention explorer — the router: one page per registered model family (runners/registry.py).
+"""Attention explorer — the router: one page per model family (families/__init__.py).
 
-Pages live in app_pages/, shared Streamlit views in views/, figures in viz/, networks in models/.
+Each family (a page, its runners and views) lives in families/<name>/; shared views in views/, shared
+analyses in analysis/, figures in viz/, networks in models/.
 """
-
-from pathlib import Path
 
 import streamlit as st
 
-from runners.registry import FAMILIES
+from families import FAMILIES
 
 
 def run() -> None:
     st.set_page_config(page_title="Attention explorer", page_icon="🔍", layout="wide")
     pages = [
-        st.Page(f.page, title=f.title, icon=f.icon, url_path=Path(f.page).stem, default=i == 0)
+        st.Page(f.page, title=f.title, icon=f.icon, url_path=f.url_path, default=i == 0)
         for i, f in enumerate(FAMILIES.values())
     ]
     st.navigation(pages).run()

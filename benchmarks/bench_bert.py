@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_seq2seq import median_ms  # noqa: E402
+from families.bert.runner import encode, run  # noqa: E402
 from models.bert import default_folder, load_bert  # noqa: E402
-from runners.bert import encode, run  # noqa: E402
 
 LENGTHS = (32, 128, 512)
 

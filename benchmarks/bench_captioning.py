@@ -13,9 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_seq2seq import median_ms  # noqa: E402
+from families import load  # noqa: E402
+from families.captioner.runner import run as run_captioner  # noqa: E402
 from models.checkpoints import ASSETS  # noqa: E402
-from runners.captioner import run as run_captioner  # noqa: E402
-from runners.registry import load  # noqa: E402
 from tasks.images import load_upload, model_input  # noqa: E402
 
 

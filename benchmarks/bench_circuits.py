@@ -23,9 +23,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runners import circuits as C  # noqa: E402
-from runners import gpt  # noqa: E402
-from runners import patching as P  # noqa: E402
+from analysis import circuits as C  # noqa: E402
+from analysis import patching as P  # noqa: E402
+from families.gpt import runner as gpt  # noqa: E402
 from tasks import probes  # noqa: E402
 
 GOALS = {"llm": {"forward (traced)": None, "logit lens": 0.5, "direct attribution": 0.5,

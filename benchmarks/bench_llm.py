@@ -9,7 +9,7 @@ GGUF, in one process on the same threads, with ratios against the issue's goals.
 2. Generation, greedy, 64 new tokens after a 32-token prompt: ours (`Llama.stream`, KV cache, each
    token's attention kept) vs HF ``generate(do_sample=False)`` with its cache (goal ≥ 1.0×).
 3. RSS the model adds to a fresh process (spawned: the app's imports done, then `load`; goal ≤ 700 MB).
-4. A cached run at 128 tokens: what the page's "run" cache holds for one prompt (`runners.llama.run`
+4. A cached run at 128 tokens: what the page's "run" cache holds for one prompt (`families.llm.runner.run`
    with every layer's maps, as `page_layers` keeps them up to 128 tokens): its numpy arrays' bytes,
    and the Python objects around them (token labels, tuples) beside them (goal ≤ 20 MB).
 """
@@ -83,7 +83,7 @@ def held_bytes(value, seen: set[int] | None = None) -> tuple[int, int]:
 
 
 def cached_run(model, tokenizer, meta, ids: list[int]) -> None:
-    from runners import llama
+    from families.llm import runner as llama
 
     loaded = llama.loaded_from(model, tokenizer, meta)
     assert llama.page_layers(len(ids), 0) is None  # the page keeps all 30 layers at this length

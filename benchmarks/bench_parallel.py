@@ -22,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runners.parallel import LENGTHS, TABLE_PATH, ParallelTable, measure  # noqa: E402
+from families.seq2seq.parallel import LENGTHS, TABLE_PATH, ParallelTable, measure  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

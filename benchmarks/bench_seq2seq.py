@@ -17,8 +17,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runners.registry import load  # noqa: E402
-from runners.seq2seq import run as run_seq2seq  # noqa: E402
+from families import load  # noqa: E402
+from families.seq2seq.runner import run as run_seq2seq  # noqa: E402
 from tasks import TASKS  # noqa: E402
 from tasks.batching import batch_tensors  # noqa: E402
 

@@ -16,11 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_seq2seq import TEXTS, median_ms  # noqa: E402
+from families import load  # noqa: E402
+from families.transformer.runner import run  # noqa: E402
 from models.attention import Interventions  # noqa: E402
 from models.checkpoints import checkpoint_name  # noqa: E402
 from models.transformer import PRESETS  # noqa: E402
-from runners.registry import load  # noqa: E402
-from runners.transformer import run  # noqa: E402
 from tasks import TASKS  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def bench_page() -> None:
     st.cache_data.clear()
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
     start = time.perf_counter()
-    at.switch_page("app_pages/transformer.py").run()
+    at.switch_page("families/transformer/page.py").run()
     print(
         f"\ntransformer page first run (model load, decode, 100-example accuracy): "
         f"{(time.perf_counter() - start) * 1000:.0f} ms"

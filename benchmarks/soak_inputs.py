@@ -14,13 +14,17 @@ from PIL import Image
 
 streamlit.logger.set_log_level("error")  # views.serving's caches warn that no runtime is found here
 
+from families import load  # noqa: E402
+from families.bert.runner import encode, folders  # noqa: E402
+from families.captioner import runner as captioner  # noqa: E402
+from families.gpt import runner as gpt  # noqa: E402
+from families.llm import runner as llama  # noqa: E402
+from families.seq2seq import runner as seq2seq  # noqa: E402
+from families.transformer import runner as transformer  # noqa: E402
 from models.attention import SCORINGS, Interventions  # noqa: E402
 from models.bert import load_bert  # noqa: E402
 from models.checkpoints import checkpoint_name  # noqa: E402
 from models.device import pick_device  # noqa: E402
-from runners import captioner, gpt, llama, seq2seq, transformer  # noqa: E402
-from runners.bert import encode, folders  # noqa: E402
-from runners.registry import load  # noqa: E402
 from tasks import TASKS, prepare  # noqa: E402
 from tasks.images import model_input  # noqa: E402
 from tasks.scenes import generate  # noqa: E402
@@ -142,7 +146,7 @@ class Oracle:
         model, _, _, vocab = self.captioner
         picture = Image.fromarray(generate(1, key[0])[0].image)
         seen, _ = model_input(picture)
-        _, x = model_input(Image.fromarray(seen))  # as runners.captioner.picture rebuilds it from the pixels
+        _, x = model_input(Image.fromarray(seen))  # as the runner's `picture` rebuilds it
         return captioner.run(model, vocab, x)[0].text or "(empty caption)"
 
     def close(self) -> None:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # names only the annotations use
     from models.attention import Capture, Interventions, MultiHeadTrace
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
-SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]", "[UNK]")  # what `runners.bert.encode` and the page use
+SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]", "[UNK]")  # what `families.bert.runner.encode` and the page use
 # What to do about a damaged folder; each message also names the file.
 REDOWNLOAD = (
     "copy the checkpoint's files into the folder again (a Hugging Face BERT folder: "

@@ -10,7 +10,7 @@ selects. Nothing is stored on the model: the patch is an argument, like `Interve
 model serves every session.
 
 Zero, mean and resampled ablations are patches too: their source is zeros, a mean over a stated
-reference set, or another input's activations (`runners.circuits`).
+reference set, or another input's activations (`analysis.circuits`).
 """
 
 from __future__ import annotations

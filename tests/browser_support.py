@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from families import FAMILIES
 from models.attention import SCORINGS
 from models.checkpoints import checkpoint_name
 from tasks import TASKS, prepare
@@ -82,7 +83,7 @@ def seq2seq_run(text: str, scoring: str = SCORINGS[0]):
     task = next(iter(TASKS.values()))
     name = checkpoint_name("seq2seq", task.name, scoring)
     tokens = prepare(task, text, Vocab(tuple(card(name)["src_vocab"]))).tokens
-    return cached("seq2seq", "runs")(name, tokens, 1, None)[0]
+    return cached(FAMILIES["seq2seq"], "runs")(name, tokens, 1, None)[0]
 
 
 def seq2seq_shown(text: str, scoring: str = SCORINGS[0]) -> str:

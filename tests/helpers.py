@@ -12,7 +12,10 @@ import numpy as np
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from families import FAMILIES
+from models.checkpoints import load_card
 from views.attention_component import unpack
+from views.serving import loaded_model
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 
@@ -27,6 +30,12 @@ def open_app(page: str | None = None, **query) -> AppTest:
         app.switch_page(page).run()
     assert not app.exception, [e.value for e in app.exception]
     return app
+
+
+def shipped(name: str):
+    """The app's one cached copy of shipped checkpoint ``name`` (model, card, vocabularies): what the
+    pages compute with, so a test that recomputes a page's numbers runs the same model object."""
+    return loaded_model(FAMILIES[load_card(name)["kind"]], name)
 
 
 def chart(app: AppTest, key: str) -> dict:

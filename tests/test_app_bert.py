@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from families.bert.runner import encode, run, value_weighted
 from models.attention import Interventions
 from models.bert import default_folder, load_bert
-from runners.bert import encode, run, value_weighted
 from tests.helpers import open_app, open_view, sent, sent_maps
 
 
@@ -18,7 +18,7 @@ def bert():
 
 @pytest.fixture
 def at():
-    return open_app("app_pages/bert.py")
+    return open_app("families/bert/page.py")
 
 
 def metric(app, label):
@@ -72,7 +72,7 @@ def test_long_empty_and_hostile_text(at):
 def test_bad_checkpoint_folder_gets_a_message(tmp_path, monkeypatch):
     (tmp_path / "empty-folder").mkdir()
     monkeypatch.setenv("ATTENTION_EXPLORER_BERT_DIR", str(tmp_path))  # the operator's folder; visitors pick
-    at = open_app("app_pages/bert.py")
+    at = open_app("families/bert/page.py")
     at.selectbox(key="bert_folder").set_value(str(tmp_path / "empty-folder")).run()
     assert not at.exception
     assert any("lacks config" in e.value for e in at.error)

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from runners.seq2seq import run
+from families.seq2seq.runner import run
 from tasks import TASKS
-from tests.helpers import array, chart, open_app, open_view, sent, sent_maps
+from tests.helpers import array, chart, open_app, open_view, sent, sent_maps, shipped
 from views.inputs import md_escape
-from views.serving import held_out_examples, load_model
+from views.serving import held_out_examples
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def figure(app, key):
 
 
 def model_run(task_name, scoring, src, **kw):
-    model, _, sv, tv = load_model(f"seq2seq-{task_name}-{scoring}")
+    model, _, sv, tv = shipped(f"seq2seq-{task_name}-{scoring}")
     return run(model, TASKS[task_name], src, sv, tv, **kw)
 
 

@@ -5,11 +5,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from families.transformer.runner import run
 from models.attention import Interventions
-from runners.transformer import run
 from tasks import TASKS
-from tests.helpers import open_app, open_view, sent_maps
-from views.serving import held_out_examples, load_model
+from tests.helpers import open_app, open_view, sent_maps, shipped
+from views.serving import held_out_examples
 
 NAME = "transformer-dates-h4"
 PLAIN = Interventions()
@@ -17,11 +17,11 @@ PLAIN = Interventions()
 
 @pytest.fixture
 def at():
-    return open_app("app_pages/transformer.py")
+    return open_app("families/transformer/page.py")
 
 
 def model_run(iv=PLAIN, **kw):
-    model, _, sv, tv = load_model(NAME)
+    model, _, sv, tv = shipped(NAME)
     return run(model, TASKS["dates"], held_out_examples("dates")[0].src, sv, tv, iv, **kw)
 
 
@@ -131,7 +131,7 @@ def test_typed_dates_are_checked_in_and_out(at):
     at.radio(key="input").set_value("text").run()
     at.text_input(key="text").set_value("next friday").run()
     assert not at.code and any("relative date" in e.value for e in at.error)
-    model, _, sv, tv = load_model(NAME)
+    model, _, sv, tv = shipped(NAME)
     for text in ("99/99/99", "25/12/2020"):
         at.text_input(key="text").set_value(text).run()
         own = run(model, TASKS["dates"], TASKS["dates"].tokenize(text), sv, tv, PLAIN)

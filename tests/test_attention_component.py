@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runners.protocol import AttentionMaps
+from analysis.protocol import AttentionMaps
 from views.attention_component import BUDGET, PREVIEW_SIDE, THUMB_SIDE, View, payload, thumbnails, unpack
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from analysis.stats import rollout
+from families.bert.runner import encode, neuron_layer, pair_similarity, run, value_weighted
 from models.attention import Interventions
 from models.bert import default_folder, load_bert
-from runners.bert import encode, neuron_layer, pair_similarity, run, value_weighted
-from runners.stats import rollout
 from tests.helpers import run_together
 
 TOL = 1e-4  # hidden states and attention weights, absolute

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from families.bert import circuits as BC
+from families.bert.runner import EXAMPLE_TEXT, _forward, default_folder, encode, load
 from models.attention import NO_INTERVENTION
 from models.patching import Patch
-from runners import bert_circuits as BC
-from runners.bert import EXAMPLE_TEXT, _forward, default_folder, encode, load
 from tests.helpers import array, chart, open_app, open_view
 
 CLEAN = EXAMPLE_TEXT[0]
@@ -69,7 +69,7 @@ def test_another_piece_count_is_refused_with_the_fix(loaded):
 
 
 def test_the_page_shows_the_sweeps_and_explains_bad_input(loaded):
-    app = open_view(open_app("app_pages/bert.py"), "Patching")
+    app = open_view(open_app("families/bert/page.py"), "Patching")
     reference = app.text_input(key="b").value or CLEAN
     resid, heads = BC.sweeps(loaded, CLEAN, CORRUPT, reference)
     for key, sweep in (("bert_patch_positions", resid), ("bert_patch_heads", heads)):

@@ -6,20 +6,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from families.transformer.runner import run
+from families.transformer.walkthrough import block_steps
+from families.transformer.walkthrough_view import POST_STEPS, PRE_STEPS
 from models.attention import Interventions
 from models.transformer import BLOCKS
-from runners.transformer import run
-from runners.transformer_walkthrough import block_steps
 from tasks import TASKS
-from tests.helpers import open_app, open_view
-from views.serving import held_out_examples, load_model
-from views.walkthrough import POST_STEPS, PRE_STEPS
+from tests.helpers import open_app, open_view, shipped
+from views.serving import held_out_examples
 
 VARIANTS = ("h4", "h4-post")
 
 
 def model_and_run(variant: str):
-    model, _, sv, tv = load_model(f"transformer-dates-{variant}")
+    model, _, sv, tv = shipped(f"transformer-dates-{variant}")
     return model, run(model, TASKS["dates"], held_out_examples("dates")[3].src, sv, tv)
 
 
@@ -37,7 +37,7 @@ def test_sublayer_traces_chain_into_the_models_own_tensors(variant):
             for a, b in zip(subs, subs[1:], strict=False):
                 np.testing.assert_array_equal(a.x_out, b.x_in)
     # The encoder's last stream, through the final norm, is the memory the decoder read.
-    source_vocab = load_model(f"transformer-dates-{variant}")[2]
+    source_vocab = shipped(f"transformer-dates-{variant}")[2]
     ids = torch.tensor([source_vocab.encode(r.source)])
     with torch.inference_mode():
         memory, *_ = model.encode(ids, torch.tensor([len(r.source)]), Interventions(), False)
@@ -87,7 +87,7 @@ def test_residual_stream_norms_are_the_streams_own():
 
 @pytest.mark.parametrize(("variant", "steps"), [("h4", PRE_STEPS), ("h4-post", POST_STEPS)])
 def test_the_walkthrough_steps_through_the_block_in_the_norms_order(variant, steps):
-    app = open_view(open_app("app_pages/transformer.py", model=variant), "Walkthrough")
+    app = open_view(open_app("families/transformer/page.py", model=variant), "Walkthrough")
     norm = "pre" if variant == "h4" else "post"
     (radio,) = [r for r in app.radio if r.key == f"tf_wt_step_{norm}"]
     assert tuple(radio.options) == tuple(f"{i + 1} · {s}" for i, s in enumerate(steps))

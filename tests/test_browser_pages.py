@@ -15,9 +15,11 @@ from urllib.parse import urlencode
 import numpy as np
 from PIL import Image
 
-from runners import gpt, llama
-from runners.bert import encode, folders
-from runners.captioner import run as run_captioner
+from families import FAMILIES
+from families.bert.runner import encode, folders
+from families.captioner.runner import run as run_captioner
+from families.gpt import runner as gpt
+from families.llm import runner as llama
 from tasks.images import load_upload, model_input
 from tasks.scenes import generate
 from tests.browser_support import (
@@ -35,14 +37,15 @@ from tests.browser_support import (
     view_state,
     wait_for_chart,
 )
-from views.serving import load_model, loaded_model
+from tests.helpers import shipped
+from views.serving import loaded_model
 
 pytestmark = BROWSER_TESTS
 
 
 def bert_token_count(text_a: str) -> int:
     """The BERT page's "Tokens" metric for a single sentence, with its default (first) checkpoint."""
-    return len(encode(loaded_model("bert", next(iter(folders()))), text_a, None).tokens)
+    return len(encode(loaded_model(FAMILIES["bert"], next(iter(folders()))), text_a, None).tokens)
 
 
 def test_seq2seq_page(server, page, shot_dir):
@@ -155,7 +158,7 @@ def test_drawing_on_the_canvas_is_captioned_by_the_model(server, page):
     no_exception(page)
     drawn = canvas.evaluate("c => c.toDataURL('image/png')")
     picture = load_upload(base64.b64decode(drawn.split(",", 1)[1]))
-    model, _, _, v = load_model("captioner-scenes")
+    model, _, _, v = shipped("captioner-scenes")
     _, x = model_input(picture)
     assert output(page) == run_captioner(model, v, x)[0].text
     page.get_by_role("button", name="Undo").click()
@@ -190,7 +193,7 @@ METRIC = """label => [...document.querySelectorAll('[data-testid=stMetric]')]
 def test_llm_page_types_a_prompt_and_draws_a_generated_tokens_attention(server, page, shot_dir, smollm2):
     """Type a prompt into the SmolLM2 page: its next token is the runner's. Generate four tokens
     (greedy): the text and the attention that chose each generated token, in the layer and head picked
-    through the URL, are `runners.llama.generate`'s, every weight to float32 rounding."""
+    through the URL, are `families.llm.runner.generate`'s, every weight to float32 rounding."""
     url, _ = server
     loaded = llama.loaded_from(*smollm2)
     text, layer, head, new = "The capital of Japan is", 3, 5, 4

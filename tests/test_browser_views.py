@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runners import llama
+from families.llm import runner as llama
 from tests.browser_support import (
     BROWSER_TESTS,
     VIEW_JS,
@@ -68,7 +68,7 @@ def look_around(page, key: str, maps: np.ndarray, start: tuple[int, int], moves:
 
 def test_transformer_model_view_looks_in_the_browser(server, page, tmp_path):
     url, _ = server
-    at = open_view(open_app("app_pages/transformer.py"), "Heads")
+    at = open_view(open_app("families/transformer/page.py"), "Heads")
     maps = sent_maps(at, "tf_model")  # (L, h, T, T): the runner's (tests/test_app_transformer.py)
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(f"{url}/transformer?tf_view=Heads")
@@ -98,7 +98,7 @@ def test_transformer_model_view_looks_in_the_browser(server, page, tmp_path):
 
 def test_bert_head_view_toggles_heads_in_the_browser(server, page):
     url, _ = server
-    at = open_view(open_app("app_pages/bert.py"), "Head view")
+    at = open_view(open_app("families/bert/page.py"), "Head view")
     maps = sent_maps(at, "bert_heads")
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(f"{url}/bert?bert_view=Head view")

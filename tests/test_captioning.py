@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
+from families import load
+from families.captioner.runner import DEFAULT, SAMPLES, familiarity, map_similarity, pooled_features, weighed
+from families.captioner.runner import run as run_captioner
 from models.attention import Interventions
 from models.captioner import Captioner, CaptionerConfig, doubly_stochastic, pointing_loss
 from models.checkpoints import load_card
-from runners.captioner import DEFAULT, SAMPLES, familiarity, map_similarity, pooled_features, weighed
-from runners.captioner import run as run_captioner
-from runners.registry import load
 from tasks.batching import batch_scenes, region_targets
 from tasks.common import BOS, split_of
 from tasks.hand import hand_outline, handwriting, ideal_outline, scanned_digit
@@ -33,7 +33,7 @@ from tasks.scenes import (
     outline_points,
     vocab,
 )
-from tests.helpers import open_app, open_view
+from tests.helpers import open_app, open_view, shipped
 from tests.test_images import FILES, REFUSED
 from training.evaluate import STRICT_SHARE, pointing_hits
 
@@ -257,7 +257,7 @@ def test_the_page_shows_what_the_model_weighed(at):
 
 @pytest.fixture
 def at():
-    return open_app("app_pages/captioning.py")
+    return open_app("families/captioner/page.py")
 
 
 def test_every_image_source(at):
@@ -292,8 +292,7 @@ def test_every_hostile_upload(at, name):
 
 def test_upload_caption_is_the_models_own(at):
     from tasks.images import load_upload, model_input
-    from views.serving import load_model
-
+    
     scene = generate(1, 123)[0]
 
     from PIL import Image
@@ -302,7 +301,7 @@ def test_upload_caption_is_the_models_own(at):
     Image.fromarray(scene.image).save(buf, "PNG")
     at.radio(key="source").set_value("upload").run()
     at.file_uploader(key="cap_upload").set_value(("scene.png", buf.getvalue(), "image/png")).run()
-    model, _, _, v = load_model("captioner-scenes")
+    model, _, _, v = shipped("captioner-scenes")
     _, x = model_input(load_upload(buf.getvalue()))
     assert at.code[0].value == run_captioner(model, v, x)[0].text
     assert to_tensor(scene.image[None]).shape == (1, 3, 64, 64)

@@ -17,6 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from families import FAMILIES
 from models.bert import REQUIRED_FILES, default_folder, load_bert
 from models.checkpoints import ASSETS, CheckpointError, load_checkpoint, retrain_fix
 from models.seq2seq import Seq2Seq, Seq2SeqConfig
@@ -334,9 +335,9 @@ def test_page_shows_a_broken_operator_folder_as_an_error(minilm, tmp_path, monke
     broken = bert_copy(minilm, tmp_path / "operator" / "broken-minilm")
     truncate(broken / "model.safetensors")
     monkeypatch.setenv("ATTENTION_EXPLORER_BERT_DIR", str(broken.parent))
-    at = open_app("app_pages/bert.py")  # the packaged default first: it loads and is cached
+    at = open_app("families/bert/page.py")  # the packaged default first: it loads and is cached
     default = str(default_folder())
-    cached = loaded_model("bert", default)
+    cached = loaded_model(FAMILIES["bert"], default)
 
     at.selectbox(key="bert_folder").set_value(str(broken)).run()
     assert not at.exception, [e.value for e in at.exception]
@@ -348,4 +349,4 @@ def test_page_shows_a_broken_operator_folder_as_an_error(minilm, tmp_path, monke
     at.selectbox(key="bert_folder").set_value(default).run()
     assert not at.exception and not at.error
     assert any(m.label == "Tokens" for m in at.metric)
-    assert loaded_model("bert", default) is cached  # the failed load evicted nothing
+    assert loaded_model(FAMILIES["bert"], default) is cached  # the failed load evicted nothing

@@ -4,12 +4,12 @@ report what evaluation actually measures (numbers recomputed here, not copied)."
 import pytest
 from safetensors import safe_open
 
+from families import load
+from families.seq2seq.runner import run as run_seq2seq
+from families.transformer.runner import run as run_transformer
 from models.attention import SCORINGS, Interventions
 from models.checkpoints import ASSETS, checkpoint_name
 from models.transformer import PRESETS
-from runners.registry import load
-from runners.seq2seq import run as run_seq2seq
-from runners.transformer import run as run_transformer
 from tasks import TASKS, TEST_SEED, TEST_SIZE
 from tasks.scenes import generate as generate_scenes
 from tests.test_tasks import typed_dates

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from analysis import circuits as C
+from analysis import patching as P
 from models.gpt import GPT, GPTConfig
 from models.patching import Patch
-from runners import circuits as C
-from runners import patching as P
 from tasks import probes
 
 

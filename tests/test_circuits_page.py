@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runners import circuits as C
-from runners import gpt
-from runners import patching as P
+from analysis import circuits as C
+from analysis import patching as P
+from families.gpt import runner as gpt
 from tasks import probes
 from tests.helpers import array, chart, open_app, open_view, sent, sent_maps
 
-GPT_PAGE = "app_pages/gpt.py"
+GPT_PAGE = "families/gpt/page.py"
 
 
 @pytest.fixture(scope="module")

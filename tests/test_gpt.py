@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from families.gpt import runner as gpt
 from models.attention import Interventions
 from models.checkpoints import ASSETS
 from models.gpt import BLOCK, GPT, GPTConfig
-from runners import gpt
 from tasks import InputError, stdlib
 from tasks.common import BOS_ID
 from tests.helpers import open_app
@@ -299,7 +299,7 @@ def test_a_checkpoint_trained_elsewhere_loads_with_the_tasks_tokenizer(tmp_path:
 # --- The page -------------------------------------------------------------------------------------
 def test_page_shows_the_models_numbers_and_survives_bad_prompts(shipped):
     model, _, tokenizer = shipped
-    at = open_app("app_pages/gpt.py")
+    at = open_app("families/gpt/page.py")
     expected = gpt.run(model, tokenizer, gpt.prepare(tokenizer, gpt.EXAMPLE, model.cfg.max_len))
     (loss,) = [m for m in at.metric if m.label.startswith("Loss")]
     assert float(loss.value) == pytest.approx(expected.loss, abs=1e-3)
@@ -318,7 +318,7 @@ def test_page_shows_the_models_numbers_and_survives_bad_prompts(shipped):
 
 def test_the_next_token_table_is_the_runs(shipped):
     model, _, tokenizer = shipped
-    at = open_app("app_pages/gpt.py")
+    at = open_app("families/gpt/page.py")
     table = at.dataframe[0].value
     expected = gpt.run(model, tokenizer, gpt.prepare(tokenizer, gpt.EXAMPLE, model.cfg.max_len))
     assert list(table["token"]) == list(expected.inputs)

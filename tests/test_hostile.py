@@ -28,15 +28,15 @@ def corpus() -> dict[str, str]:
 
 
 TEXT_INPUTS = [  # (page, how to reach the widget, widget kind, key)
-    ("app_pages/seq2seq.py", {"input": "text"}, "text_input", "text"),
-    ("app_pages/seq2seq.py", {"input": "text"}, "text_input", "ref"),
-    ("app_pages/seq2seq.py", {"task": "translation", "input": "text"}, "text_input", "text"),
-    ("app_pages/transformer.py", {"input": "text"}, "text_input", "text"),
-    ("app_pages/transformer.py", {"input": "text"}, "text_input", "ref"),
-    ("app_pages/transformer.py", {"view": "Playground"}, "text_input", "tf_pg_text"),
-    ("app_pages/bert.py", {}, "text_area", "a"),
-    ("app_pages/bert.py", {}, "text_input", "b"),
-    ("app_pages/llm.py", {}, "text_area", "llm_prompt"),
+    ("families/seq2seq/page.py", {"input": "text"}, "text_input", "text"),
+    ("families/seq2seq/page.py", {"input": "text"}, "text_input", "ref"),
+    ("families/seq2seq/page.py", {"task": "translation", "input": "text"}, "text_input", "text"),
+    ("families/transformer/page.py", {"input": "text"}, "text_input", "text"),
+    ("families/transformer/page.py", {"input": "text"}, "text_input", "ref"),
+    ("families/transformer/page.py", {"view": "Playground"}, "text_input", "tf_pg_text"),
+    ("families/bert/page.py", {}, "text_area", "a"),
+    ("families/bert/page.py", {}, "text_input", "b"),
+    ("families/llm/page.py", {}, "text_area", "llm_prompt"),
 ]
 IDS = [f"{page.split('/')[-1][:-3]}-{key}-{'-'.join(setup.values())}" for page, setup, _, key in TEXT_INPUTS]
 
@@ -69,11 +69,11 @@ def test_every_hostile_text_in_every_input(page, setup, kind, key):
 # corrupted-source box), so each is found by a part of its key. The GPT stands for SmolLM2 here: both
 # pages draw the same tab (views/circuits.py).
 CIRCUIT_INPUTS = [  # (page, tab, widget kind, a part of the key, the tab's first result chart)
-    ("app_pages/gpt.py", "Circuits", "text_area", "circ_clean", "gpt_circ_lens_grid"),
-    ("app_pages/gpt.py", "Circuits", "text_area", "circ_corrupt", "gpt_circ_lens_grid"),
-    ("app_pages/transformer.py", "Circuits", "text_input", "circ_corrupt", "tf_circ_lens_grid"),
-    ("app_pages/bert.py", "Patching", "text_input", "bert_patch_corrupt", "bert_patch_positions"),
-    ("app_pages/seq2seq.py", "Causal alignment", "text_input", "s2s_patch_corrupt", "s2s_causal_grid"),
+    ("families/gpt/page.py", "Circuits", "text_area", "circ_clean", "gpt_circ_lens_grid"),
+    ("families/gpt/page.py", "Circuits", "text_area", "circ_corrupt", "gpt_circ_lens_grid"),
+    ("families/transformer/page.py", "Circuits", "text_input", "circ_corrupt", "tf_circ_lens_grid"),
+    ("families/bert/page.py", "Patching", "text_input", "bert_patch_corrupt", "bert_patch_positions"),
+    ("families/seq2seq/page.py", "Causal alignment", "text_input", "s2s_patch_corrupt", "s2s_causal_grid"),
 ]
 
 
@@ -116,9 +116,9 @@ def no_network(monkeypatch):
 
 
 def test_every_page_works_offline(no_network):
-    at = open_page("app_pages/seq2seq.py", {"input": "text"})
+    at = open_page("families/seq2seq/page.py", {"input": "text"})
     assert at.code and not at.exception
-    for page in ("app_pages/transformer.py", "app_pages/bert.py", "app_pages/captioning.py"):
+    for page in ("families/transformer/page.py", "families/bert/page.py", "families/captioner/page.py"):
         at.switch_page(page).run()
         assert not at.exception, (page, [e.value for e in at.exception])
         assert at.code or at.metric, page

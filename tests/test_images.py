@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from runners.captioner import run as run_captioner
-from runners.registry import load
+from families import load
+from families.captioner.runner import run as run_captioner
 from tasks.images import DISPLAY_SIDE, ImageError, load_upload, model_input, to_tensor
 
 

@@ -9,13 +9,7 @@ import scipy.stats
 import torch
 from PIL import Image
 
-from models.captioner import Captioner, CaptionerConfig
-from models.checkpoints import ASSETS, checkpoint_name
-from models.seq2seq import VARIANTS, Seq2Seq, Seq2SeqConfig
-from runners import captioner_importance, seq2seq_importance
-from runners.captioner import SAMPLES
-from runners.captioner import run as caption
-from runners.importance import (
+from analysis.importance import (
     CARD_KEY,
     GRADIENT_X_INPUT,
     PerToken,
@@ -24,8 +18,15 @@ from runners.importance import (
     ranks,
     spearman,
 )
-from runners.registry import load
-from runners.seq2seq import run as translate
+from families import load
+from families.captioner import importance as captioner_importance
+from families.captioner.runner import SAMPLES
+from families.captioner.runner import run as caption
+from families.seq2seq import importance as seq2seq_importance
+from families.seq2seq.runner import run as translate
+from models.captioner import Captioner, CaptionerConfig
+from models.checkpoints import ASSETS, checkpoint_name
+from models.seq2seq import VARIANTS, Seq2Seq, Seq2SeqConfig
 from tasks import TASKS, TEST_SEED, held_out
 from tasks.common import EOS, UNK_ID, Example, Vocab
 from tasks.images import model_input, to_tensor
@@ -307,7 +308,7 @@ def test_seq2seq_tab_shows_the_models_own_spearman():
 
 
 def test_captioning_tab_shows_the_models_own_spearman_and_maps():
-    at = open_app("app_pages/captioning.py")
+    at = open_app("families/captioner/page.py")
     open_view(at, "Attention vs importance")
     model, _, _, v = load("captioner-scenes")
     _, image = model_input(Image.open(SAMPLES[0]).convert("RGB"))  # the page's default picture

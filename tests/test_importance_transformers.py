@@ -11,14 +11,18 @@ import numpy as np
 import pytest
 import torch
 
+from analysis.importance import CARD_KEY, CHECK_EXAMPLES, GRADIENT_X_INPUT, blank_id, mean_correlations
+from analysis.stats import rollout
+from families.bert import importance as bert_importance
+from families.bert import runner as bert
+from families.gpt import importance as gpt_importance
+from families.gpt import runner as gpt
+from families.transformer import importance as transformer_importance
 from models.attention import NO_INTERVENTION
 from models.bert import default_folder, load_bert, sentence_embedding
 from models.checkpoints import ASSETS, load_checkpoint
 from models.gpt import BLOCK
 from models.transformer import VARIANTS, Transformer, TransformerConfig
-from runners import bert, bert_importance, gpt, gpt_importance, transformer_importance
-from runners.importance import CARD_KEY, CHECK_EXAMPLES, GRADIENT_X_INPUT, blank_id, mean_correlations
-from runners.stats import rollout
 from tasks import TASKS, held_out, stdlib
 from tasks.common import BOS_ID, UNK_ID
 from tests.helpers import assert_spearman_means_recompute, open_app, open_view
@@ -269,8 +273,8 @@ def _spearman_shown(app) -> None:
 
 @pytest.mark.parametrize(
     ("page", "layer_key"),
-    [("app_pages/transformer.py", "tf_imp_layer"), ("app_pages/bert.py", "bert_imp_layer"),
-     ("app_pages/gpt.py", "gpt_imp_layer")],
+    [("families/transformer/page.py", "tf_imp_layer"), ("families/bert/page.py", "bert_imp_layer"),
+     ("families/gpt/page.py", "gpt_imp_layer")],
 )  # fmt: skip
 def test_each_page_opens_the_tab_and_shows_spearman(page, layer_key):
     at = open_view(open_app(page), TAB)
@@ -283,7 +287,7 @@ def test_each_page_opens_the_tab_and_shows_spearman(page, layer_key):
 
 
 def test_the_transformer_tab_shows_the_runners_spearman_for_this_input():
-    at = open_view(open_app("app_pages/transformer.py"), TAB)
+    at = open_view(open_app("families/transformer/page.py"), TAB)
     model, _, src_vocab, tgt_vocab = load_checkpoint("transformer-dates-h4", Transformer, TransformerConfig)
     src = held_out("dates", 1)[0].src  # the page's default input
     expected = transformer_importance.measure(model, TASKS["dates"], src, src_vocab, tgt_vocab).comparison(0)

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from families.llm import runner
 from models.attention import Interventions, MultiHeadAttention
 from models.checkpoints import CheckpointError
 from models.llama import BLOCK, gguf_path, read_gguf, unpermute
 from models.positions import rotary, rotate
 from models.sampling import next_token
-from runners import llama as runner
 from tasks import InputError
 
 ENGLISH = "The Eiffel Tower is in the city of"

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from analysis.importance import GRADIENT_X_INPUT
+from families.llm import analysis, importance
+from families.llm import runner as llama
 from models.attention import NO_INTERVENTION, Interventions
 from models.kv_cache import KVCache
-from runners import llama
-from runners import llama_analysis as analysis
-from runners import llama_importance as importance
-from runners.importance import GRADIENT_X_INPUT
 
 PROMPT = "The Eiffel Tower is in the city of"  # 8 tokens, no token twice
 LONGER = "When Mary and John went to the store, John gave a drink to"

@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
+from analysis import patching as P
 from models.checkpoints import ASSETS
-from runners import patching as P
 from tasks import probes
 from training import llm_card, llm_circuits
 

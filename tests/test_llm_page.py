@@ -12,12 +12,13 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import models.llama
+from families import FAMILIES
+from families.llm import runner as llama
 from models.attention import Interventions
-from runners import llama
 from tests.helpers import open_app, sent, sent_maps
 from views.inputs import md_escape
 
-PAGE = "app_pages/llm.py"
+PAGE = "families/llm/page.py"
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +28,9 @@ def loaded(smollm2):
     with pytest.MonkeyPatch.context() as patch:
         model = llama.loaded_from(*smollm2)
         patch.setattr(llama, "load_all", lambda: model)
-        _once("llm", None).clear()  # whatever an earlier test file loaded: the app takes this one
+        _once(FAMILIES["llm"], None).clear()  # whatever an earlier test file loaded: the app takes this one
         yield model
-    _once("llm", None).clear()
+    _once(FAMILIES["llm"], None).clear()
 
 
 def ok(at: AppTest) -> AppTest:
@@ -156,11 +157,11 @@ def test_a_missing_or_corrupt_gguf_gets_the_error_with_the_fix(loaded, tmp_path,
         path.write_bytes(b"GGUF" + bytes(64))
     monkeypatch.setattr(models.llama, "gguf_path", lambda: path)
     monkeypatch.setattr(llama, "load_all", lambda: llama.loaded_from(*models.llama.load()))
-    _once("llm", None).clear()
+    _once(FAMILIES["llm"], None).clear()
     try:
         at = ok(open_app(PAGE))
     finally:
-        _once("llm", None).clear()  # nothing was cached: the next test loads the fixture's model again
+        _once(FAMILIES["llm"], None).clear()  # nothing cached: the next test loads the fixture's
     (error,) = at.error
     assert error.value.startswith(f"Cannot load SmolLM2: {md_escape(models.llama.FILE)}: ")
     assert "To fix: reinstall it" in error.value and str(tmp_path) not in error.value

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
+from families.llm import runner as llama
 from models.checkpoints import ASSETS
-from runners import llama
 from tests.helpers import open_app, open_view
 
-PAGE = "app_pages/llm.py"
+PAGE = "families/llm/page.py"
 CARD = json.loads((ASSETS / f"{llama.NAME}.json").read_text(encoding="utf-8"))
 
 

@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from analysis.projections import diagonal_mass, held_out_means, raw_vs_projected
+from analysis.stats import head_statistics
+from families.bert import runner as bert
+from families.gpt import runner as gpt
+from families.transformer import runner as transformer
 from models.attention import Interventions, MultiHeadAttention
 from models.checkpoints import ASSETS
-from runners import bert, gpt, transformer
-from runners.projections import diagonal_mass, held_out_means, raw_vs_projected
-from runners.stats import head_statistics
 from tasks import TASKS
-from tests.helpers import open_app, open_view, sent_maps
-from views.serving import held_out_examples, load_model
+from tests.helpers import open_app, open_view, sent_maps, shipped
+from views.serving import held_out_examples
 
 
 def softmax_rows(scores: np.ndarray) -> np.ndarray:
@@ -37,7 +39,7 @@ def test_diagonal_mass_by_hand():
 
 
 def test_transformer_raw_map_is_softmax_of_the_models_own_embeddings():
-    model, _, sv, tv = load_model("transformer-dates-h4")
+    model, _, sv, tv = shipped("transformer-dates-h4")
     src = held_out_examples("dates")[0].src
     r = transformer.run(model, TASKS["dates"], src, sv, tv)
     result = transformer.projections(r, "encoder", 0, pre_norm=True)
@@ -58,7 +60,7 @@ def test_transformer_raw_map_is_softmax_of_the_models_own_embeddings():
 
 
 def test_decoder_raw_map_keeps_the_causal_mask_and_skips_rows_without_a_choice():
-    model, _, sv, tv = load_model("transformer-dates-h4")
+    model, _, sv, tv = shipped("transformer-dates-h4")
     r = transformer.run(model, TASKS["dates"], held_out_examples("dates")[0].src, sv, tv)
     result = transformer.projections(r, "decoder_self", 1, pre_norm=True)
     assert np.all(np.triu(result.raw, 1) == 0)
@@ -127,7 +129,7 @@ def test_cards_hold_the_held_out_diagonal_mass_and_it_recomputes():
             assert entry["n"] >= 50 and "definition" in entry
             for layer in entry["layers"]:
                 assert layer["raw"] > np.mean(layer["heads"])  # raw piles onto itself more than the heads do
-    model, card, sv, tv = load_model("transformer-dates-h4")
+    model, card, sv, tv = shipped("transformer-dates-h4")
     runs = [transformer.run(model, TASKS["dates"], ex.src, sv, tv) for ex in held_out_examples("dates", 100)]
     again = held_out_means(
         [[transformer.projections(r, "encoder", i, pre_norm=True) for i in range(2)] for r in runs]
@@ -141,7 +143,7 @@ def test_cards_hold_the_held_out_diagonal_mass_and_it_recomputes():
 
 def test_head_statistics_report_the_weight_on_self():
     r = transformer.example()
-    card = load_model("transformer-dates-h4")[1]
+    card = shipped("transformer-dates-h4")[1]
     rows = head_statistics(r.maps["encoder"], card["diagonal_mass"]["encoder"]["layers"])
     assert rows[5]["weight on self"] == pytest.approx(
         float(np.diagonal(r.maps["encoder"].weights[1, 1]).mean())
@@ -160,11 +162,11 @@ def test_head_statistics_report_the_weight_on_self():
 
 def default_layer0(page: str):
     """Layer 0's comparison on the page's default input, by the runner (the transformer's encoder)."""
-    if page.endswith("transformer.py"):
-        model, _, sv, tv = load_model("transformer-dates-h4")
+    if "/transformer/" in page:
+        model, _, sv, tv = shipped("transformer-dates-h4")
         r = transformer.run(model, TASKS["dates"], held_out_examples("dates")[0].src, sv, tv)
         return transformer.projections(r, "encoder", 0, pre_norm=True)
-    if page.endswith("gpt.py"):
+    if "/gpt/" in page:
         model, _, tokenizer = gpt.load()
         return gpt.projections(model, tokenizer, gpt.prepare(tokenizer, gpt.EXAMPLE, model.cfg.max_len))[0]
     loaded = bert.load_bert(bert.default_folder())
@@ -174,7 +176,7 @@ def default_layer0(page: str):
 BERT_PAGE_B = "The creature stayed on the pavement, exhausted."  # the BERT page's default sentence B
 
 
-@pytest.mark.parametrize("page", ["app_pages/transformer.py", "app_pages/gpt.py", "app_pages/bert.py"])
+@pytest.mark.parametrize("page", [f"families/{f}/page.py" for f in ("transformer", "gpt", "bert")])
 def test_pages_show_raw_vs_projected_with_the_runners_numbers(page):
     app = open_view(open_app(page), "Raw vs projected")
     values = {m.label: m.value for m in app.metric}
@@ -200,7 +202,7 @@ def test_weight_on_self_leaves_out_rows_without_a_choice():
     )
     assert plain.rows.all() and not hidden.rows[2] and hidden.rows.sum() == len(enc.ids) - 1
     assert hidden.diagonal["raw"] > 0.9  # not dragged towards 0 by the hidden row's exact 0
-    model, _, sv, tv = load_model("transformer-dates-h4")
+    model, _, sv, tv = shipped("transformer-dates-h4")
     src = held_out_examples("dates")[0].src
     r = transformer.run(model, TASKS["dates"], src, sv, tv)
     padded = transformer.run(model, TASKS["dates"], src, sv, tv, pad_to=len(src) + 20)
@@ -220,7 +222,7 @@ def test_the_view_says_when_there_is_no_choice():
     def one_row() -> None:
         import numpy as np
 
-        from runners.projections import raw_vs_projected
+        from analysis.projections import raw_vs_projected
         from views.projections import comparison
 
         result = raw_vs_projected(("a",), np.ones((1, 4), dtype=np.float32), np.ones((1, 1, 1)),
@@ -234,7 +236,7 @@ def test_the_view_says_when_there_is_no_choice():
 
 
 def test_switching_projections_off_changes_output_and_exact_match():
-    app = open_app("app_pages/transformer.py")
+    app = open_app("families/transformer/page.py")
     app.session_state["tf_unprojected"] = [("encoder", 0), ("encoder", 1)]
     app.run()
     assert not app.exception

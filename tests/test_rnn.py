@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from families.seq2seq import parallel, rnn
+from families.seq2seq.rnn_views import MEASURE_LENGTHS
 from models.checkpoints import ASSETS
 from models.seq2seq import Seq2Seq, Seq2SeqConfig
-from runners import parallel, rnn
 from tasks import TASKS, held_out
 from tasks.common import BOS_ID, Vocab, length_to_eos
-from tests.helpers import array, chart, open_app, open_view
-from views.rnn import MEASURE_LENGTHS
-from views.serving import load_model
+from tests.helpers import array, chart, open_app, open_view, shipped
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = TASKS["dates"]
@@ -70,7 +69,7 @@ def test_gates_reproduce_the_grus_hidden_states(vocabs, seed):
 
 
 def test_gates_of_the_shipped_model_reproduce_its_states():
-    model, card, sv, _ = load_model("seq2seq-dates-additive")
+    model, card, sv, _ = shipped("seq2seq-dates-additive")
     unrolled = rnn.unroll_encoder(model, held_out("dates", 1)[0].src, sv)
     assert unrolled.max_abs_diff <= 1e-5
 
@@ -142,8 +141,8 @@ def test_distance_curve_is_the_mean_norm_at_each_distance():
 
 
 def test_gradient_run_is_teacher_forced_on_the_models_own_output():
-    model, _, sv, tv = load_model("seq2seq-dates-none")
-    from runners.seq2seq import run as run_seq2seq
+    model, _, sv, tv = shipped("seq2seq-dates-none")
+    from families.seq2seq.runner import run as run_seq2seq
 
     (greedy,) = run_seq2seq(model, TASK, SOURCE, sv, tv)
     grads = rnn.gradient_run(model, TASK, SOURCE, sv, tv)
@@ -159,7 +158,7 @@ def test_every_seq2seq_card_has_its_gradient_by_distance(path):
     assert n >= 100 and entry["distance"] == list(range(len(entry["mean_norm"])))
     assert len(entry["n_pairs"]) == len(entry["distance"]) and all(c > 0 for c in entry["n_pairs"])
     # The pair counts follow from the greedy outputs' and sources' lengths alone: recount them.
-    model, card, sv, _ = load_model(path.stem)
+    model, card, sv, _ = shipped(path.stem)
     task = TASKS[card["task"]]
     counts = np.zeros(len(entry["n_pairs"]), dtype=np.int64)
     for ex in held_out(task.name, n):
@@ -175,7 +174,7 @@ def test_every_seq2seq_card_has_its_gradient_by_distance(path):
 @pytest.mark.parametrize("name", ["seq2seq-dates-additive", "seq2seq-dates-none"])
 def test_card_curve_equals_a_recomputation(name):
     entry = json.loads((ASSETS / f"{name}.json").read_text())["gradient_by_distance"]
-    model, card, sv, tv = load_model(name)
+    model, card, sv, tv = shipped(name)
     task = TASKS[card["task"]]
     curve = rnn.held_out_curve(model, task, held_out(task.name, entry["n"]), sv, tv, batch=entry["n"])
     # Through ~50 GRU steps the gradient shrinks to ~1e-3 of its size at distance 0; float32 rounding on
@@ -190,7 +189,7 @@ def test_card_curve_equals_a_recomputation(name):
 # --- The tabs ------------------------------------------------------------------------------------
 def test_rnn_tab_shows_the_models_states_gates_check_and_gradients():
     at = open_view(open_app(), "RNN through time")
-    model, _, sv, tv = load_model("seq2seq-dates-additive")
+    model, _, sv, tv = shipped("seq2seq-dates-additive")
     src = held_out("dates", 1)[0].src
     unrolled = rnn.unroll_encoder(model, src, sv)
     hidden = array(chart(at, "s2s_rnn_hidden")["data"][0]["z"]).reshape(unrolled.directions[0].hidden.shape)

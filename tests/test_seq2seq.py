@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from families import FAMILIES
+from families.seq2seq.runner import run as run_seq2seq
 from models.seq2seq import Seq2Seq, Seq2SeqConfig
-from runners.registry import FAMILIES
-from runners.seq2seq import run as run_seq2seq
 from tasks import TASKS, InputError, prepare
 from tasks.common import EOS_ID, Vocab
 from tests.helpers import run_together

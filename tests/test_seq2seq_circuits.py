@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from families.seq2seq.circuits import MIN_GAP, causal_alignment
+from families.seq2seq.runner import run
 from models.checkpoints import load_checkpoint
 from models.patching import Patch
 from models.seq2seq import Seq2Seq, Seq2SeqConfig
-from runners.seq2seq import run
-from runners.seq2seq_circuits import MIN_GAP, causal_alignment
 from tasks import TASKS
 from tasks.common import BOS_ID
 from tests.helpers import array, chart, open_app, open_view, sent_maps
@@ -72,7 +72,7 @@ def test_another_length_is_refused():
 def test_the_page_shows_both_matrices_and_explains_bad_input():
     model, src, corrupt, output, _ = question("additive")
     found = causal_alignment(model, src, corrupt, output)
-    app = open_view(open_app("app_pages/seq2seq.py"), "Causal alignment")
+    app = open_view(open_app("families/seq2seq/page.py"), "Causal alignment")
     (heat,) = chart(app, "s2s_causal_grid")["data"]
     shown = array(heat["z"]).reshape(found.restored.shape)
     np.testing.assert_allclose(shown, found.restored, atol=1e-6, equal_nan=True)

@@ -3,8 +3,8 @@ back, with cards shaped like the shipped ones; the parser refuses what cannot be
 
 import pytest
 
+from families import FAMILIES
 from models.checkpoints import load_card, load_checkpoint
-from runners.registry import FAMILIES
 from training.__main__ import main, parse
 
 SMOKE = ("--steps", "3", "--n-train", "64", "--n-eval", "8")  # seconds, not minutes

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from analysis.stats import entropy
+from families.transformer.runner import exact_match, run
 from models.attention import Interventions
 from models.positions import sinusoids
 from models.transformer import Transformer, TransformerConfig
-from runners.stats import entropy
-from runners.transformer import exact_match, run
 from tasks import TASKS
 from tasks.common import Example, Vocab
 from tests.helpers import run_together

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
+from analysis.circuits import Pair, metric
+from families.transformer import circuits as TC
+from families.transformer.runner import run
 from models.patching import Patch
-from runners import transformer_circuits as TC
-from runners.circuits import Pair, metric
-from runners.transformer import run
 from tasks import TASKS
 from tasks.common import BOS
-from tests.helpers import array, chart, open_app, open_view
+from tests.helpers import array, chart, open_app, open_view, shipped
 from views.inputs import nearest_source
-from views.serving import held_out_examples, load_model
+from views.serving import held_out_examples
 
 NAME = "transformer-dates-h4"
 
@@ -25,7 +25,7 @@ NAME = "transformer-dates-h4"
 def question():
     """The page's default question: the first held-out date, its nearest same-length neighbour as the
     corrupted source, the first output step where their outputs differ, the two outputs' tokens there."""
-    model, _, sv, tv = load_model(NAME)
+    model, _, sv, tv = shipped(NAME)
     task = TASKS["dates"]
     src = held_out_examples("dates")[0].src
     corrupt = nearest_source(task, src)
@@ -57,7 +57,7 @@ def test_the_lens_ends_at_the_output_and_direct_effects_sum_to_it(question):
 
 def test_direct_attribution_refuses_a_post_norm_model(question):
     _, src, _, prefix, pair = question
-    post, *_ = load_model("transformer-dates-h4-post")
+    post, *_ = shipped("transformer-dates-h4-post")
     with pytest.raises(ValueError, match="pre-norm"):
         TC.direct_attribution(post, src, prefix, pair)
     lens = TC.logit_lens(post, src, prefix, pair)  # the lens reads a post-norm stream as it is
@@ -120,7 +120,7 @@ def test_a_different_length_is_refused_with_the_fix(question):
 
 def test_the_page_shows_the_runners_numbers_and_explains_bad_input(question):
     model, src, corrupt, prefix, pair = question
-    app = open_view(open_app("app_pages/transformer.py"), "Circuits")
+    app = open_view(open_app("families/transformer/page.py"), "Circuits")
     assert app.selectbox(key=[s.key for s in app.selectbox if "circ_target" in s.key][0]).value == pair.target
     lens = TC.logit_lens(model, src, prefix, pair)
     (heat,) = chart(app, "tf_circ_lens_grid")["data"]

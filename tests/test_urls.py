@@ -9,14 +9,14 @@ import pytest
 from tests.helpers import open_app
 
 PAGES = {  # page → every URL parameter it reads (each bound to a widget with bind="query-params")
-    "app_pages/seq2seq.py": (
+    "families/seq2seq/page.py": (
         *("task", "scoring", "decoding", "k", "input", "example", "text", "ref", "s2s_view"),
     ),
-    "app_pages/transformer.py": ("task", "model", "input", "example", "text", "ref", "tf_view"),
-    "app_pages/bert.py": ("a", "b", "bert_view"),
-    "app_pages/captioning.py": ("source", "sample", "seed", "cap_view"),
-    "app_pages/gpt.py": ("gpt_input", "gpt_prompt", "gpt_seed", "gpt_view"),
-    "app_pages/llm.py": ("llm_mode", "llm_prompt", "llm_layer", "llm_head", "llm_view"),
+    "families/transformer/page.py": ("task", "model", "input", "example", "text", "ref", "tf_view"),
+    "families/bert/page.py": ("a", "b", "bert_view"),
+    "families/captioner/page.py": ("source", "sample", "seed", "cap_view"),
+    "families/gpt/page.py": ("gpt_input", "gpt_prompt", "gpt_seed", "gpt_view"),
+    "families/llm/page.py": ("llm_mode", "llm_prompt", "llm_layer", "llm_head", "llm_view"),
 }
 NEEDS = {  # a parameter whose widget shows only in a mode: sent together with that mode
     "text": {"input": "text"},
@@ -81,8 +81,8 @@ def test_junk_in_every_url_parameter_keeps_the_page_working(page, param):
 def test_another_page_opens_on_its_own_first_view():
     """The open tab is in the URL, one parameter name per page: moving on from the transformer's
     Export tab opens BERT on its first view, not on its Export tab."""
-    at = open_app("app_pages/transformer.py", tf_view="Export")  # the URL after opening Export
+    at = open_app("families/transformer/page.py", tf_view="Export")  # the URL after opening Export
     assert at.session_state["tf_view"] == "Export"
-    at.switch_page("app_pages/bert.py").run()
+    at.switch_page("families/bert/page.py").run()
     assert not at.exception
     assert at.session_state["bert_view"] == at.tabs[0].label

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from runners.protocol import AttentionMaps
-from runners.registry import FAMILIES
-from runners.stats import head_statistics, to_csv, to_npz
+from analysis.protocol import AttentionMaps
+from analysis.stats import head_statistics, to_csv, to_npz
+from families import FAMILIES
 from tests.helpers import sent, sent_maps
 
 
@@ -77,7 +77,7 @@ def test_csv_keeps_tokens_with_quotes_commas_newlines_and_emoji():
 
 def render_views(family: str) -> None:
     """An app of nothing but the generic views, on one family's example run."""
-    from runners.registry import FAMILIES
+    from families import FAMILIES
     from views import attention
 
     run = FAMILIES[family].example()
@@ -113,8 +113,8 @@ def test_cached_runs_are_read_only():
 
     src = held_out("dates", 1)[0].src
     for run in (
-        cached("seq2seq", "runs")("seq2seq-dates-additive", src)[0],
-        cached("transformer", "run")("transformer-dates-h4", src, Interventions()),
+        cached(FAMILIES["seq2seq"], "runs")("seq2seq-dates-additive", src)[0],
+        cached(FAMILIES["transformer"], "run")("transformer-dates-h4", src, Interventions()),
     ):
         weights = next(iter(run.maps.values())).weights
         with pytest.raises(ValueError, match="read-only"):
@@ -126,7 +126,7 @@ def test_cached_runs_are_read_only():
 def test_each_served_call_has_its_own_cache(monkeypatch):
     """`views.serving.cached` wraps every call a family serves in a cache of its own: two calls with
     the same inputs never share results, and each keeps its own ``max_entries``."""
-    from runners.protocol import Family, Served
+    from analysis.protocol import Family, Served
     from views import serving
 
     calls = []
@@ -136,17 +136,17 @@ def test_each_served_call_has_its_own_cache(monkeypatch):
 
     served = {"a": Served(call("a"), max_entries=1), "b": Served(call("b"), max_entries=4)}
     load = Served(lambda name: f"loaded {name}")
-    family = Family(name="fake", title="", page="", icon="", example=lambda: None, load=load, served=served)
-    monkeypatch.setitem(FAMILIES, "fake", family)
+    family = Family(name="fake", title="", page="", url_path="", icon="", example=lambda: None, load=load,
+                    served=served)
     monkeypatch.setattr(serving, "_served", {})
-    a, b = serving.cached("fake", "a"), serving.cached("fake", "b")
-    assert serving.cached("fake", "a") is a  # built once
+    a, b = serving.cached(family, "a"), serving.cached(family, "b")
+    assert serving.cached(family, "a") is a  # built once
     assert (a("m", 1), b("m", 1)) == (("a", "loaded m", 1), ("b", "loaded m", 1))
     for x in (2, 1):  # a keeps one entry: 1 was evicted by 2; b keeps four
         a("m", x), b("m", x)
     assert calls == [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 1)]
     with pytest.raises(KeyError, match="serves no 'c'"):
-        serving.cached("fake", "c")
+        serving.cached(family, "c")
 
 
 def test_every_importance_tab_measures_with_a_served_call():

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
+from families.transformer import lessons
 from models.checkpoints import ASSETS
 from tests.helpers import array, chart, open_app, open_view
 from training.__main__ import main, parse
 from training.warmup import UNIGRAM_MARGIN, WarmupExperiment, lr_multiplier
-from views import lessons
 
 SHIPPED = ASSETS / "warmup-dates.json"
 RUN_KEYS = {
@@ -138,7 +138,7 @@ def test_the_statement_is_built_from_the_numbers():
 # --- The page -------------------------------------------------------------------------------------
 @pytest.fixture
 def norm_tab():
-    app = open_app("app_pages/transformer.py")
+    app = open_app("families/transformer/page.py")
     return open_view(app, "Post- vs pre-norm")
 
 
@@ -182,7 +182,7 @@ def test_without_the_card_the_tab_says_how_to_make_it(monkeypatch, tmp_path):
     monkeypatch.setattr(lessons, "ASSETS", tmp_path)
     lessons.warmup_card.clear()
     try:
-        at = open_view(open_app("app_pages/transformer.py"), "Post- vs pre-norm")
+        at = open_view(open_app("families/transformer/page.py"), "Post- vs pre-norm")
         assert any("--experiment warmup" in i.value for i in at.info)
         assert not [c for c in at.get("plotly_chart") if "tf_warm_" in c.proto.id]
     finally:

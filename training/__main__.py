@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
+from analysis.protocol import Family
+from families import FAMILIES
 from models.checkpoints import ASSETS, save_checkpoint
-from runners.protocol import Family
-from runners.registry import FAMILIES
 from training.loop import check, name_of, recipe, train
 from training.warmup import WarmupExperiment, card_name, write_card
 from training.warmup import run as run_warmup

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from analysis import circuits as C
+from analysis import patching as P
 from models.checkpoints import update_card
 from models.llama import Llama, load
-from runners import circuits as C
-from runners import patching as P
 from tasks import probes
 from training.llm_card import CARD, IOI_HELD_OUT, word_id
 

@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from analysis.protocol import Family
 from models.checkpoints import checkpoint_name
 from models.device import pick_device
-from runners.protocol import Family
 from tasks import TASKS, TEST_SEED, TEST_SIZE, Task, scenes, stdlib
 from tasks.batching import batch_scenes, batch_tensors, scene_vocabularies, text_vocabularies
 from tasks.common import PAD_ID, Vocab

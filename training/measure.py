@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from analysis.importance import CARD_KEY
+from families.captioner import importance as captioner_importance
+from families.captioner.runner import DEFAULT as CAPTIONER
+from families.seq2seq import importance as seq2seq_importance
 from models.captioner import Captioner, CaptionerConfig
 from models.checkpoints import ASSETS, checkpoint_name, load_checkpoint, update_card
 from models.seq2seq import VARIANTS, Seq2Seq, Seq2SeqConfig
-from runners import captioner_importance, seq2seq_importance
-from runners.captioner import DEFAULT as CAPTIONER
-from runners.importance import CARD_KEY
 from tasks import TASKS, TEST_SEED, held_out
 from tasks.scenes import generate as generate_scenes
 
@@ -83,9 +84,9 @@ def measure_captioner(n: int, folder: Path = ASSETS) -> dict[str, dict]:
 def measure_transformer(n: int, folder: Path = ASSETS) -> dict[str, dict]:
     """Every transformer checkpoint in ``folder`` (both tasks, every variant): its held-out entry over
     every output token of the first ``n`` test sources, written into its card."""
+    from families.transformer import importance as transformer_importance
     from models.transformer import VARIANTS as TRANSFORMER_VARIANTS
     from models.transformer import Transformer, TransformerConfig
-    from runners import transformer_importance
 
     written = {}
     checkpoints = trained("transformer", TRANSFORMER_VARIANTS, Transformer, TransformerConfig, folder)
@@ -98,7 +99,8 @@ def measure_transformer(n: int, folder: Path = ASSETS) -> dict[str, dict]:
 
 def measure_gpt(n: int, folder: Path = ASSETS) -> dict[str, dict]:
     """The GPT's card: its held-out entry over the first ``n`` test windows, cut to prompts."""
-    from runners import gpt, gpt_importance
+    from families.gpt import importance as gpt_importance
+    from families.gpt import runner as gpt
     from tasks import stdlib
 
     model, card, tokenizer = gpt.load(gpt.DEFAULT, folder)
@@ -120,8 +122,8 @@ def measure_bert(n: int, folder: Path = ASSETS) -> dict[str, dict]:
     (created if absent: which model it measures and on what)."""
     from importlib.metadata import version
 
+    from families.bert import importance as bert_importance
     from models.bert import default_folder, load_bert
-    from runners import bert_importance
 
     loaded = load_bert(default_folder())
     path = folder / f"{BERT_CARD}.json"
@@ -180,7 +182,7 @@ DIAGONAL_DEFINITION = (
 
 
 def _diagonal_entry(per_input: list, n_inputs: str) -> dict:
-    from runners.projections import held_out_means
+    from analysis.projections import held_out_means
 
     return {"definition": DIAGONAL_DEFINITION, "inputs": n_inputs, **held_out_means(per_input)}
 
@@ -188,8 +190,8 @@ def _diagonal_entry(per_input: list, n_inputs: str) -> dict:
 def transformer_diagonal(n: int, folder: Path = ASSETS) -> dict[str, dict]:
     """Every transformer checkpoint: its self-attention blocks on the first ``n`` test sources
     (greedy decoding; the decoder's rows are the model's own output)."""
+    from families.transformer import runner as transformer
     from models.transformer import VARIANTS, Transformer, TransformerConfig
-    from runners import transformer
     from tasks import held_out
 
     written = {}
@@ -211,7 +213,7 @@ def transformer_diagonal(n: int, folder: Path = ASSETS) -> dict[str, dict]:
 
 def gpt_diagonal(n: int, folder: Path = ASSETS) -> dict[str, dict]:
     """The GPT's card: its layers on ``n`` held-out windows of the test files (128 positions each)."""
-    from runners import gpt
+    from families.gpt import runner as gpt
     from tasks import stdlib
 
     model, card, tokenizer = gpt.load(gpt.DEFAULT, folder)
@@ -229,8 +231,8 @@ def gpt_diagonal(n: int, folder: Path = ASSETS) -> dict[str, dict]:
 def bert_diagonal(n: int, folder: Path = ASSETS) -> dict[str, dict]:
     """all-MiniLM-L6-v2's measurement card: every layer on the importance card's sentences
     (`bert_sentences`); run `importance --family bert` first, which creates the card."""
+    from families.bert import runner as bert
     from models.bert import default_folder, load_bert
-    from runners import bert
 
     loaded = load_bert(default_folder())
     entry = {
@@ -273,8 +275,8 @@ GRADIENT_DISTANCE_KEY = "gradient_by_distance"
 def gradient_distance(n: int, folder: Path = ASSETS) -> dict[str, dict]:
     """Every seq2seq checkpoint in ``folder`` (both tasks, every variant, the baseline included): the
     mean ‖∂ log p(y_t) / ∂ e_i‖ by distance |t − i| over its first ``n`` held-out examples (see
-    `runners.rnn.DISTANCE`), written into its card. Returns name → entry."""
-    from runners.rnn import curve_card, held_out_curve
+    `families.seq2seq.rnn.DISTANCE`), written into its card. Returns name → entry."""
+    from families.seq2seq.rnn import curve_card, held_out_curve
 
     written = {}
     for name, task, model, src_vocab, tgt_vocab in trained(

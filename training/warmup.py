@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from runners.registry import FAMILIES
+from families import FAMILIES
 from tasks import TEST_SEED
 from tasks.common import PAD_ID, Vocab
 from training.loop import DATA, check, train

@@ -1,4 +1,4 @@
-"""Generic attention views, written once against `runners.protocol.AttentionMaps`.
+"""Generic attention views, written once against `analysis.protocol.AttentionMaps`.
 
 Every family that returns maps gets these for free: one map (`heatmap`), the model view (layers ×
 heads with a zoom), the head view (lines from queries to keys) — all three drawn by the one attention
@@ -15,8 +15,8 @@ from dataclasses import replace
 import numpy as np
 import streamlit as st
 
-from runners.protocol import AttentionMaps, AttentionRun
-from runners.stats import head_statistics, mean_entropy, to_csv, to_npz
+from analysis.protocol import AttentionMaps, AttentionRun
+from analysis.stats import head_statistics, mean_entropy, to_csv, to_npz
 from views.attention_component import VIEWS, attention_maps
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from runners.protocol import AttentionMaps
+from analysis.protocol import AttentionMaps
 
 MAGIC = b"AEX1"
 BUDGET = 1_900_000  # bytes a run sends at most, thumbnails included (beyond the one map shown)

@@ -11,8 +11,8 @@ import numpy as np
 import streamlit as st
 from torch import nn
 
-from runners import circuits as C
-from runners import patching as P
+from analysis import circuits as C
+from analysis import patching as P
 from tasks.probes import Contrast
 from views.serving import inference, read_only
 

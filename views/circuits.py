@@ -1,7 +1,7 @@
 """The Circuits tab, shared by the decoder pages (the real LLM and our GPT): a clean and a corrupted
 prompt, a target and a rival token, then the logit lens, direct logit attribution, activation and
-attribution patching, head ablations and value-weighted attention — all `runners.circuits` /
-`runners.patching` on the page's own model, cached per input, nothing per family here.
+attribution patching, head ablations and value-weighted attention — all `analysis.circuits` /
+`analysis.patching` on the page's own model, cached per input, nothing per family here.
 
 The tab measures the model as it is: the sidebar's interventions are not applied (the question is
 how the model itself gets its answer).
@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from runners import circuits as C
+from analysis import circuits as C
 from tasks.probes import Contrast
 from views import circuit_runs as R
 from views.circuit_runs import Subject

@@ -1,6 +1,6 @@
 """The "Attention vs importance" view every page shares: does attention explain the output here?
 
-A family's runner builds a `runners.importance.Comparison` (importance by ablation, and raw
+A family's runner builds a `analysis.importance.Comparison` (importance by ablation, and raw
 attention, rollout, gradient × input on the same positions); this view shows the Spearman of each
 measure with importance on the current input, next to the held-out average from the model's card,
 a scatter of the chosen measure, and what a low value means.
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import streamlit as st
 
-from runners.importance import Comparison, PerToken, mean_correlations
+from analysis.importance import Comparison, PerToken, mean_correlations
 from viz.charts import importance_scatter
 from viz.heatmaps import matrix_heatmap
 

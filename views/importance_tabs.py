@@ -1,5 +1,5 @@
 """The "Attention vs importance" tab every page shares, drawn from what the family's registry entry
-brings (`runners.protocol.ImportanceTab`): its served measurement, what the user picks, its texts.
+brings (`analysis.protocol.ImportanceTab`): its served measurement, what the user picks, its texts.
 
 The tab measures the model as it is (the sidebar's interventions are not applied: the question is
 whether the trained model's attention explains its own output), cached per input like the pages'
@@ -14,9 +14,8 @@ from typing import Any
 
 import streamlit as st
 
-from runners.importance import CARD_KEY, Comparison, compare
-from runners.protocol import ImportanceTab
-from runners.registry import FAMILIES
+from analysis.importance import CARD_KEY, Comparison, compare
+from analysis.protocol import Family, ImportanceTab
 from views.importance import comparison, per_output_token
 from views.serving import cached, loaded_model
 
@@ -97,7 +96,7 @@ def _output_token(spec: ImportanceTab, output: Sequence[str]) -> int:
 
 @st.fragment
 def tab(
-    family: str,
+    family: Family,
     name: str,
     inputs: tuple,
     card: Mapping | None,
@@ -109,7 +108,7 @@ def tab(
     measurement's hashable inputs; for a "next token" query, the prompt's ids first, ``labels`` one per
     id). ``card`` holds the held-out means (None: the page has none for this model); ``after(result, t)``
     adds what the page knows about the picked output token (a "rows" query: gold links, a map)."""
-    spec = FAMILIES[family].importance
+    spec = family.importance
     measure = cached(family, spec.measure)
     query = ()
     if spec.query == "next token":

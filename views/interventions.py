@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import streamlit as st
 
-from runners.protocol import AttentionRun
+from analysis.protocol import AttentionRun
 from views.attention import intervention_deltas
 from views.inputs import token_key
 

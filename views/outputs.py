@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from runners.protocol import AttentionRun
+from analysis.protocol import AttentionRun
 from tasks import Task
 from views.inputs import md_escape
 

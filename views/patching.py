@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import streamlit as st
 
-from runners import circuits as C
-from runners import patching as P
+from analysis import circuits as C
+from analysis import patching as P
 from views import attention
 from views import circuit_runs as R
 from views.circuit_runs import Subject

@@ -1,6 +1,6 @@
 """Why Q, K, V projections exist: one layer's learned heads beside softmax(X Xᵀ) on the same rows.
 
-Shared by the transformer, BERT and GPT pages. The arrays come from `runners.projections` (the
+Shared by the transformer, BERT and GPT pages. The arrays come from `analysis.projections` (the
 softmax computed by the attention core, under the mask the model's block used); the held-out means
 from the model's card (``diagonal_mass``).
 """
@@ -12,8 +12,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 import numpy as np
 import streamlit as st
 
-from runners.projections import RawVsProjected
-from runners.protocol import AttentionMaps
+from analysis.projections import RawVsProjected
+from analysis.protocol import AttentionMaps
 from views.attention import heatmap
 from viz.heatmaps import matrix_heatmap
 

@@ -7,7 +7,7 @@ rerun (a 512-token BERT run is 75 MB; `st.cache_data` would unpickle it at each 
 Runners are pure; this is the only place that decides how many runs share the CPU at once.
 
 Nothing here is one family's: a family's runs come from its registry entry (`Family.served`, each
-a `runners.protocol.Served` its runner declares), and `cached(family, call)` wraps each once.
+a `analysis.protocol.Served` its runner declares), and `cached(family, call)` wraps each once.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from models.checkpoints import ASSETS, load_card
-from runners.protocol import Served
-from runners.registry import FAMILIES, load
+from analysis.protocol import Family, Served
+from models.checkpoints import ASSETS, load_card, load_checkpoint
 from tasks import held_out
 from tasks.common import Example
 
@@ -92,9 +91,10 @@ def read_only(value):
 
 
 @st.cache_resource(show_spinner="Loading model…")
-def load_model(name: str):
-    """One shared model per checkpoint (eval mode, on the picked device), its card and vocabularies."""
-    return load(name)
+def load_model(name: str, _family: Family):
+    """One shared model per checkpoint (eval mode, on the picked device), its card and vocabularies:
+    ``_family``'s network built from the card's config (checkpoint names start with their family's)."""
+    return load_checkpoint(name, _family.network, _family.config)
 
 
 @st.cache_resource(show_spinner=False)
@@ -132,40 +132,41 @@ def _cache(spec: Served, qualname: str, fn: Callable[..., Any]) -> Callable[...,
     return cache(max_entries=spec.max_entries, show_spinner=spec.spinner)(fn)
 
 
-def _serve(family: str, call: str | None) -> Callable[..., Any]:
+def _serve(family: Family, call: str | None) -> Callable[..., Any]:
     """The cached function of one served call (None: the family's loader)."""
-    entry = FAMILIES[family]
     if call is None:
-        return _cache(entry.load, f"{family}.load", lambda name: entry.load.fn(name))
+        return _cache(family.load, f"{family.name}.load", lambda name: family.load.fn(name))
 
-    spec = entry.served[call]
+    spec = family.served[call]
 
-    def served(name: str, *inputs):
+    def served(name: str, *inputs, **unkeyed):
         model = loaded_model(family, name)
         with inference(name):
-            return read_only(spec.fn(model, *inputs))
+            return read_only(spec.fn(model, *inputs, **unkeyed))
 
-    return _cache(spec, f"{family}.{call}", served)
+    return _cache(spec, f"{family.name}.{call}", served)
 
 
-def _once(family: str, call: str | None) -> Callable[..., Any]:
+def _once(family: Family, call: str | None) -> Callable[..., Any]:
     with _served_guard:
-        if (family, call) not in _served:
-            _served[family, call] = _serve(family, call)
-        return _served[family, call]
+        if (family.name, call) not in _served:
+            _served[family.name, call] = _serve(family, call)
+        return _served[family.name, call]
 
 
-def loaded_model(family: str, name: str):
+def loaded_model(family: Family, name: str):
     """The family's model ``name`` (a checkpoint name, or BERT's folder), loaded once for every session
-    by the family's ``load`` (`runners.protocol.Served`), or by `load_model` where it has none."""
-    return load_model(name) if FAMILIES[family].load is None else _once(family, None)(name)
+    by the family's ``load`` (`analysis.protocol.Served`), or by `load_model` where it has none."""
+    return load_model(name, family) if family.load is None else _once(family, None)(name)
 
 
-def cached(family: str, call: str) -> Callable[..., Any]:
-    """The family's served ``call`` (``FAMILIES[family].served[call]``) as one cached function shared
-    by every session, built once per process: called with the model's name and the call's hashable
-    inputs, it loads the model (`loaded_model`), holds its inference slot and returns the result read-only.
-    ``cached("transformer", "run")(name, src, interventions)``."""
-    if call not in FAMILIES[family].served:
-        raise KeyError(f"the {family} family serves no {call!r}: add it to its runner's SERVED.")
+def cached(family: Family, call: str) -> Callable[..., Any]:
+    """The family's served ``call`` (``family.served[call]``) as one cached function shared by every
+    session, built once per process: called with the model's name and the call's hashable inputs, it
+    loads the model (`loaded_model`), holds its inference slot and returns the result read-only.
+    Keyword arguments named with a leading underscore reach the call but are not part of the cache key
+    (a progress callback; a result another served call computed from the same key).
+    ``cached(FAMILY, "run")(name, src, interventions)``."""
+    if call not in family.served:
+        raise KeyError(f"the {family.name} family serves no {call!r}: add it to its runner's SERVED.")
     return _once(family, call)

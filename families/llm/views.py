@@ -1,0 +1,311 @@
+"""SmolLM2's own views, each one call the LLM page makes inside a lazy tab: grouped-query attention and the
+KV cache, RoPE on one real query and key, attention sinks, raw vs projected, attention vs importance.
+
+Every number is the runner's (`families.llm.analysis`, `families.llm.importance`), served cached through
+the family's registry entry (`views.serving.cached`); the figures are `viz`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import streamlit as st
+
+from analysis.importance import CARD_KEY
+from analysis.projections import RawVsProjected
+from analysis.protocol import AttentionMaps
+from families.llm import FAMILY
+from families.llm import analysis as llama_analysis
+from families.llm import importance as llama_importance
+from families.llm import runner as llama
+from models.attention import NO_INTERVENTION, Interventions
+from models.llama import BLOCK
+from tasks import probes
+from views import circuits as circuit_views
+from views import importance_tabs
+from views import projections as projection_view
+from views.attention import model_view
+from views.inputs import md_escape
+from views.serving import cached
+from viz.charts import lines
+from viz.heatmaps import matrix_heatmap
+from viz.rope import gqa_diagram, rope_pairs, rope_score
+
+DRAWN = 48  # positions a map of a long prompt draws at once (a window the reader moves)
+RELATIVE = 1e-5  # the RoPE check's bound, relative to Σ|q_i k_i| / √d (see `rope_view`)
+ROPE_OFF = (
+    "RoPE off: q and k are not rotated, so a score no longer depends on how far apart two tokens are "
+    "(the model then sees the prompt as a bag of tokens, except for the causal mask)."
+)
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e9:,.2f} GB" if n_bytes >= 1e9 else f"{n_bytes / 1e6:,.2f} MB"
+
+
+def _window(n: int, key: str, label: str = "First position drawn") -> np.ndarray:
+    """The positions a map draws: all of a short prompt, else `DRAWN` from a start the reader picks."""
+    if n <= DRAWN:
+        return np.arange(n)
+    start = st.slider(label, 0, n - DRAWN, n - DRAWN, key=key)
+    st.caption(f"Positions {start}…{start + DRAWN - 1} of {n}; rows are not renormalised: what is drawn is "
+               "exactly what the model computed.")  # fmt: skip
+    return np.arange(start, start + DRAWN)
+
+
+# --- Grouped-query attention ----------------------------------------------------------------------
+@st.fragment
+def gqa_view(loaded: llama.Loaded, run: llama.LlamaRun, layer: int, head: int) -> None:
+    """Which query heads share each K/V head, the group of ``head`` in ``layer`` side by side, and the KV
+    cache this prompt needs with and without the sharing."""
+    g = llama_analysis.gqa(loaded, len(run.ids))
+    kv = g.kv_heads[head]
+    st.markdown(
+        f"**Grouped-query attention.** Each layer has {g.n_heads} query heads but only {g.n_kv_heads} "
+        f"key/value heads: query heads {', '.join(map(str, g.groups[kv]))} all score the *same* keys and "
+        f"average the *same* values (K/V head {kv}); only their queries differ. The keys and values are "
+        "what a KV cache keeps for every token, so sharing them shrinks the cache by "
+        f"{g.n_heads // g.n_kv_heads}× at no cost in query heads."
+    )
+    st.plotly_chart(gqa_diagram(g.kv_heads, picked=head), key="llm_gqa_diagram")
+    if tuple(run.kv_heads) != g.kv_heads:
+        st.error(f"The run's trace names K/V heads {run.kv_heads}, the model's layer {g.kv_heads}.")
+    shared, unshared = g.cache_bytes(), g.cache_bytes(shared=False)
+    cells = st.columns(3)
+    cells[0].metric(f"KV cache for this prompt ({g.tokens:,} token{'s' * (g.tokens != 1)})", _size(shared))
+    cells[1].metric(f"… with {g.n_heads} K/V heads (no sharing)", _size(unshared))
+    cells[2].metric("Saved", _size(unshared - shared))
+    per_token = g.cache_bytes(1)
+    st.markdown(
+        f"KV cache = 2 (keys and values) × layers × K/V heads × d_head × tokens × 4 bytes (float32) = "
+        f"2 × {g.layers} × {g.n_kv_heads} × {g.d_head} × T × 4 = **{per_token:,} bytes a token** "
+        f"({g.cache_bytes(1, shared=False):,} with {g.n_heads} K/V heads). At the full context of "
+        f"{g.context:,} tokens: **{_size(g.cache_bytes(g.context))}** against "
+        f"**{_size(g.cache_bytes(g.context, shared=False))}** without sharing."
+    )
+    if layer not in run.layers:
+        st.info(f"The run holds maps of layers {', '.join(map(str, run.layers))} only: pick one of them.")
+        return
+    group = list(g.groups[kv])
+    weights = run.maps["self"].weights[run.layers.index(layer)][group]  # (3, T, T)
+    shown = _window(len(run.ids), "llm_gqa_window")
+    tokens = [run.inputs[i] for i in shown]
+    st.markdown(f"**Layer {layer}, K/V head {kv}: its {len(group)} query heads side by side** (same keys, "
+                "own queries).")  # fmt: skip
+    maps = AttentionMaps(title=f"layer {layer}, K/V head {kv}", weights=weights[:, shown][:, :, shown][None],
+                         queries=tuple(tokens), keys=tuple(tokens),
+                         special_keys=np.zeros(len(tokens), dtype=bool))  # fmt: skip
+    model_view(maps, "llm_gqa_group", layer=0, head=group.index(head) if head in group else 0,
+               layer_names=[f"L{layer}"], head_names=[f"H{h}" for h in group])  # fmt: skip
+
+
+# --- RoPE on real numbers -------------------------------------------------------------------------
+def _position(column, label: str, options: Sequence[int], index: int, tokens: Sequence[str], key: str) -> int:
+    return column.selectbox(label, options, index=index, key=key,
+                            format_func=lambda i: f"{i}: {tokens[i]}")  # fmt: skip
+
+
+@st.fragment
+def rope_view(loaded: llama.Loaded, prompt: llama.Prompt, layer: int, head: int,
+              iv: Interventions = NO_INTERVENTION) -> None:  # fmt: skip
+    """One query of ``head`` and one key of its K/V head in ``layer``, before rotation, scored as the offset
+    between them moves; per frequency pair; checked against the model's own score. ``iv``: the page's
+    interventions (only to say that RoPE off there does not change this view, which reads the model as is)."""
+    ids = prompt.ids
+    tokens = [llama.label(loaded, i) for i in ids]
+    t = len(ids)
+    query_column, key_column = st.columns(2)
+    query = _position(query_column, "Query position", range(t - 1, -1, -1), 0, tokens, "llm_rope_query")
+    key = _position(key_column, "Key position", range(query, -1, -1), min(1, query), tokens, "llm_rope_key")
+    sweep = cached(FAMILY, "rope_sweep")(llama.NAME, ids, layer, head, query, key)
+    cfg = loaded.model.cfg
+    st.markdown(
+        f"**RoPE on real numbers.** The query of head {head} at position {query} "
+        f"(‘{md_escape(tokens[query])}’) and the key of its K/V head {sweep.kv_head} at position {key} "
+        f"(‘{md_escape(tokens[key])}’), layer {layer}, *before* rotation, from the model's trace. RoPE "
+        f"turns each of the {cfg.rope_dim // 2} channel pairs (i, i + {cfg.rope_dim // 2}) of q and k by "
+        f"position × base^(−2i/{cfg.rope_dim}) (base {cfg.rope_base:,.0f}), so the score q·R(Δ)k / "
+        f"√{cfg.d_head} depends only on the offset Δ between them. "
+        "Below, the key stays where it is and the query is turned as if it stood Δ tokens after it, by the "
+        "attention core's own `rotary` and `rotate`."
+    )
+    products = np.abs(sweep.q * sweep.k).sum() / np.sqrt(cfg.d_head)
+    gap = abs(sweep.at_offset - sweep.model_score)
+    cells = st.columns(4)
+    cells[0].metric(f"Model's score (offset {sweep.offset})", f"{sweep.model_score:.4f}")
+    cells[1].metric("The sweep at that offset", f"{sweep.at_offset:.4f}", f"|Δ| {gap:.1e}", delta_color="off")
+    cells[2].metric("No rotation: q·k / √d", f"{sweep.unrotated:.4f}")
+    cells[3].metric("Score range over Δ", f"{sweep.score.min():.2f} … {sweep.score.max():.2f}")
+    check = "✅" if gap <= RELATIVE * products else "⚠️"
+    st.caption(
+        f"{check} Check: the sweep at the real offset is {gap:.1e} from the model's pre-softmax score (its "
+        f"trace's scaled scores), within {RELATIVE:g} × Σ|q_i k_i|/√d = {RELATIVE * products:.1e}: the same "
+        "rotated vectors, but the model sums the 64 products inside one matmul over every key, the sweep one "
+        "dot product at a time — float32 adds them in another order. The model read the prompt through its "
+        "KV cache here (the key's and the query's rows traced alone: no T × T map kept)."
+    )
+    st.plotly_chart(rope_score(sweep.offsets, sweep.score, offset=sweep.offset, model_score=sweep.model_score,
+                               unrotated=sweep.unrotated), key="llm_rope_score")  # fmt: skip
+    slow = int((sweep.wavelengths > cfg.max_len).sum())
+    st.markdown(
+        f"**Per frequency pair.** Pair i's part of the score, (q_i k_i + q_{{i+32}} k_{{i+32}}) turned by "
+        f"Δ · base^(−2i/64), ÷ √d; the {cfg.rope_dim // 2} rows sum to the curve above (largest gap "
+        f"{np.abs(sweep.pairs.sum(0) - sweep.score).max():.1e}, float order again). Pair 0 turns once every "
+        f"{sweep.wavelengths[0]:.1f} tokens; the last {slow} pairs have wavelengths beyond the "
+        f"{cfg.max_len:,}-token context, so they barely turn at all: they score what the token is, the "
+        "fast ones where it is."
+    )
+    st.plotly_chart(rope_pairs(sweep.pairs, sweep.offsets, sweep.wavelengths, offset=sweep.offset),
+                    key="llm_rope_pairs")  # fmt: skip
+    if not iv.positional:
+        st.info(f"{ROPE_OFF} The sidebar has RoPE off for the page's run; this view reads the model as is.")
+    else:
+        st.caption(f"The sidebar's RoPE switch: {ROPE_OFF}")
+
+
+# --- Attention sinks ------------------------------------------------------------------------------
+def _head_table(values: np.ndarray, title: str) -> object:
+    n_layers, n_heads = values.shape
+    return matrix_heatmap(values, title=title, x_title="head", y_title="layer", value_name="share",
+                          x_labels=[f"H{h}" for h in range(n_heads)],
+                          y_labels=[f"L{i}" for i in range(n_layers)], diverging=False)  # fmt: skip
+
+
+def sinks_view(loaded: llama.Loaded, prompt: llama.Prompt, card: Mapping | None, layer: int | None = None,
+               head: int | None = None) -> None:  # fmt: skip
+    """Each head's share of attention on the first token, on this prompt beside the card's measurement, and
+    what hiding the first token does; with ``layer`` and ``head``, that head's weight on it row by row."""
+    ids = prompt.ids
+    if len(ids) < 2:
+        st.info("A one-token prompt has no row that could look anywhere but the first token: type more.")
+        return
+    sinks = cached(FAMILY, "sinks")(llama.NAME, ids)
+    share, held_out = sinks.share, llama_analysis.card_first_token(card)
+    first = md_escape(sinks.first)
+    st.markdown(
+        f"**Attention sinks.** How much of each head's attention lands on the first token (‘{first}’), "
+        f"averaged over query rows 1…{len(ids) - 1} (row 0 can only look at itself): the model's own softmax "
+        "weights. Many heads park their weight there when nothing else fits — the first token is visible "
+        "to every row, so it makes a cheap ‘no-op’ target (Xiao et al. 2023)."
+    )
+    cells = st.columns(3)
+    cells[0].metric("Mean share, all 270 heads", f"{share.mean():.3f}")
+    cells[1].metric("Heads with share ≥ 0.5", f"{int((share >= 0.5).sum())} / {share.size}")
+    if held_out is not None:
+        r = float(np.corrcoef(share.ravel(), held_out.ravel())[0, 1])
+        cells[2].metric("Correlation with the card, per head", f"{r:.2f}")
+    left, right = st.columns(2)
+    left.plotly_chart(_head_table(share, "this prompt"), key="llm_sink_share")
+    if held_out is not None:
+        probe = card.get("in_context", {}).get("probe", {})
+        right.plotly_chart(_head_table(held_out, "the card (held out)"), key="llm_sink_card")
+        right.caption(
+            f"The card's first-token score: the same mean, over {probe.get('sequences', '?')} sequences of "
+            f"<|endoftext|> then {probe.get('length', '?')} random tokens repeated once "
+            f"({md_escape(str(probe.get('tokens', '')))}; seed {probe.get('seed', '?')})."
+        )
+    else:
+        right.info("The model's card has no first-token scores.")
+    change = sinks.hidden
+    st.markdown("**Hiding the first token** from every query (hidden keys (0,), as the sidebar hides):")
+    cells = st.columns(4)
+    cells[0].metric("Loss on the prompt", f"{sinks.loss + change.loss:.3f}", f"{change.loss:+.3f} nats",
+                    delta_color="inverse")  # fmt: skip
+    cells[1].metric("KL of the next token", f"{change.kl:.4f} nats")
+    (before, p_before), (after, p_after) = change.next_before, change.next_after
+    cells[2].metric("Next token", f"{after} {p_after:.0%}", f"was {before} {p_before:.0%}", delta_color="off")
+    cells[3].metric("Positions whose top token changed", f"{change.top1_changed} / {len(ids)}")
+    st.caption(
+        f"Loss without hiding: {sinks.loss:.3f} nats over {len(ids) - 1} predicted tokens. Row 0, whose one "
+        "key is the first token itself, then sees nothing: all-zero weights, no attention output."
+    )
+    if layer is not None and head is not None:
+        tokens = [llama.label(loaded, i) for i in ids]
+        weights = sinks.on_first[layer, head]
+        fig = lines({f"L{layer} H{head}": (range(1, len(ids)), weights[1:])}, x_title="query position",
+                    y_title="weight on the first token",
+                    title=f"Layer {layer}, head {head}, row by row")  # fmt: skip
+        st.plotly_chart(fig, key="llm_sink_rows")
+        top = int(np.argmax(weights[1:])) + 1
+        st.caption(f"Most: row {top} ‘{md_escape(tokens[top])}’ at {weights[top]:.3f}.")
+    st.caption(
+        "Memory: every layer is traced, but the rows run in chunks through the KV cache so that one chunk's "
+        f"maps stay within {sinks.budget / 2**20:.0f} MiB (all 270 maps of 2,048 tokens would be 4.5 GB); "
+        "only each row's weight on the first token is kept (270 × T floats)."
+    )
+
+
+# --- Raw vs projected ------------------------------------------------------------------------------
+class _Layers(Sequence):
+    """Every layer's comparison, each computed (and cached) when the layer picker first asks for it."""
+
+    def __init__(self, ids: tuple[int, ...], iv: Interventions, n_layers: int):
+        self.ids, self.iv, self.n_layers = ids, iv, n_layers
+
+    def __len__(self) -> int:
+        return self.n_layers
+
+    def __getitem__(self, layer: int) -> RawVsProjected:
+        if not 0 <= layer < self.n_layers:
+            raise IndexError(layer)
+        return cached(FAMILY, "raw_vs_projected")(llama.NAME, self.ids, self.iv, layer)
+
+
+def projections_view(loaded: llama.Loaded, prompt: llama.Prompt, iv: Interventions = NO_INTERVENTION) -> None:
+    """softmax(XXᵀ) beside a layer's learned heads on the rows its W_Q, W_K, W_V read (`views.projections`),
+    under the page's interventions (``iv``), on the prompt's first `PROJECTION_TOKENS` tokens."""
+    ids = prompt.ids[: llama_analysis.PROJECTION_TOKENS]
+    if len(ids) < 2:
+        st.info("Raw vs projected needs at least two tokens: type a longer prompt.")
+        return
+    if len(prompt.ids) > len(ids):
+        st.info(f"Raw vs projected reads the prompt's first {len(ids)} of {len(prompt.ids)} tokens (a 9-head "
+                "layer's maps of more would be too large to keep); causal, those rows are the whole "
+                "prompt's.")  # fmt: skip
+    n_layers = loaded.model.cfg.n_layers
+    unprojected = sorted(i for block, i in iv.unprojected if block == BLOCK)
+    layers = _Layers(ids, iv, n_layers)
+    window = _window(len(ids), "llm_proj_window")
+    projection_view.layer_view(lambda: layers, n_layers, "llm", held_out=None, window=window,
+                               unprojected=unprojected)  # fmt: skip
+
+
+# --- Attention vs importance -----------------------------------------------------------------------
+def importance_view(loaded: llama.Loaded, prompt: llama.Prompt, card: Mapping | None) -> None:
+    """The shared "Attention vs importance" tab on the prompt's first `llama_importance.MAX_TOKENS` tokens."""
+    cap = llama_importance.MAX_TOKENS
+    ids = prompt.ids[:cap]
+    if len(prompt.ids) > cap:
+        st.info(f"Ablation runs one copy of the prompt per token: it reads the first {cap} of the prompt's "
+                f"{len(prompt.ids)} tokens ({cap} copies of {cap} tokens, about half a minute on 2 "
+                "cores).")  # fmt: skip
+    labels = [llama.label(loaded, i) for i in ids]
+    held_out = card if card and CARD_KEY in card else None  # the card holds no held-out Spearman yet
+    importance_tabs.tab(FAMILY, llama.NAME, (ids,), held_out, labels=labels)
+
+
+def circuits_view(loaded: llama.Loaded, text: str, card: Mapping | None) -> None:
+    """The shared Circuits tab (`views.circuits`) on SmolLM2, with the IOI and landmark pairs as presets and
+    the card's IOI name movers as the ablation's default on the IOI pairs."""
+    def word(w: str) -> int | None:  # " word" as the model reads it after a space
+        ids = loaded.text_tokenizer.encode(" " + w).ids
+        return ids[0] if len(ids) == 1 else None
+
+    found = (card or {}).get("ioi_circuit", {})
+    heads = tuple((h["layer"], h["head"]) for h in found.get("heads", ()))
+    ioi = probes.ioi_set(3, probes.SEED, "preset")  # the first three of the card's preset set
+    presets = {f"IOI: {c.prompt.split(',')[0]} → {c.target}": c for c in ioi}
+    presets |= {f"Landmark: {c.prompt} → {c.target}": c for c in probes.fact_set()[:3]}
+    held = found.get("held_out", {})
+    subject = circuit_views.Subject(
+        key="llm", name=llama.NAME, model=loaded.model, encode=lambda t: llama.prepare(loaded, t).ids,
+        label=lambda i: llama.label(loaded, i), word=word, presets=presets,
+        reference=tuple(tuple(llama.prepare(loaded, c.corrupt).ids) for c in ioi),
+        reference_name="the IOI presets' corrupted twins (no name repeats), every position",
+        found={name: heads for name in presets if name.startswith("IOI")},
+        found_name=f"the card's name movers, found on the preset IOI prompts; mean-ablated they remove "
+        f"{held.get('mean_ablated_share_removed', float('nan')):.0%} of the logit difference on "
+        f"{held.get('prompts', 0)} held-out prompts",
+    )  # fmt: skip
+    circuit_views.tab(subject, text)
