@@ -79,9 +79,10 @@ def main() -> None:
     word = {w: tokenizer.encode(" " + w).ids[0] for w in (c.target, c.rival)}
     pair = C.Pair(word[c.target], word[c.rival])
     results = {"llm": (len(ids), measure(llm, ids, corrupt, pair, args.repeat))}
-    small, _, bpe = gpt.load()
+    loaded = gpt.load()
+    small, bpe = loaded.model, loaded.vocabulary.tokenizer
     code = probes.CODE[0]
-    g_ids, g_corrupt = (gpt.prepare(bpe, t, 128).ids for t in (code.prompt, code.corrupt))
+    g_ids, g_corrupt = (gpt.prepare(loaded, t).ids for t in (code.prompt, code.corrupt))
     g_pair = C.Pair(bpe.encode(code.target).ids[0], bpe.encode(code.rival).ids[0])
     results["gpt"] = (len(g_ids), measure(small, g_ids, g_corrupt, g_pair, args.repeat))
     print(f"threads {args.threads}, load average {os.getloadavg()[0]:.1f} (1 min)")

@@ -33,6 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from analysis.lm import Prompt  # noqa: E402
 from models.llama import gguf_path, load  # noqa: E402
 
 LENGTHS = (64, 512)
@@ -87,7 +88,7 @@ def cached_run(model, tokenizer, meta, ids: list[int]) -> None:
 
     loaded = llama.loaded_from(model, tokenizer, meta)
     assert llama.page_layers(len(ids), 0) is None  # the page keeps all 30 layers at this length
-    run = llama.run(loaded, llama.Prompt(tuple(ids)), layers=None)
+    run = llama.run(loaded, Prompt(tuple(ids)), layers=None)
     arrays, other = held_bytes(run)
     shapes = {f.name: getattr(run, f.name).shape for f in dataclasses.fields(run)
               if isinstance(getattr(run, f.name), np.ndarray)}  # fmt: skip

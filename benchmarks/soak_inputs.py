@@ -140,8 +140,8 @@ class Oracle:
                 prompt = llama.prepare(self.llm, text)  # the page's layers: all 30 up to 128 tokens
                 run = llama.run(self.llm, prompt, iv, llama.page_layers(len(prompt.ids), 0))
             else:
-                model, _, tokenizer = self.gpt
-                run = gpt.run(model, tokenizer, gpt.prepare(tokenizer, text, model.cfg.max_len), iv)
+                loaded = self.gpt
+                run = gpt.run(loaded, gpt.prepare(loaded, text), iv)
             return f"{run.top_tokens[-1][0]} p = {run.top_probs[-1, 0]:.1%}"
         model, _, _, vocab = self.captioner
         picture = Image.fromarray(generate(1, key[0])[0].image)

@@ -26,16 +26,17 @@ the whole text is there to peek at.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.attention import NO_INTERVENTION, MultiHeadAttention, keys_kept
 from models.patching import Patch
 from models.positions import sinusoids
+from models.sampling import Step, next_token
 
 if TYPE_CHECKING:  # names only the annotations use
     from models.attention import Capture, Interventions, MultiHeadTrace
@@ -64,17 +65,17 @@ class GPTTrace:
     """Per layer, its self-attention `MultiHeadTrace` (weights (B, h, T, T) in ``.heads.weights``) and
     the residual stream into the layer, after attention was added, after the MLP was added."""
 
-    layers: tuple[MultiHeadTrace, ...]
+    layers: tuple[MultiHeadTrace | None, ...]  # None for a layer outside ``trace_layers``
     logits: Tensor  # (B, T, V)
     streams: tuple[tuple[Tensor, Tensor, Tensor], ...] = ()  # per layer (resid_pre, resid_mid, resid_post)
 
     @property
     def weights(self) -> Tensor:
-        """(B, L, h, T, T) every layer's and head's attention."""
-        return torch.stack([t.heads.weights for t in self.layers], 1)
+        """(B, L, h, T, T) every traced layer's and head's attention."""
+        return torch.stack([t.heads.weights for t in self.layers if t is not None], 1)
 
     @property
-    def attentions(self) -> tuple[MultiHeadTrace, ...]:
+    def attentions(self) -> tuple[MultiHeadTrace | None, ...]:
         return self.layers
 
 
@@ -176,12 +177,15 @@ class GPT(nn.Module):
         patch: Patch | None = None,
         resume: tuple[int, Tensor] | None = None,
         logits: Literal["all", "last"] = "all",
+        trace_layers: Collection[int] | None = None,
     ) -> tuple[Tensor, GPTTrace | None]:
         """ids (B, T) with T ≤ max_len, <s> first. Returns (logits (B, T, V), or (B, 1, V) for
         ``logits="last"``, and the trace or None): logits[:, t] is the distribution of the token
         after position t. ``patch`` overwrites
         activations per batch row (`models.patching`); ``resume`` = (layer, stream (B, T, d)) starts at
-        that layer from the stream entering it; the trace then holds the layers from there on."""
+        that layer from the stream entering it; the trace then holds the layers from there on.
+        ``trace_layers`` limits the attention traces to those layers (the streams are kept for every
+        layer)."""
         b, t_len = ids.shape
         if t_len > self.cfg.max_len:
             raise ValueError(f"{t_len} tokens exceed the context of {self.cfg.max_len}; truncate the input.")
@@ -197,7 +201,8 @@ class GPT(nn.Module):
         # 3) The blocks, each attention call through the shared core.
         traces, streams = [], []
         for i in range(first, self.cfg.n_layers):
-            kw = iv.attention_kwargs(BLOCK, i, self.cfg.n_heads, ids.device, return_trace=return_trace,
+            traced = return_trace and (trace_layers is None or i in trace_layers)
+            kw = iv.attention_kwargs(BLOCK, i, self.cfg.n_heads, ids.device, return_trace=traced,
                                      capture=capture)  # fmt: skip
             x = x if patch is None else patch.write("resid_pre", i, x)
             mid, out, trace = self.blocks[i](x, mask=mask, kw=kw, layer=i, patch=patch)
@@ -209,37 +214,34 @@ class GPT(nn.Module):
         return out, GPTTrace(tuple(traces), out, tuple(streams)) if return_trace else None
 
     @torch.inference_mode()
-    def generate(
-        self,
-        ids: Tensor,
-        *,
-        new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        generator: torch.Generator | None = None,
-        iv: Interventions = NO_INTERVENTION,
-    ) -> tuple[Tensor, Tensor]:
-        """Sample ``new_tokens`` after ids (1, T) (always causal; the last max_len tokens are read,
-        <s> dropped once the window slides). ``temperature`` 0 is greedy. Randomness only from the
-        caller's ``generator``: never the global seed. Returns the new ids (1, N) and the model's own
-        log p of each (temperature 1, whole vocabulary), (1, N)."""
+    def stream(
+        self, ids: list[int], *, new_tokens: int, temperature: float = 0.0, top_k: int | None = None,
+        top_p: float | None = None, seed: int = 0, stop: Collection[int] = (),
+        iv: Interventions = NO_INTERVENTION, trace_layers: Collection[int] | None = None,
+    ) -> Iterator[Step]:  # fmt: skip
+        """Generate after ``ids`` one token at a time, yielding each `Step` as soon as it is chosen (a stop
+        token ends it, yielded). Always causal. Each step reads the whole text again, its last max_len
+        tokens once it outgrows the context (<s> dropped once the window slides): positions are learned
+        per index, so a window that slides changes every position, and nothing could be cached.
+        ``temperature`` 0 is greedy; sampling draws from a generator seeded by ``seed`` alone."""
+        if not ids or new_tokens < 1:
+            raise ValueError("need at least one prompt token and one new token.")
         iv = replace(iv, causal=True)
-        out, logps = ids, []
+        device = self.tok_emb.weight.device
+        generator = torch.Generator(device=device).manual_seed(seed)
+        out, traced = torch.tensor([ids], device=device), trace_layers is None or len(trace_layers) > 0
         for _ in range(new_tokens):
-            logits, _ = self(out[:, -self.cfg.max_len :], iv=iv)
-            last = logits[:, -1].float()  # (1, V)
-            if temperature <= 0:
-                nxt = last.argmax(-1, keepdim=True)
-            else:
-                scaled = last / temperature
-                if top_k is not None and top_k < scaled.shape[-1]:
-                    kth = torch.topk(scaled, top_k).values[:, -1:]
-                    scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-                nxt = torch.multinomial(F.softmax(scaled, -1), 1, generator=generator)  # (1, 1)
-            logps.append(F.log_softmax(last, -1).gather(-1, nxt))
-            out = torch.cat([out, nxt], 1)
-        new = out[:, ids.shape[1] :]
-        return new, torch.cat(logps, 1) if logps else torch.zeros(1, 0)
+            window = out[:, -self.cfg.max_len :]  # (1, ≤ max_len)
+            logits, trace = self(window, iv=iv, return_trace=traced, capture="weights",
+                                 trace_layers=trace_layers)  # fmt: skip
+            last = logits[0, -1].float()  # (V,)
+            token = next_token(last, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+            log_p = float(torch.log_softmax(last, -1)[token])
+            start = out.shape[1] - window.shape[1]
+            yield Step(token, log_p, start, trace.weights[0] if traced else None, last)
+            if token in stop:
+                return
+            out = torch.cat([out, out.new_tensor([[token]])], 1)
 
 
 # Training: what `python -m training --family gpt` reads (the loop is training/loop.py).

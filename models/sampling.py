@@ -4,8 +4,21 @@ global seed: two sessions sampling at once each get their own reproducible draw.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Step:
+    """One generated token and what the model read to choose it (a decoder's ``stream`` yields these)."""
+
+    token: int
+    log_prob: float  # the model's own log p of it (temperature 1, every token)
+    start: int  # position of the first row this step read
+    weights: Tensor | None  # (L traced, h, Tq, Tk) attention of those rows; None when none was traced
+    logits: Tensor  # (V,) the distribution it was drawn from, before temperature
 
 
 def next_token(

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import numpy as np
 from PIL import Image
 
+from analysis import lm
 from families import FAMILIES
 from families.bert.runner import encode, folders
 from families.captioner.runner import run as run_captioner
@@ -175,8 +176,8 @@ def test_gpt_page_types_a_prompt_and_draws_the_causal_map(server, page, shot_dir
     settle(page, charts=2)
     no_exception(page)
     text = "for key, value in items.items():\n    print(key, value)\n"
-    model, _, tokenizer = gpt.load()
-    n = len(gpt.prepare(tokenizer, text, model.cfg.max_len).ids)
+    loaded = gpt.load()
+    n = len(gpt.prepare(loaded, text).ids)
     type_prompt(page, text, f"({VIEW_JS})('gpt_model')?.shown?.length === {n * n}")
     weights = np.array(view_state(page, "gpt_model")["shown"]).reshape(n, n)  # the zoomed map drawn
     for i, row in enumerate(weights):
@@ -225,7 +226,7 @@ def test_llm_page_types_a_prompt_and_draws_a_generated_tokens_attention(server, 
     no_exception(page)
     steps = list(llama.generate(loaded, prompt, new_tokens=new, layers=None))
     assert output(page) == steps[-1].text.strip()
-    want = llama.generated_attention([g.weights[:, :, -1] for g in steps], layer, head)  # (new, keys)
+    want = lm.generated_attention([g.weights[:, :, -1] for g in steps], layer, head)  # (new, keys)
     assert want.shape[1] == len(prompt.ids) + new - 1
     drawn = np.array(view_state(page, "llm_gen_map")["shown"], np.float32).reshape(new, -1)
     np.testing.assert_allclose(drawn, want, rtol=0, atol=1e-5)

@@ -17,12 +17,11 @@ GPT_PAGE = "families/gpt/page.py"
 
 @pytest.fixture(scope="module")
 def loaded():
-    model, _, tokenizer = gpt.load()
-    return model, tokenizer
+    return gpt.load()
 
 
-def ids_of(tokenizer, text: str) -> tuple[int, ...]:
-    return gpt.prepare(tokenizer, text, 128).ids
+def ids_of(loaded, text: str) -> tuple[int, ...]:
+    return gpt.prepare(loaded, text).ids
 
 
 def circuits_tab():
@@ -31,20 +30,21 @@ def circuits_tab():
     return app
 
 
-def preset_pair(tokenizer) -> tuple[tuple[int, ...], tuple[int, ...], C.Pair]:
+def preset_pair(loaded) -> tuple[tuple[int, ...], tuple[int, ...], C.Pair]:
     """The tab's first preset, as it opens: the clean and corrupted ids and the preset's words."""
     preset = probes.CODE[0]
-    clean, corrupt = ids_of(tokenizer, preset.prompt), ids_of(tokenizer, preset.corrupt)
+    clean, corrupt = ids_of(loaded, preset.prompt), ids_of(loaded, preset.corrupt)
+    tokenizer = loaded.vocabulary.tokenizer
     target, rival = (tokenizer.encode(word).ids[0] for word in (preset.target, preset.rival))
     return clean, corrupt, C.Pair(target, rival)
 
 
 def test_the_preset_pairs_metric_and_direct_effects_are_the_runners(loaded):
-    model, tokenizer = loaded
-    clean, corrupt, pair = preset_pair(tokenizer)
+    model = loaded.model
+    clean, corrupt, pair = preset_pair(loaded)
     app = circuits_tab()
     metrics = {m.label: m.value for m in app.metric}
-    label = f"logit({gpt.label(tokenizer, pair.target)}) − logit({gpt.label(tokenizer, pair.rival)}), clean"
+    label = f"logit({loaded.label(pair.target)}) − logit({loaded.label(pair.rival)}), clean"
     assert metrics[label] == f"{C.forward(model, clean, pair).value:+.3f}"
     assert metrics["…on the corrupted prompt"] == f"{C.forward(model, corrupt, pair).value:+.3f}"
     # The logit lens: the grid's last row is the model's own output at every position.
@@ -60,8 +60,8 @@ def test_the_preset_pairs_metric_and_direct_effects_are_the_runners(loaded):
 
 
 def test_exact_patching_on_the_page_equals_the_sweep(loaded):
-    model, tokenizer = loaded
-    clean, corrupt, pair = preset_pair(tokenizer)
+    model = loaded.model
+    clean, corrupt, pair = preset_pair(loaded)
     app = circuits_tab()
     app.radio(key="gpt_circ_section").set_value("Patching").run()
     app.selectbox(key="gpt_circ_kind").set_value("each head, every position").run()
@@ -93,8 +93,8 @@ def test_ablation_names_its_method_and_a_bad_pair_gets_a_message(loaded):
 
 
 def test_value_weighted_attention_draws_the_runners_two_maps(loaded):
-    model, tokenizer = loaded
-    clean, _, _ = preset_pair(tokenizer)
+    model = loaded.model
+    clean, _, _ = preset_pair(loaded)
     app = circuits_tab()
     app.radio(key="gpt_circ_section").set_value("Value-weighted attention").run()
     app.number_input(key="gpt_circ_vw_layer").set_value(1).run()

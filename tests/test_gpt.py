@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from analysis import lm
 from families.gpt import runner as gpt
 from models.attention import Interventions
 from models.checkpoints import ASSETS
@@ -113,27 +114,41 @@ def test_generation_is_seeded_by_its_own_generator():
     state = torch.random.get_rng_state()
 
     def sample(seed):
-        return model.generate(ids, new_tokens=30, temperature=1.0, top_k=5,
-                              generator=torch.Generator().manual_seed(seed))  # fmt: skip
+        steps = list(model.stream(ids[0].tolist(), new_tokens=30, temperature=1.0, top_k=5, seed=seed,
+                                  trace_layers=()))  # fmt: skip
+        return [s.token for s in steps], np.array([s.log_prob for s in steps])
 
     (a, lp), (b, _), (c, _) = sample(7), sample(7), sample(8)
-    assert torch.equal(a, b) and not torch.equal(a, c)
-    assert a.shape == (1, 30) and lp.shape == (1, 30) and (lp <= 0).all()
+    assert a == b and a != c
+    assert len(a) == 30 and lp.shape == (30,) and (lp <= 0).all()
     assert torch.equal(torch.random.get_rng_state(), state)  # the global generator was not touched
-    greedy, _ = model.generate(ids, new_tokens=3, temperature=0)
+    greedy = [s.token for s in model.stream(ids[0].tolist(), new_tokens=3, temperature=0)]
     with torch.inference_mode():
         first = model(ids)[0][0, -1].argmax()
-    assert greedy[0, 0] == first
+    assert greedy[0] == first
+
+
+def test_generation_slides_its_window_past_the_context():
+    """Past max_len tokens each step reads the last max_len (positions are per index: nothing cached),
+    and the attention a step keeps is that window's."""
+    model = tiny()
+    ids = random_ids(model.cfg.max_len - 2)[0].tolist()
+    steps = list(model.stream(ids, new_tokens=4, temperature=0))
+    assert [s.start for s in steps] == [0, 0, 0, 1]
+    assert all(s.weights.shape[-1] == model.cfg.max_len for s in steps[2:])
+    with torch.inference_mode():
+        window = torch.tensor([[*ids, *(s.token for s in steps[:3])][-model.cfg.max_len :]])
+        assert int(model(window)[0][0, -1].argmax()) == steps[3].token
 
 
 # --- The shipped checkpoint -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def shipped():
+def loaded():
     return gpt.load()
 
 
-def test_shipped_files_are_small_safetensors_with_their_tokenizer(shipped):
-    model, card, tokenizer = shipped
+def test_shipped_files_are_small_safetensors_with_their_tokenizer(loaded):
+    model, card, tokenizer = loaded.model, loaded.card, loaded.vocabulary.tokenizer
     path = ASSETS / f"{gpt.DEFAULT}.safetensors"
     assert path.stat().st_size <= 10e6
     with safe_open(path, "pt") as f:
@@ -145,8 +160,8 @@ def test_shipped_files_are_small_safetensors_with_their_tokenizer(shipped):
     assert card["threads"] >= 1 and card["training_seconds"] > 0 and 0 < card["repeat_share"] < 1
 
 
-def test_card_in_context_metrics_are_the_models_and_meet_the_bars(shipped):
-    model, card, _ = shipped
+def test_card_in_context_metrics_are_the_models_and_meet_the_bars(loaded):
+    model, card = loaded.model, loaded.card
     test = card["test"]
     measured = in_context_metrics(model)
     for key in ("induction_scores", "previous_token_scores", "first_token_scores"):
@@ -161,9 +176,9 @@ def test_card_in_context_metrics_are_the_models_and_meet_the_bars(shipped):
     assert test["test_perplexity"] <= 0.8 * test["bigram_perplexity"]
 
 
-def test_ablating_the_top_induction_heads_through_interventions(shipped):
+def test_ablating_the_top_induction_heads_through_interventions(loaded):
     """The ablation bar, through the page's own path: `Interventions` head masks per call."""
-    model, card, _ = shipped
+    model, card = loaded.model, loaded.card
     top = frozenset((BLOCK, i, h) for i, h in card["test"]["top_induction_heads"])
     plain, off = repeat_probe(model), repeat_probe(model, Interventions(ablate=top))
     assert off["second_copy_loss"] >= 2 * plain["second_copy_loss"]
@@ -171,8 +186,8 @@ def test_ablating_the_top_induction_heads_through_interventions(shipped):
 
 
 @pytest.mark.slow  # the whole held-out test split and the bigram over the training stream (~1 min)
-def test_card_perplexities_are_recomputed_from_the_shipped_weights(shipped):
-    model, card, _ = shipped
+def test_card_perplexities_are_recomputed_from_the_shipped_weights(loaded):
+    model, card = loaded.model, loaded.card
     windows = stdlib.generate(card["test"]["n"], card["test_seed"], "test")
     measured = evaluate_lm(model, windows)
     assert measured["test_perplexity"] <= 0.8 * measured["bigram_perplexity"]
@@ -191,8 +206,8 @@ def test_the_split_is_by_file_and_the_test_files_are_never_trained_on():
 
 
 # --- The runner -----------------------------------------------------------------------------------
-def test_runner_shapes_and_numbers(shipped):
-    model, card, tokenizer = shipped
+def test_runner_shapes_and_numbers(loaded):
+    model = loaded.model
     run = gpt.example()
     cfg, t_len = model.cfg, len(run.ids)
     maps = run.maps["self"]
@@ -200,19 +215,19 @@ def test_runner_shapes_and_numbers(shipped):
     assert (maps.weights[..., np.triu_indices(t_len, 1)[0], np.triu_indices(t_len, 1)[1]] == 0).all()
     np.testing.assert_allclose(maps.weights.sum(-1), 1.0, atol=1e-5)
     assert run.inputs[0] == "<s>" and run.output == run.inputs[1:] and len(run.token_log_probs) == t_len - 1
-    assert run.next_log_probs.shape == (t_len, cfg.vocab)
-    np.testing.assert_allclose(np.exp(run.next_log_probs).sum(-1), 1.0, atol=1e-4)
-    picked = run.next_log_probs[np.arange(t_len - 1), list(run.ids[1:])]
+    assert run.every_log_prob.shape == (t_len, cfg.vocab)
+    np.testing.assert_allclose(np.exp(run.every_log_prob).sum(-1), 1.0, atol=1e-4)
+    picked = run.every_log_prob[np.arange(t_len - 1), list(run.ids[1:])]
     np.testing.assert_array_equal(picked, run.token_log_probs)
-    assert run.top_probs.shape == (t_len, gpt.TOP_K) and (np.diff(run.top_probs, axis=1) <= 0).all()
-    np.testing.assert_allclose(run.top_probs[:, 0], np.exp(run.next_log_probs.max(-1)), rtol=1e-5)
+    assert run.top_probs.shape == (t_len, lm.TOP_K) and (np.diff(run.top_probs, axis=1) <= 0).all()
+    np.testing.assert_allclose(run.top_probs[:, 0], np.exp(run.every_log_prob.max(-1)), rtol=1e-5)
     assert run.loss == pytest.approx(-run.token_log_probs.mean())
     shapes = {k: v.shape for k, v in run.head_scores.items()}
     assert shapes == dict.fromkeys(gpt.ROLES, (cfg.n_layers, cfg.n_heads))
 
 
-def test_head_roles_come_from_the_cards_measurements(shipped):
-    _, card, _ = shipped
+def test_head_roles_come_from_the_cards_measurements(loaded):
+    card = loaded.card
     roles = gpt.head_roles(card)
     layer, head = card["test"]["induction_head"]
     assert roles[(layer, head)] == ("induction", pytest.approx(card["test"]["induction_score"], abs=1e-6))
@@ -223,10 +238,10 @@ def test_head_roles_come_from_the_cards_measurements(shipped):
         assert (role == "—") == (score < gpt.WEAK_MIN)
 
 
-def test_the_induction_stripe_on_a_repeated_random_sequence(shipped):
-    model, card, tokenizer = shipped
+def test_the_induction_stripe_on_a_repeated_random_sequence(loaded):
+    model, card = loaded.model, loaded.card
     n = 30
-    run = gpt.run(model, tokenizer, gpt.random_repeat(n, 5, model.cfg.vocab))
+    run = gpt.run(loaded, gpt.random_repeat(n, 5, model.cfg.vocab))
     layer, head = card["test"]["induction_head"]
     w = run.maps["self"].weights[layer, head]
     stripe = np.mean([w[i, i - n + 1] for i in range(n + 1, 2 * n + 1)])
@@ -236,71 +251,70 @@ def test_the_induction_stripe_on_a_repeated_random_sequence(shipped):
     assert second <= 0.5 * first
 
 
-def test_peeking_without_the_causal_mask_lowers_the_loss(shipped):
-    model, _, tokenizer = shipped
-    prompt = gpt.prepare(tokenizer, gpt.EXAMPLE, model.cfg.max_len)
-    on = gpt.run(model, tokenizer, prompt)
-    off = gpt.run(model, tokenizer, prompt, Interventions(causal=False))
-    change = gpt.compare(off, on)
-    assert change.loss < 0 and change.kl > 0
+def test_peeking_without_the_causal_mask_lowers_the_loss(loaded):
+    prompt = gpt.prepare(loaded, gpt.EXAMPLE)
+    on = gpt.run(loaded, prompt)
+    off = gpt.run(loaded, prompt, Interventions(causal=False))
+    change = lm.compare(off, on)
+    assert change.loss < 0 and change.kl_mean_over_positions > 0 and change.kl_after_prompt >= 0
     assert (np.triu(off.maps["self"].weights, 1) > 0).any()
 
 
-def test_prompts_people_type(shipped):
-    model, _, tokenizer = shipped
+def test_prompts_people_type(loaded):
+    model, tokenizer = loaded.model, loaded.vocabulary.tokenizer
     context = model.cfg.max_len
     for empty in ("", "  \n\t ", "\x00\x07"):
         with pytest.raises(InputError, match="Type a prompt"):
-            gpt.prepare(tokenizer, empty, context)
-    long = gpt.prepare(tokenizer, "x = 1\n" * 20_000, context)
+            gpt.prepare(loaded, empty)
+    long = gpt.prepare(loaded, "x = 1\n" * 20_000)
     assert len(long.ids) == context and long.dropped > 0 and long.unread > 0
-    control = gpt.prepare(tokenizer, "a\x00b\x1b[31mc\r\nd", context)
+    control = gpt.prepare(loaded, "a\x00b\x1b[31mc\r\nd")
     assert control.removed == 2 and "\x00" not in tokenizer.decode(list(control.ids[1:]))
-    emoji = gpt.prepare(tokenizer, "x = '🎉'", context)
-    shown = [gpt.label(tokenizer, i) for i in emoji.ids]
+    emoji = gpt.prepare(loaded, "x = '🎉'")
+    shown = [loaded.label(i) for i in emoji.ids]
     assert emoji.non_ascii and any(s.startswith("\\x") for s in shown)
-    typed = gpt.prepare(tokenizer, "<s></s>", context)
+    typed = gpt.prepare(loaded, "<s></s>")
     assert typed.ids.count(BOS_ID) == 1  # a typed "<s>" is text, not the special token
-    assert gpt.label(tokenizer, tokenizer.token_to_id("Ċ")) == "↵"
+    assert loaded.label(tokenizer.token_to_id("Ċ")) == "↵"
 
 
-def test_generation_through_the_runner_is_repeatable(shipped):
-    model, _, tokenizer = shipped
-    prompt = gpt.prepare(tokenizer, "import os\n\n\ndef ", model.cfg.max_len)
+def test_generation_through_the_runner_is_repeatable(loaded):
+    prompt = gpt.prepare(loaded, "import os\n\n\ndef ")
     kw = dict(new_tokens=12, temperature=0.8, top_k=20)
-    a, b = (gpt.generate(model, tokenizer, prompt, seed=3, **kw) for _ in range(2))
+    a, b = (lm.sample(loaded, prompt, seed=3, **kw) for _ in range(2))
     assert a.text == b.text and len(a.output) == 12 and (a.token_log_probs <= 0).all()
-    greedy = gpt.generate(model, tokenizer, prompt, new_tokens=1, temperature=0, top_k=None, seed=0)
-    assert greedy.output[0] == gpt.run(model, tokenizer, prompt).top_tokens[-1][0]
+    greedy = lm.sample(loaded, prompt, new_tokens=1, temperature=0, top_k=None, seed=0)
+    assert greedy.output[0] == gpt.run(loaded, prompt).top_tokens[-1][0]
 
 
 @pytest.mark.slow  # tokenizes the whole corpus (~40 s)
-def test_the_one_training_cli_trains_a_gpt_that_loads_back(tmp_path: Path, shipped):
+def test_the_one_training_cli_trains_a_gpt_that_loads_back(tmp_path: Path, loaded):
     main(["--family", "gpt", "--steps", "2", "--n-train", "64", "--n-eval", "4", "--out", str(tmp_path)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpt-stdlib.json", "gpt-stdlib.safetensors"]
-    model, card, tokenizer = gpt.load(folder=tmp_path)
+    trained = gpt.load(folder=tmp_path)
+    model, card, tokenizer = trained.model, trained.card, trained.vocabulary.tokenizer
     from training.measure import MEASURED_KEYS  # added to the shipped card after training
 
-    assert set(card) == set(shipped[1]) - MEASURED_KEYS and set(card["test"]) == set(shipped[1]["test"])
+    assert set(card) == set(loaded.card) - MEASURED_KEYS and set(card["test"]) == set(loaded.card["test"])
     assert card["steps"] == 2 and card["test"]["n"] == 4 and not model.training
     assert stdlib.tokens_of(tokenizer) == tuple(card["tgt_vocab"])
 
 
-def test_a_checkpoint_trained_elsewhere_loads_with_the_tasks_tokenizer(tmp_path: Path, shipped):
-    model, card, _ = shipped
+def test_a_checkpoint_trained_elsewhere_loads_with_the_tasks_tokenizer(tmp_path: Path, loaded):
+    model, card = loaded.model, loaded.card
     for suffix in (".safetensors", ".json"):
         (tmp_path / f"{gpt.DEFAULT}{suffix}").write_bytes((ASSETS / f"{gpt.DEFAULT}{suffix}").read_bytes())
-    again, _, tokenizer = gpt.load(folder=tmp_path)
+    copy = gpt.load(folder=tmp_path)
+    again, tokenizer = copy.model, copy.vocabulary.tokenizer
     assert stdlib.tokens_of(tokenizer) == tuple(card["tgt_vocab"])
     theirs = model.state_dict()
     assert all(torch.equal(v, theirs[k]) for k, v in again.state_dict().items())
 
 
 # --- The page -------------------------------------------------------------------------------------
-def test_page_shows_the_models_numbers_and_survives_bad_prompts(shipped):
-    model, _, tokenizer = shipped
+def test_page_shows_the_models_numbers_and_survives_bad_prompts(loaded):
     at = open_app("families/gpt/page.py")
-    expected = gpt.run(model, tokenizer, gpt.prepare(tokenizer, gpt.EXAMPLE, model.cfg.max_len))
+    expected = gpt.run(loaded, gpt.prepare(loaded, gpt.EXAMPLE))
     (loss,) = [m for m in at.metric if m.label.startswith("Loss")]
     assert float(loss.value) == pytest.approx(expected.loss, abs=1e-3)
     for text in ("", "x = 1\n" * 20_000, "a\x00b"):
@@ -316,10 +330,9 @@ def test_page_shows_the_models_numbers_and_survives_bad_prompts(shipped):
     assert math.isfinite(float([m for m in at.metric if m.label.startswith("Loss")][0].value))
 
 
-def test_the_next_token_table_is_the_runs(shipped):
-    model, _, tokenizer = shipped
+def test_the_next_token_table_is_the_runs(loaded):
     at = open_app("families/gpt/page.py")
     table = at.dataframe[0].value
-    expected = gpt.run(model, tokenizer, gpt.prepare(tokenizer, gpt.EXAMPLE, model.cfg.max_len))
+    expected = gpt.run(loaded, gpt.prepare(loaded, gpt.EXAMPLE))
     assert list(table["token"]) == list(expected.inputs)
     assert table["#1"][0] == f"{expected.top_tokens[0][0]}  {expected.top_probs[0, 0]:.1%}"

@@ -41,7 +41,7 @@ def dates():
 
 
 @pytest.fixture(scope="module")
-def shipped_gpt():
+def loaded_gpt():
     return gpt.load()
 
 
@@ -114,11 +114,11 @@ def test_transformer_gradient_x_input_is_the_embedding_tables_gradient(dates):
 
 
 # --- GPT ------------------------------------------------------------------------------------------
-def test_gpt_ablation_is_a_single_ablation_by_hand(shipped_gpt):
-    model, _, tokenizer = shipped_gpt
-    ids = gpt.prepare(tokenizer, gpt.EXAMPLE, model.cfg.max_len).ids
+def test_gpt_ablation_is_a_single_ablation_by_hand(loaded_gpt):
+    model, tokenizer = loaded_gpt.model, loaded_gpt.vocabulary.tokenizer
+    ids = gpt.prepare(loaded_gpt, gpt.EXAMPLE).ids
     t = 20
-    result = gpt_importance.measure(model, tokenizer, ids, t)
+    result = gpt_importance.measure(loaded_gpt, ids, t)
     blank = blank_id(tokenizer)
     assert tokenizer.decode([blank]) == " " and len(result.positions) == t
     with torch.inference_mode():
@@ -133,12 +133,12 @@ def test_gpt_ablation_is_a_single_ablation_by_hand(shipped_gpt):
     assert result.weights.shape == (model.cfg.n_layers, model.cfg.n_heads, t)
 
 
-def test_gpt_gradient_x_input_equals_autograd_from_a_leaf_embedding(shipped_gpt):
+def test_gpt_gradient_x_input_equals_autograd_from_a_leaf_embedding(loaded_gpt):
     """The runner differentiates through the position table; here the token embeddings are the leaf,
     the blocks run one by one — and give the model's own logits."""
-    model, _, tokenizer = shipped_gpt
-    ids = gpt.prepare(tokenizer, "def add(self, item):\n    return item", model.cfg.max_len).ids
-    result = gpt_importance.measure(model, tokenizer, ids)
+    model, tokenizer = loaded_gpt.model, loaded_gpt.vocabulary.tokenizer
+    ids = gpt.prepare(loaded_gpt, "def add(self, item):\n    return item").ids
+    result = gpt_importance.measure(loaded_gpt, ids)
     t, ids_t = result.position, torch.tensor([ids])
     tokens = model.tok_emb(ids_t).detach().requires_grad_()  # (1, T, d)
     x, mask = tokens + model.pos_emb.weight[: len(ids)], model.attention_mask(len(ids), NO_INTERVENTION)
@@ -240,12 +240,12 @@ def test_transformer_cards_hold_held_out_means_that_recompute(name):
     _agrees(entry, comparisons)
 
 
-def test_gpt_card_holds_held_out_means_that_recompute(shipped_gpt):
-    model, card, tokenizer = shipped_gpt
+def test_gpt_card_holds_held_out_means_that_recompute(loaded_gpt):
+    card = loaded_gpt.card
     entry = _entry(gpt.DEFAULT)
     windows = stdlib.generate(CHECK_EXAMPLES, card["test_seed"], "test")
     comparisons = [
-        gpt_importance.measure(model, tokenizer, w.ids[: gpt_importance.PROMPT].tolist()).comparison()
+        gpt_importance.measure(loaded_gpt, w.ids[: gpt_importance.PROMPT].tolist()).comparison()
         for w in windows
     ]
     _agrees(entry, comparisons)

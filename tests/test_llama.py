@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from analysis import lm
 from families.llm import runner
 from models.attention import Interventions, MultiHeadAttention
 from models.checkpoints import CheckpointError
@@ -34,7 +35,7 @@ def loaded(smollm2):
 
 @pytest.fixture(scope="module")
 def ours(loaded):
-    return loaded.model, loaded.tokenizer
+    return loaded.model, loaded.vocabulary.tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +250,7 @@ def test_run_is_the_models_own_numbers(loaded):
     t = len(prompt.ids)
     assert result.maps["self"].weights.shape == (30, 9, t, t)
     assert result.kv_heads == tuple(h // 3 for h in range(9))  # query heads 0-2 read K/V head 0, …
-    assert np.allclose(result.top_probs, probs.topk(runner.TOP_K, -1).values.numpy(), atol=1e-6)
+    assert np.allclose(result.top_probs, probs.topk(lm.TOP_K, -1).values.numpy(), atol=1e-6)
     assert result.top_tokens[-1][0] == "␣Paris" and result.output == result.inputs[1:]
     expected = torch.log(probs[torch.arange(t - 1), torch.tensor(prompt.ids[1:])]).numpy()
     assert np.allclose(result.token_log_probs, expected, atol=1e-5)
@@ -272,7 +273,7 @@ def test_long_hostile_and_chat_prompts(loaded):
     typed = runner.prepare(loaded, "a\x00b <|im_end|> c")
     assert typed.removed == 1 and 2 not in typed.ids  # a typed <|im_end|> is text, not a turn's end
     chat = runner.prepare(loaded, "Hi <|im_end|>", chat=True)
-    text = loaded.tokenizer.decode(list(chat.ids), skip_special_tokens=False)
+    text = loaded.vocabulary.tokenizer.decode(list(chat.ids), skip_special_tokens=False)
     assert text.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
     assert text.endswith("<|im_start|>user\nHi <|im_end|><|im_end|>\n<|im_start|>assistant\n")
     assert list(chat.ids).count(2) == 2  # the system's and the user's turn ends; the typed one is text
@@ -287,11 +288,11 @@ def test_generation_streams_each_token_with_its_attention(loaded):
     assert [g.id for g in [first, *rest]] == [s.token for s in steps]
     t = len(prompt.ids)
     assert first.weights.shape == (30, 9, t, t) and rest[0].weights.shape == (30, 9, 1, t + 1)
-    assert rest[-1].text == loaded.tokenizer.decode([s.token for s in steps])
+    assert rest[-1].text == loaded.vocabulary.tokenizer.decode([s.token for s in steps])
 
 
 def test_labels_show_spaces_and_bytes(loaded):
-    vocab = loaded.tokenizer.get_vocab()
-    assert runner.label(loaded, vocab["Ġthe"]) == "␣the" and runner.label(loaded, 2) == "<|im_end|>"
-    pieces = [runner.label(loaded, i) for i in loaded.tokenizer.encode("🍕").ids]
+    vocab = loaded.vocabulary.tokenizer.get_vocab()
+    assert loaded.label(vocab["Ġthe"]) == "␣the" and loaded.label(2) == "<|im_end|>"
+    pieces = [loaded.label(i) for i in loaded.vocabulary.tokenizer.encode("🍕").ids]
     assert "".join(pieces).startswith("\\xf0")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from analysis import lm
 from analysis.importance import GRADIENT_X_INPUT
 from families.llm import analysis, importance
 from families.llm import runner as llama
@@ -102,7 +103,7 @@ def test_rope_sweep_says_which_positions_it_needs(loaded, prompt):
 def test_first_token_share_is_the_mean_of_the_runs_weights(loaded, prompt, sinks):
     ids = prompt.ids
     weights = llama.run(loaded, prompt).maps["self"].weights  # (30, 9, T, T), the page's run of every layer
-    assert sinks.first == llama.label(loaded, ids[0])
+    assert sinks.first == loaded.label(ids[0])
     assert np.array_equal(sinks.share, weights[:, :, 1:, 0].mean(-1))  # one forward: run's own call
     # In chunks of 3 rows through the KV cache (as a long prompt runs): the same weights, up to float32
     # order (each chunk's matmuls see other shapes).
@@ -115,7 +116,7 @@ def test_hiding_the_first_token_is_what_run_gives(loaded, prompt, sinks):
     base = llama.run(loaded, prompt, layers=())
     hidden = llama.run(loaded, prompt, Interventions(hidden_keys=(0,)), layers=())
     assert sinks.loss == base.loss
-    assert sinks.hidden == llama.compare(hidden, base)
+    assert sinks.hidden == lm.compare(hidden, base)
     assert sinks.hidden.loss == hidden.loss - base.loss != 0
     assert sinks.hidden.next_after == (hidden.top_tokens[-1][0], float(hidden.top_probs[-1, 0]))
     without = analysis.first_token_weights(loaded.model, prompt.ids, analysis.HIDE_FIRST)
@@ -164,7 +165,7 @@ def test_batched_ablation_equals_a_single_one(loaded):
     result = importance.measure(loaded, ids)
     t = len(ids) - 1
     assert result.position == t and len(result.positions) == t + 1 == len(result.importance)
-    blank = loaded.tokenizer.token_to_id("Ġ")
+    blank = loaded.vocabulary.tokenizer.token_to_id("Ġ")
     with torch.inference_mode():
         base = torch.log_softmax(model(torch.tensor([list(ids)]))[0][0, -1], -1)
         assert result.target_id == int(base.argmax())
@@ -197,7 +198,7 @@ def test_gradient_x_input_equals_an_independent_autograd(loaded):
     objective = torch.log_softmax(out[0, -1].float(), -1)[result.target_id]
     (grad,) = torch.autograd.grad(objective, leaves[0])  # (1, T, d)
     embeddings = twin.tok_emb.weight[torch.tensor(ids)].detach().numpy()
-    blank = twin.tok_emb.weight[loaded.tokenizer.token_to_id("Ġ")].detach().numpy()
+    blank = twin.tok_emb.weight[loaded.vocabulary.tokenizer.token_to_id("Ġ")].detach().numpy()
     expected = ((embeddings - blank) * grad[0].numpy()).sum(-1)
     # The same forward and backward ops on the same numbers: equal but for the sum over 576 channels,
     # which numpy and the runner's helper both do in float32 in one order; allow float32 noise anyway.

@@ -12,6 +12,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import models.llama
+from analysis import lm
 from families import FAMILIES
 from families.llm import runner as llama
 from models.attention import Interventions
@@ -105,9 +106,10 @@ def test_each_interventions_row_is_compare_of_the_two_runs(loaded):
     table = at.dataframe[0].value
     assert list(table["intervention"]) == list(ivs)
     for (_, row), iv in zip(table.iterrows(), ivs.values(), strict=True):
-        change = llama.compare(llama.run(loaded, prompt, iv, layers=()), base)
+        change = lm.compare(llama.run(loaded, prompt, iv, layers=()), base)
         assert row["Δ loss (nats)"] == pytest.approx(change.loss, abs=1e-6)
-        assert row["KL, next-token distribution"] == pytest.approx(change.kl, abs=1e-6)
+        kl = row["KL after the prompt, next-token distribution"]
+        assert kl == pytest.approx(change.kl_after_prompt, abs=1e-6)
         assert row["positions whose top guess changed"] == change.top1_changed
     assert table["next token after the prompt"].iloc[1].startswith("␣Paris 66% → ")
     assert metric(at, "Loss").proto.delta.endswith("vs no intervention")
@@ -144,7 +146,7 @@ def test_bad_input_gets_a_message_never_a_traceback(loaded, text, message):
         assert metric(at, "Next token") and not shown
     else:
         assert any(message in m for m in shown), shown
-    if len(text) > llama.MAX_CHARS:
+    if len(text) > lm.MAX_CHARS:
         assert any("more were not; 82,400 characters past the first 20,000" in m for m in shown), shown
 
 
@@ -181,10 +183,10 @@ def test_greedy_generation_is_the_runners_and_survives_a_rerun(loaded, monkeypat
     assert at.code[0].value == expected[-1].text
     assert [t[0] for t in at.session_state["llm_generated"]["tokens"]] == [g.id for g in expected]
     rows = [g.weights[:, :, -1] for g in expected]
-    np.testing.assert_array_equal(sent_maps(at, "llm_gen_map")[0, 0], llama.generated_attention(rows, 18, 6))
+    np.testing.assert_array_equal(sent_maps(at, "llm_gen_map")[0, 0], lm.generated_attention(rows, 18, 6))
     monkeypatch.setattr(llama, "generate", lambda *a, **k: pytest.fail("regenerated"))
     ok(at.selectbox(key="llm_head").set_value(0).run())  # another head: the same tokens, its rows
-    np.testing.assert_array_equal(sent_maps(at, "llm_gen_map")[0, 0], llama.generated_attention(rows, 18, 0))
+    np.testing.assert_array_equal(sent_maps(at, "llm_gen_map")[0, 0], lm.generated_attention(rows, 18, 0))
 
 
 def test_stop_keeps_the_tokens_generated_so_far(loaded, monkeypatch):

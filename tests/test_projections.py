@@ -89,9 +89,10 @@ def test_bert_raw_map_is_softmax_of_the_pretrained_embeddings():
 
 
 def test_gpt_raw_map_is_causal_softmax_of_its_layer_input():
-    model, _, tokenizer = gpt.load()
-    prompt = gpt.prepare(tokenizer, "def add(a, b):\n    return a + b\n", model.cfg.max_len)
-    layers = gpt.projections(model, tokenizer, prompt)
+    loaded = gpt.load()
+    model = loaded.model
+    prompt = gpt.prepare(loaded, "def add(a, b):\n    return a + b\n")
+    layers = gpt.projections(loaded, prompt)
     with torch.no_grad():
         ids = torch.tensor([prompt.ids])
         x = model.blocks[0].ln_1(model.tok_emb(ids) + model.pos_emb.weight[: len(prompt.ids)])[0].numpy()
@@ -167,8 +168,8 @@ def default_layer0(page: str):
         r = transformer.run(model, TASKS["dates"], held_out_examples("dates")[0].src, sv, tv)
         return transformer.projections(r, "encoder", 0, pre_norm=True)
     if "/gpt/" in page:
-        model, _, tokenizer = gpt.load()
-        return gpt.projections(model, tokenizer, gpt.prepare(tokenizer, gpt.EXAMPLE, model.cfg.max_len))[0]
+        loaded = gpt.load()
+        return gpt.projections(loaded, gpt.prepare(loaded, gpt.EXAMPLE))[0]
     loaded = bert.load_bert(bert.default_folder())
     return bert.projections(loaded, bert.encode(loaded, bert.EXAMPLE_TEXT[0], BERT_PAGE_B))[0]
 

@@ -103,8 +103,9 @@ def measure_gpt(n: int, folder: Path = ASSETS) -> dict[str, dict]:
     from families.gpt import runner as gpt
     from tasks import stdlib
 
-    model, card, tokenizer = gpt.load(gpt.DEFAULT, folder)
-    entry = gpt_importance.held_out(model, tokenizer, stdlib.generate(n, card["test_seed"], "test"))
+    loaded = gpt.load(gpt.DEFAULT, folder)
+    card = loaded.card
+    entry = gpt_importance.held_out(loaded, stdlib.generate(n, card["test_seed"], "test"))
     return write(gpt.DEFAULT, IMPORTANCE_KEY, entry, folder)
 
 
@@ -216,12 +217,13 @@ def gpt_diagonal(n: int, folder: Path = ASSETS) -> dict[str, dict]:
     from families.gpt import runner as gpt
     from tasks import stdlib
 
-    model, card, tokenizer = gpt.load(gpt.DEFAULT, folder)
+    loaded = gpt.load(gpt.DEFAULT, folder)
+    model, card = loaded.model, loaded.card
     windows = stdlib.generate(n, card["test_seed"], "test")
     prompts = [gpt.Prompt(tuple(int(i) for i in w.ids[: model.cfg.max_len])) for w in windows]
     entry = {
         "self": _diagonal_entry(
-            [gpt.projections(model, tokenizer, p) for p in prompts],
+            [gpt.projections(loaded, p) for p in prompts],
             f"{n} windows of {model.cfg.max_len} tokens from the held-out test files",
         )
     }

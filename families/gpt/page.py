@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 import streamlit as st
 
+from analysis import lm
 from analysis.projections import RawVsProjected
 from families.gpt import FAMILY
 from families.gpt import runner as gpt
@@ -24,6 +25,7 @@ from tasks import InputError, probes
 from views import attention, importance_tabs
 from views import circuits as circuit_views
 from views import interventions as controls
+from views import lm as lm_views
 from views import projections as projection_view
 from views.inputs import MAX_TEXT, md_escape, whole_number_input
 from views.layout import lazy_tabs, page_header
@@ -36,10 +38,11 @@ gpt_run, gpt_sample = cached(FAMILY, "run"), cached(FAMILY, "sample")
 
 page_header(__doc__)
 try:
-    model, card, tokenizer = loaded_model(FAMILY, NAME)
+    loaded = loaded_model(FAMILY, NAME)
 except CheckpointError as err:  # `brief` names the file only: no server path reaches the visitor
     st.error(f"Cannot load the GPT: {md_escape(err.brief)}")
     st.stop()
+model, card = loaded.model, loaded.card
 cfg, test = model.cfg, card["test"]
 st.caption(
     f"{cfg.n_layers} layers × {cfg.n_heads} heads, d_model {cfg.d_model}, context {cfg.max_len} tokens, "
@@ -73,7 +76,7 @@ else:
         "Prompt", gpt.EXAMPLE, max_chars=MAX_TEXT, key="gpt_prompt", bind="query-params", height=160
     )
     try:
-        prompt = gpt.prepare(tokenizer, text, cfg.max_len)
+        prompt = gpt.prepare(loaded, text)
     except InputError as err:
         st.info(str(err))
         st.stop()
@@ -95,60 +98,19 @@ plain = Interventions()
 labels = gpt_run(NAME, ids, plain).inputs
 
 # --- Interventions (sidebar) ----------------------------------------------------------------------
-with st.sidebar:
-    st.header("Interventions")
-    ablate = controls.heads_off(cfg.n_layers, cfg.n_heads, key="gpt_ablate")
-    hidden = controls.hidden_tokens(
-        "Hide tokens (no query may attend to them)",
-        labels,
-        key="gpt_hidden",
-        help="Their values are never read. The key of the token after one still carries part of it "
-        "(smeared keys), so matching on it is weakened, not gone.",
-    )
-    temperature = controls.attention_temperature(key="gpt_temp")
-    unprojected = controls.projections_off("Projections off (Q = K = x: no W_Q, W_K)", range(cfg.n_layers),
-                                           key="gpt_unprojected", name=lambda i: f"L{i}")  # fmt: skip
-    causal = controls.causal_mask(
-        "Causal mask", key="gpt_causal",
-        help="Off: every position also sees the tokens after it — under teacher forcing it can peek at "
-        "the very token it is asked to predict. Generation is always causal.",
-    )  # fmt: skip
-each = {
-    "heads off": Interventions(ablate=frozenset((BLOCK, i, h) for i, h in ablate)),
-    "hidden tokens": Interventions(hidden_keys=hidden),
-    "attention temperature": Interventions(temperature=temperature),
-    "causal mask off": Interventions(causal=causal),
-    "projections off": Interventions(unprojected=frozenset((BLOCK, i) for i in unprojected)),
-}
-active = {name: iv for name, iv in each.items() if iv != plain}
-interventions = Interventions(causal=causal, hidden_keys=hidden, temperature=temperature,
-                              ablate=each["heads off"].ablate,
-                              unprojected=each["projections off"].unprojected)  # fmt: skip
+chosen = lm_views.sidebar(
+    cfg.n_layers, cfg.n_heads, labels, key="gpt", block=BLOCK, projections=True,
+    hidden_label="Hide tokens (no query may attend to them)",
+    hidden_help="Their values are never read. The key of the token after one still carries part of it "
+    "(smeared keys), so matching on it is weakened, not gone.",
+)  # fmt: skip
+interventions, unprojected = chosen.together, chosen.unprojected
 run, base = gpt_run(NAME, ids, interventions), gpt_run(NAME, ids, plain)
 
 # --- Output ---------------------------------------------------------------------------------------
-tokens_cell, loss_cell, next_cell = st.columns(3)
-tokens_cell.metric("Tokens read (<s> included)", len(ids))
-loss_cell.metric(
-    "Loss on the prompt's tokens (nats)",
-    f"{run.loss:.3f}",
-    delta=controls.vs_plain(run.loss - base.loss, bool(active)),
-    delta_color="inverse",
-)
-next_cell.metric("Next token after the prompt", run.top_tokens[-1][0], f"p = {run.top_probs[-1, 0]:.1%}",
-                 delta_color="off", delta_arrow="off")  # fmt: skip
-if active:
-    rows = []
-    for name, iv in [*active.items(), *([("all together", interventions)] if len(active) > 1 else [])]:
-        change = gpt.compare(gpt_run(NAME, ids, iv), base)
-        rows.append({
-            "intervention": name, "Δ loss (nats)": change.loss, "mean KL, next-token distribution": change.kl,
-            "positions whose top guess changed": change.top1_changed,
-            "next token after the prompt": f"{change.next_before[0]} {change.next_before[1]:.0%} → "
-            f"{change.next_after[0]} {change.next_after[1]:.0%}",
-        })  # fmt: skip
-    st.markdown("**What each intervention changed** (teacher forcing on the prompt, vs no intervention):")
-    st.dataframe(rows, hide_index=True)
+lm_views.headline(run, base, bool(chosen.each), tokens_label="Tokens read (<s> included)")
+if chosen.each:
+    lm_views.changes(chosen, lambda iv: lm.compare(gpt_run(NAME, ids, iv), base))
     controls.deltas(run, base, True, "Per attention block")
 maps = run.maps["self"]
 roles = gpt.head_roles(card)
@@ -219,7 +181,7 @@ def generate() -> None:
 
 def projections() -> list[RawVsProjected]:  # a forward of ≤ 128 tokens and two 128 × 128 softmaxes
     with inference(NAME):
-        return gpt.projections(model, tokenizer, prompt, interventions)
+        return gpt.projections(loaded, prompt, interventions)
 
 
 def model_card() -> None:
@@ -239,13 +201,9 @@ def model_card() -> None:
 
 
 def circuits() -> None:
-    def word(text: str) -> int | None:  # a target or rival, spelt as the BPE has it
-        ids = tokenizer.encode(text).ids
-        return ids[0] if len(ids) == 1 else None
-
-    encode = lambda text: gpt.prepare(tokenizer, text, cfg.max_len).ids  # noqa: E731
+    encode = lambda text: gpt.prepare(loaded, text).ids  # noqa: E731
     subject = circuit_views.Subject(
-        key="gpt", name=NAME, model=model, encode=encode, label=lambda i: gpt.label(tokenizer, i), word=word,
+        key="gpt", name=NAME, model=model, encode=encode, label=loaded.label, word=loaded.vocabulary.word,
         presets={"a loop's variable": probes.CODE[0], "self.parent =": probes.CODE[1]},
         reference=tuple(encode(t) for c in probes.CODE for t in (c.prompt, c.corrupt)),
         reference_name="the two preset prompts and their corrupted twins (every position)",
@@ -253,11 +211,11 @@ def circuits() -> None:
     circuit_views.tab(subject, "" if mode == "random" else text)
 
 
-diagonal = card.get("diagonal_mass", {})  # weight on self, held-out means (runners/projections.py)
+diagonal = card.get("diagonal_mass", {})  # weight on self, held-out means (analysis/projections.py)
 # fmt: off
 lazy_tabs(
     {
-        "Next tokens": lambda: next_tokens(run, gpt.TOP_K, key="gpt_k"),
+        "Next tokens": lambda: next_tokens(run, lm.TOP_K, key="gpt_k"),
         "Attention": attention_view,
         "Head roles": head_roles,
         "Induction": induction,

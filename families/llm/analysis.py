@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from analysis import lm
+from analysis.lm import LM, Change, Prompt
 from analysis.projections import RawVsProjected, raw_vs_projected
 from analysis.protocol import Served, to_numpy
 from families.llm import runner as llama
@@ -73,7 +75,7 @@ class GQA:
                               tokens=self.tokens if tokens is None else tokens)  # fmt: skip
 
 
-def gqa(loaded: llama.Loaded, tokens: int) -> GQA:
+def gqa(loaded: LM, tokens: int) -> GQA:
     model = loaded.model
     return GQA(model.blocks[0].attn.kv_heads, model.cfg.n_layers, model.cfg.d_head, tokens, model.cfg.max_len)
 
@@ -118,7 +120,7 @@ def _feed(model: Llama, ids: Tensor, cache, start: int, end: int, layer: int | N
     return None if trace is None else trace.layers[layer].attention
 
 
-def rope_sweep(loaded: llama.Loaded, ids: Sequence[int], layer: int, head: int, query: int, key: int,
+def rope_sweep(loaded: LM, ids: Sequence[int], layer: int, head: int, query: int, key: int,
                span: int = SWEEP) -> RopeSweep:  # fmt: skip
     """The sweep for query row ``query`` of ``head`` and key row ``key`` of its K/V head in ``layer``, on
     the model as it is (no interventions). The model reads the prompt through its KV cache, as generation
@@ -189,7 +191,7 @@ class Sinks:
     first: str  # token 0's label
     on_first: np.ndarray  # (L, h, T) each query row's weight on token 0
     loss: float  # mean cross-entropy of the prompt's tokens, nothing hidden
-    hidden: llama.Change  # the run with token 0 hidden from every query, against it
+    hidden: Change  # the run with token 0 hidden from every query, against it
     budget: int  # bytes of weights a traced forward held (see `first_token_weights`)
 
     @property
@@ -204,16 +206,17 @@ class Sinks:
 HIDE_FIRST = Interventions(hidden_keys=(0,))
 
 
-def sinks(loaded: llama.Loaded, ids: Sequence[int], budget: int = SHARE_BUDGET) -> Sinks:
+def sinks(loaded: LM, ids: Sequence[int], budget: int = SHARE_BUDGET) -> Sinks:
     """On the model as it is: the first-token weights, and `llama.run` with and without token 0 hidden
-    (no maps: the losses and next tokens the page's intervention table reads), compared by `llama.compare`."""
-    prompt = llama.Prompt(tuple(ids))
+    (no maps: the losses and next tokens the page's intervention table reads), compared by
+    `analysis.lm.compare`."""
+    prompt = Prompt(tuple(ids))
     base = llama.run(loaded, prompt, NO_INTERVENTION, layers=())
     return Sinks(
-        first=llama.label(loaded, ids[0]),
+        first=loaded.label(ids[0]),
         on_first=first_token_weights(loaded.model, ids, budget=budget),
         loss=base.loss,
-        hidden=llama.compare(llama.run(loaded, prompt, HIDE_FIRST, layers=()), base),
+        hidden=lm.compare(llama.run(loaded, prompt, HIDE_FIRST, layers=()), base),
         budget=budget,
     )
 
@@ -226,7 +229,7 @@ def card_first_token(card: dict) -> np.ndarray | None:
 
 
 # --- Raw vs projected ------------------------------------------------------------------------------
-def projection(loaded: llama.Loaded, ids: Sequence[int], iv: Interventions, layer: int) -> RawVsProjected:
+def projection(loaded: LM, ids: Sequence[int], iv: Interventions, layer: int) -> RawVsProjected:
     """softmax(XXᵀ) beside the learned heads of ``layer`` under ``iv``, on the prompt's first
     `PROJECTION_TOKENS` tokens (causal: those rows are what the model computes on the whole prompt);
     X = the layer's RMSNorm(resid_pre), the rows its W_Q, W_K, W_V read; the mask the model's block used."""
@@ -238,7 +241,7 @@ def projection(loaded: llama.Loaded, ids: Sequence[int], iv: Interventions, laye
         mask = model.attention_mask(len(ids), 0, iv, x.device)  # (1, 1, T, T) or None: every key visible
     attention = trace.layers[layer].attention
     visible = np.ones((len(ids),) * 2, dtype=bool) if mask is None else to_numpy(mask[0, 0]).astype(bool)
-    tokens = tuple(llama.label(loaded, i) for i in ids)
+    tokens = tuple(loaded.label(i) for i in ids)
     return raw_vs_projected(tokens, to_numpy(attention.x_query[0]), to_numpy(attention.heads.weights[0]),
                             visible, x_is=X_IS)  # fmt: skip
 

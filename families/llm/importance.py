@@ -20,13 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-import torch
-
 from analysis import importance as imp
-from analysis.protocol import ImportanceTab, Served, to_numpy
-from analysis.stats import rollout
-from families.llm import runner as llama
+from analysis import lm_importance
+from analysis.lm import LM
+from analysis.protocol import ImportanceTab, Served
 
 BLANK = imp.BLANK
 MAX_TOKENS = 64  # tokens the ablations read: t + 1 copies of t + 1 tokens (≈ 30 s at 64 on 2 busy cores)
@@ -44,68 +41,18 @@ DEFINITION = {
 }
 
 
-def gradient(loaded: llama.Loaded, prefix: torch.Tensor, target: int) -> np.ndarray:
-    """(T, d) ∂ log p(target after the last row)/∂x_j, x_j the token embedding entering layer 0: the
-    model's own forward from a leaf of this call's (``resume=(0, leaf)``), so nothing is written on the
-    shared model (its weights keep requires_grad False; the graph runs through them, not into them)."""
-    model = loaded.model
-    with torch.inference_mode(False), torch.enable_grad():
-        leaf = model.tok_emb.weight[prefix[0]].clone()[None].requires_grad_(True)  # (1, T, d), ours alone
-        out, _ = model(prefix, resume=(0, leaf), logits="last")
-        objective = torch.log_softmax(out[0, -1].float(), -1)[target]
-        (grad,) = torch.autograd.grad(objective, leaf)
-    return to_numpy(grad[0])
-
-
-def measure(loaded: llama.Loaded, ids: Sequence[int], position: int | None = None,
+def measure(loaded: LM, ids: Sequence[int], position: int | None = None,
             target: int | None = None) -> imp.NextTokenImportance:  # fmt: skip
-    """Importance by ablation and every attention measure at ``position`` (default the last) for
-    ``target`` (default the model's top prediction there), on ``ids``."""
-    model = loaded.model
-    asked = len(ids) - 1 if position is None else position
-    if not 0 <= asked < len(ids):
-        raise ValueError(f"position {asked} is not in the prompt: pick one of 0…{len(ids) - 1}.")
-    t = min(asked, MAX_TOKENS - 1)
-    device = next(model.parameters()).device
-    prefix = torch.tensor([list(ids[: t + 1])], device=device)  # (1, t + 1): later tokens do not matter
-    blank = imp.blank_id(loaded.tokenizer)
-    # 1) The unablated run: every layer's attention (≤ 270 maps of ≤ 64², 4.4 MB), and the target.
-    with torch.inference_mode():
-        logits, trace = model(prefix, return_trace=True, capture="weights", logits="last")
-    weights = to_numpy(trace.weights[0])  # (L, h, t + 1, t + 1)
-    target = int(logits[0, -1].argmax()) if target is None else int(target)
-    # 2) The t + 1 ablated copies (token j → blank, j = 0…t) in one batch.
-    batch = prefix.repeat(t + 1, 1)  # (t + 1, t + 1)
-    batch[torch.arange(t + 1), torch.arange(t + 1)] = blank
-    with torch.inference_mode():
-        ablated, _ = model(batch, logits="last")  # (t + 1, 1, V)
-        base = torch.log_softmax(logits[0, -1].float(), -1)[target]
-        drop = base - torch.log_softmax(ablated[:, -1].float(), -1)[:, target]  # (t + 1,)
-    no_op = imp.no_op_ablations(to_numpy(prefix[0]), to_numpy(batch))  # a blank replaced by a blank
-    # 3) Gradient at the input, first order of the same ablation.
-    embeddings = to_numpy(model.tok_emb.weight[prefix[0]])  # (t + 1, d)
-    blank_embedding = to_numpy(model.tok_emb.weight[blank])  # (d,)
-    grad = imp.gradient_x_input(gradient(loaded, prefix, target), embeddings, blank_embedding)
-    return imp.NextTokenImportance(
-        position=t,
-        target=llama.label(loaded, target),
-        target_id=target,
-        positions=tuple(llama.label(loaded, i) for i in ids[: t + 1]),
-        importance=imp.without_no_ops(to_numpy(drop), no_op),
-        weights=weights[:, :, t, :].copy(),  # copies: a view would keep every (T, T) map in the cache
-        rollout=rollout(weights)[:, t, :].copy(),
-        grad_x_input=imp.without_no_ops(grad, no_op).astype(np.float32),
-        asked=asked,
-        tokens=len(ids),
-    )
+    """`analysis.lm_importance.measure` on at most `MAX_TOKENS` tokens."""
+    return lm_importance.measure(loaded, ids, position, target, max_tokens=MAX_TOKENS)
 
 
 # --- What the app serves (`views.serving.cached`) and its "Attention vs importance" tab -----------
-def _explain(loaded: llama.Loaded, inputs: tuple[tuple[int, ...]], result: imp.NextTokenImportance) -> str:
+def _explain(loaded: LM, inputs: tuple[tuple[int, ...]], result: imp.NextTokenImportance) -> str:
     t = result.position
     ranked = (f"Tokens 0…{t} are ranked, one batch of {t + 1} copies (the first token in: it is the sink "
               f"most heads look at; the token at {t} itself in); gradient × input on the token embeddings")
-    return imp.next_token_explanation(result, imp.blank_id(loaded.tokenizer), ranked)
+    return imp.next_token_explanation(result, imp.blank_id(loaded.vocabulary.tokenizer), ranked)
 
 
 def _warning(result: imp.NextTokenImportance) -> str | None:

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import streamlit as st
 
+from analysis import lm
 from analysis.protocol import AttentionMaps
 from families.llm import FAMILY
 from families.llm import runner as llama
@@ -26,6 +27,7 @@ from models.llama import BLOCK
 from tasks import InputError
 from views import attention
 from views import interventions as controls
+from views import lm as lm_views
 from views.inputs import md_escape, token_key
 from views.layout import lazy_tabs, page_header
 from views.outputs import model_output, next_tokens
@@ -78,14 +80,14 @@ except InputError as err:
     st.stop()
 ids = prompt.ids
 if prompt.dropped or prompt.unread:
-    unread = f"; {prompt.unread:,} characters past the first {llama.MAX_CHARS:,} were never read"
+    unread = f"; {prompt.unread:,} characters past the first {lm.MAX_CHARS:,} were never read"
     st.warning(f"The page reads {WINDOW:,} tokens: the first {WINDOW:,} tokens were read, "
                f"{prompt.dropped:,} more were not{unread if prompt.unread else ''}.")  # fmt: skip
 if prompt.removed:
     st.warning(f"{prompt.removed} control character(s) removed: the model reads text, newlines and tabs.")
 if mode == "chat":
     st.caption("What the model reads: the chat template around your message, the assistant's turn opened:")
-    st.code(loaded.tokenizer.decode(list(ids), skip_special_tokens=False), language=None)
+    st.code(loaded.vocabulary.tokenizer.decode(list(ids), skip_special_tokens=False), language=None)
 
 layer_column, head_column, _ = st.columns([1, 1, 2])
 default_layer, default_head = card.get("in_context", {}).get("induction_head", (0, 0))
@@ -101,51 +103,16 @@ plain = Interventions()
 base = llm_run(NAME, ids, plain, layers)
 
 # --- Interventions (sidebar) ----------------------------------------------------------------------
-with st.sidebar:
-    st.header("Interventions")
-    ablate = controls.heads_off(cfg.n_layers, cfg.n_heads, key="llm_ablate")
-    hidden = controls.hidden_tokens("Hide tokens (no query attends to them)", base.inputs, key="llm_hidden")
-    temperature = controls.attention_temperature(key="llm_temp")
-    causal = controls.causal_mask(
-        "Causal mask", key="llm_causal",
-        help="Off: every position also sees the tokens after it — under teacher forcing it can peek at the "
-        "very token it is asked to predict. Generation is always causal.",
-    )  # fmt: skip
-    rope = st.checkbox("RoPE (rotary positions)", True, key="llm_rope", help=llm.ROPE_OFF)
-each = {
-    "heads off": Interventions(ablate=frozenset((BLOCK, i, h) for i, h in ablate)),
-    "hidden tokens": Interventions(hidden_keys=hidden),
-    "attention temperature": Interventions(temperature=temperature),
-    "causal mask off": Interventions(causal=causal),
-    "RoPE off": Interventions(positional=rope),
-}
-active = {name: iv for name, iv in each.items() if iv != plain}
-interventions = Interventions(causal=causal, hidden_keys=hidden, temperature=temperature,
-                              ablate=each["heads off"].ablate, positional=rope)  # fmt: skip
-run = llm_run(NAME, ids, interventions, layers) if active else base
+chosen = lm_views.sidebar(cfg.n_layers, cfg.n_heads, base.inputs, key="llm", block=BLOCK, rope=True,
+                          hidden_label="Hide tokens (no query attends to them)")  # fmt: skip
+interventions = chosen.together
+run = llm_run(NAME, ids, interventions, layers) if chosen.each else base
 
 # --- Output ---------------------------------------------------------------------------------------
-tokens_cell, loss_cell, next_cell = st.columns(3)
-tokens_cell.metric("Tokens read", len(ids))
-finite = np.isfinite(run.loss)
-loss_cell.metric("Loss on the prompt's tokens (nats)", f"{run.loss:.3f}" if finite else "— (one token)",
-                 delta=controls.vs_plain(run.loss - base.loss, bool(active) and finite),
-                 delta_color="inverse")  # fmt: skip
-next_cell.metric("Next token after the prompt", run.top_tokens[-1][0], f"p = {run.top_probs[-1, 0]:.1%}",
-                 delta_color="off", delta_arrow="off")  # fmt: skip
-if active:
-    rows = []
-    for name, iv in [*active.items(), *([("all together", interventions)] if len(active) > 1 else [])]:
-        change = llama.compare(llm_scores(NAME, ids, iv), llm_scores(NAME, ids, plain))  # both untraced
-        rows.append({
-            "intervention": name, "Δ loss (nats)": change.loss, "KL, next-token distribution": change.kl,
-            "positions whose top guess changed": change.top1_changed,
-            "next token after the prompt": f"{change.next_before[0]} {change.next_before[1]:.0%} → "
-            f"{change.next_after[0]} {change.next_after[1]:.0%}",
-        })  # fmt: skip
-    st.markdown("**What each intervention changed** (teacher forcing on the prompt, vs no intervention; KL: "
-                "of the whole next-token distribution after the prompt):")  # fmt: skip
-    st.dataframe(rows, hide_index=True)
+lm_views.headline(run, base, bool(chosen.each))
+if chosen.each:
+    # Both runs untraced (no maps): the losses, next tokens and the distribution after the prompt.
+    lm_views.changes(chosen, lambda iv: lm.compare(llm_scores(NAME, ids, iv), llm_scores(NAME, ids, plain)))
     controls.deltas(run, base, True, "Per attention block (the layers the run keeps)")
 maps, at = run.maps["self"], run.layers.index(layer)
 names = [f"L{i}" for i in run.layers]
@@ -228,7 +195,7 @@ def generate_view() -> None:
     if not n:
         return
     keys = [*run.inputs, *labels[:-1]]
-    grid = llama.generated_attention(done["rows"], layer if done["layers"] is None else 0, head)
+    grid = lm.generated_attention(done["rows"], layer if done["layers"] is None else 0, head)
     st.markdown(f"**What each generated token looked at**, L{layer} H{head}: row j is the attention of the "
                 "position before token j — the row that chose it — over the prompt and the tokens before it.")
     attention.heatmap(AttentionMaps.single("generated", grid, labels, keys), 0, 0, "llm_gen_map",
@@ -259,7 +226,7 @@ def model_card() -> None:
     ]], hide_index=True)  # fmt: skip
     st.caption(md_escape(english["definition"]) + ". IOI: " + md_escape(ioi["definition"]) + ".")
     st.markdown("**Top heads by score** (on random sequences repeated twice):")
-    kinds = {k: llama.top_heads(ic[f"{k}_scores"], 8) for k in ("induction", "previous_token", "first_token")}
+    kinds = {k: lm.top_heads(ic[f"{k}_scores"], 8) for k in ("induction", "previous_token", "first_token")}
     st.dataframe([{kind: f"L{i} H{h}  {v:.2f}" for kind, (i, h, v) in zip(kinds, row, strict=True)}
                   for row in zip(*kinds.values(), strict=True)], hide_index=True)  # fmt: skip
 
@@ -267,7 +234,7 @@ def model_card() -> None:
 # fmt: off
 lazy_tabs(
     {
-        "Next tokens": lambda: next_tokens(run, llama.TOP_K, key="llm_k"),
+        "Next tokens": lambda: next_tokens(run, lm.TOP_K, key="llm_k"),
         "Attention": attention_view,
         "Model view": model_view,
         "Generate": generate_view,

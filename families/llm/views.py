@@ -13,6 +13,7 @@ import numpy as np
 import streamlit as st
 
 from analysis.importance import CARD_KEY
+from analysis.lm import LM, LMRun, Prompt
 from analysis.projections import RawVsProjected
 from analysis.protocol import AttentionMaps
 from families.llm import FAMILY
@@ -24,6 +25,7 @@ from models.llama import BLOCK
 from tasks import probes
 from views import circuits as circuit_views
 from views import importance_tabs
+from views import lm as lm_views
 from views import projections as projection_view
 from views.attention import model_view
 from views.inputs import md_escape
@@ -34,10 +36,6 @@ from viz.rope import gqa_diagram, rope_pairs, rope_score
 
 DRAWN = 48  # positions a map of a long prompt draws at once (a window the reader moves)
 RELATIVE = 1e-5  # the RoPE check's bound, relative to Σ|q_i k_i| / √d (see `rope_view`)
-ROPE_OFF = (
-    "RoPE off: q and k are not rotated, so a score no longer depends on how far apart two tokens are "
-    "(the model then sees the prompt as a bag of tokens, except for the causal mask)."
-)
 
 
 def _size(n_bytes: int) -> str:
@@ -56,7 +54,7 @@ def _window(n: int, key: str, label: str = "First position drawn") -> np.ndarray
 
 # --- Grouped-query attention ----------------------------------------------------------------------
 @st.fragment
-def gqa_view(loaded: llama.Loaded, run: llama.LlamaRun, layer: int, head: int) -> None:
+def gqa_view(loaded: LM, run: LMRun, layer: int, head: int) -> None:
     """Which query heads share each K/V head, the group of ``head`` in ``layer`` side by side, and the KV
     cache this prompt needs with and without the sharing."""
     g = llama_analysis.gqa(loaded, len(run.ids))
@@ -107,13 +105,13 @@ def _position(column, label: str, options: Sequence[int], index: int, tokens: Se
 
 
 @st.fragment
-def rope_view(loaded: llama.Loaded, prompt: llama.Prompt, layer: int, head: int,
+def rope_view(loaded: LM, prompt: Prompt, layer: int, head: int,
               iv: Interventions = NO_INTERVENTION) -> None:  # fmt: skip
     """One query of ``head`` and one key of its K/V head in ``layer``, before rotation, scored as the offset
     between them moves; per frequency pair; checked against the model's own score. ``iv``: the page's
     interventions (only to say that RoPE off there does not change this view, which reads the model as is)."""
     ids = prompt.ids
-    tokens = [llama.label(loaded, i) for i in ids]
+    tokens = [loaded.label(i) for i in ids]
     t = len(ids)
     query_column, key_column = st.columns(2)
     query = _position(query_column, "Query position", range(t - 1, -1, -1), 0, tokens, "llm_rope_query")
@@ -159,9 +157,10 @@ def rope_view(loaded: llama.Loaded, prompt: llama.Prompt, layer: int, head: int,
     st.plotly_chart(rope_pairs(sweep.pairs, sweep.offsets, sweep.wavelengths, offset=sweep.offset),
                     key="llm_rope_pairs")  # fmt: skip
     if not iv.positional:
-        st.info(f"{ROPE_OFF} The sidebar has RoPE off for the page's run; this view reads the model as is.")
+        st.info(f"{lm_views.ROPE_OFF} The sidebar has RoPE off for the page's run; this view reads the model "
+                "as is.")
     else:
-        st.caption(f"The sidebar's RoPE switch: {ROPE_OFF}")
+        st.caption(f"The sidebar's RoPE switch: {lm_views.ROPE_OFF}")
 
 
 # --- Attention sinks ------------------------------------------------------------------------------
@@ -172,7 +171,7 @@ def _head_table(values: np.ndarray, title: str) -> object:
                           y_labels=[f"L{i}" for i in range(n_layers)], diverging=False)  # fmt: skip
 
 
-def sinks_view(loaded: llama.Loaded, prompt: llama.Prompt, card: Mapping | None, layer: int | None = None,
+def sinks_view(loaded: LM, prompt: Prompt, card: Mapping | None, layer: int | None = None,
                head: int | None = None) -> None:  # fmt: skip
     """Each head's share of attention on the first token, on this prompt beside the card's measurement, and
     what hiding the first token does; with ``layer`` and ``head``, that head's weight on it row by row."""
@@ -212,7 +211,7 @@ def sinks_view(loaded: llama.Loaded, prompt: llama.Prompt, card: Mapping | None,
     cells = st.columns(4)
     cells[0].metric("Loss on the prompt", f"{sinks.loss + change.loss:.3f}", f"{change.loss:+.3f} nats",
                     delta_color="inverse")  # fmt: skip
-    cells[1].metric("KL of the next token", f"{change.kl:.4f} nats")
+    cells[1].metric("KL of the next token", f"{change.kl_after_prompt:.4f} nats")
     (before, p_before), (after, p_after) = change.next_before, change.next_after
     cells[2].metric("Next token", f"{after} {p_after:.0%}", f"was {before} {p_before:.0%}", delta_color="off")
     cells[3].metric("Positions whose top token changed", f"{change.top1_changed} / {len(ids)}")
@@ -221,7 +220,7 @@ def sinks_view(loaded: llama.Loaded, prompt: llama.Prompt, card: Mapping | None,
         "key is the first token itself, then sees nothing: all-zero weights, no attention output."
     )
     if layer is not None and head is not None:
-        tokens = [llama.label(loaded, i) for i in ids]
+        tokens = [loaded.label(i) for i in ids]
         weights = sinks.on_first[layer, head]
         fig = lines({f"L{layer} H{head}": (range(1, len(ids)), weights[1:])}, x_title="query position",
                     y_title="weight on the first token",
@@ -252,7 +251,7 @@ class _Layers(Sequence):
         return cached(FAMILY, "raw_vs_projected")(llama.NAME, self.ids, self.iv, layer)
 
 
-def projections_view(loaded: llama.Loaded, prompt: llama.Prompt, iv: Interventions = NO_INTERVENTION) -> None:
+def projections_view(loaded: LM, prompt: Prompt, iv: Interventions = NO_INTERVENTION) -> None:
     """softmax(XXᵀ) beside a layer's learned heads on the rows its W_Q, W_K, W_V read (`views.projections`),
     under the page's interventions (``iv``), on the prompt's first `PROJECTION_TOKENS` tokens."""
     ids = prompt.ids[: llama_analysis.PROJECTION_TOKENS]
@@ -272,7 +271,7 @@ def projections_view(loaded: llama.Loaded, prompt: llama.Prompt, iv: Interventio
 
 
 # --- Attention vs importance -----------------------------------------------------------------------
-def importance_view(loaded: llama.Loaded, prompt: llama.Prompt, card: Mapping | None) -> None:
+def importance_view(loaded: LM, prompt: Prompt, card: Mapping | None) -> None:
     """The shared "Attention vs importance" tab on the prompt's first `llama_importance.MAX_TOKENS` tokens."""
     cap = llama_importance.MAX_TOKENS
     ids = prompt.ids[:cap]
@@ -280,18 +279,14 @@ def importance_view(loaded: llama.Loaded, prompt: llama.Prompt, card: Mapping | 
         st.info(f"Ablation runs one copy of the prompt per token: it reads the first {cap} of the prompt's "
                 f"{len(prompt.ids)} tokens ({cap} copies of {cap} tokens, about half a minute on 2 "
                 "cores).")  # fmt: skip
-    labels = [llama.label(loaded, i) for i in ids]
+    labels = [loaded.label(i) for i in ids]
     held_out = card if card and CARD_KEY in card else None  # the card holds no held-out Spearman yet
     importance_tabs.tab(FAMILY, llama.NAME, (ids,), held_out, labels=labels)
 
 
-def circuits_view(loaded: llama.Loaded, text: str, card: Mapping | None) -> None:
+def circuits_view(loaded: LM, text: str, card: Mapping | None) -> None:
     """The shared Circuits tab (`views.circuits`) on SmolLM2, with the IOI and landmark pairs as presets and
     the card's IOI name movers as the ablation's default on the IOI pairs."""
-    def word(w: str) -> int | None:  # " word" as the model reads it after a space
-        ids = loaded.text_tokenizer.encode(" " + w).ids
-        return ids[0] if len(ids) == 1 else None
-
     found = (card or {}).get("ioi_circuit", {})
     heads = tuple((h["layer"], h["head"]) for h in found.get("heads", ()))
     ioi = probes.ioi_set(3, probes.SEED, "preset")  # the first three of the card's preset set
@@ -300,7 +295,7 @@ def circuits_view(loaded: llama.Loaded, text: str, card: Mapping | None) -> None
     held = found.get("held_out", {})
     subject = circuit_views.Subject(
         key="llm", name=llama.NAME, model=loaded.model, encode=lambda t: llama.prepare(loaded, t).ids,
-        label=lambda i: llama.label(loaded, i), word=word, presets=presets,
+        label=loaded.label, word=lambda w: loaded.vocabulary.word(" " + w), presets=presets,
         reference=tuple(tuple(llama.prepare(loaded, c.corrupt).ids) for c in ioi),
         reference_name="the IOI presets' corrupted twins (no name repeats), every position",
         found={name: heads for name in presets if name.startswith("IOI")},
