@@ -1,9 +1,9 @@
 """The one attention component: an `st.components.v2` component of our own (inline HTML, CSS and
-JavaScript in `attention_component.js`, nothing fetched), drawing on canvas the layers × heads model
-view, one map with exact values on hover (zoom and pan; token labels once a cell is tall enough to
-read them), and the head view (lines from queries to keys, heads toggled). Every look — another
-layer, head or query, a head toggled, a hover, a zoom, the arrow keys, PNG export — happens in the
-browser; the server reruns only for what needs the model.
+JavaScript — one file per concept in `attention_component_js/`, joined here; nothing fetched),
+drawing on canvas the layers × heads model view, one map with exact values on hover (zoom and pan;
+token labels once a cell is tall enough to read them), and the head view (lines from queries to
+keys, heads toggled). Every look — another layer, head or query, a head toggled, a hover, a zoom,
+the arrow keys, PNG export — happens in the browser; the server reruns only for what needs the model.
 
 What is sent, once per run (``payload``): the maps as the model's own float32 numbers, the one
 being shown first, then by layer distance and head distance (what the arrow keys reach first: its
@@ -76,12 +76,26 @@ canvas.map { cursor: crosshair; touch-action: none; }
 .tip { position: absolute; display: none; pointer-events: none; background: #222e; color: #fff;
        padding: 3px 6px; border-radius: 4px; font-size: 12px; max-width: 250px; z-index: 5; }
 """
-_component = st.components.v2.component(
-    "attention_explorer_maps",
-    html=_HTML,
-    css=_CSS,
-    js=Path(__file__).with_name("attention_component.js").read_text(encoding="utf-8"),
-)
+# The JavaScript, one file per concept, joined in this order into the one module the component loads
+# (each file's top-level names are visible to the files after it; main.js, last, is the entry point
+# and says how a view kind plugs in).
+JS_FOLDER = Path(__file__).with_name("attention_component_js")
+JS_PARTS = ("common.js", "data.js", "model_view.js", "map_view.js", "head_view.js", "controls.js", "main.js")
+
+
+def _script() -> str:
+    """The component's JavaScript: ``JS_PARTS`` joined, each under a comment naming its file."""
+    found = sorted(path.name for path in JS_FOLDER.glob("*.js"))
+    if found != sorted(JS_PARTS):
+        raise RuntimeError(
+            f"{JS_FOLDER.name}/ holds {found} but JS_PARTS joins {sorted(JS_PARTS)}: "
+            "name every .js file there in JS_PARTS (in load order), or remove it"
+        )
+    parts = (f"// --- {name} ---\n" + (JS_FOLDER / name).read_text(encoding="utf-8") for name in JS_PARTS)
+    return "\n".join(parts)
+
+
+_component = st.components.v2.component("attention_explorer_maps", html=_HTML, css=_CSS, js=_script())
 
 
 @dataclass(frozen=True)
