@@ -85,6 +85,13 @@ def letterbox(img: Image.Image, side: int = SIDE) -> tuple[np.ndarray, tuple[int
     return square, (left, top, w, h)
 
 
+def letterbox_mask(mask: np.ndarray, side: int = SIDE) -> np.ndarray:
+    """(H, W) bool → (side, side) bool laid out as `letterbox` lays out the picture: a pixel is on the
+    mask where at least half of its area is (the resampled mask ≥ 128 of 255); the bands are off."""
+    square, _ = letterbox(Image.fromarray(mask.astype(np.uint8) * 255), side)
+    return square[..., 0] >= 128
+
+
 def normalise(squares: np.ndarray) -> torch.Tensor:
     """(B, side, side, 3) uint8 → (B, 3, side, side) float32, (x / 255 − mean) / std — step 4."""
     x = torch.from_numpy(np.ascontiguousarray(squares)).permute(0, 3, 1, 2).float() / 255  # (B, 3, S, S)
