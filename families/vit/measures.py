@@ -13,10 +13,10 @@
   norm exceeds `HIGH_NORM_FACTOR` × its layer's median patch norm. Darcet et al. cut with one
   hand-picked absolute norm (150, for ViT-g); an absolute cut does not carry across layers or models
   (DINOv2-small's median patch norm is ≈ 1 at layer 3 and ≈ 50 at layer 11), a ratio to the median
-  does. Why 3: on real photos (scikit-learn's two, at 224 and 448 px) and on the generated scenes no
-  patch of DINOv2-small exceeds 1.9× its layer's median in any layer, so 3× leaves the ordinary spread
-  well below the bar — this small model shows no artefact tokens there, as the paper finds for models
-  below ViT-L — while the paper's outliers, several times the ordinary norms, stand far above it.
+  does. Why 3: no patch of DINOv2-small exceeds 1.9× its layer's median in any layer on real photos
+  (scikit-learn's two, at 224 and 448 px), nor 2.1× on 200 generated scenes (the card), so 3× leaves the
+  ordinary spread below the bar — this small model shows no artefact tokens there, as the paper finds
+  for models below ViT-L — while the paper's outliers, several times the ordinary norms, stand above it.
 - The outliers' share of [CLS] attention: the weight [CLS]'s row (all tokens, [CLS] included, as the
   softmax gave it) puts on those patches.
 """
