@@ -121,9 +121,10 @@ class Dinov2Layer(nn.Module):
         # 1) Self-attention on the normed stream, each channel scaled by γ₁, added to the stream.
         h = self.norm1(x)  # (B, T, d)
         a, trace = self.attention(query=h, key=h, value=h, mask=mask, **kw)  # (B, T, d)
-        x = x + self.scale1 * a
+        x = torch.addcmul(x, self.scale1, a)  # x + γ₁ ⊙ a in one pass
         # 2) MLP (exact erf GELU), scaled by γ₂, added.
-        return x + self.scale2 * self.fc2(F.gelu(self.fc1(self.norm2(x)))), trace  # (B, T, d_ff) → (B, T, d)
+        mlp = self.fc2(F.gelu(self.fc1(self.norm2(x))))  # (B, T, d_ff) → (B, T, d)
+        return torch.addcmul(x, self.scale2, mlp), trace
 
 
 class SaliencyHead(nn.Module):

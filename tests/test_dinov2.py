@@ -18,25 +18,22 @@ import pytest
 import torch
 from PIL import Image
 
-from families.vit.preprocess import model_input
+from families.vit.preprocess import model_input, normalise
 from models.attention import Interventions
 from models.checkpoints import CheckpointError
 from models.dinov2 import BLOCK, load
 from models.dinov2_onnx import onnx_path, read_onnx
+from training.vit_card import gallery, onnxruntime_reference
 
 ATOL = 1e-4
 DRAWINGS = Path(__file__).parent / "data" / "drawings"
 
 
-def gallery() -> dict[str, np.ndarray]:
-    """The pictures the parity runs on: two photos, a drawing, seeded noise — 224×224 uint8 squares."""
-    from sklearn.datasets import load_sample_images
-
-    photos = dict(zip(("china", "flower"), load_sample_images().images, strict=True))
+def pictures() -> dict[str, np.ndarray]:
+    """What the parity runs on, as 224×224 uint8 squares: the card's two photos, a drawing, seeded noise."""
     drawing = np.asarray(Image.open(sorted(DRAWINGS.glob("*.png"))[0]).convert("RGB"))
     noise = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
-    pictures = {**photos, "drawing": drawing, "noise": noise}
-    return {name: model_input(Image.fromarray(p)).seen for name, p in pictures.items()}
+    return {**gallery(), "drawing": model_input(Image.fromarray(drawing)).seen, "noise": noise}
 
 
 CASES = ("china", "flower", "drawing", "noise")
@@ -49,9 +46,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def pixels() -> torch.Tensor:
-    from families.vit.preprocess import normalise
-
-    squares = gallery()
+    squares = pictures()
     return normalise(np.stack([squares[c] for c in CASES]))  # (4, 3, 224, 224)
 
 
@@ -63,19 +58,10 @@ def ours(model, pixels):
 
 @pytest.fixture(scope="module")
 def onnxruntime_outputs(pixels):
-    """(saliency (B, 224, 224), maps (B, 12, 6, 257, 257)) from the shipped file with its 12 softmax
-    outputs appended to the graph's outputs."""
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    graph = onnx.load(str(onnx_path()))
-    softmaxes = [n.output[0] for n in graph.graph.node if n.op_type == "Softmax"]
-    for name in softmaxes:
-        graph.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    saliency, *maps = session.run(None, {"input_image": pixels.numpy()})
-    return saliency[:, 0], np.stack(maps, 1)
+    """(saliency (B, 224, 224), maps (B, 12, 6, 257, 257)) from the shipped file run by onnxruntime with
+    its 12 softmax outputs appended to the graph's outputs."""
+    pytest.importorskip("onnxruntime")
+    return onnxruntime_reference(pixels.numpy())
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -51,21 +51,26 @@ def gallery() -> dict[str, np.ndarray]:
     return {name: model_input(Image.fromarray(photo)).seen for name, photo in photos}
 
 
-def onnxruntime_reference(pixels: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(saliency (B, H, W), maps (B, L, h, T, T)) from the shipped file run by onnxruntime, its softmax
-    outputs appended to the graph's outputs (test-time reference: onnxruntime is a dev requirement)."""
+def onnxruntime_session(threads: int | None = None, maps: bool = True):
+    """onnxruntime on the shipped file (a test-time reference: onnxruntime is a dev requirement); with
+    ``maps`` the graph's 12 softmax outputs are appended to its outputs, after the saliency map."""
     import onnx
     import onnxruntime
 
     graph = onnx.load(str(onnx_path()))
-    softmaxes = [node.output[0] for node in graph.graph.node if node.op_type == "Softmax"]
-    for name in softmaxes:
-        graph.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    if maps:
+        softmaxes = [node.output[0] for node in graph.graph.node if node.op_type == "Softmax"]
+        for name in softmaxes:
+            graph.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads or torch.get_num_threads(), 1
     cpu = ["CPUExecutionProvider"]
-    session = onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=cpu)
-    saliency, *maps = session.run(None, {"input_image": pixels})
+    return onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=cpu)
+
+
+def onnxruntime_reference(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(saliency (B, H, W), maps (B, L, h, T, T)) of normalised ``pixels`` (B, 3, 224, 224): onnxruntime."""
+    saliency, *maps = onnxruntime_session().run(None, {"input_image": pixels})
     return saliency[:, 0], np.stack(maps, 1)
 
 
