@@ -36,25 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from models.dinov2 import load  # noqa: E402
-from models.dinov2_onnx import onnx_path  # noqa: E402
+from training.vit_card import onnxruntime_session as session  # noqa: E402
 
 PARTS = ("speed", "memory")
-
-
-def session(threads: int, maps: bool):
-    """onnxruntime on the shipped file; with ``maps`` its 12 softmax outputs are outputs too."""
-    import onnx
-    import onnxruntime
-
-    graph = onnx.load(str(onnx_path()))
-    if maps:
-        for name in [n.output[0] for n in graph.graph.node if n.op_type == "Softmax"]:
-            graph.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    return onnxruntime.InferenceSession(
-        graph.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
 
 
 def timed(fn) -> float:

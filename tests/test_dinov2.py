@@ -82,7 +82,7 @@ def reference_state(reference: torch.nn.Module) -> dict[str, torch.Tensor]:
     theirs = reference.state_dict()
     renamed = {f"attention.attention.{p}": f"attention.{p[0]}_proj" for p in ("query", "key", "value")}
     renamed["attention.output.dense"] = "attention.o_proj"
-    state = {"embeddings.mask_token": torch.zeros_like(theirs["embeddings.mask_token"])}  # unused: no masking
+    state = {"embeddings.mask_token": torch.zeros(theirs["embeddings.mask_token"].shape)}  # unused: unmasked
     for name, value in weights.items():
         if not name.startswith("backbone."):
             continue
@@ -100,8 +100,9 @@ def test_448_maps_and_features_match_transformers_with_interpolated_positions(mo
         hidden_size=384, num_hidden_layers=12, num_attention_heads=6, mlp_ratio=4, patch_size=14,
         image_size=518, layer_norm_eps=1e-6, hidden_act="gelu", qkv_bias=True, use_swiglu_ffn=False,
     )  # fmt: skip
-    reference = transformers.Dinov2Model._from_config(config, attn_implementation="eager").eval()
-    reference.load_state_dict(reference_state(reference), strict=True)
+    with torch.device("meta"):  # no random initialisation: every weight is the file's
+        reference = transformers.Dinov2Model._from_config(config, attn_implementation="eager").eval()
+    reference.load_state_dict(reference_state(reference), strict=True, assign=True)
     from sklearn.datasets import load_sample_images
 
     x = model_input(Image.fromarray(load_sample_images().images[0]), side=448).pixels  # (1, 3, 448, 448)
