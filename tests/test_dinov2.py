@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from PIL import Image
@@ -21,7 +22,7 @@ from PIL import Image
 from families.vit.preprocess import model_input, normalise
 from models.attention import Interventions
 from models.checkpoints import CheckpointError
-from models.dinov2 import BLOCK, load
+from models.dinov2 import BLOCK, build, load
 from models.dinov2_onnx import onnx_path, read_onnx
 from training.vit_card import gallery, onnxruntime_reference
 
@@ -40,8 +41,14 @@ CASES = ("china", "flower", "drawing", "noise")
 
 
 @pytest.fixture(scope="module")
-def model():
-    return load(device=torch.device("cpu"))
+def file() -> tuple[dict, dict[str, np.ndarray]]:
+    """(architecture, weights) read once from the shipped file, for our model and the reference's."""
+    return read_onnx()
+
+
+@pytest.fixture(scope="module")
+def model(file):
+    return build(*file, path=onnx_path(), device=torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +82,9 @@ def test_all_72_maps_and_the_saliency_match_onnxruntime(ours, onnxruntime_output
     assert out.saliency[i].std() > 0.01  # a map, not a constant
 
 
-def reference_state(reference: torch.nn.Module) -> dict[str, torch.Tensor]:
+def reference_state(reference: torch.nn.Module, weights: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """The file's backbone weights under the reference's names (transformers 5 calls query … output.dense
     q_proj … o_proj; earlier versions kept the file's names)."""
-    _, weights = read_onnx()
     theirs = reference.state_dict()
     renamed = {f"attention.attention.{p}": f"attention.{p[0]}_proj" for p in ("query", "key", "value")}
     renamed["attention.output.dense"] = "attention.o_proj"
@@ -94,7 +100,7 @@ def reference_state(reference: torch.nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-def test_448_maps_and_features_match_transformers_with_interpolated_positions(model):
+def test_448_maps_and_features_match_transformers_with_interpolated_positions(model, file):
     transformers = pytest.importorskip("transformers")
     config = transformers.Dinov2Config(
         hidden_size=384, num_hidden_layers=12, num_attention_heads=6, mlp_ratio=4, patch_size=14,
@@ -102,7 +108,7 @@ def test_448_maps_and_features_match_transformers_with_interpolated_positions(mo
     )  # fmt: skip
     with torch.device("meta"):  # no random initialisation: every weight is the file's
         reference = transformers.Dinov2Model._from_config(config, attn_implementation="eager").eval()
-    reference.load_state_dict(reference_state(reference), strict=True, assign=True)
+    reference.load_state_dict(reference_state(reference, file[1]), strict=True, assign=True)
     from sklearn.datasets import load_sample_images
 
     x = model_input(Image.fromarray(load_sample_images().images[0]), side=448).pixels  # (1, 3, 448, 448)
@@ -164,14 +170,43 @@ def test_temperature_sharpens_every_row(model, pixels, ours):
     assert (cold.weights[0, 0].max(-1).values >= plain.max(-1).values - 1e-6).all()
 
 
-def test_sides_must_be_multiples_of_14(model):
+def test_any_multiple_of_14_runs_and_other_sides_are_refused(model, pixels, ours):
+    wide = torch.cat([pixels[:1], pixels[1:2, :, :, :112]], -1)  # (1, 3, 224, 336): 16 × 24 patches
+    with torch.inference_mode():
+        out, trace = model(wide, return_trace=True, trace_layers={0})
+        plain, _ = model(pixels[:1], iv=Interventions(positional=False))
+    assert trace.grid == (16, 24) and trace.weights.shape == (1, 1, 6, 385, 385)
+    assert out.saliency.shape == (1, 224, 336) and out.features.shape == (1, 385, 384)
+    assert (plain.cls - ours[0].cls[:1]).abs().max() > 1e-2  # without position embeddings: another reading
     with pytest.raises(ValueError, match="multiples of 14"):
         model(torch.zeros(1, 3, 224, 230))
 
 
+def test_position_interpolation_is_the_files_resize_op(model):
+    """The file's Resize node alone (its attributes as stored), run by onnxruntime on the stored 37×37
+    grid, against ours for a grid smaller (16: 224 px), larger (50: 700 px) and oblong (16 × 24)."""
+    ort = pytest.importorskip("onnxruntime")
+    stored = next(
+        n for n in onnx.load(str(onnx_path())).graph.node if n.name == "/backbone/embeddings/Resize"
+    )
+    grid = model.cfg.position_grid
+    patches = model.position[:, 1:].reshape(1, grid, grid, -1).permute(0, 3, 1, 2).contiguous().numpy()
+    for rows, cols in ((16, 16), (50, 50), (16, 24)):
+        node = onnx.helper.make_node("Resize", ["x", "", "", "sizes"], ["y"])
+        node.attribute.extend(stored.attribute)
+        sizes = onnx.numpy_helper.from_array(np.array([1, patches.shape[1], rows, cols], np.int64), "sizes")
+        tensor = onnx.helper.make_tensor_value_info
+        graph = onnx.helper.make_graph([node], "resize", [tensor("x", onnx.TensorProto.FLOAT, patches.shape)],
+                                       [tensor("y", onnx.TensorProto.FLOAT, None)], [sizes])  # fmt: skip
+        opset = [onnx.helper.make_opsetid("", 14)]
+        session = ort.InferenceSession(onnx.helper.make_model(graph, opset_imports=opset).SerializeToString())
+        (theirs,) = session.run(None, {"x": patches})
+        ours = model.positions(rows, cols)[0, 1:].reshape(rows, cols, -1).permute(2, 0, 1).numpy()
+        np.testing.assert_allclose(ours, theirs[0], rtol=0, atol=1e-5)
+
+
 # --- A broken or missing file: a CheckpointError that says the fix ----------------------------------
 def test_a_missing_package_truncated_or_foreign_file_says_the_fix(tmp_path, monkeypatch):
-    onnx = pytest.importorskip("onnx")
     with pytest.raises(CheckpointError, match="missing.*To fix: reinstall it: pip install --force-reinstall"):
         load(tmp_path / "absent.onnx")
     truncated = tmp_path / "truncated.onnx"
@@ -197,7 +232,6 @@ def test_a_missing_package_truncated_or_foreign_file_says_the_fix(tmp_path, monk
 def test_a_graph_with_other_position_interpolation_is_refused(tmp_path):
     """Our numbers follow the file's Resize (cubic, a = −0.75, half-pixel): a file resizing otherwise
     would give other maps, so it is refused rather than run differently."""
-    onnx = pytest.importorskip("onnx")
     graph = onnx.load(str(onnx_path()))
     resize = next(n for n in graph.graph.node if n.name == "/backbone/embeddings/Resize")
     next(a for a in resize.attribute if a.name == "mode").s = b"linear"
