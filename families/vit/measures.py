@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.dinov2 import CLS
 from runners.stats import rollout
 
 MASS = 0.6  # DINO keeps the patches holding 60% of a head's [CLS] attention
 HIGH_NORM_FACTOR = 3.0  # an outlier's norm is above 3 × its layer's median patch norm (module docstring)
-CLS = 0  # [CLS]'s position; patches follow it, row-major
 
 
 def cls_to_patches(weights: np.ndarray) -> np.ndarray:

