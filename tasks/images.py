@@ -26,12 +26,11 @@ class ImageError(ValueError):
     """An upload the page should refuse, with the message to show."""
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grey: scale to 8 bits, not clip
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(arr.astype(np.uint8), "L")
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode → RGB: 16-bit grey scaled to 8 bits (not clipped), transparency over white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey (PNG's opens as I;16 or I): scale, not clip
+        arr = np.asarray(img, dtype=np.float64) / 257  # 65,535 → 255, and a flat grey stays that grey
+        img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
@@ -58,7 +57,7 @@ def load_upload(data: bytes, *, max_side: int = DISPLAY_SIDE) -> Image.Image:
         img.seek(0)  # animated GIF/WebP: the first frame
         img.load()  # truncated or corrupt data fails here, inside the try
         img = ImageOps.exif_transpose(img)
-        img = _to_rgb(img)
+        img = to_rgb(img)
     except ImageError:
         raise
     except Image.DecompressionBombError as err:
