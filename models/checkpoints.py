@@ -179,7 +179,7 @@ def load_checkpoint(
     name: str, network: type[nn.Module], config: type, folder: Path = ASSETS
 ) -> tuple[nn.Module, dict, Vocab, Vocab]:
     """A ready ``network`` (eval mode, on the picked device) built from the card's ``config``,
-    its card, source and target vocabularies. `runners.registry.load` picks the classes by name.
+    its card, source and target vocabularies. `families.load` picks the classes by name.
 
     Raises `CheckpointError` (naming the file and the fix) for any missing or damaged file."""
     card = load_card(name, folder)

@@ -1,4 +1,4 @@
-"""SmolLM2's analyses (runners/llama_analysis.py, runners/llama_importance.py) against the model's own
+"""SmolLM2's analyses (families/llm/analysis.py, families/llm/importance.py) against the model's own
 tensors: the KV cache, the core's query → K/V mapping, the trace's scores and weights, `llama.run`.
 
 Tolerances appear only where two computations add the same float32 numbers in another order, each with

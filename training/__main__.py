@@ -6,7 +6,7 @@
     python -m training --family captioner --task scenes                       # its one variant
     python -m training --experiment warmup --threads 1   # pre/post-norm × warm-up × peak lr: a card
 
-Families, tasks and variants come from runners.registry.FAMILIES and each family's network module
+Families, tasks and variants come from families.FAMILIES and each family's network module
 (see training/loop.py); seeded end to end, a progress bar shows the loss. An experiment trains
 through the same loop and writes only its card (<out>/warmup-<task>.json; see training/warmup.py).
 """

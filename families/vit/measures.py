@@ -7,7 +7,7 @@
   cumulative sum exceeds 1 − 0.6): the smallest set of patches holding 60% of that mass.
 - Jaccard (intersection over union) of two boolean masks, at the pixels' resolution: a patch mask is
   blown up to its 14×14 pixels (DINO upsamples its mask the same way, nearest).
-- Attention rollout (Abnar & Zuidema 2020): `runners.stats.rollout` through every layer, read at the
+- Attention rollout (Abnar & Zuidema 2020): `analysis.stats.rollout` through every layer, read at the
   [CLS] row over the patches.
 - High-norm tokens (Darcet et al. 2023, "Vision Transformers Need Registers"): a patch whose output
   norm exceeds `HIGH_NORM_FACTOR` × its layer's median patch norm. Darcet et al. cut with one
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from analysis.stats import rollout
 from models.dinov2 import CLS
-from runners.stats import rollout
 
 MASS = 0.6  # DINO keeps the patches holding 60% of a head's [CLS] attention
 HIGH_NORM_FACTOR = 3.0  # an outlier's norm is above 3 × its layer's median patch norm (module docstring)
