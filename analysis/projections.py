@@ -136,3 +136,18 @@ def held_out_means(per_input: Sequence[Sequence[RawVsProjected]]) -> dict:
             }
         )
     return {"n": len(per_input), "layers": layers}
+
+
+CARD_KEY = "diagonal_mass"  # the card key `python -m training.measure diagonal-mass` writes
+DEFINITION = (
+    "per layer, the mean over held-out inputs of the mean weight a query row (one with at least two visible "
+    "keys) puts on its own position: "
+    "'raw' = softmax(X Xᵀ) and 'raw ÷ √d' = softmax(X Xᵀ / √d) with X the rows the layer's W_Q, W_K, W_V "
+    "read, under the block's own mask (analysis/projections.py); 'heads' = the layer's learned heads"
+)
+
+
+def card_entry(per_input: Sequence[Sequence[RawVsProjected]], inputs: str) -> dict:
+    """A block's ``diagonal_mass`` card entry: `held_out_means` with its definition and what ``inputs``
+    were."""
+    return {"definition": DEFINITION, "inputs": inputs, **held_out_means(per_input)}

@@ -1,21 +1,17 @@
-"""The runner protocol: what every model family hands the views, and its registry entry.
+"""The runner protocol: what every model family hands the views.
 
-A family is a network (pure torch, `models/`), a runner (`runners/<family>.py`) whose ``run``
-takes one input (plus a frozen `Interventions` value, where the family has interventions) and
-returns view-ready numpy, and one line in `runners/registry.py`. Every run carries its attention
-as `AttentionMaps`, one per attention block — ``(layers, heads, Tq, Tk)`` whatever the model — so
-the generic views (model view, head view, head statistics, export, intervention deltas) are
-written once, against this file. The registry entry also brings the family's runs the app serves
-cached (`Served`, wrapped once each by `views.serving.cached`) and what its "Attention vs importance"
-tab measures (`ImportanceTab`, drawn by the one `views.importance_tabs.tab`).
+A family's runner (`families/<name>/runner.py`) takes one input (plus a frozen `Interventions` value,
+where the family has interventions) and returns view-ready numpy. Every run carries its attention as
+`AttentionMaps`, one per attention block — ``(layers, heads, Tq, Tk)`` whatever the model — so the
+generic views (model view, head view, head statistics, export, intervention deltas) are written once,
+against this file. What else a family declares is `analysis.family.Family`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from types import MappingProxyType, ModuleType
-from typing import Any, Literal, Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -97,59 +93,3 @@ class AttentionRun(Protocol):
     @property
     def maps(self) -> Mapping[str, AttentionMaps]:
         """Block name → its maps, in the order the views list them (empty: no attention)."""
-
-
-@dataclass(frozen=True)
-class Served:
-    """A runner call the app serves from one cache every session shares: ``fn(loaded, *inputs)``, with
-    ``loaded`` what the family's loader returns for the model's name. The name and the hashable inputs
-    are the cache key; `views.serving.cached` holds the inference slot and marks the result read-only.
-    A family's loader is a `Served` too, whose ``fn`` takes the name alone."""
-
-    fn: Callable[..., Any]
-    max_entries: int | None = None  # results kept (memory: a 512-token BERT run is 75 MB)
-    spinner: str | bool = False  # the text shown while it runs (False: none)
-    copied: bool = False  # a small value each caller gets a copy of (`st.cache_data`), not one shared object
-
-
-@dataclass(frozen=True)
-class ImportanceTab:
-    """What a family brings to the shared "Attention vs importance" tab (`views.importance_tabs.tab`).
-
-    ``measure`` names the family's `Served` call; the tab calls it with the model's name, the page's
-    inputs and, for ``query="next token"``, the picked position and target id. What the result is
-    compared at, ``query``:
-
-    - "rows": a `analysis.importance.PerToken`, one comparison per output token (an output-token picker,
-      no layer or head pickers: one single-head map per token);
-    - "output token": one output token picked after measuring, ``result.comparison(t, head)``;
-    - "next token": a position and a target picked before measuring, ``result.comparison(head)``;
-    - "whole input": ``result.comparison(head)``.
-    """
-
-    key: str  # widget-key prefix: <key>_imp_token, <key>_imp_layer, <key>_imp_head, …
-    query: Literal["rows", "output token", "next token", "whole input"]
-    explain: Callable[[Any, tuple, Any], str]  # (loaded, inputs, result) → the tab's opening paragraph
-    measure: str = "importance"  # the name of the family's `Served` call that measures
-    layers_heads: Callable[[Any], tuple[int, int]] | None = None  # result → the pickers' sizes ("rows": None)
-    as_is: bool = True  # the page has interventions: say that the tab measures the model without them
-    warning: Callable[[Any], str | None] = lambda result: None  # result → a warning to show, if any
-    without_card: str | None = None  # the caption when the page has no card for this model
-
-
-@dataclass(frozen=True)
-class Family:
-    """One registry entry: how the app, the tests and the training CLI find a model family."""
-
-    name: str  # checkpoint prefix ("seq2seq-dates-additive") and the training CLI's --family
-    title: str  # the page title
-    page: str  # the page file, relative to the repository root
-    url_path: str  # the page's address (/<url_path>): kept when files move, so shared links still open
-    icon: str  # an emoji for the navigation (Material icons would make the browser fetch a font)
-    example: Callable[[], AttentionRun]  # the default checkpoint on its default input
-    network: type[torch.nn.Module] | None = None  # built from a card's config (None: loaded elsewhere)
-    config: type | None = None  # the network's frozen config dataclass
-    training: ModuleType | None = None  # the network module training/loop.py reads (None: not trained)
-    load: Served | None = None  # name → the loaded model its served calls take (None: registry.load)
-    served: Mapping[str, Served] = field(default_factory=lambda: MappingProxyType({}))  # cached calls
-    importance: ImportanceTab | None = None  # its "Attention vs importance" tab

@@ -1,6 +1,6 @@
 """Benchmark (not a test): the app as a user feels it in a real browser, against a floor app.
 
-    python benchmarks/bench_browser.py [--repeat N] [--pages seq2seq,...,gpt,llm] [--bert-512] [--llm-128]
+    python benchmarks/bench_browser.py [--repeat N] [--pages seq2seq,transformer,bert-512,…]
 
 Starts two `streamlit run` servers on free loopback ports: a "floor" app written to a temp dir (one
 checkbox rerunning one 12×12 Plotly heatmap, the least a Streamlit + Plotly page can cost) and
@@ -22,7 +22,8 @@ app.py; drives Debian's Chromium (headless) with Playwright. Measures:
   says which. Each control is driven --repeat times back and forth (tabs: home tab → tab, only the
   second click timed); median per control, then median over a page's controls.
 - bytes per rerun: websocket payload bytes the browser received between input and paint.
-- --bert-512: /bert with a 512-token input (`a` = "token " × 600), load and a few controls.
+- a family's extra rows (its declaration's ``bench_variants``: BERT at 512 tokens, SmolLM2 at ~128),
+  chosen with --pages; a row with a ``drawn`` component also reports that component's data in → drawn.
 ×floor: the ratio to the floor app measured in the same run.
 """
 
@@ -36,7 +37,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import NamedTuple
 from urllib.parse import urlencode
 
 from playwright.sync_api import sync_playwright
@@ -44,7 +44,10 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from analysis.family import Bench, Control  # noqa: E402
+from benchmarks.browser_report import fmt_bytes, report  # noqa: E402
 from benchmarks.chromium import BROWSER_ARGS, CHROMIUM, LOADED_JS, start_server, stop_server  # noqa: E402
+from families import FAMILIES, address  # noqa: E402
 
 FLOOR_APP = """import numpy as np, plotly.graph_objects as go, streamlit as st
 on = st.checkbox("Other data")
@@ -53,97 +56,15 @@ st.plotly_chart(go.Figure(go.Heatmap(z=z)), key="floor")
 """
 
 
-class Control(NamedTuple):
-    """One control. kind: check | radio | select | slider | tab | look. label: the widget's aria-label
-    (a trailing * matches a prefix; radios: the start of their label text; tabs: the tab name; look:
-    the attention component's key). arg: radio (target option, home option); tab: the home tab;
-    look: what the visitor does in the component — key:<key> (back with the opposite key), hover (two
-    cells in turn), zoom (+ then −), chip (a head toggled), select:<a>/<b> (its layer picker),
-    far:<a>/<b> (a layer not sent exact: asked of the server). tab: open this tab first."""
+def pages() -> dict[str, tuple[str, Bench]]:
+    """Every benchmark row the families declare: name → (the page's address, its `Bench`); a family's
+    extra rows (``bench_variants``) as "<family>-<variant>"."""
+    rows = {}
+    for f in FAMILIES.values():
+        rows[f.name] = (address(f), f.bench)
+        rows |= {f"{f.name}-{name}": (address(f), bench) for name, bench in f.bench_variants.items()}
+    return rows
 
-    kind: str
-    label: str
-    arg: tuple[str, str] | str | None = None
-    tab: str | None = None
-
-    @property
-    def name(self) -> str:
-        extra = {"radio": f" → {self.arg[0]}" if self.kind == "radio" else "", "look": f" {self.arg}"}
-        return f"{self.kind} {self.label}" + extra.get(self.kind, "")
-
-
-KEYS = ("key:ArrowRight", "key:ArrowDown")  # another head, another layer
-# fmt: off
-CONTROLS: dict[str, tuple[str, list[Control]]] = {
-    "seq2seq": ("/", [
-        Control("radio", "Decoding", ("beam", "greedy")), Control("select", "Scoring function"),
-        *(Control("look", "s2s_heatmap", a) for a in ("hover", "zoom")),
-        Control("radio", "Input:", ("text", "example")), Control("select", "Example (held-out*"),
-        *(Control("tab", t, "Alignment") for t in ("Step inspector", "Teacher forcing", "Bottleneck study")),
-        Control("tab", "Statistics & export", "Alignment"),
-        *(Control("tab", t, "Alignment") for t in ("RNN through time", "Attention vs importance")),
-        Control("slider", "Decoder step t", tab="Step inspector"),  # in an st.fragment
-    ]),
-    "transformer": ("/transformer", [
-        Control("check", "Causal mask in decoder self-attention"), Control("check", "Padding mask"),
-        Control("check", "Scale logits by 1/√d_k"), Control("check", "Positional encoding"),
-        Control("slider", "Temperature on attention logits"),
-        Control("select", "Head", tab="Walkthrough"),  # in an st.fragment
-        *(Control("radio", "Step (pre-norm order)", (step, "1 · Layer norm"), tab="Walkthrough")
-          for step in ("3 · Scores → softmax", "7 · Feed-forward")),
-        *(Control("tab", t, "Walkthrough") for t in ("Heads", "Ablation", "Positional encoding")),
-        *(Control("tab", t, "Walkthrough") for t in ("Raw vs projected", "Attention vs importance")),
-        *(Control("look", "tf_model", a, tab="Heads") for a in (*KEYS, "hover", "zoom")),
-        Control("look", "tf_heads", "chip", tab="Heads"),
-    ]),
-    "bert": ("/bert", [
-        Control("check", "Hide [CLS] / [SEP] in the views"), Control("slider", "Temperature on attention*"),
-        Control("radio", "Chart camera button saves", ("svg", "png")),
-        *(Control("tab", t, "Head view") for t in ("Model view", "Neuron view", "Rollout vs raw")),
-        *(Control("tab", t, "Head view") for t in ("Raw vs projected", "Attention vs importance")),
-        *(Control("look", "bert_heads", a, tab="Head view") for a in ("select:L5/L0", "chip")),
-        *(Control("look", "bert_model", a, tab="Model view") for a in ("key:ArrowRight", "hover")),
-    ]),
-    "captioning": ("/captioning", [
-        Control("radio", "Image:", ("random", "gallery")), Control("radio", "Image:", ("compose", "gallery")),
-        *(Control("slider", s) for s in ("Sample", "Beam size (1 = greedy)", "Overlay opacity")),
-        Control("tab", "Coverage and CNN self-attention", "Where each word looks"),
-        Control("tab", "Statistics & export", "Where each word looks"),
-        Control("slider", "Word", tab="Where each word looks"),  # in an st.fragment
-        Control("slider", "row", tab="Coverage and CNN self-attention"),  # in an st.fragment
-        Control("tab", "Attention vs importance", "Where each word looks"),
-    ]),
-    "gpt": ("/gpt", [
-        Control("check", "Causal mask"), Control("slider", "Temperature on attention logits"),
-        Control("radio", "Input:", ("random", "prompt")),
-        Control("slider", "Candidates per position", tab="Next tokens"),  # in an st.fragment
-        *(Control("tab", t, "Next tokens") for t in ("Attention", "Head roles", "Induction")),
-        *(Control("tab", t, "Next tokens") for t in ("Raw vs projected", "Attention vs importance")),
-        *(Control("look", "gpt_model", a, tab="Attention") for a in (*KEYS, "hover")),
-        Control("look", "gpt_heads", "chip", tab="Attention"),
-    ]),
-    "llm": ("/llm", [
-        Control("check", "RoPE (rotary positions)"), Control("radio", "Input:", ("chat", "prompt")),
-        *(Control("select", s, tab="Attention") for s in ("Layer", "Head")),  # the map redrawn
-        Control("slider", "Candidates per position", tab="Next tokens"),  # in an st.fragment
-        *(Control("tab", t, "Next tokens") for t in ("Attention", "Model view", "Generate")),
-        Control("tab", "Head statistics", "Next tokens"),
-        *(Control("look", "llm_map", a, tab="Attention") for a in (*KEYS, "hover")),
-        Control("look", "llm_model", "key:ArrowRight", tab="Model view"),
-    ]),
-}
-LLM_128 = [  # SmolLM2 at ~128 tokens: 270 maps are 16 MB, more than a run sends exact
-    *(Control("look", "llm_map", a) for a in (*KEYS, "hover")),
-    Control("look", "llm_map", "far:L25/L29"),  # a layer not sent exact: asked of the server
-    Control("look", "llm_model", "key:ArrowRight", tab="Model view"),
-]
-BERT_512 = [
-    Control("check", "Hide [CLS] / [SEP] in the views"), Control("slider", "Temperature on attention logits"),
-    Control("slider", "Window:*"), Control("tab", "Model view", "Head view"),
-    *(Control("look", "bert_heads", a, tab="Head view") for a in ("select:L5/L0", "chip")),
-    *(Control("look", "bert_model", a, tab="Model view") for a in ("key:ArrowRight", "hover", "zoom")),
-]
-# fmt: on
 
 INSTALL_JS = """() => {
   if (window.__bench) return;
@@ -381,89 +302,42 @@ def cold_start(browser, script: Path, log: Path, procs: list[subprocess.Popen]) 
     return url, seconds
 
 
-def fmt_bytes(n: float) -> str:
-    return f"{n / 1024:.0f} KB" if n >= 1024 else f"{n:.0f} B"
-
-
-def ratio(x: float | None, floor: float | None) -> str:
-    return "-" if x is None or not floor else f"{x / floor:.2f}"
-
-
-def report(rows: list[dict], cold: tuple[float, float]) -> None:
-    reruns = [[r["median"] for r in row["controls"] if not r["look"]] for row in rows]
-    clicks = [statistics.median(m) if m else None for m in reruns]
-    floor_load, floor_click = rows[0]["load"], clicks[0]
-    print(f"\n{'page':<12} {'first s':<8} {'load s':<7} {'×floor':<7} ", end="")
-    print(f"{'rerun click s':<14} {'×floor':<7} ", end="")
-    print(f"{'look s':<7} {'×floor':<7} {'look max s':<11} {'looks that reran':<17} bytes/rerun median (max)")
-    for row, click in zip(rows, clicks, strict=True):
-        first, load = ("-" if row[k] is None else f"{row[k]:.2f}" for k in ("first", "load"))
-        line = f"{row['page']:<12} {first:<8} {load:<7} {ratio(row['load'], floor_load):<7} "
-        if click is None:
-            print(line + "(no control measured)")
-            continue
-        looks = [r for r in row["controls"] if r["look"]]
-        look = statistics.median(r["median"] for r in looks) if looks else None
-        look_text = "-" if look is None else f"{look:.3f}"
-        worst = "-" if not looks else f"{max(r['max'] for r in looks):.3f}"
-        reran = "-" if not looks else str(sum(r["reran"] for r in looks))
-        sizes = [r["bytes"] for r in row["controls"] if not r["look"]]
-        line += f"{click:<14.3f} {ratio(click, floor_click):<7} {look_text:<7} {ratio(look, floor_click):<7} "
-        size = f"{fmt_bytes(statistics.median(sizes))} ({fmt_bytes(max(sizes))})"
-        print(f"{line}{worst:<11} {reran:<17} {size}")
-    print(f"cold start: floor {cold[0]:.2f} s, app {cold[1]:.2f} s (×{cold[1] / cold[0]:.1f})")
-    print("goals: warm load ≤ 1.8× floor, rerun click median ≤ 2.5× floor; SmolLM2's first load ≤ 6 s")
-    print("       (issue 25); looks (view-only, in the attention component): median ≤ 0.1 s and ≤ 0.6× the")
-    print("       floor's rerun, every look ≤ 0.2 s, no look starts a rerun (issue 27)")
-    print(f"\n{'page':<12} {'control':<52} {'median s':>8} {'first s':>8}  {'method':<10} bytes (median)")
-    for row in rows:
-        for r in row["controls"]:
-            note = f"  ({r['timeouts']} timed out)" if r["timeouts"] else ""
-            print(
-                f"{row['page']:<12} {r['control'][:52]:<52} {r['median']:>8.3f} {r['first']:>8.3f}  "
-                f"{r['method']:<10} {fmt_bytes(r['bytes'])}{note}"
-            )
-        for name, why in row["failed"]:
-            print(f"{row['page']:<12} {name[:52]:<52} {'FAILED':>8}  {why[:100]}")
-
-
-LONG = "One two three four five six seven eight nine ten. " * 11  # SmolLM2 reads it as 122 tokens
 VIEW_TIMES_JS = """key => {
     const r = document.querySelector(`.st-key-${key} [data-testid=stBidiComponentIsolated]`)
         ?.shadowRoot?.querySelector('.ae');
     return r && [Number(r.dataset.received), Number(r.dataset.drawn)]; }"""
 
 
-def llm_model_view(browser, app_url: str, repeat: int) -> None:
-    """SmolLM2's 270-map model view at ~128 tokens: data in → drawn (the component's own stamps), and
-    the bytes the browser received for the load (websocket frames)."""
-    url = f"{app_url}/llm?" + urlencode({"llm_view": "Model view", "llm_prompt": LONG})
+def drawn_after_data(browser, url: str, key: str, repeat: int) -> None:
+    """An attention component's own stamps on load: its data in → drawn, and the bytes the browser
+    received for the whole page load (websocket frames)."""
     draws, sizes = [], []
     for _ in range(repeat):
         received: list[int] = []
         context, page, _ = open_page(browser, url, received)
-        page.wait_for_function(f"({VIEW_TIMES_JS})('llm_model')?.[1] > 0", timeout=180_000)
+        page.wait_for_function(f"({VIEW_TIMES_JS})({key!r})?.[1] > 0", timeout=180_000)
         page.wait_for_timeout(500)
-        got, drawn = page.evaluate(VIEW_TIMES_JS, "llm_model")
+        got, drawn = page.evaluate(VIEW_TIMES_JS, key)
         tokens = page.get_by_test_id("stMetricValue").first.inner_text()
         draws.append((drawn - got) / 1000)
         sizes.append(sum(received))
         context.close()
-    print(f"\nSmolLM2 model view, {tokens} tokens (30 × 9 maps): data in → drawn median "
-          f"{statistics.median(draws):.3f} s (max {max(draws):.3f}; goal ≤ 0.5 s); bytes received for the "
-          f"whole page load median {fmt_bytes(statistics.median(sizes))} (goal: ≤ 2 MB of maps)")  # fmt: skip
+    print(f"\n{key} on load ({tokens} tokens): data in → drawn median {statistics.median(draws):.3f} s (max "
+          f"{max(draws):.3f}; goal ≤ 0.5 s); bytes received for the whole page load median "
+          f"{fmt_bytes(statistics.median(sizes))} (goal: ≤ 2 MB of maps)")  # fmt: skip
 
 
 def main() -> None:
+    rows_declared = pages()
+    default = [name for name in rows_declared if name in FAMILIES]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--pages", default=",".join(CONTROLS))
-    parser.add_argument("--bert-512", action="store_true", help="also /bert with a 512-token input")
-    parser.add_argument("--llm-128", action="store_true", help="also SmolLM2's model view at ~128 tokens")
+    rows_help = f"rows to measure (default: each family's page); any of {', '.join(rows_declared)}"
+    parser.add_argument("--pages", default=",".join(default), help=rows_help)
     args = parser.parse_args()
-    pages = [p for p in args.pages.split(",") if p]
-    if unknown := set(pages) - set(CONTROLS):
-        parser.error(f"unknown pages {sorted(unknown)}; choose from {list(CONTROLS)}")
+    chosen = [p for p in args.pages.split(",") if p]
+    if unknown := set(chosen) - set(rows_declared):
+        parser.error(f"unknown pages {sorted(unknown)}; choose from {list(rows_declared)}")
     began = time.perf_counter()
     procs: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
@@ -474,16 +348,12 @@ def main() -> None:
             floor_url, floor_cold = cold_start(browser, floor, Path(tmp) / "floor.log", procs)
             app_url, app_cold = cold_start(browser, ROOT / "app.py", Path(tmp) / "app.log", procs)
             rows = [bench_page(browser, floor_url, [Control("check", "Other data")], args.repeat, "floor")]
-            for name in pages:
-                path, controls = CONTROLS[name]
-                rows.append(bench_page(browser, app_url + path, controls, args.repeat, name))
-            if args.bert_512:
-                url = f"{app_url}/bert?" + urlencode({"a": "token " * 600})
-                rows.append(bench_page(browser, url, BERT_512, args.repeat, "bert-512"))
-            if args.llm_128:
-                llm_model_view(browser, app_url, args.repeat)
-                url = f"{app_url}/llm?" + urlencode({"llm_view": "Attention", "llm_prompt": LONG})
-                rows.append(bench_page(browser, url, LLM_128, args.repeat, "llm-128"))
+            for name in chosen:
+                path, bench = rows_declared[name]
+                url = app_url + path + (f"?{urlencode(bench.query)}" if bench.query else "")
+                if bench.drawn is not None:
+                    drawn_after_data(browser, url, bench.drawn, args.repeat)
+                rows.append(bench_page(browser, url, list(bench.controls), args.repeat, name))
         finally:
             browser.close()
             for proc in procs:

@@ -50,20 +50,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.chromium import BROWSER_ARGS, CHROMIUM, LOADED_JS, start_server, stop_server  # noqa: E402
-from benchmarks.soak_inputs import KEYED_CHECKS, Oracle, pick_input  # noqa: E402
+from benchmarks.soak_inputs import Oracle, pick_input  # noqa: E402
+from families import FAMILIES, address  # noqa: E402
 
 LOAD_TIMEOUT_MS = 180_000  # a load or a rerun slower than this is counted as a timeout
 RSS_EVERY_S = 5
-PATHS = {"seq2seq": "/", "transformer": "/transformer", "bert": "/bert", "captioning": "/captioning",
-         "gpt": "/gpt", "llm": "/llm"}  # fmt: skip
-CHECKS = {**{page: tuple(checks) for page, checks in KEYED_CHECKS.items()},
-          "bert": ("Hide [CLS] / [SEP] in the views",)}  # fmt: skip
-# Where each page shows the output compared: the first code block after this subheader …
-OUTPUT_HEADING = {"seq2seq": "Output", "transformer": "Output", "captioning": "Caption"}
-# … or this metric's value (BERT's), or its value and delta: "␣Paris p = 65.6%" (the next token, its p).
-NEXT_TOKEN = ("Next token after the prompt", ("stMetricValue", "stMetricDelta"))
-OUTPUT_METRIC = {"bert": ("Tokens", ("stMetricValue",)), "gpt": NEXT_TOKEN, "llm": NEXT_TOKEN}
-
+PATHS = {name: address(f) for name, f in FAMILIES.items()}
 ARM_JS = """() => {
   const app = document.querySelector('[data-testid=stApp]');
   window.__soakObserver?.disconnect();
@@ -133,13 +125,12 @@ def tree_rss_mb(pid: int) -> float:
 
 async def shown_output(page, name: str) -> str | None:
     """The text the page shows for the compared output; None when it is not on the page."""
-    parts = []
-    if name in OUTPUT_METRIC:
-        label, shown = OUTPUT_METRIC[name]
+    where, label, *shown = FAMILIES[name].soak.output
+    if where == "metric":  # this metric's value, or its value and delta: "␣Paris p = 65.6%"
         metric = page.locator("[data-testid=stMetric]").filter(has_text=label).first
-        parts = [metric.locator(f"[data-testid={test_id}]") for test_id in shown]
-    else:
-        heading = f"//*[@data-testid='stHeading'][contains(normalize-space(.), '{OUTPUT_HEADING[name]}')]"
+        parts = [metric.locator(f"[data-testid={test_id}]") for test_id in shown[0]]
+    else:  # the first code block after this subheader
+        heading = f"//*[@data-testid='stHeading'][contains(normalize-space(.), '{label}')]"
         parts = [page.locator(f"xpath={heading}/following::*[@data-testid='stCode'][1]")]
     if not all([await part.count() for part in parts]):
         return None
@@ -171,7 +162,8 @@ async def interact(page, name: str, key: tuple, rng: random.Random) -> tuple[tup
     names = await tabs.all_inner_texts()
     selected = [await tabs.nth(i).get_attribute("aria-selected") == "true" for i in range(len(names))]
     choices = [("tab", t.strip()) for t, s in zip(names, selected, strict=True) if not s]
-    choices += [("check", label) for label in CHECKS.get(name, ())]
+    soak = FAMILIES[name].soak
+    choices += [("check", label) for label in (*soak.checks, *soak.clicks)]
     if not choices:
         return key, "nothing"
     kind, label = rng.choice(choices)
@@ -182,7 +174,7 @@ async def interact(page, name: str, key: tuple, rng: random.Random) -> tuple[tup
     await page.evaluate(ARM_JS)
     await target.click(timeout=LOAD_TIMEOUT_MS)
     await page.evaluate(SETTLED_JS, [10_000, LOAD_TIMEOUT_MS])
-    if kind == "check" and name in KEYED_CHECKS:
+    if kind == "check" and label in soak.checks:  # the oracle's key holds the labels clicked away
         key = (key[0], key[1] ^ {label})
     return key, f"{kind} {label}"
 

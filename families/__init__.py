@@ -4,7 +4,7 @@ See docs/architecture.md, "Add a family"."""
 
 from __future__ import annotations
 
-from analysis.protocol import Family
+from analysis.family import Family
 from families import bert, captioner, gpt, llm, seq2seq, transformer
 from models.checkpoints import load_card, load_checkpoint
 
@@ -19,6 +19,12 @@ FAMILIES: dict[str, Family] = {
         llm.FAMILY,
     )
 }
+
+
+def address(family: Family) -> str:
+    """Where the family's page is served: the first family's is the app's default page, at "/" (its own
+    path would open a "Page not found" modal); every other at "/<url_path>"."""
+    return "/" if family is next(iter(FAMILIES.values())) else f"/{family.url_path}"
 
 
 def load(name: str):

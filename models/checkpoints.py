@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from models.device import pick_device
+from tasks import TASKS
 from tasks.common import SPECIALS, Vocab
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -205,3 +206,24 @@ def load_checkpoint(
     load_weights(model, read_safetensors(weights, fix), weights, fix)
     model.eval().to(pick_device())
     return model, card, Vocab(tuple(card["src_vocab"])), Vocab(tuple(card["tgt_vocab"]))
+
+
+# --- Measurements added to cards after training (`python -m training.measure`) ---------------------
+def write_entry(name: str, key: str, entry: dict, folder: Path = ASSETS) -> dict[str, dict]:
+    """``entry`` under ``key`` in the card ``name`` (read just before writing: nothing else in the card
+    changes); returns {name: entry}, what a card measurement reports."""
+    update_card(name, key, entry, folder)
+    return {name: entry}
+
+
+def trained(kind: str, variants, network: type[nn.Module], config: type, folder: Path = ASSETS):
+    """Every checkpoint of ``kind`` in ``folder`` (every task, each of ``variants``): yields (name, task,
+    model, source vocabulary, target vocabulary); a missing one is said and skipped."""
+    for task in TASKS.values():
+        for variant in variants:
+            name = checkpoint_name(kind, task.name, variant)
+            if not (folder / f"{name}.json").is_file():
+                print(f"{name}: no checkpoint in {folder}, skipped")
+                continue
+            model, _, src_vocab, tgt_vocab = load_checkpoint(name, network, config, folder)
+            yield name, task, model, src_vocab, tgt_vocab

@@ -190,6 +190,11 @@ RELATIVE = re.compile(r"\b(today|tomorrow|yesterday|tonight|next|last|this|ago|c
 NUMBERS = re.compile(r"\d+")
 WORD = re.compile(r"[^\W\d_]{3,}")  # a month name in any script, perhaps misspelled
 NUMERIC = re.compile(r"(\d{1,2})([/.\-])(\d{1,2})\2(\d{2}|\d{4})")
+TYPED = (  # dates as people type them: the task's own formats and a few looser ones (the soak types these)
+    "12 march 1999", "saturday, 21 november 2026", "jan 5 1987", "25.12.99", "the 1st of may, 2010",
+    "october 31, 1968", "07/04/1976", "9/11/01", "14 feb 22", "2000-02-29", "sunday, 1 january 2040",
+    "the 22nd of august, 1955", "apr 30 2019", "16.06.04", "december 8, 1980", "3 july 2004",
+)  # fmt: skip
 CONVENTION = (
     'Numeric dates: a four-digit year first is ISO (2026-11-21, 2026/11/21, 2026.11.21); otherwise "/" '
     'is month-first (US: 11/21/2026) unless the first number is over 12 (21/11/2026), and "." and "-" '

@@ -91,7 +91,7 @@ def seq2seq_shown(text: str, scoring: str = SCORINGS[0]) -> str:
     return seq2seq_run(text, scoring).text or "(empty output)"
 
 
-SHOTS = ("seq2seq", "transformer", "bert", "captioning", "gpt", "llm")
+SHOTS = tuple(f.url_path for f in FAMILIES.values())  # each page's screenshot, by its address
 
 
 def shot(page, folder: Path, name: str) -> None:

@@ -28,6 +28,8 @@ def open_app(page: str | None = None, **query) -> AppTest:
     app.run()
     if page is not None:
         app.switch_page(page).run()
+        if query:  # the first run on the page binds its widgets; the second draws what the URL asked for
+            app.run()
     assert not app.exception, [e.value for e in app.exception]
     return app
 
@@ -53,12 +55,9 @@ def array(value) -> np.ndarray:
     return np.asarray(value, dtype=float)
 
 
-VIEW_KEYS = ("s2s_view", "tf_view", "bert_view", "cap_view", "gpt_view", "llm_view")  # `lazy_tabs` keys
-
-
 def open_view(app: AppTest, label: str) -> AppTest:
     """Open one of the page's lazy tabs (`views.layout.lazy_tabs`): only the open tab's view runs."""
-    (key,) = [k for k in VIEW_KEYS if k in app.session_state]
+    (key,) = [f.tab_key for f in FAMILIES.values() if f.tab_key in app.session_state]
     app.session_state[key] = label
     app.run()
     assert not app.exception, [e.value for e in app.exception]

@@ -13,10 +13,11 @@ import base64
 from urllib.parse import urlencode
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from analysis import lm
-from families import FAMILIES
+from families import FAMILIES, address
 from families.bert.runner import encode, folders
 from families.captioner.runner import run as run_captioner
 from families.gpt import runner as gpt
@@ -49,7 +50,24 @@ def bert_token_count(text_a: str) -> int:
     return len(encode(loaded_model(FAMILIES["bert"], next(iter(folders()))), text_a, None).tokens)
 
 
-def test_seq2seq_page(server, page, shot_dir):
+@pytest.mark.parametrize("family", FAMILIES.values(), ids=list(FAMILIES))
+def test_every_page_opens_draws_and_is_photographed(server, page, shot_dir, family):
+    """Each family's smoke steps (its declaration's ``smoke``): open the page at its address with its
+    query, wait for what it draws, no exception shown; the page's screenshot."""
+    url, _ = server
+    smoke = family.smoke
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(url + address(family) + (f"?{urlencode(smoke.query)}" if smoke.query else ""))
+    settle(page, charts=smoke.charts)
+    no_exception(page)
+    if smoke.component is not None:
+        assert drawn_view(page, smoke.component)["shown"]  # fails by timing out when it is never drawn
+    if smoke.traces:
+        wait_for_chart(page, *smoke.traces)
+    shot(page, shot_dir, family.url_path)
+
+
+def test_seq2seq_page(server, page):
     url, _ = server
     page.set_viewport_size({"width": 1400, "height": 1000})
     first_text = "saturday, 21 november 2026"
@@ -61,7 +79,6 @@ def test_seq2seq_page(server, page, shot_dir):
     assert output(page) == first
     alignment = drawn_view(page, "s2s_heatmap")["shown"]  # the attention component, drawing the model's map
     np.testing.assert_array_equal(np.array(alignment, np.float32), seq2seq_run(first_text).weights.ravel())
-    shot(page, shot_dir, "seq2seq")
     box = page.get_by_label("Source text (at most 80 characters)")
     box.fill("the 4th of july, 1976")
     box.press("Enter")
@@ -88,7 +105,7 @@ def test_user_text_is_never_html(server, page):
     assert "read as <unk>" in page.get_by_test_id("stAlert").first.inner_text()  # the tags were named as text
 
 
-def test_transformer_page(server, page, shot_dir):
+def test_transformer_page(server, page):
     url, _ = server
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(f"{url}/transformer")
@@ -103,10 +120,9 @@ def test_transformer_page(server, page, shot_dir):
     settle(page, charts=2)
     no_exception(page)
     wait_for_chart(page, "heatmap")  # times out (fails) if no heatmap is drawn
-    shot(page, shot_dir, "transformer")
 
 
-def test_bert_page(server, page, shot_dir):
+def test_bert_page(server, page):
     url, _ = server
     page.set_viewport_size({"width": 1400, "height": 1000})
     text = "The bank raised interest rates."
@@ -116,10 +132,9 @@ def test_bert_page(server, page, shot_dir):
     assert page.get_by_test_id("stMetricValue").first.inner_text() == str(bert_token_count(text))
     lines = drawn_view(page, "bert_heads")  # the head view: the attention component's lines
     assert lines is not None and lines["shown"] is not None
-    shot(page, shot_dir, "bert")
 
 
-def test_captioning_page_with_upload(server, page, tmp_path, shot_dir):
+def test_captioning_page_with_upload(server, page, tmp_path):
     url, _ = server
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(f"{url}/captioning?source=upload")
@@ -132,7 +147,6 @@ def test_captioning_page_with_upload(server, page, tmp_path, shot_dir):
     no_exception(page)
     assert output(page)
     wait_for_chart(page, "image", "heatmap")  # the per-word overlay: fails by timing out without it
-    shot(page, shot_dir, "captioning")
     bad = tmp_path / "not_an_image.png"
     bad.write_bytes(b"hello")
     page.locator("input[type=file]").set_input_files(str(bad))
@@ -167,7 +181,7 @@ def test_drawing_on_the_canvas_is_captioned_by_the_model(server, page):
     no_exception(page)
 
 
-def test_gpt_page_types_a_prompt_and_draws_the_causal_map(server, page, shot_dir):
+def test_gpt_page_types_a_prompt_and_draws_the_causal_map(server, page):
     """Type a prompt as a user does; the zoomed map is the new prompt's, with exactly zero weight on
     every future token (the causal mask), and its rows sum to 1."""
     url, _ = server
@@ -183,7 +197,6 @@ def test_gpt_page_types_a_prompt_and_draws_the_causal_map(server, page, shot_dir
     for i, row in enumerate(weights):
         assert all(w == 0 for w in row[i + 1 :]), i  # the future: exactly zero
         assert abs(sum(row) - 1) < 1e-4, i
-    shot(page, shot_dir, "gpt")
 
 
 METRIC = """label => [...document.querySelectorAll('[data-testid=stMetric]')]
@@ -191,7 +204,7 @@ METRIC = """label => [...document.querySelectorAll('[data-testid=stMetric]')]
     .map(m => m.querySelector('[data-testid=stMetricValue]').innerText.trim())[0] ?? null"""
 
 
-def test_llm_page_types_a_prompt_and_draws_a_generated_tokens_attention(server, page, shot_dir, smollm2):
+def test_llm_page_types_a_prompt_and_draws_a_generated_tokens_attention(server, page, smollm2):
     """Type a prompt into the SmolLM2 page: its next token is the runner's. Generate four tokens
     (greedy): the text and the attention that chose each generated token, in the layer and head picked
     through the URL, are `families.llm.runner.generate`'s, every weight to float32 rounding."""
@@ -231,7 +244,6 @@ def test_llm_page_types_a_prompt_and_draws_a_generated_tokens_attention(server, 
     drawn = np.array(view_state(page, "llm_gen_map")["shown"], np.float32).reshape(new, -1)
     np.testing.assert_allclose(drawn, want, rtol=0, atol=1e-5)
     np.testing.assert_allclose(np.array(drawn).sum(1), 1, atol=1e-4)  # each row: one softmax over its keys
-    shot(page, shot_dir, "llm")
 
 
 def test_every_page_was_photographed_this_run(shot_dir):

@@ -7,9 +7,10 @@ import ipaddress
 import socket
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from tests.helpers import open_app, open_view
+from families import FAMILIES
+from tests.helpers import open_app
+from tests.test_images import FILES, REFUSED
 
 
 def corpus() -> dict[str, str]:
@@ -27,71 +28,54 @@ def corpus() -> dict[str, str]:
     }
 
 
-TEXT_INPUTS = [  # (page, how to reach the widget, widget kind, key)
-    ("families/seq2seq/page.py", {"input": "text"}, "text_input", "text"),
-    ("families/seq2seq/page.py", {"input": "text"}, "text_input", "ref"),
-    ("families/seq2seq/page.py", {"task": "translation", "input": "text"}, "text_input", "text"),
-    ("families/transformer/page.py", {"input": "text"}, "text_input", "text"),
-    ("families/transformer/page.py", {"input": "text"}, "text_input", "ref"),
-    ("families/transformer/page.py", {"view": "Playground"}, "text_input", "tf_pg_text"),
-    ("families/bert/page.py", {}, "text_area", "a"),
-    ("families/bert/page.py", {}, "text_input", "b"),
-    ("families/llm/page.py", {}, "text_area", "llm_prompt"),
+BOXES = [  # every box a visitor types into, on every family's page (its declaration's ``text_inputs``)
+    pytest.param(f, box, id=f"{f.name}-{box.key}-{'-'.join(box.setup.values())}".rstrip("-"))
+    for f in FAMILIES.values()
+    for box in f.text_inputs
 ]
-IDS = [f"{page.split('/')[-1][:-3]}-{key}-{'-'.join(setup.values())}" for page, setup, _, key in TEXT_INPUTS]
 
 
-def open_page(page: str, setup: dict) -> AppTest:
-    at = open_app(page)
-    for key, value in setup.items():
-        if key == "view":  # a lazy tab
-            open_view(at, value)
-        else:
-            widget = at.selectbox(key=key) if key == "task" else at.radio(key=key)
-            widget.set_value(value).run()
-    return at
-
-
-@pytest.mark.parametrize("page, setup, kind, key", TEXT_INPUTS, ids=IDS)
-def test_every_hostile_text_in_every_input(page, setup, kind, key):
-    at = open_page(page, setup)
+@pytest.mark.parametrize("family, box", BOXES)
+def test_every_hostile_text_in_every_input(family, box):
+    """The box is reached through the URL (its ``setup``: a mode, a tab). A key may carry its input (a
+    new clean prompt is a new box for its corrupted twin), so a box is found by a part of its key."""
+    at = open_app(family.page, **box.setup)
     for name, text in corpus().items():
-        getattr(at, kind)(key=key).set_value(text).run()
+        widgets = getattr(at, box.kind)
+        found = [w for w in widgets if w.key == box.key] or [w for w in widgets if box.key in (w.key or "")]
+        assert found, f"no {box.kind} with key {box.key!r} on {family.page} with {dict(box.setup)}"
+        found[0].set_value(text).run()
         assert not at.exception, (name, [e.value for e in at.exception])
         shown = [m.value for m in at.markdown] + [e.value for e in at.error] + [w.value for w in at.warning]
+        shown += [i.value for i in at.info] + [c.value for c in at.caption]
         for value in shown:  # user text reaches Markdown only escaped
             assert "<script>" not in value, (name, value)
-        # Something useful is on screen: an output, or a message saying what to do.
-        assert at.code or at.metric or at.error or at.info or at.warning, name
+        # Something useful is on screen: a message saying what to do, or what answers the box.
+        message = at.error or at.info or at.warning
+        if box.answer is None:
+            assert message or at.code or at.metric, name
+        else:
+            assert message or [c for c in at.get("plotly_chart") if box.answer in c.proto.id], name
 
 
-# The circuit tabs' prompt inputs: their keys carry the input they follow (a new clean source is a new
-# corrupted-source box), so each is found by a part of its key. The GPT stands for SmolLM2 here: both
-# pages draw the same tab (views/circuits.py).
-CIRCUIT_INPUTS = [  # (page, tab, widget kind, a part of the key, the tab's first result chart)
-    ("families/gpt/page.py", "Circuits", "text_area", "circ_clean", "gpt_circ_lens_grid"),
-    ("families/gpt/page.py", "Circuits", "text_area", "circ_corrupt", "gpt_circ_lens_grid"),
-    ("families/transformer/page.py", "Circuits", "text_input", "circ_corrupt", "tf_circ_lens_grid"),
-    ("families/bert/page.py", "Patching", "text_input", "bert_patch_corrupt", "bert_patch_positions"),
-    ("families/seq2seq/page.py", "Causal alignment", "text_input", "s2s_patch_corrupt", "s2s_causal_grid"),
+UPLOADS = [  # every image upload of every family's page, with every file of the hostile corpus
+    pytest.param(f, upload, name, id=f"{f.name}-{upload.key}-{name}")
+    for f in FAMILIES.values()
+    for upload in f.image_inputs
+    for name in sorted(FILES)
 ]
 
 
-CIRCUIT_IDS = [f"{page.split('/')[-1][:-3]}-{part}" for page, _, _, part, _ in CIRCUIT_INPUTS]
-
-
-@pytest.mark.parametrize("page, view, kind, part, result", CIRCUIT_INPUTS, ids=CIRCUIT_IDS)
-def test_every_hostile_text_in_every_circuit_input(page, view, kind, part, result):
-    at = open_view(open_app(page), view)
-    for name, text in corpus().items():
-        (box,) = [w for w in getattr(at, kind) if part in w.key]
-        box.set_value(text).run()
-        assert not at.exception, (name, [e.value for e in at.exception])
-        shown = [m.value for m in at.markdown] + [i.value for i in at.info] + [w.value for w in at.warning]
-        assert not any("<script>" in value for value in shown), name
-        # The tab answers: a message saying what to do, or its result over the pair.
-        drawn = [c for c in at.get("plotly_chart") if result in c.proto.id]
-        assert at.info or at.warning or at.error or drawn, name
+@pytest.mark.parametrize("family, upload, name", UPLOADS)
+def test_every_hostile_upload(family, upload, name):
+    """Refused files get an error naming what is wrong; odd but valid ones are read, with no error."""
+    at = open_app(family.page, **upload.setup)
+    at.file_uploader(key=upload.key).set_value((name, FILES[name], "image/png")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    if name in REFUSED:
+        assert at.error and REFUSED[name] in at.error[0].value, [e.value for e in at.error]
+    else:
+        assert not at.error and (at.code or at.metric), [e.value for e in at.error]  # read: an output
 
 
 @pytest.fixture
@@ -116,10 +100,9 @@ def no_network(monkeypatch):
 
 
 def test_every_page_works_offline(no_network):
-    at = open_page("families/seq2seq/page.py", {"input": "text"})
-    assert at.code and not at.exception
-    for page in ("families/transformer/page.py", "families/bert/page.py", "families/captioner/page.py"):
-        at.switch_page(page).run()
-        assert not at.exception, (page, [e.value for e in at.exception])
-        assert at.code or at.metric, page
+    at = open_app()
+    for f in FAMILIES.values():
+        at.switch_page(f.page).run()
+        assert not at.exception, (f.name, [e.value for e in at.exception])
+        assert at.code or at.metric, f.name
     assert no_network == []

@@ -15,6 +15,8 @@ from analysis.importance import CARD_KEY, CHECK_EXAMPLES, GRADIENT_X_INPUT, blan
 from analysis.stats import rollout
 from families.bert import importance as bert_importance
 from families.bert import runner as bert
+from families.bert.runner import CARD as BERT_CARD
+from families.bert.runner import card_sentences as bert_sentences
 from families.gpt import importance as gpt_importance
 from families.gpt import runner as gpt
 from families.transformer import importance as transformer_importance
@@ -26,7 +28,6 @@ from models.transformer import VARIANTS, Transformer, TransformerConfig
 from tasks import TASKS, held_out, stdlib
 from tasks.common import BOS_ID, UNK_ID
 from tests.helpers import assert_spearman_means_recompute, open_app, open_view
-from training.measure import BERT_CARD, bert_sentences
 
 TRANSFORMERS = [f"transformer-dates-{v}" for v in VARIANTS] + ["transformer-translation-h4"]
 TAB = "Attention vs importance"

@@ -6,28 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from families import FAMILIES
 from tests.helpers import open_app
 
-PAGES = {  # page → every URL parameter it reads (each bound to a widget with bind="query-params")
-    "families/seq2seq/page.py": (
-        *("task", "scoring", "decoding", "k", "input", "example", "text", "ref", "s2s_view"),
-    ),
-    "families/transformer/page.py": ("task", "model", "input", "example", "text", "ref", "tf_view"),
-    "families/bert/page.py": ("a", "b", "bert_view"),
-    "families/captioner/page.py": ("source", "sample", "seed", "cap_view"),
-    "families/gpt/page.py": ("gpt_input", "gpt_prompt", "gpt_seed", "gpt_view"),
-    "families/llm/page.py": ("llm_mode", "llm_prompt", "llm_layer", "llm_head", "llm_view"),
-}
-NEEDS = {  # a parameter whose widget shows only in a mode: sent together with that mode
-    "text": {"input": "text"},
-    "ref": {"input": "text"},
-    "k": {"decoding": "beam"},
-    "seed": {"source": "random"},
-    "gpt_seed": {"gpt_input": "random"},
-}
-FREE_TEXT = {  # text boxes: any text is input (tests/test_hostile.py)
-    "text", "ref", "a", "b", "gpt_prompt", "llm_prompt",
-}  # fmt: skip
 JUNK = {
     "empty": "",
     "huge": "9" * 20_000,
@@ -51,17 +32,15 @@ def whole(value: str) -> list[str]:
         return []
 
 
-CASES = [
-    pytest.param(page, param, id=f"{page.split('/')[-1][:-3]}-{param}")
-    for page, params in PAGES.items()
-    for param in params
+CASES = [  # every URL parameter of every family's page (its declaration's ``url_inputs``)
+    pytest.param(f, param, id=f"{f.name}-{param}") for f in FAMILIES.values() for param in f.url_inputs
 ]
 
 
 @pytest.mark.slow  # about 100 s: a fresh session per value
-@pytest.mark.parametrize("page, param", CASES)
-def test_junk_in_every_url_parameter_keeps_the_page_working(page, param):
-    mode = NEEDS.get(param, {})
+@pytest.mark.parametrize("family, param", CASES)
+def test_junk_in_every_url_parameter_keeps_the_page_working(family, param):
+    page, mode = family.page, family.url_needs.get(param, {})  # a parameter shown only in a mode: with it
     default = open_app(page, **mode).session_state[param]
     for name, value in JUNK.items():
         at = open_app(page, **mode, **{param: value})  # open_app asserts no exception
@@ -70,7 +49,7 @@ def test_junk_in_every_url_parameter_keeps_the_page_working(page, param):
         sent = value if isinstance(value, list) else [value, *whole(value)]
         # A value the widget cannot take leaves its default; free text is taken as typed, a number
         # in range as the widget's type (2.5 → 2 for a whole-number slider).
-        assert taken == default or param in FREE_TEXT or str(taken) in sent, (param, name, taken)
+        assert taken == default or param in family.free_text or str(taken) in sent, (param, name, taken)
         assert at.title, (param, name)  # the page drew its header, not just an error
         output = at.code or at.metric or at.get("plotly_chart")
         assert output or at.info or at.error or at.warning, (param, name)  # an output or a message

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -126,7 +127,7 @@ def test_cached_runs_are_read_only():
 def test_each_served_call_has_its_own_cache(monkeypatch):
     """`views.serving.cached` wraps every call a family serves in a cache of its own: two calls with
     the same inputs never share results, and each keeps its own ``max_entries``."""
-    from analysis.protocol import Family, Served
+    from analysis.family import Served
     from views import serving
 
     calls = []
@@ -136,8 +137,7 @@ def test_each_served_call_has_its_own_cache(monkeypatch):
 
     served = {"a": Served(call("a"), max_entries=1), "b": Served(call("b"), max_entries=4)}
     load = Served(lambda name: f"loaded {name}")
-    family = Family(name="fake", title="", page="", url_path="", icon="", example=lambda: None, load=load,
-                    served=served)
+    family = replace(FAMILIES["gpt"], name="fake", load=load, served=served)  # a family of its own
     monkeypatch.setattr(serving, "_served", {})
     a, b = serving.cached(family, "a"), serving.cached(family, "b")
     assert serving.cached(family, "a") is a  # built once

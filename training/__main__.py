@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from analysis.protocol import Family
+from analysis.family import Family
 from families import FAMILIES
 from models.checkpoints import ASSETS, save_checkpoint
 from training.loop import check, name_of, recipe, train

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from analysis.protocol import Family
+from analysis.family import Family
 from models.checkpoints import checkpoint_name
 from models.device import pick_device
 from tasks import TASKS, TEST_SEED, TEST_SIZE, Task, scenes, stdlib

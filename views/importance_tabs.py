@@ -14,8 +14,8 @@ from typing import Any
 
 import streamlit as st
 
+from analysis.family import Family, ImportanceTab
 from analysis.importance import CARD_KEY, Comparison, compare
-from analysis.protocol import Family, ImportanceTab
 from views.importance import comparison, per_output_token
 from views.serving import cached, loaded_model
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from analysis.protocol import Family, Served
+from analysis.family import Family, Served
 from models.checkpoints import ASSETS, load_card, load_checkpoint
 from tasks import held_out
 from tasks.common import Example

@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from analysis.family import Served
 from analysis.patching import Sweep
-from analysis.protocol import Served
 from families.bert.runner import Encoding, _forward, encode
 from models.attention import NO_INTERVENTION
 from models.bert import LoadedBert, sentence_embedding

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from analysis.family import ImportanceTab, Served
 from analysis.importance import (
+    CARD_KEY,
     GRADIENT_X_INPUT,
     Comparison,
     card_entry,
@@ -37,10 +40,11 @@ from analysis.importance import (
     no_op_ablations,
     without_no_ops,
 )
-from analysis.protocol import ImportanceTab, Served, to_numpy
+from analysis.protocol import to_numpy
 from analysis.stats import rollout
-from families.bert.runner import Encoding, encode
-from models.bert import LoadedBert, sentence_embedding
+from families.bert.runner import CARD, Encoding, card_sentences, encode, start_card
+from models.bert import LoadedBert, default_folder, load_bert, sentence_embedding
+from models.checkpoints import ASSETS, write_entry
 
 COPY_TOKENS = 2048  # ablated copies × tokens, at most (≤ 45 tokens: every piece alone; 512: 8 spans of ~64)
 MIN_COPIES = 8  # a long input still gets this many ablated spans
@@ -199,3 +203,14 @@ TAB = ImportanceTab(
         "The held-out means in assets/bert-minilm.json are of the packaged MiniLM, not this checkpoint."
     ),
 )
+
+
+def measure_cards(n: int, folder: Path = ASSETS) -> dict[str, dict]:
+    """The packaged all-MiniLM-L6-v2 on ``n`` sentences (`card_sentences`), into ``bert-minilm.json``."""
+    start_card(folder)
+    split = (
+        f"the English sides of the first {n} examples of the translation test split (tasks.held_out), "
+        "each encoded alone"
+    )
+    entry = held_out(load_bert(default_folder()), card_sentences(n), split)
+    return write_entry(CARD, CARD_KEY, entry, folder)

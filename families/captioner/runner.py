@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from analysis.protocol import AttentionMaps, Served, to_numpy
+from analysis.family import Served
+from analysis.protocol import AttentionMaps, to_numpy
 from models.attention import NO_INTERVENTION, Interventions
 from models.captioner import Captioner, CaptionerConfig, CaptionTrace
 from models.checkpoints import ASSETS, load_checkpoint

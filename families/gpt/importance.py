@@ -19,11 +19,15 @@ attention does not see that, ablation does. The measure is every decoder's (`ana
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from analysis import importance as imp
+from analysis.family import ImportanceTab, Served
+from analysis.importance import CARD_KEY
 from analysis.lm import LM
 from analysis.lm_importance import measure
-from analysis.protocol import ImportanceTab, Served
+from families.gpt.runner import DEFAULT, load
+from models.checkpoints import ASSETS, write_entry
 from tasks import stdlib
 
 BLANK = imp.BLANK
@@ -67,3 +71,10 @@ TAB = ImportanceTab(
     **imp.NEXT_TOKEN,
     explain=_explain,
 )
+
+
+def measure_cards(n: int, folder: Path = ASSETS) -> dict[str, dict]:
+    """The GPT's card: its held-out entry over the first ``n`` test windows, cut to prompts."""
+    loaded = load(DEFAULT, folder)
+    entry = held_out(loaded, stdlib.generate(n, loaded.card["test_seed"], "test"))
+    return write_entry(DEFAULT, CARD_KEY, entry, folder)

@@ -15,11 +15,13 @@ import numpy as np
 import torch
 
 from analysis import lm
+from analysis import projections as diagonal
+from analysis.family import Served
 from analysis.lm import LM, Prompt
 from analysis.projections import RawVsProjected, raw_vs_projected
-from analysis.protocol import Served, to_numpy
+from analysis.protocol import to_numpy
 from models.attention import NO_INTERVENTION, Interventions
-from models.checkpoints import ASSETS, CheckpointError, load_checkpoint, retrain_fix
+from models.checkpoints import ASSETS, CheckpointError, load_checkpoint, retrain_fix, write_entry
 from models.gpt import GPT, GPTConfig
 from tasks import stdlib
 from tasks.common import BOS_ID, SPECIALS
@@ -140,3 +142,17 @@ SERVED = {
     "run": Served(_served_run, max_entries=64),
     "sample": Served(_served_sample, max_entries=32, spinner="Sampling…"),
 }
+
+
+def measure_diagonal(n: int, folder: Path = ASSETS) -> dict[str, dict]:
+    """The GPT's card: its layers on ``n`` held-out windows of the test files (every position of each)."""
+    loaded = load(DEFAULT, folder)
+    windows = stdlib.generate(n, loaded.card["test_seed"], "test")
+    prompts = [Prompt(tuple(int(i) for i in w.ids[: loaded.model.cfg.max_len])) for w in windows]
+    entry = {
+        "self": diagonal.card_entry(
+            [projections(loaded, p) for p in prompts],
+            f"{n} windows of {loaded.model.cfg.max_len} tokens from the held-out test files",
+        )
+    }
+    return write_entry(DEFAULT, diagonal.CARD_KEY, entry, folder)

@@ -19,9 +19,10 @@ import torch
 from torch import Tensor
 
 from analysis import lm
+from analysis.family import Served
 from analysis.lm import LM, Change, Prompt
 from analysis.projections import RawVsProjected, raw_vs_projected
-from analysis.protocol import Served, to_numpy
+from analysis.protocol import to_numpy
 from families.llm import runner as llama
 from models.attention import NO_INTERVENTION, Interventions
 from models.llama import Llama

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 from analysis import importance as imp
 from analysis import lm_importance
+from analysis.family import ImportanceTab, Served
 from analysis.lm import LM
-from analysis.protocol import ImportanceTab, Served
 
 BLANK = imp.BLANK
 MAX_TOKENS = 64  # tokens the ablations read: t + 1 copies of t + 1 tokens (≈ 30 s at 64 on 2 busy cores)

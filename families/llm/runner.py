@@ -12,8 +12,8 @@ from collections.abc import Collection, Iterator
 from tokenizers import Tokenizer
 
 from analysis import lm
+from analysis.family import Served
 from analysis.lm import LM, Prompt
-from analysis.protocol import Served
 from models.attention import NO_INTERVENTION, Interventions
 from models.llama import Llama, load
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from analysis.protocol import Served, to_numpy
+from analysis.family import Served
+from analysis.protocol import to_numpy
 from models.patching import Patch
 from models.seq2seq import Seq2Seq
 from tasks.common import BOS_ID

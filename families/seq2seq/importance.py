@@ -16,15 +16,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from analysis.importance import GRADIENT_X_INPUT, PerToken, card_entry, gradient_x_input, spearman
-from analysis.protocol import ImportanceTab, Served, to_numpy
+from analysis.family import ImportanceTab, Served
+from analysis.importance import CARD_KEY, GRADIENT_X_INPUT, PerToken, card_entry, gradient_x_input, spearman
+from analysis.protocol import to_numpy
 from families.seq2seq.runner import run
-from models.seq2seq import Seq2Seq
+from models.checkpoints import ASSETS, trained, write_entry
+from models.seq2seq import VARIANTS, Seq2Seq, Seq2SeqConfig
 from tasks import Task
+from tasks import held_out as held_out_examples
 from tasks.common import BOS_ID, EOS, UNK, UNK_ID, Example, Vocab
 
 ATTENTION = "raw attention α"
@@ -203,3 +207,15 @@ TAB = ImportanceTab(
         "is one single-head, single-layer map per output token: there is no stack of layers to roll out."
     ),
 )
+
+
+def measure_cards(n: int, folder: Path = ASSETS) -> dict[str, dict]:
+    """Every seq2seq checkpoint in ``folder`` (both tasks; every scoring, the no-attention baseline
+    with gradient × input only): its held-out entry over the first ``n`` test examples, written into its
+    card (`python -m training.measure importance --family seq2seq`). Returns name → entry."""
+    written = {}
+    checkpoints = trained("seq2seq", VARIANTS, Seq2Seq, Seq2SeqConfig, folder)
+    for name, task, model, src_vocab, tgt_vocab in checkpoints:
+        entry = held_out(model, task, held_out_examples(task.name, n), src_vocab, tgt_vocab)
+        written |= write_entry(name, CARD_KEY, entry, folder)
+    return written

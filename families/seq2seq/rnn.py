@@ -17,14 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from analysis.protocol import to_numpy
-from models.seq2seq import Seq2Seq
-from tasks import Task
+from models.checkpoints import ASSETS, trained, write_entry
+from models.seq2seq import VARIANTS, Seq2Seq, Seq2SeqConfig
+from tasks import Task, held_out
 from tasks.common import BOS_ID, Example, Vocab, length_to_eos
 
 GATES = ("r", "z", "n")  # nn.GRU stacks each weight as [W_r; W_z; W_n] along dim 0
@@ -322,3 +324,18 @@ def ratio_at_longest(
         return None
     d = int(np.flatnonzero(both)[-1])
     return d, float(attention.mean_norm[d] / baseline.mean_norm[d])
+
+
+CARD_KEY = "gradient_by_distance"  # the card key `python -m training.measure gradient-distance` writes
+
+
+def measure_cards(n: int, folder: Path = ASSETS) -> dict[str, dict]:
+    """Every seq2seq checkpoint in ``folder`` (both tasks, every variant, the baseline included): the
+    mean ‖∂ log p(y_t) / ∂ e_i‖ by distance |t − i| over its first ``n`` held-out examples (see
+    `DISTANCE`), written into its card. Returns name → entry."""
+    written = {}
+    checkpoints = trained("seq2seq", VARIANTS, Seq2Seq, Seq2SeqConfig, folder)
+    for name, task, model, src_vocab, tgt_vocab in checkpoints:
+        curve = held_out_curve(model, task, held_out(task.name, n), src_vocab, tgt_vocab)
+        written |= write_entry(name, CARD_KEY, curve_card(curve, n), folder)
+    return written

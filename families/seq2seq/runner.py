@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from analysis.protocol import AttentionMaps, Served, to_numpy
+from analysis.family import Served
+from analysis.protocol import AttentionMaps, to_numpy
 from models.checkpoints import load_checkpoint
 from models.seq2seq import DecodeTrace, Seq2Seq, Seq2SeqConfig
 from tasks import TASKS, Task, held_out

@@ -22,11 +22,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from analysis.family import ImportanceTab, Served
 from analysis.importance import (
+    CARD_KEY,
     GRADIENT_X_INPUT,
     Comparison,
     card_entry,
@@ -36,11 +39,13 @@ from analysis.importance import (
     no_op_ablations,
     without_no_ops,
 )
-from analysis.protocol import ImportanceTab, Served, to_numpy
+from analysis.protocol import to_numpy
 from analysis.stats import rollout
 from models.attention import NO_INTERVENTION
-from models.transformer import Transformer
+from models.checkpoints import ASSETS, trained, write_entry
+from models.transformer import VARIANTS, Transformer, TransformerConfig
 from tasks import TASKS, Task
+from tasks import held_out as held_out_examples
 from tasks.common import BOS_ID, UNK, UNK_ID, Example, Vocab, length_to_eos
 
 DEFINITION = {
@@ -219,3 +224,14 @@ TAB = ImportanceTab(
         "the decoder's layers (cross-attention × encoder rollout, self-attention and residuals mixed in)."
     ),
 )
+
+
+def measure_cards(n: int, folder: Path = ASSETS) -> dict[str, dict]:
+    """Every transformer checkpoint in ``folder`` (both tasks, every variant): its held-out entry over
+    every output token of the first ``n`` test sources, written into its card."""
+    written = {}
+    for name, task, model, src_vocab, tgt_vocab in trained("transformer", VARIANTS, Transformer,
+                                                           TransformerConfig, folder):  # fmt: skip
+        entry = held_out(model, task, held_out_examples(task.name, n), src_vocab, tgt_vocab)
+        written |= write_entry(name, CARD_KEY, entry, folder)
+    return written

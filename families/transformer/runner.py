@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from analysis import projections as diagonal
+from analysis.family import Served
 from analysis.projections import RawVsProjected, raw_vs_projected, rows_with_a_choice
-from analysis.protocol import AttentionMaps, Served, to_numpy
+from analysis.protocol import AttentionMaps, to_numpy
 from analysis.stats import rank_heads
 from families.transformer import circuits
 from models.attention import NO_INTERVENTION, Interventions, MultiHeadTrace
-from models.checkpoints import load_checkpoint
-from models.transformer import BLOCKS, LayerTrace, SublayerTrace, Transformer, TransformerConfig
+from models.checkpoints import ASSETS, load_checkpoint, trained, write_entry
+from models.transformer import BLOCKS, VARIANTS, LayerTrace, SublayerTrace, Transformer, TransformerConfig
 from tasks import TASKS, Task, held_out
 from tasks.batching import batch_tensors
 from tasks.common import BOS, EOS, PAD, Example, Vocab, length_to_eos
@@ -300,3 +303,22 @@ SERVED = {
         copied=True,
     ),
 }
+
+
+def measure_diagonal(n: int, folder: Path = ASSETS) -> dict[str, dict]:
+    """Every transformer checkpoint: its self-attention blocks on the first ``n`` test sources (greedy
+    decoding; the decoder's rows are the model's own output): the ``diagonal_mass`` card entry."""
+    written = {}
+    for name, task, model, src_vocab, tgt_vocab in trained("transformer", VARIANTS, Transformer,
+                                                           TransformerConfig, folder):  # fmt: skip
+        runs = [run(model, task, ex.src, src_vocab, tgt_vocab) for ex in held_out(task.name, n)]
+        layers, pre_norm = range(model.cfg.n_layers), model.cfg.norm == "pre"
+        entry = {
+            block: diagonal.card_entry(
+                [[projections(r, block, i, pre_norm=pre_norm) for i in layers] for r in runs],
+                f"the first {n} test examples of the {task.name} task, decoded greedily",
+            )
+            for block in SELF_ATTENTION_BLOCKS
+        }
+        written |= write_entry(name, diagonal.CARD_KEY, entry, folder)
+    return written
