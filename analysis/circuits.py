@@ -57,6 +57,12 @@ class Run:
     value: float  # the metric
     cache: KVCache | None  # every layer's keys and values, for a model with a KV cache (`new_cache`)
 
+    @property
+    def layers_heads(self) -> tuple[int, int]:
+        """(L, h): the model's layers and its (query) heads per layer, as the run traced them."""
+        n_layers, n_heads = self.contexts.shape[:2]
+        return n_layers, n_heads
+
 
 def scored(run: Run, pair: Pair) -> Run:
     """``run`` with its metric for ``pair`` (the same forward: nothing runs again)."""
@@ -74,6 +80,12 @@ def forward(model: nn.Module, ids: Sequence[int], pair: Pair | None,
         logits, trace = model(x, iv=iv, return_trace=True, capture="weights", **cached)
     value = math.nan if pair is None else float(metric(logits, pair)[0])
     return Run(x, logits, trace.streams, _contexts(model, trace), value, cache)
+
+
+def candidates(run: Run, k: int) -> np.ndarray:
+    """(k,) int64: the ids of the k most likely next tokens after the prompt, best first (the last
+    position's logits, in `torch.topk`'s order)."""
+    return torch.topk(run.logits[0, -1].float(), k).indices.cpu().numpy()
 
 
 def _contexts(model: nn.Module, trace) -> Tensor:

@@ -5,6 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from families.transformer.lesson_runs import random_attention
 from families.transformer.runner import run
 from models.attention import Interventions
 from tasks import TASKS
@@ -110,6 +111,7 @@ def test_playground_refuses_invalid_dimensions(at):
     panels = sent_maps(at, "tf_pg_grid_model")  # one map per head
     assert panels.shape[:2] == (1, 3)
     np.testing.assert_allclose(panels.sum(-1), 1.0, atol=1e-5)  # softmax rows
+    np.testing.assert_array_equal(panels, random_attention(6, 3, 3))  # the runner's maps, as computed
 
 
 def test_head_ranking_and_bad_input(at):

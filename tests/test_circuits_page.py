@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from analysis import circuits as C
+from analysis import lm_circuits
 from analysis import patching as P
 from families.gpt import runner as gpt
 from tasks import probes
@@ -43,6 +45,10 @@ def test_the_preset_pairs_metric_and_direct_effects_are_the_runners(loaded):
     model = loaded.model
     clean, corrupt, pair = preset_pair(loaded)
     app = circuits_tab()
+    # Target and rival are offered from the preset's words, then the model's ten most likely next tokens.
+    top = torch.topk(C.forward(model, clean, pair).logits[0, -1].float(), 10).indices.tolist()
+    (target,) = [s for s in app.selectbox if s.label == "Target token"]
+    assert target.options == [loaded.label(i) for i in dict.fromkeys([pair.target, pair.rival, *top])]
     metrics = {m.label: m.value for m in app.metric}
     label = f"logit({loaded.label(pair.target)}) − logit({loaded.label(pair.rival)}), clean"
     assert metrics[label] == f"{C.forward(model, clean, pair).value:+.3f}"
@@ -66,6 +72,9 @@ def test_exact_patching_on_the_page_equals_the_sweep(loaded):
     app.radio(key="gpt_circ_section").set_value("Patching").run()
     app.selectbox(key="gpt_circ_kind").set_value("each head, every position").run()
     assert any("patched copies" in c.value for c in app.caption)
+    layout = chart(app, "gpt_circ_attr")["layout"]  # one row per layer, one column per head of the network
+    assert layout["yaxis"]["ticktext"] == [f"L{i}" for i in range(len(model.blocks))]
+    assert layout["xaxis"]["ticktext"] == [f"H{h}" for h in range(model.blocks[0].attn.n_heads)]
     app.toggle(key="gpt_circ_exact").set_value(True).run()
     assert not app.exception
     runs = C.forward(model, clean, pair), C.forward(model, corrupt, pair)
@@ -104,3 +113,16 @@ def test_value_weighted_attention_draws_the_runners_two_maps(loaded):
     np.testing.assert_array_equal(sent_maps(app, "gpt_circ_vw"), np.stack([weights, norms]))
     shares = app.dataframe[-1].value["attention on the first token"]
     np.testing.assert_allclose(shares, weights[:, 1:, 0].mean(-1), rtol=1e-6)  # rows with a choice
+
+
+def test_a_served_call_reads_the_run_it_is_handed_or_traces_its_own(loaded):
+    """`analysis.lm_circuits`: a call handed the traced run of its ids gives what it gives tracing the
+    prompt itself (the same forward); a run of another prompt is refused, so no result is cached under
+    the wrong prompt."""
+    clean, corrupt, pair = preset_pair(loaded)
+    run, seconds = lm_circuits.traced(loaded, clean)
+    assert seconds > 0 and run.layers_heads == (len(loaded.model.blocks), loaded.model.blocks[0].attn.n_heads)
+    handed, own = lm_circuits.direct(loaded, clean, pair, _clean=run), lm_circuits.direct(loaded, clean, pair)
+    np.testing.assert_array_equal(handed.effects, own.effects)
+    with pytest.raises(ValueError, match="another prompt"):
+        lm_circuits.lens(loaded, corrupt, pair, _clean=run)

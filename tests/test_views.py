@@ -6,10 +6,12 @@ Each family's `example()` runs its shipped checkpoint on its default input; the 
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,7 +128,8 @@ def test_cached_runs_are_read_only():
 
 def test_each_served_call_has_its_own_cache(monkeypatch):
     """`views.serving.cached` wraps every call a family serves in a cache of its own: two calls with
-    the same inputs never share results, and each keeps its own ``max_entries``."""
+    the same inputs never share results, and each keeps its own ``max_entries``; keyword arguments named
+    with a leading underscore are handed to the call and left out of its key."""
     from analysis.family import Served
     from views import serving
 
@@ -135,7 +138,11 @@ def test_each_served_call_has_its_own_cache(monkeypatch):
     def call(tag: str):
         return lambda loaded, x: calls.append((tag, x)) or (tag, loaded, x)
 
+    def handed(loaded, x, *, _given=None):  # a result another call computed, handed over
+        return calls.append(("h", x)) or (x, _given)
+
     served = {"a": Served(call("a"), max_entries=1), "b": Served(call("b"), max_entries=4)}
+    served["h"] = Served(handed)
     load = Served(lambda name: f"loaded {name}")
     family = replace(FAMILIES["gpt"], name="fake", load=load, served=served)  # a family of its own
     monkeypatch.setattr(serving, "_served", {})
@@ -145,6 +152,9 @@ def test_each_served_call_has_its_own_cache(monkeypatch):
     for x in (2, 1):  # a keeps one entry: 1 was evicted by 2; b keeps four
         a("m", x), b("m", x)
     assert calls == [("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 1)]
+    h = serving.cached(family, "h")  # a keyword with a leading underscore reaches the call, not the key
+    assert (h("m", 1, _given="run"), h("m", 1, _given="another")) == ((1, "run"), (1, "run"))
+    assert calls[-1:] == [("h", 1)]
     with pytest.raises(KeyError, match="serves no 'c'"):
         serving.cached(family, "c")
 
@@ -166,3 +176,84 @@ def test_the_server_caps_mallocs_arenas_where_glibc_runs_it():
     from views.serving import cap_malloc_arenas
 
     assert cap_malloc_arenas() == (platform.libc_ver()[0] == "glibc")
+
+
+# --- Views draw: model work is a runner's ----------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+VIEW_CODE = ("views/*.py", "families/*/page.py", "families/*/views.py", "families/*/*_view.py",
+             "families/*/*_views.py", "families/*/lessons.py")  # fmt: skip
+
+
+def _model_work(path: Path) -> list[str]:
+    """What in one file reaches for torch or a network: an import of torch; a name or attribute path that
+    resolves, through the file's imports of ``models``, to an `nn.Module` subclass (a network or one of its
+    parts, imported to be built); ``<…>model.blocks`` (a loaded network's layers)."""
+    import importlib
+
+    from torch import nn
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found, bound = [], {}  # bound: local name → the object of models/ it names
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):  # import models.gpt binds "models"; import models.gpt as g binds g
+            for alias in node.names:
+                root = alias.name.split(".")[0]
+                if root == "torch":
+                    found.append(f"line {node.lineno}: imports {alias.name}")
+                elif root == "models":
+                    module = importlib.import_module(alias.name)
+                    bound[alias.asname or root] = module if alias.asname else importlib.import_module(root)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            root = node.module.split(".")[0]
+            for alias in node.names:
+                if root == "torch":
+                    found.append(f"line {node.lineno}: imports {node.module}.{alias.name}")
+                elif root == "models":
+                    obj = getattr(importlib.import_module(node.module), alias.name, None)
+                    if obj is None:  # a submodule not imported yet: from models import attention
+                        obj = importlib.import_module(f"{node.module}.{alias.name}")
+                    bound[alias.asname or alias.name] = obj
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "blocks":
+            owner = node.value
+            if (isinstance(owner, ast.Name) and owner.id == "model") or getattr(owner, "attr", "") == "model":
+                found.append(f"line {node.lineno}: reads {ast.unparse(node)}")
+        if isinstance(node, ast.Name | ast.Attribute):
+            parts = ast.unparse(node).split(".")
+            obj = bound.get(parts[0])
+            for part in parts[1:]:
+                obj = getattr(obj, part, None)
+            if isinstance(obj, type) and issubclass(obj, nn.Module):
+                found.append(f"line {node.lineno}: names the network {ast.unparse(node)}")
+    return found
+
+
+def test_views_import_no_torch_and_build_no_network():
+    """Views draw what runners return; they do no model work (issue 34). Guards every module under
+    views/ and every family's page and view code (page.py, views.py, *_view.py, *_views.py, lessons.py):
+    none imports torch, names a network class of models/ (an `nn.Module` subclass: to build one), or
+    reads a loaded model's ``.blocks``. Such work goes in the family's runner, served through its
+    declaration (`views.serving.cached`). Not seen: tensors a runner returns, or other attributes of a
+    loaded model (a config field is read, not run)."""
+    files = sorted({p for pattern in VIEW_CODE for p in ROOT.glob(pattern)})
+    assert len(files) > 20 and ROOT / "families/transformer/lessons.py" in files
+    offences = {str(p.relative_to(ROOT)): found for p in files if (found := _model_work(p))}
+    assert not offences, offences
+
+
+def test_the_model_work_check_sees_torch_networks_and_blocks(tmp_path):
+    """The check above is no test that cannot fail: each thing it guards, written in a file, is found."""
+    code = {
+        "import torch\n": "imports torch",
+        "from torch import nn\n": "imports torch.nn",
+        "from models.attention import MultiHeadAttention\nMultiHeadAttention(4, 2)\n": "network",
+        "from models import attention\nattention.MultiHeadAttention(4, 2)\n": "network attention.",
+        "import models.gpt\nmodels.gpt.GPT\n": "network models.gpt.GPT",
+        "n = len(loaded.model.blocks)\n": "reads loaded.model.blocks",
+        "from models.attention import Interventions\nInterventions()\nrun.blocks\n": None,
+    }
+    for i, (source, said) in enumerate(code.items()):
+        path = tmp_path / f"view_{i}.py"
+        path.write_text(source, encoding="utf-8")
+        found = " ".join(_model_work(path))
+        assert (said in found) if said else not found, (source, found)

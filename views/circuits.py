@@ -1,7 +1,8 @@
 """The Circuits tab, shared by the decoder pages (the real LLM and our GPT): a clean and a corrupted
 prompt, a target and a rival token, then the logit lens, direct logit attribution, activation and
 attribution patching, head ablations and value-weighted attention — all `analysis.circuits` /
-`analysis.patching` on the page's own model, cached per input, nothing per family here.
+`analysis.patching` on the page's own model, served by its family (`analysis.lm_circuits`, cached per
+input by `views.serving.cached`); this module only draws, and holds nothing per family.
 
 The tab measures the model as it is: the sidebar's interventions are not applied (the question is
 how the model itself gets its answer).
@@ -9,20 +10,18 @@ how the model itself gets its answer).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import streamlit as st
-import torch
 
 from analysis import circuits as C
+from analysis.family import Family
 from tasks.probes import Contrast
-from views import circuit_runs as R
-from views.circuit_runs import Subject
-
-__all__ = ["Subject", "direct_view", "lens_view", "tab"]
 from views.inputs import token_key
 from views.patching import ablation_view, patching_view, positions, value_view
+from views.serving import cached
 from viz.circuits import effect_grid, lens_grid
 
 OWN = "your own pair"
@@ -32,10 +31,50 @@ AS_IS = "Measured on the model as it is: the sidebar's interventions are not app
 SECTIONS = ("Logit lens", "Direct attribution", "Patching", "Ablation", "Value-weighted attention")
 
 
+@dataclass(frozen=True)
+class Subject:
+    """What a page hands the tab: its family (serving `analysis.lm_circuits`) and how its text becomes
+    tokens."""
+
+    key: str  # the page's widget-key prefix
+    name: str  # the model's name: with the token ids, the cache key of every result
+    family: Family  # the page's own declaration, whose served ``circuit_*`` calls measure its model
+    encode: Callable[[str], tuple[int, ...]]  # text → the ids the page's runner reads (raises InputError)
+    label: Callable[[int], str]  # a token as the page shows it
+    word: Callable[[str], int | None]  # " word" → its one token id, None when it is several
+    presets: Mapping[str, Contrast]  # name → a clean prompt, its target and rival, its corrupted twin
+    reference: tuple[tuple[int, ...], ...]  # the mean ablation's reference prompts
+    reference_name: str  # what they are, said wherever a mean ablation is shown
+    found: Mapping[str, tuple[tuple[int, int], ...]] = field(
+        default_factory=dict
+    )  # preset → heads a card found
+    found_name: str = ""  # where they were found, and what ablating them removed there
+
+    def served(self, call: str) -> Callable:
+        """The family's served ``call`` (`views.serving.cached`) on this model: called with the call's
+        inputs, the model's name put first."""
+        served = cached(self.family, call)
+        return lambda *inputs, **unkeyed: served(self.name, *inputs, **unkeyed)
+
+
+@dataclass(frozen=True)
+class Case:
+    """The prompt pair the tab measures: the ids, the metric's two tokens and the traced runs (scored),
+    which each served call that starts from them is handed (`analysis.lm_circuits`)."""
+
+    clean_ids: tuple[int, ...]
+    corrupt_ids: tuple[int, ...] | None  # None: not the clean prompt's token count
+    pair: C.Pair
+    clean: C.Run
+    corrupt: C.Run | None
+    seconds: float  # the clean prompt's forward: what exact patching's time is estimated from
+    choice: str  # the preset picked, or OWN
+
+
 # --- The tab --------------------------------------------------------------------------------------
 def tab(subject: Subject, prompt: str) -> None:
     """The whole tab; ``prompt`` is the page's own text, offered as the clean prompt of "your own pair"."""
-    key, model = subject.key, subject.model
+    key = subject.key
     st.caption(AS_IS)
     choice = st.selectbox("Prompt pair", [*subject.presets, OWN], key=f"{key}_circ_pair")
     preset = subject.presets.get(choice)
@@ -63,13 +102,14 @@ def tab(subject: Subject, prompt: str) -> None:
             f"{len(corrupt_ids)}). Shorten the prompts; the other tabs read the whole prompt."
         )
         return
-    clean_run, seconds = R.run(subject.name, model, clean_ids)
+    traced = subject.served("circuit_run")
+    clean_run, seconds = traced(clean_ids)
     pair = _pick_pair(subject, clean_run, preset)
     if pair is None:
         return
     clean = C.scored(clean_run, pair)
     same_count = len(clean_ids) == len(corrupt_ids)
-    corrupt = C.scored(R.run(subject.name, model, corrupt_ids)[0], pair) if same_count else None
+    corrupt = C.scored(traced(corrupt_ids)[0], pair) if same_count else None
     t, r = subject.label(pair.target), subject.label(pair.rival)
     columns = st.columns(2)
     columns[0].metric(f"logit({t}) − logit({r}), clean", f"{clean.value:+.3f}")
@@ -83,20 +123,20 @@ def tab(subject: Subject, prompt: str) -> None:
             "attention need only the clean prompt."
         )
     section = st.radio("Look at", SECTIONS, horizontal=True, key=f"{key}_circ_section")
-    inputs = (subject, clean_ids, corrupt_ids if same_count else None, pair, seconds, choice)
+    case = Case(clean_ids, corrupt_ids if same_count else None, pair, clean, corrupt, seconds, choice)
     {
         "Logit lens": _lens_view,
         "Direct attribution": _direct_view,
         "Patching": patching_view,
         "Ablation": ablation_view,
         "Value-weighted attention": value_view,
-    }[section](*inputs)
+    }[section](subject, case)
 
 
 def _pick_pair(subject: Subject, run: C.Run, preset: Contrast | None) -> C.Pair | None:
     """Target and rival: the model's top candidates at the last position (defaults: its top two, or
     the preset's words)."""
-    top = torch.topk(run.logits[0, -1].float(), CANDIDATES).indices.tolist()
+    top = C.candidates(run, CANDIDATES).tolist()
     wanted = [subject.word(w) for w in (preset.target, preset.rival)] if preset else []
     options = list(dict.fromkeys([*(w for w in wanted if w is not None), *top]))
     default = (
@@ -115,9 +155,9 @@ def _pick_pair(subject: Subject, run: C.Run, preset: Contrast | None) -> C.Pair 
     return C.Pair(int(target), int(rival))
 
 
-def _lens_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float, choice: str) -> None:
-    lens = R.lens(subject.name, subject.model, clean_ids, pair)
-    lens_view(lens, pair, subject.label, positions(subject, clean_ids), key=f"{subject.key}_circ")
+def _lens_view(subject: Subject, case: Case) -> None:
+    lens = subject.served("circuit_lens")(case.clean_ids, case.pair, _clean=case.clean)
+    lens_view(lens, case.pair, subject.label, positions(subject, case.clean_ids), key=f"{subject.key}_circ")
 
 
 def lens_view(
@@ -167,8 +207,8 @@ def lens_view(
     )
 
 
-def _direct_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float, choice: str) -> None:
-    direct = R.direct(subject.name, subject.model, clean_ids, pair)
+def _direct_view(subject: Subject, case: Case) -> None:
+    direct = subject.served("circuit_direct")(case.clean_ids, case.pair, _clean=case.clean)
     direct_view(direct, [f"L{i}" for i in range(direct.heads.shape[0])], key=f"{subject.key}_circ")
 
 

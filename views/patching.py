@@ -4,32 +4,31 @@ and value-weighted attention (see `views.circuits`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
 
-from analysis import circuits as C
 from analysis import patching as P
 from views import attention
-from views import circuit_runs as R
-from views.circuit_runs import Subject
 from views.inputs import md_escape
 from viz.circuits import effect_grid, estimate_vs_exact
+
+if TYPE_CHECKING:  # views.circuits imports this module's views
+    from views.circuits import Case, Subject
 
 
 def positions(subject: Subject, ids) -> list[str]:
     return [f"{p}: {subject.label(i)}" for p, i in enumerate(ids)]
 
 
-def patching_view(
-    subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float, choice: str
-) -> None:
+def patching_view(subject: Subject, case: Case) -> None:
+    clean_ids, corrupt_ids, pair = case.clean_ids, case.corrupt_ids, case.pair
     if corrupt_ids is None:
         st.info("Patching needs a corrupted prompt with the same token count (see above).")
         return
-    key, model = subject.key, subject.model
-    n_layers = len(model.blocks)
-    n_heads = model.blocks[0].attn.n_heads
+    key = subject.key
+    n_layers, n_heads = case.clean.layers_heads
     kinds = {
         "residual stream (layer × position)": "resid_pre",
         "attention output (layer × position)": "attn_out",
@@ -41,7 +40,8 @@ def patching_view(
     layer = None
     if kind == "head per position":
         layer = st.number_input("Layer", 0, n_layers - 1, n_layers - 1, key=f"{key}_circ_layer")
-    attributed = R.attributed(subject.name, model, clean_ids, corrupt_ids, pair)
+    runs = {"_clean": case.clean, "_corrupt": case.corrupt}
+    attributed = subject.served("circuit_attributed")(clean_ids, corrupt_ids, pair, **runs)
     gap = attributed.clean - attributed.corrupt
     labels = positions(subject, clean_ids)
     if kind in ("resid_pre", "head"):
@@ -65,7 +65,7 @@ def patching_view(
         "head": n_layers * n_heads,
         "head per position": n_heads * len(clean_ids),
     }[kind]
-    expected = seconds * cells / 2  # patched copies resume mid-way and share a prefix: about half a forward
+    expected = case.seconds * cells / 2  # patched copies resume mid-way, share a prefix: about half a forward
     st.caption(
         f"Exact patching runs {cells} patched copies of the corrupted prompt: about {expected:.0f} s on "
         "this machine (estimated from this prompt's own forward)."
@@ -73,14 +73,13 @@ def patching_view(
     if not st.toggle("Run exact patching", key=f"{key}_circ_exact"):
         return
     bar = st.progress(0.0, text="Patching…")
-    sweep = R.sweep(
-        subject.name,
-        model,
+    sweep = subject.served("circuit_sweep")(
         "head" if kind.startswith("head") else kind,
         clean_ids,
         corrupt_ids,
         pair,
         None if layer is None else int(layer),
+        **runs,
         _progress=lambda share: bar.progress(share, text="Patching…"),
     )
     bar.empty()
@@ -125,14 +124,12 @@ def patching_view(
         )
 
 
-def ablation_view(
-    subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float, choice: str
-) -> None:
-    key, model = subject.key, subject.model
-    direct = R.direct(subject.name, model, clean_ids, pair)
+def ablation_view(subject: Subject, case: Case) -> None:
+    key, clean_ids, corrupt_ids, pair = subject.key, case.clean_ids, case.corrupt_ids, case.pair
+    direct = subject.served("circuit_direct")(clean_ids, pair, _clean=case.clean)
     n_layers, n_heads = direct.heads.shape
     ranked = np.argsort(-direct.heads.ravel())[:3]
-    found = subject.found.get(choice, ())
+    found = subject.found.get(case.choice, ())
     heads = list(found) or [(int(i // n_heads), int(i % n_heads)) for i in ranked]
     default = subject.found_name if found else "the three with the largest direct effect here"
     picked = st.multiselect(
@@ -157,16 +154,15 @@ def ablation_view(
         return
     if not picked:
         return
-    clean = C.scored(R.run(subject.name, model, clean_ids)[0], pair)
-    after = R.ablated(
-        subject.name,
-        model,
+    clean = case.clean
+    after = subject.served("circuit_ablated")(
         clean_ids,
         pair,
         tuple(picked),
         how,
         subject.reference if how == "mean" else (),
         corrupt_ids if how == "resample" else None,
+        _resample=case.corrupt if how == "resample" else None,
     )
     lowered = (clean.value - after) / clean.value if clean.value else float("nan")
     cells = st.columns(2)
@@ -178,11 +174,11 @@ def ablation_view(
     st.caption(f"{how.capitalize()} ablation: {P.ABLATIONS[how]}, at every position.{said}")
 
 
-def value_view(subject: Subject, clean_ids, corrupt_ids, pair: C.Pair, seconds: float, choice: str) -> None:
-    key, model = subject.key, subject.model
-    n_layers = len(model.blocks)
+def value_view(subject: Subject, case: Case) -> None:
+    key, clean_ids = subject.key, case.clean_ids
+    n_layers, _ = case.clean.layers_heads
     layer = int(st.number_input("Layer", 0, n_layers - 1, 0, key=f"{key}_circ_vw_layer"))
-    weights, norms = R.value_weighted(subject.name, model, clean_ids, layer)
+    weights, norms = subject.served("circuit_value_weighted")(clean_ids, layer)
     sink = np.arange(len(clean_ids)) == 0
     labels = positions(subject, clean_ids)
     attention.value_weighted(weights, norms, labels, f"{key}_circ_vw", layer=f"L{layer}", sink=sink,

@@ -4,6 +4,7 @@ import functools
 import random
 
 import models.gpt
+from analysis import lm_circuits
 from analysis.family import Bench, Control, Family, Smoke, Soak, TextBox
 from families.gpt import importance, runner
 from models.attention import Interventions
@@ -42,7 +43,7 @@ CIRCUITS = {"gpt_view": "Circuits"}
 FAMILY = Family(
     name="gpt", title="GPT lab", page="families/gpt/page.py", url_path="gpt", icon="✍️",
     example=runner.example, network=GPT, config=GPTConfig, training=models.gpt, load=runner.LOAD,
-    served=runner.SERVED | importance.SERVED, importance=importance.TAB,
+    served=runner.SERVED | importance.SERVED | lm_circuits.SERVED, importance=importance.TAB,
     measurements={"importance": importance.measure_cards, "diagonal-mass": runner.measure_diagonal},
     tab_key="gpt_view",
     url_inputs=("gpt_input", "gpt_prompt", "gpt_seed", "gpt_view"),

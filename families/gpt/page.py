@@ -203,7 +203,7 @@ def model_card() -> None:
 def circuits() -> None:
     encode = lambda text: gpt.prepare(loaded, text).ids  # noqa: E731
     subject = circuit_views.Subject(
-        key="gpt", name=NAME, model=model, encode=encode, label=loaded.label, word=loaded.vocabulary.word,
+        key="gpt", name=NAME, family=FAMILY, encode=encode, label=loaded.label, word=loaded.vocabulary.word,
         presets={"a loop's variable": probes.CODE[0], "self.parent =": probes.CODE[1]},
         reference=tuple(encode(t) for c in probes.CODE for t in (c.prompt, c.corrupt)),
         reference_name="the two preset prompts and their corrupted twins (every position)",

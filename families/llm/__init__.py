@@ -2,6 +2,7 @@
 
 import random
 
+from analysis import lm_circuits
 from analysis.family import Bench, Control, Family, Smoke, Soak, TextBox
 from families.llm import analysis, importance, runner
 from models.attention import Interventions
@@ -36,8 +37,8 @@ KEYS = ("key:ArrowRight", "key:ArrowDown")  # another head, another layer
 CIRCUITS = {"llm_view": "Circuits"}
 FAMILY = Family(
     name="llm", title="SmolLM2 (a real LLM)", page="families/llm/page.py", url_path="llm", icon="🦙",
-    example=runner.example, network=Llama, load=runner.LOAD,
-    served=runner.SERVED | analysis.SERVED | importance.SERVED, importance=importance.TAB,
+    example=runner.example, network=Llama, load=runner.LOAD, importance=importance.TAB,
+    served=runner.SERVED | analysis.SERVED | importance.SERVED | lm_circuits.SERVED,
     tab_key="llm_view",
     url_inputs=("llm_mode", "llm_prompt", "llm_layer", "llm_head", "llm_view"),
     text_inputs=(

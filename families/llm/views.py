@@ -294,7 +294,7 @@ def circuits_view(loaded: LM, text: str, card: Mapping | None) -> None:
     presets |= {f"Landmark: {c.prompt} → {c.target}": c for c in probes.fact_set()[:3]}
     held = found.get("held_out", {})
     subject = circuit_views.Subject(
-        key="llm", name=llama.NAME, model=loaded.model, encode=lambda t: llama.prepare(loaded, t).ids,
+        key="llm", name=llama.NAME, family=FAMILY, encode=lambda t: llama.prepare(loaded, t).ids,
         label=loaded.label, word=lambda w: loaded.vocabulary.word(" " + w), presets=presets,
         reference=tuple(tuple(llama.prepare(loaded, c.corrupt).ids) for c in ioi),
         reference_name="the IOI presets' corrupted twins (no name repeats), every position",

@@ -6,13 +6,12 @@ from dataclasses import replace
 
 import numpy as np
 import streamlit as st
-import torch
 
 from analysis.protocol import AttentionMaps
 from families.transformer import FAMILY
-from models.attention import Interventions, MultiHeadAttention
+from families.transformer.lesson_runs import random_attention, sinusoid_table
+from models.attention import Interventions
 from models.checkpoints import ASSETS, CheckpointError, CheckpointFileMissing, checkpoint_name, read_json
-from models.positions import sinusoids
 from views import cards
 from views.attention import model_view
 from views.serving import cached, card
@@ -28,7 +27,7 @@ def positional_encoding(
     name: str, src: tuple[str, ...], interventions: Interventions, pad_to: int, d_model: int
 ) -> None:
     """The sinusoid table, its position similarities, and this input with the encoding removed."""
-    encodings = sinusoids(max(len(src), 8) + 8, d_model).numpy()
+    encodings = sinusoid_table(max(len(src), 8) + 8, d_model)
     st.latex(
         r"PE_{pos,2i} = \sin\!\left(pos / 10000^{2i/d}\right),\quad "
         r"PE_{pos,2i+1} = \cos\!\left(pos / 10000^{2i/d}\right)"
@@ -313,23 +312,16 @@ def playground() -> None:
         st.info("Type at least one token.")
         return
     try:
-        mha = MultiHeadAttention(d, h)
+        weights = random_attention(d, h, len(tokens))  # (1, h, n, n)
     except ValueError as err:
         st.error(str(err))
         return
-    generator = torch.Generator().manual_seed(0)  # a local generator: no global seeding per request
-    with torch.no_grad():
-        for p in mha.parameters():
-            p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
-        x = torch.randn(1, len(tokens), d, generator=generator)
-        _, trace = mha(query=x, key=x, value=x, return_trace=True)
     n, d_k = len(tokens), d // h
     st.markdown(
         f"X: {n}×{d} → Q = X W_Qᵀ: {n}×{d} → split into {h} heads of d_k = {d}/{h} = {d_k}: "
         f"{h}×{n}×{d_k} → scores QKᵀ per head: {h}×{n}×{n} → softmax → ×V: {h}×{n}×{d_k} → "
         f"concat: {n}×{d} → × W_O ({d}×{d}): {n}×{d}."
     )
-    weights = trace.heads.weights.numpy()  # (1, h, n, n)
     heads = AttentionMaps(title="random weights", weights=weights, queries=tuple(tokens), keys=tuple(tokens),
                           special_keys=np.zeros(len(tokens), dtype=bool))  # fmt: skip
     model_view(heads, "tf_pg_grid", layer=0, head=0, layer_names=["random"])
