@@ -80,23 +80,22 @@ def train_tokenizer(byte_level: bool) -> Tokenizer:
     return tok
 
 
-def hf_config(arch: str):
+def hf_config(arch: str, **overrides):
     from transformers import AutoConfig
 
     tokens = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0} if arch not in BYTE_LEVEL else {
         "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 0}  # fmt: skip
-    return AutoConfig.for_model(arch, vocab_size=VOCAB, **TINY[arch], **tokens)
+    return AutoConfig.for_model(arch, vocab_size=VOCAB, **{**TINY[arch], **overrides}, **tokens)
 
 
 @torch.no_grad()
-def random_model(arch: str, seed: int = 0):
+def random_model(arch: str, seed: int = 0, **overrides):
     """transformers' model of ``arch`` with random weights, sharpened (see the module's docstring)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(
-        hf_config(arch), attn_implementation="eager", dtype=torch.float32
-    )
+    config = hf_config(arch, **overrides)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
     for name, p in model.named_parameters():
         if p.dim() == 1:
             p.add_(0.2 * torch.randn_like(p))  # norms away from 1 (Gemma's from 0), biases away from 0
