@@ -97,16 +97,3 @@ def read_gguf(path: Path) -> tuple[DecoderConfig, dict[str, Tensor], dict]:
             path, f"not a readable GGUF file ({type(err).__name__}: {err})", GGUF_FIX
         ) from err
     return cfg, state, meta
-
-
-def gguf_weight_bytes(path: Path) -> int:
-    """Bytes the weights take as float32, from the file's tensor table alone (nothing dequantised)."""
-    from gguf import GGUFReader
-
-    try:
-        reader = GGUFReader(path)
-        return 4 * sum(int(np.prod(t.shape)) for t in reader.tensors)
-    except Exception as err:
-        raise CheckpointError(
-            Path(path), f"not a readable GGUF file ({type(err).__name__}: {err})", GGUF_FIX
-        ) from err

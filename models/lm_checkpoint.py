@@ -11,7 +11,7 @@ import torch
 from tokenizers import Tokenizer
 from torch import Tensor
 
-from models.checkpoints import CheckpointError, load_weights
+from models.checkpoints import CheckpointError, CheckpointFileMissing, load_weights
 from models.decoder import Decoder
 from models.decoder_config import DecoderConfig
 from models.device import pick_device
@@ -67,6 +67,11 @@ def open_checkpoint(path: Path, device: torch.device | None = None) -> OpenedMod
             model, tokens.tokenizer, tokens.chat_template, tokens.stop_ids, tokens.special, path, "gguf"
         )
     folder = checkpoint_folder(path)
+    if not folder.is_dir():
+        problem = "the checkpoint folder is missing" + (
+            " (a broken or looping link)" if folder.is_symlink() else ""
+        )
+        raise CheckpointFileMissing(folder, problem, "pick a model that is on this machine")
     tokens = hf_tokenizer(folder)  # first: a model without its tokenizer is refused before its weights load
     cfg, state, raw = read_hf(folder)
     model = build_decoder(cfg, state, folder, FIX, device)
