@@ -26,6 +26,7 @@ the whole text is there to peek at.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -64,17 +65,17 @@ class GPTTrace:
     """Per layer, its self-attention `MultiHeadTrace` (weights (B, h, T, T) in ``.heads.weights``) and
     the residual stream into the layer, after attention was added, after the MLP was added."""
 
-    layers: tuple[MultiHeadTrace, ...]
+    layers: tuple[MultiHeadTrace | None, ...]  # None for a layer outside ``trace_layers``
     logits: Tensor  # (B, T, V)
     streams: tuple[tuple[Tensor, Tensor, Tensor], ...] = ()  # per layer (resid_pre, resid_mid, resid_post)
 
     @property
     def weights(self) -> Tensor:
-        """(B, L, h, T, T) every layer's and head's attention."""
-        return torch.stack([t.heads.weights for t in self.layers], 1)
+        """(B, L, h, T, T) every traced layer's and head's attention."""
+        return torch.stack([t.heads.weights for t in self.layers if t is not None], 1)
 
     @property
-    def attentions(self) -> tuple[MultiHeadTrace, ...]:
+    def attentions(self) -> tuple[MultiHeadTrace | None, ...]:
         return self.layers
 
 
@@ -111,6 +112,9 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """Decoder-only transformer: every attention a `MultiHeadAttention` call with a causal mask,
     every intervention an argument, every trace a return value."""
+
+    heads_sum_to_stream = True  # each layer adds its heads' W_O slices and W_O's bias, nothing else
+    logit_softcap = None  # the logits are the readout itself
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -176,12 +180,14 @@ class GPT(nn.Module):
         patch: Patch | None = None,
         resume: tuple[int, Tensor] | None = None,
         logits: Literal["all", "last"] = "all",
+        trace_layers: Collection[int] | None = None,
     ) -> tuple[Tensor, GPTTrace | None]:
         """ids (B, T) with T ≤ max_len, <s> first. Returns (logits (B, T, V), or (B, 1, V) for
         ``logits="last"``, and the trace or None): logits[:, t] is the distribution of the token
         after position t. ``patch`` overwrites
         activations per batch row (`models.patching`); ``resume`` = (layer, stream (B, T, d)) starts at
-        that layer from the stream entering it; the trace then holds the layers from there on."""
+        that layer from the stream entering it; the trace then holds the layers from there on.
+        ``trace_layers`` limits the attention traces to those layers (the streams are kept for all)."""
         b, t_len = ids.shape
         if t_len > self.cfg.max_len:
             raise ValueError(f"{t_len} tokens exceed the context of {self.cfg.max_len}; truncate the input.")
@@ -197,7 +203,8 @@ class GPT(nn.Module):
         # 3) The blocks, each attention call through the shared core.
         traces, streams = [], []
         for i in range(first, self.cfg.n_layers):
-            kw = iv.attention_kwargs(BLOCK, i, self.cfg.n_heads, ids.device, return_trace=return_trace,
+            traced = return_trace and (trace_layers is None or i in trace_layers)
+            kw = iv.attention_kwargs(BLOCK, i, self.cfg.n_heads, ids.device, return_trace=traced,
                                      capture=capture)  # fmt: skip
             x = x if patch is None else patch.write("resid_pre", i, x)
             mid, out, trace = self.blocks[i](x, mask=mask, kw=kw, layer=i, patch=patch)
