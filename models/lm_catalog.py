@@ -43,7 +43,7 @@ class Offer:
 
 @dataclass(frozen=True)
 class Refused:
-    """A model found but not offered, and why (the reason names no server path)."""
+    """A model found but not offered, and why: the file, the problem and the fix (no server path)."""
 
     name: str
     source: str
@@ -183,7 +183,8 @@ def discover(env: Mapping[str, str] | None = None) -> Catalog:
             OSError,
             RuntimeError,
         ) as err:  # RuntimeError: a symlink loop on some Pythons
-            refused.append(Refused(name, source, getattr(err, "problem", None) or f"unreadable ({err})"))
+            reason = err.brief if isinstance(err, CheckpointError) else f"unreadable ({type(err).__name__})"
+            refused.append(Refused(name, source, reason))
             continue
         if size > limit:
             reason = f"{size / GB:.1f} GB of float32 weights, over the {limit / GB:.1f} GB limit"

@@ -87,8 +87,9 @@ def test_the_hub_cache_offers_org_slash_name_and_survives_a_symlink_loop(tmp_pat
     assert catalog.names == (SHIPPED, "tiny-org/tiny-qwen")
     reasons = {r.name: r.reason for r in catalog.refused}
     assert reasons == {
-        "evil/loop": "the hub cache entry holds no snapshot",
-        "evil/self": "a broken or looping link",
+        "evil/loop": "models--evil--loop: the hub cache entry holds no snapshot. To fix: download the model "
+        "again.",
+        "evil/self": "models--evil--self: a broken or looping link. To fix: check the setting.",
     }
     home = discover({"HF_HOME": str(tmp_path / "home")})  # $HF_HOME/hub when HF_HUB_CACHE is not set
     assert home.names == (SHIPPED,)
@@ -121,6 +122,6 @@ def test_settings_that_point_at_nothing_are_listed(tmp_path):
     assert catalog.names == (SHIPPED,) and catalog.default == SHIPPED
     reasons = {r.name: r.reason for r in catalog.refused}
     assert reasons == {
-        "none": "nothing is there",
+        "none": "none: nothing is there. To fix: check the setting.",
         "no-dir": "not a readable folder (No such file or directory)",
     }
