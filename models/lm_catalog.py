@@ -4,7 +4,8 @@
   named by its folder or file name;
 - ``ATTENTION_EXPLORER_LM=/folder-or-file``: one more, and the default;
 - the Hugging Face hub cache (``HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``):
-  each ``models--org--name`` entry's snapshot, named ``org/name``, read only;
+  each ``models--org--name`` entry's snapshot, named ``org/name`` (each file of a GGUF repository,
+  ``org/name/file.gguf``), read only;
 - SmolLM2-135M-Instruct, shipped, always there, and the default when nothing else is set.
 
 Visitors choose among names only; paths stay on the server. What cannot be run is listed with its reason —
@@ -157,8 +158,25 @@ def _candidates(env: Mapping[str, str]) -> tuple[list[tuple[str, Path, str]], li
     except OSError:
         repos = []
     for repo in repos:
-        found.append((repo.name.removeprefix("models--").replace("--", "/", 1), repo, "hub cache"))
+        name = repo.name.removeprefix("models--").replace("--", "/", 1)
+        files = _gguf_files(repo)  # a GGUF repository: each file is a model of its own
+        found.extend((f"{name}/{f.name}", f, "hub cache") for f in files)
+        if not files:
+            found.append((name, repo, "hub cache"))
     return found, refused
+
+
+def _gguf_files(repo: Path) -> list[Path]:
+    """The .gguf files of a hub-cache repository's snapshot when it holds no config.json (else none)."""
+    from models.hf_checkpoint import hub_snapshot
+
+    try:
+        snapshot = hub_snapshot(repo)
+        if (snapshot / "config.json").exists():
+            return []
+        return sorted(snapshot.glob("*.gguf"))
+    except (CheckpointError, OSError):
+        return []  # the entry is refused with its reason when inspected
 
 
 def discover(env: Mapping[str, str] | None = None) -> Catalog:

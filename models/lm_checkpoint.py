@@ -11,7 +11,7 @@ import torch
 from tokenizers import Tokenizer
 from torch import Tensor
 
-from models.checkpoints import CheckpointError, CheckpointFileMissing, load_weights
+from models.checkpoints import CheckpointError, CheckpointFileMissing, load_weights, read_json
 from models.decoder import Decoder
 from models.decoder_config import DecoderConfig
 from models.device import pick_device
@@ -75,9 +75,13 @@ def open_checkpoint(path: Path, device: torch.device | None = None) -> OpenedMod
     tokens = hf_tokenizer(folder)  # first: a model without its tokenizer is refused before its weights load
     cfg, state, raw = read_hf(folder)
     model = build_decoder(cfg, state, folder, FIX, device)
-    stops = set(tokens.stop_ids)
-    eos = raw.get("eos_token_id")
-    stops.update(eos if isinstance(eos, list) else [] if eos is None else [eos])
+    stops = set(tokens.stop_ids)  # the tokenizer's end of sequence, and config.json's / generation_config's
+    generation = folder / "generation_config.json"
+    for source in (raw, read_json(generation, FIX) if generation.is_file() else {}):
+        eos = source.get("eos_token_id")
+        stops.update(
+            i for i in (eos if isinstance(eos, list) else [eos]) if isinstance(i, int) and 0 <= i < cfg.vocab
+        )
     return OpenedModel(
         model, tokens.tokenizer, tokens.chat_template, frozenset(stops), tokens.special, folder, "hf"
     )

@@ -75,16 +75,21 @@ def test_the_chosen_model_is_the_default_and_opens_by_name(tmp_path, tiny):
 
 
 def test_the_hub_cache_offers_org_slash_name_and_survives_a_symlink_loop(tmp_path, tiny):
-    folder, _ = tiny
+    folder, gguf = tiny
     hub = tmp_path / "hub"
     hub_entry(hub, folder)
+    only_gguf = tmp_path / "gguf-repo"
+    only_gguf.mkdir()
+    shutil.copy(gguf, only_gguf / "tiny-gemma.Q8_0.gguf")
+    hub_entry(hub, only_gguf, name="models--tiny-org--tiny-gemma-GGUF")
     loop = hub / "models--evil--loop"
     loop.mkdir()
     (loop / "snapshots").mkdir()
     (loop / "snapshots" / "rev").symlink_to(loop / "snapshots" / "rev")  # points at itself
     (hub / "models--evil--self").symlink_to(hub / "models--evil--self")
     catalog = discover({"HF_HUB_CACHE": str(hub)})
-    assert catalog.names == (SHIPPED, "tiny-org/tiny-qwen")
+    assert catalog.names == (SHIPPED, "tiny-org/tiny-gemma-GGUF/tiny-gemma.Q8_0.gguf", "tiny-org/tiny-qwen")
+    assert catalog.offer("tiny-org/tiny-gemma-GGUF/tiny-gemma.Q8_0.gguf").arch == "gemma2"
     reasons = {r.name: r.reason for r in catalog.refused}
     assert reasons == {
         "evil/loop": "models--evil--loop: the hub cache entry holds no snapshot. To fix: download the model "
