@@ -101,7 +101,7 @@ def attend(
         scaled = raw_scores.mul_(factor) if in_place else raw_scores * factor
     else:
         scaled = raw_scores.mul_(scale) if in_place else raw_scores * scale
-        scaled = scaled.div_(softcap).tanh_().mul_(softcap)  # a fresh tensor by now (or the temporary)
+        scaled = torch.tanh(scaled / softcap) * softcap  # out of place: tanh's gradient reads its output
         if temperature != 1.0:
             scaled = scaled.div_(temperature)
     # 2) Apply the mask: -inf where a query may not look, so the softmax gives exactly 0 there.
@@ -114,8 +114,8 @@ def attend(
         )
     # 3) Softmax over the keys. A row with every key masked is all -inf → NaN; make it 0.
     weights = torch.softmax(masked, dim=-1)
-    if mask is not None:
-        weights = torch.nan_to_num(weights, nan=0.0)
+    if mask is not None:  # in place unless autograd needs the softmax's output as it was
+        weights = torch.nan_to_num(weights, nan=0.0) if weights.requires_grad else weights.nan_to_num_(0.0)
     # 4) Weighted sum of the values (each group of query heads over its one value head: no copies).
     if kv_groups == 1:
         output = weights @ value  # (…, Tq, Tk) @ (…, Tk, d_v) → (…, Tq, d_v)

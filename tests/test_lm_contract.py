@@ -85,3 +85,16 @@ def test_heads_sum_to_stream_says_when_they_do(model):
     adds_up = bool(((pre + sum(terms) + bias) - mid).abs().max() <= 1e-5)
     assert adds_up == model.heads_sum_to_stream
     assert (model.logit_softcap is not None) == (getattr(model.cfg, "arch", None) == "gemma2")
+
+
+def test_gradients_flow_from_the_logits_to_the_stream_entering_layer_0(model):
+    """What attribution patching does: a leaf of the caller's as the resumed stream, a traced forward, one
+    backward — no in-place op of the core (soft cap, mask, softmax) may stand in autograd's way."""
+    ids = torch.randint(3, lm.VOCAB, (1, 10))
+    x0 = sum(model.embedding_terms(ids).values()).detach().requires_grad_(True)
+    logits, trace = model(ids, resume=(0, x0), return_trace=True, capture="weights", logits="last")
+    streams = [s[0] for s in trace.streams]
+    grads = torch.autograd.grad(
+        logits[0, -1, 5] - logits[0, -1, 7], [x0, *streams, trace.attentions[1].concat]
+    )
+    assert grads[0].shape == x0.shape and grads[0].abs().sum() > 0
