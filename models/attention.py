@@ -21,7 +21,6 @@ zero output (a plain softmax would give NaN).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,13 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# Interventions and masks live in their own modules; importable from here too, as the core's.
+from models.interventions import NO_INTERVENTION, Capture, Interventions  # noqa: F401
 from models.kv_cache import LayerCache
+from models.masks import check_mask, keys_kept, window_band  # noqa: F401
 from models.positions import RotaryTrace, Rotation, rotate
 
 Scoring = Literal["additive", "dot", "general", "scaled_dot"]
-# What a returned trace keeps: everything, or only the softmax weights (one (Tq, Tk) tensor per head
-# instead of four: what the views draw, at the memory and speed of a reference eager forward).
-Capture = Literal["full", "weights"]
 SCORINGS: tuple[str, ...] = ("additive", "dot", "general", "scaled_dot")
 
 
@@ -44,9 +43,11 @@ class AttentionTrace:
     """Every intermediate of one attention call. Shapes: (B, [h,] Tq, Tk) for score-like fields.
 
     ``query``/``key``/``value`` are the tensors as scored (after any per-head split);
-    ``masked_scores`` is ``scaled_scores`` with ``-inf`` where ``mask`` is False: exactly what
-    went into the softmax. A ``capture="weights"`` trace keeps no scores (those fields are None);
-    its weights are computed in the same order, so they equal a full trace's bit for bit.
+    ``scaled_scores`` are the logits e · scale, soft-capped to ``softcap`` · tanh(· / ``softcap``) where
+    the model caps them (Gemma 2), divided by the temperature; ``masked_scores`` is ``scaled_scores``
+    with ``-inf`` where ``mask`` is False: exactly what went into the softmax. A ``capture="weights"``
+    trace keeps no scores (those fields are None); its weights are computed in the same order, so they
+    equal a full trace's bit for bit.
     """
 
     query: Tensor  # (B, [h,] Tq, d_q)
@@ -55,88 +56,12 @@ class AttentionTrace:
     raw_scores: Tensor | None  # (B, [h,] Tq, Tk)  e = score(q, k)
     scale: float  # 1/sqrt(d_k) for scaled dot, else 1.0
     temperature: float  # logits are divided by this before the softmax
-    scaled_scores: Tensor | None  # (B, [h,] Tq, Tk)  e * scale / temperature
+    scaled_scores: Tensor | None  # (B, [h,] Tq, Tk)  cap(e * scale) / temperature
     mask: Tensor | None  # bool, broadcastable to scores; True = may attend
     masked_scores: Tensor | None  # (B, [h,] Tq, Tk)  -inf where masked
     weights: Tensor  # (B, [h,] Tq, Tk)  softmax over the last axis
     output: Tensor  # (B, [h,] Tq, d_v)  weights @ value
-
-
-@dataclass(frozen=True)
-class Interventions:
-    """What to change in one forward pass, for any model on this core. The default changes
-    nothing. Frozen and hashable: a cache key, passed per call — a shared cached model is never
-    switched into a mode. Fields a model does not have (a causal mask in BERT) are ignored by it."""
-
-    causal: bool = True  # decoder self-attention may not look ahead (teacher forcing only)
-    padding: bool = True  # padding keys are hidden
-    hidden_keys: tuple[int, ...] = ()  # source positions no query may attend to
-    scaled: bool = True  # divide q·k by sqrt(d_k)
-    temperature: float = 1.0  # divide the attention logits by this
-    ablate: frozenset[tuple[str, int, int]] = frozenset()  # (block, layer, head) switched off
-    positional: bool = True  # add the positional encoding (RoPE's: rotate q and k by their positions)
-    unprojected: frozenset[tuple[str, int]] = frozenset()  # (block, layer) run with Q = K = x: no W_Q, W_K
-
-    def head_mask(self, block: str, layer: int, n_heads: int, device=None) -> Tensor | None:
-        """(h,) multiplier per head of one block and layer (0 = switched off); None if none is."""
-        off = [h for b, i, h in self.ablate if b == block and i == layer]
-        if not off:
-            return None
-        mask = torch.ones(n_heads, device=device)
-        mask[off] = 0.0
-        return mask
-
-    def attention_kwargs(
-        self, block: str, layer: int, n_heads: int, device=None, *, return_trace: bool = False,
-        capture: Capture = "full",
-    ) -> dict:  # fmt: skip
-        """The per-call arguments of `MultiHeadAttention` for one block and layer."""
-        return dict(
-            temperature=self.temperature,
-            scaled=self.scaled,
-            project_qk=(block, layer) not in self.unprojected,
-            head_mask=self.head_mask(block, layer, n_heads, device),
-            return_trace=return_trace,
-            capture=capture,
-        )
-
-
-NO_INTERVENTION = Interventions()
-
-
-def keys_kept(
-    batch: int,
-    n_keys: int,
-    *,
-    hidden: Sequence[int] = (),
-    lengths: Tensor | None = None,
-    device=None,
-) -> Tensor:
-    """(B, Tk) bool, True on keys a query may attend to: inside each row's length (when
-    ``lengths`` is given) and not among the ``hidden`` positions (out-of-range ones ignored)."""
-    keep = torch.ones(batch, n_keys, dtype=torch.bool, device=device)
-    if lengths is not None:
-        keep &= torch.arange(n_keys, device=device)[None] < lengths.to(device)[:, None]
-    keep[:, [j for j in hidden if 0 <= j < n_keys]] = False
-    return keep
-
-
-def check_mask(mask: Tensor | None, scores: Tensor) -> None:
-    """Raise a ValueError that says how to fix a mask that cannot apply to ``scores``."""
-    if mask is None:
-        return
-    if mask.dtype != torch.bool:
-        raise ValueError(
-            f"attention mask must be bool (True = may attend), got {mask.dtype}; "
-            "convert it with `mask.bool()` or build it with a comparison."
-        )
-    try:
-        torch.broadcast_shapes(mask.shape, scores.shape)
-    except RuntimeError as err:
-        raise ValueError(
-            f"attention mask of shape {tuple(mask.shape)} does not broadcast to scores "
-            f"{tuple(scores.shape)}; expected (B, [h,] Tq, Tk) or a broadcastable shape."
-        ) from err
+    softcap: float | None = None  # the logits' soft cap (tanh), or None
 
 
 def attend(
@@ -151,13 +76,15 @@ def attend(
     return_trace: bool = False,
     capture: Capture = "full",
     kv_groups: int = 1,
+    softcap: float | None = None,
 ) -> tuple[Tensor, AttentionTrace | None]:
-    """Scores → (scale, temperature) → mask → softmax → weighted sum of values.
+    """Scores → (scale, soft cap, temperature) → mask → softmax → weighted sum of values.
 
     ``raw_scores`` (…, Tq, Tk) come from a scoring function; ``value`` is (…, Tk, d_v). With
     ``return_trace`` and ``capture="weights"`` they are overwritten (pass a temporary).
     ``kv_groups`` > 1 is grouped-query attention: scores (B, h, Tq, Tk) against values
-    (B, h / kv_groups, Tk, d_v), query head i reading value head i // kv_groups.
+    (B, h / kv_groups, Tk, d_v), query head i reading value head i // kv_groups. ``softcap`` c bounds
+    the scaled logits to (−c, c) as c · tanh(s / c) before the mask (Gemma 2's order, op for op).
     Returns ``(output (…, Tq, d_v), trace or None)``.
     """
     if temperature <= 0:
@@ -167,9 +94,16 @@ def attend(
     # caller's temporary) instead of allocating two more (Tq, Tk) tensors per head: same arithmetic,
     # same weights, a third of the peak memory.
     in_place = return_trace and capture == "weights"
-    # 1) Scale the logits: 1/sqrt(d_k) keeps dot products at unit variance; temperature on top.
-    factor = scale / temperature
-    scaled = raw_scores.mul_(factor) if in_place else raw_scores * factor
+    # 1) Scale the logits: 1/sqrt(d_k) keeps dot products at unit variance; the model's soft cap (if any),
+    #    then the temperature on top.
+    if softcap is None:
+        factor = scale / temperature
+        scaled = raw_scores.mul_(factor) if in_place else raw_scores * factor
+    else:
+        scaled = raw_scores.mul_(scale) if in_place else raw_scores * scale
+        scaled = torch.tanh(scaled / softcap) * softcap  # out of place: tanh's gradient reads its output
+        if temperature != 1.0:
+            scaled = scaled.div_(temperature)
     # 2) Apply the mask: -inf where a query may not look, so the softmax gives exactly 0 there.
     masked = scaled
     if mask is not None:
@@ -180,8 +114,8 @@ def attend(
         )
     # 3) Softmax over the keys. A row with every key masked is all -inf → NaN; make it 0.
     weights = torch.softmax(masked, dim=-1)
-    if mask is not None:
-        weights = torch.nan_to_num(weights, nan=0.0)
+    if mask is not None:  # in place unless autograd needs the softmax's output as it was
+        weights = torch.nan_to_num(weights, nan=0.0) if weights.requires_grad else weights.nan_to_num_(0.0)
     # 4) Weighted sum of the values (each group of query heads over its one value head: no copies).
     if kv_groups == 1:
         output = weights @ value  # (…, Tq, Tk) @ (…, Tk, d_v) → (…, Tq, d_v)
@@ -195,7 +129,7 @@ def attend(
     trace = AttentionTrace(
         query=query, key=key, value=value, raw_scores=raw_scores if full else None, scale=scale,
         temperature=temperature, scaled_scores=scaled if full else None, mask=mask,
-        masked_scores=masked if full else None, weights=weights, output=output,
+        masked_scores=masked if full else None, weights=weights, output=output, softcap=softcap,
     )  # fmt: skip
     return output, trace
 
@@ -266,31 +200,44 @@ class Attention(nn.Module):
 class MultiHeadTrace:
     """One multi-head call: its inputs, every head's `AttentionTrace`, the concat and W_O output. With
     grouped-query attention ``heads.key``/``.value`` are per K/V head (B, h_kv, Tk, d_head), query head i
-    reading ``kv_heads[i]``. Head i adds ``concat[..., head_slice(i)] @ W_O[:, head_slice(i)]ᵀ``."""
+    reading ``kv_heads[i]``. Head i adds ``concat[..., head_slice(i)] @ W_O[:, head_slice(i)]ᵀ``.
+    ``heads.mask`` is the mask as applied, a sliding window included."""
 
     x_query: Tensor  # (B, Tq, d_model) what the queries were projected from
     x_key: Tensor  # (B, Tk, d_model) what the keys and values were projected from (new rows only)
     heads: AttentionTrace  # (B, h, …) per head; heads.output is each head's context
     head_mask: Tensor | None  # (h,) multiplier per head (0 = ablated), or None
-    concat: Tensor  # (B, Tq, d_model) heads side by side, after the head mask
+    concat: Tensor  # (B, Tq, h·d_head) heads side by side, after the head mask
     output: Tensor  # (B, Tq, d_model) concat @ W_Oᵀ + b_O
     kv_heads: tuple[int, ...] = ()  # query head → the K/V head it reads
-    rotary: RotaryTrace | None = None  # q and k before RoPE, when the call rotated them
+    rotary: RotaryTrace | None = None  # q and k before RoPE (after their norms), when the call rotated them
 
 
 class MultiHeadAttention(nn.Module):
     """Multi-head scaled dot-product attention: project, split into h heads, attend, concat, W_O.
 
-    Same parameter layout as the math: W_Q, W_O ``d_model × d_model``, W_K, W_V ``(h_kv · d_head) × d_model``:
-    with ``n_kv_heads`` < ``n_heads`` (grouped-query attention) a K/V head serves consecutive query heads.
-    With no trace and no intervention the fused kernel (``F.scaled_dot_product_attention``)
-    runs; otherwise the explicit path through `attend` runs, so every intermediate in the trace
-    is the one that produced the output. Interventions are per call (arguments), never state.
+    Same parameter layout as the math: W_Q ``(h · d_head) × d_model``, W_K, W_V ``(h_kv · d_head) × d_model``,
+    W_O ``d_model × (h · d_head)``; ``d_head`` is d_model / h unless given (Gemma 2, Qwen 3 set their own).
+    With ``n_kv_heads`` < ``n_heads`` (grouped-query attention) a K/V head serves consecutive query heads.
+
+    The options models differ by, each the model's (fixed at construction), never per request:
+    ``bias`` on W_Q, W_K, W_V (and on W_O unless ``out_bias`` says otherwise: Qwen 2 has none there);
+    ``qk_norm_eps``: an RMSNorm over each head's q and k before RoPE (Qwen 3); ``scale``: the logits'
+    factor instead of 1/sqrt(d_head) (Gemma 2's query_pre_attn_scalar^−½); ``softcap``: logits bounded by
+    c · tanh(s / c) (Gemma 2); ``window``: a query sees only the ``window`` latest keys, itself included
+    (a sliding window: Mistral, Gemma 2's local layers), added to the mask the trace holds.
+
+    With no trace and no intervention the fused kernel (``F.scaled_dot_product_attention``) runs where
+    the options allow (a soft cap does not); otherwise the explicit path through `attend` runs, so every
+    intermediate in the trace is the one that produced the output. Interventions are per call.
     """
 
-    def __init__(self, d_model: int, n_heads: int, *, n_kv_heads: int | None = None, bias: bool = True):
+    def __init__(self, d_model: int, n_heads: int, *, n_kv_heads: int | None = None, bias: bool = True,
+                 d_head: int | None = None, out_bias: bool | None = None, qk_norm_eps: float | None = None,
+                 scale: float | None = None, softcap: float | None = None,
+                 window: int | None = None):  # fmt: skip
         super().__init__()
-        if n_heads < 1 or d_model % n_heads != 0:
+        if n_heads < 1 or (d_head is None and d_model % n_heads != 0):
             raise ValueError(
                 f"d_model ({d_model}) must be divisible by the number of heads ({n_heads}); "
                 f"try n_heads in {[h for h in range(1, d_model + 1) if d_model % h == 0][:8]}."
@@ -298,12 +245,21 @@ class MultiHeadAttention(nn.Module):
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
         if n_kv_heads < 1 or n_heads % n_kv_heads:
             raise ValueError(f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads}).")
-        self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
+        if (softcap is not None and softcap <= 0) or (window is not None and window < 1):
+            raise ValueError(f"softcap must be > 0 and window ≥ 1 (or None); got {softcap} and {window}.")
+        self.d_model, self.n_heads = d_model, n_heads
+        self.d_head = d_model // n_heads if d_head is None else d_head
         self.n_kv_heads, self.groups = n_kv_heads, n_heads // n_kv_heads
-        self.w_q = nn.Linear(d_model, d_model, bias=bias)
-        self.w_k = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)
-        self.w_v = nn.Linear(d_model, n_kv_heads * self.d_head, bias=bias)
-        self.w_o = nn.Linear(d_model, d_model, bias=bias)
+        self.scale = 1.0 / math.sqrt(self.d_head) if scale is None else scale
+        self.softcap, self.window = softcap, window
+        width, kv_width = n_heads * self.d_head, n_kv_heads * self.d_head
+        self.w_q = nn.Linear(d_model, width, bias=bias)
+        self.w_k = nn.Linear(d_model, kv_width, bias=bias)
+        self.w_v = nn.Linear(d_model, kv_width, bias=bias)
+        self.w_o = nn.Linear(width, d_model, bias=bias if out_bias is None else out_bias)
+        norms = qk_norm_eps is not None
+        self.q_norm = nn.RMSNorm(self.d_head, eps=qk_norm_eps) if norms else None
+        self.k_norm = nn.RMSNorm(self.d_head, eps=qk_norm_eps) if norms else None
 
     @property
     def kv_heads(self) -> tuple[int, ...]:  # query head i → the K/V head it reads
@@ -329,8 +285,8 @@ class MultiHeadAttention(nn.Module):
         (B, h, Tq, Tk), e.g. (B, 1, 1, Tk) for padding or (Tq, Tk) for causal.
         ``rotary`` (the new rows' angles, `models.positions.rotary`) rotates q and k (RoPE); ``cache``
         appends this call's keys and values to a `KVCache` and attends over all it holds.
-        ``scaled=False`` drops the 1/sqrt(d_k); ``project_qk=False`` skips W_Q and W_K (head i
-        scores the i-th slice of the raw rows: Q = K = x, the "no projections" intervention);
+        ``scaled=False`` drops the logits' scale; ``project_qk=False`` skips W_Q and W_K (and their norms:
+        head i scores the i-th slice of the raw rows: Q = K = x, the "no projections" intervention);
         ``head_mask`` (h,) multiplies each head's context before the concat (0 ablates a head);
         ``head_values`` (select (B, h, Tq) bool, values broadcastable to (h, Tq, d_head)) writes
         those values over the selected heads' contexts (activation patching, `models.patching`);
@@ -343,39 +299,54 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"head_mask must have shape ({self.n_heads},), got {tuple(head_mask.shape)}.")
         # Query heads per K/V head: values always; keys unless W_K is skipped (one raw slice per query head).
         groups, key_groups = self.groups, self.groups if project_qk else 1
+        if not project_qk and self.n_heads * self.d_head != self.d_model:
+            raise ValueError(
+                f"projections off (Q = K = x) need h · d_head = d_model; this layer has "
+                f"{self.n_heads} × {self.d_head} ≠ {self.d_model}: keep the projections on."
+            )
         if cache is not None and key_groups != groups:
             raise ValueError("projections off (Q = K = x) cannot use a KV cache; run the whole text at once.")
-        # 1) Project to queries, keys, values and split into heads.
+        # 1) Project to queries, keys, values and split into heads; each head's q and k normed (Qwen 3).
         q = self._split(self.w_q(query) if project_qk else query)  # (B, h, Tq, d_head)
         k = self._split(self.w_k(key) if project_qk else key)  # (B, h_kv, Tk, d_head)
         v = self._split(self.w_v(value))  # (B, h_kv, Tk, d_head)
+        if self.q_norm is not None and project_qk:
+            q, k = self.q_norm(q), self.k_norm(k)  # RMSNorm over each head's d_head channels
         # 2) Rotate q and k by their positions (RoPE), then add the new keys and values to the cache.
         q_before, k_before = q, k
         if rotary is not None:
             q, k = rotate(q, rotary), rotate(k, rotary)
         if cache is not None:
             k, v = cache.append(k, v)  # (B, h_kv, cached + Tk, d_head)
-        # 3) Scaled dot-product attention per head; each group of query heads scores its K/V head.
-        if not return_trace and temperature == 1.0 and scaled and key_groups == groups:
+        # 3) The sliding window, if any, joins the mask: the new rows are the last Tq of the Tk positions.
+        band = None if self.window is None else window_band(tq, k.shape[-2], self.window, q.device)
+        if band is not None:
+            mask = band if mask is None else mask & band  # (…, Tq, Tk)
+        # 4) Scaled dot-product attention per head; each group of query heads scores its K/V head.
+        scale = self.scale if scaled else 1.0
+        fused = not return_trace and temperature == 1.0 and scaled and self.softcap is None
+        if fused and key_groups == groups:
             if mask is not None:
                 check_mask(mask, torch.empty(b, self.n_heads, tq, k.shape[-2], device="meta"))
-            heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=groups > 1)
+            heads = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, enable_gqa=groups > 1, scale=self.scale
+            )  # (B, h, Tq, d_head)
             if mask is not None:  # fully masked rows: fused kernel gives NaN, we give 0
                 heads = torch.nan_to_num(heads, nan=0.0)
             trace = None
         else:
             heads, trace = attend(
-                query=q, key=k, value=v, raw_scores=grouped_scores(q, k, key_groups),
-                scale=1.0 / math.sqrt(self.d_head) if scaled else 1.0, mask=mask, temperature=temperature,
-                return_trace=return_trace, capture=capture, kv_groups=groups,
+                query=q, key=k, value=v, raw_scores=grouped_scores(q, k, key_groups), scale=scale, mask=mask,
+                temperature=temperature, return_trace=return_trace, capture=capture, kv_groups=groups,
+                softcap=self.softcap,
             )  # fmt: skip
-        # 4) Switch heads off (ablation) or write patched contexts, concatenate them and mix with W_O.
+        # 5) Switch heads off (ablation) or write patched contexts, concatenate them and mix with W_O.
         if head_mask is not None:
             heads = heads * head_mask.view(1, -1, 1, 1).to(heads.dtype)  # (B, h, Tq, d_head)
         if head_values is not None:
             select, values = head_values  # (B, h, Tq), (h, Tq or 1, d_head)
             heads = torch.where(select[..., None], values.to(heads.dtype), heads)  # (B, h, Tq, d_head)
-        concat = heads.transpose(1, 2).reshape(b, tq, self.d_model)  # (B, Tq, h·d_head)
+        concat = heads.transpose(1, 2).reshape(b, tq, self.n_heads * self.d_head)  # (B, Tq, h·d_head)
         output = self.w_o(concat)
         if not return_trace:
             return output, None

@@ -113,6 +113,9 @@ class GPT(nn.Module):
     """Decoder-only transformer: every attention a `MultiHeadAttention` call with a causal mask,
     every intervention an argument, every trace a return value."""
 
+    heads_sum_to_stream = True  # each layer adds its heads' W_O slices and W_O's bias, nothing else
+    logit_softcap = None  # the logits are the readout itself
+
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.cfg = cfg

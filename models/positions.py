@@ -31,10 +31,44 @@ class Rotation:
     sin: Tensor  # (T, d_rot)
 
 
-def rotary(positions: Tensor, *, dim: int, base: float) -> Rotation:
-    """The angles of ``positions`` (T,) for ``dim`` rotated channels."""
+@dataclass(frozen=True)
+class RopeScaling:
+    """How a long-context model stretches RoPE's frequencies (Hugging Face's ``rope_scaling``):
+    ``linear`` divides every frequency by ``factor``; ``llama3`` (Llama 3.1+) divides the low ones (wavelength
+    above original_max_len / low_freq_factor) by ``factor``, keeps the high ones (below original_max_len /
+    high_freq_factor) and blends in between; ``factors`` divides frequency i by ``factors[i]`` (what
+    llama.cpp stores for Llama 3 as the ``rope_freqs`` tensor)."""
+
+    kind: str  # "linear", "llama3" or "factors"
+    factor: float = 1.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_len: int = 8192
+    factors: tuple[float, ...] = ()
+
+    def apply(self, inv_freq: Tensor) -> Tensor:
+        """(dim/2,) frequencies → the scaled ones, op for op as transformers' ``modeling_rope_utils``."""
+        if self.kind == "linear":
+            return inv_freq / self.factor
+        if self.kind == "factors":
+            return inv_freq / torch.tensor(self.factors, dtype=inv_freq.dtype, device=inv_freq.device)
+        low_wavelen = self.original_max_len / self.low_freq_factor
+        high_wavelen = self.original_max_len / self.high_freq_factor
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > low_wavelen, inv_freq / self.factor, inv_freq)  # low ones ÷ factor
+        low, high = self.low_freq_factor, self.high_freq_factor
+        smooth = (self.original_max_len / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / self.factor + smooth * scaled
+        medium = ~(wavelen < high_wavelen) * ~(wavelen > low_wavelen)
+        return torch.where(medium, smoothed, scaled)
+
+
+def rotary(positions: Tensor, *, dim: int, base: float, scaling: RopeScaling | None = None) -> Rotation:
+    """The angles of ``positions`` (T,) for ``dim`` rotated channels, frequencies stretched by ``scaling``."""
     channel = torch.arange(0, dim, 2, dtype=torch.int64, device=positions.device).float()  # (dim/2,) 2i
     inv_freq = 1.0 / (base ** (channel / dim))  # (dim/2,) base^(−2i/dim)
+    if scaling is not None:
+        inv_freq = scaling.apply(inv_freq)
     angles = positions.float()[:, None] * inv_freq[None]  # (T, 1) · (1, dim/2) → (T, dim/2)
     both = torch.cat([angles, angles], -1)  # (T, dim): the same angle for both channels of a pair
     return Rotation(positions, both.cos(), both.sin())
