@@ -23,14 +23,14 @@ ANSWERS = "path_answers"  # session_state: step id → whether its last checked 
 
 
 def forward_old_links() -> None:
-    """Before this page, "/" was the first family's page and links to it read "/?input=…": a URL that
-    carries that family's parameters (and none of this page's) goes on to its page, with them."""
+    """Before this page, "/" was the first family's page and links to it read "/?input=…": a URL whose
+    every parameter is that page's (or an attention view's, ``view_<key>``) goes on to it, with them."""
     old = FAMILIES.get(START.forwards or "")
-    if old is None or any(k in st.query_params for k in START.url_inputs):
+    params = list(st.query_params)
+    if old is None or not any(k in old.url_inputs for k in params):
         return
-    carried = {k: st.query_params.get_all(k) for k in st.query_params if k in old.url_inputs}
-    if carried:
-        st.switch_page(old.page, query_params=carried)
+    if all(k in old.url_inputs or k.startswith("view_") for k in params):
+        st.switch_page(old.page, query_params={k: st.query_params.get_all(k) for k in params})
 
 
 def path() -> list[tuple[Family, Step]]:
