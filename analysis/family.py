@@ -162,7 +162,7 @@ class Quiz:
     question: str  # Markdown
     answer: str | float
     feedback: str  # Markdown
-    options: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()  # plain text (tokens as they are: the page escapes what it shows)
     tolerance: float = 0.0
 
     def grade(self, given: str | float | None) -> bool:

@@ -230,10 +230,8 @@ def answer_widget(at, step_id: str):
     return found[0]
 
 
-def wrong_answer(widget, answer):
-    if widget.type == "number_input":
-        return float(answer) + 0.5
-    return next(o for o in widget.options if o != answer)
+def wrong_answer(quiz):
+    return next(o for o in quiz.options if o != quiz.answer) if quiz.options else float(quiz.answer) + 0.5
 
 
 NUMBER = re.compile(r"\d\.\d\d")  # a measured number the feedback quotes (two decimals or more)
@@ -258,7 +256,7 @@ def test_each_step_draws_the_models_numbers_and_grades_against_them(family, step
     quiz = step.quiz(step.measure(family, step.query))  # the key: tests/test_path_keys.py recomputes each
     assert quotes_the_numbers(quiz), quiz.feedback
     widget = answer_widget(at, step.id)
-    widget.set_value(wrong_answer(widget, quiz.answer)).run()
+    widget.set_value(wrong_answer(quiz)).run()
     at.button(key=f"path_{step.id}_check").click().run()
     assert not at.exception and not at.success
     assert [e.value for e in at.error] == [f"**Not quite.** {quiz.feedback}"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis.family import Quiz
+from views.inputs import md_escape
 
 CHOICES_AS_RADIO = 6  # more options than this: a select box (a radio of 26 positions is a wall)
 
@@ -14,9 +15,10 @@ def ask(quiz: Quiz, key: str) -> bool | None:
     """The question, an answer widget and a button: whether the answer is right when the button was
     pressed on this run, else None (nothing graded now)."""
     st.markdown(f"**Question.** {quiz.question}")
-    if quiz.options:
-        widget = st.radio if len(quiz.options) <= CHOICES_AS_RADIO else st.selectbox
-        given = widget("Your answer", quiz.options, index=None, key=f"{key}_answer")
+    if len(quiz.options) > CHOICES_AS_RADIO:  # a select box shows its options as plain text
+        given = st.selectbox("Your answer", quiz.options, index=None, key=f"{key}_answer")
+    elif quiz.options:  # a radio's labels are Markdown: the options (tokens) are shown escaped
+        given = st.radio("Your answer", quiz.options, index=None, format_func=md_escape, key=f"{key}_answer")
     else:
         given = st.number_input("Your answer (a number)", value=None, step=0.01, format="%.3f",
                                 key=f"{key}_answer")  # fmt: skip

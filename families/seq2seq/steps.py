@@ -52,7 +52,8 @@ def greedy(family: Family, source: Source, scoring: str | None = None) -> Seq2Se
 
 
 def position(tokens: tuple[str, ...], i: int) -> str:
-    return f"{i}: ‘{md_escape(tokens[i])}’"
+    """An option naming a position (plain text: the quiz escapes what it shows)."""
+    return f"{i}: ‘{tokens[i]}’"
 
 
 # --- 1. The fixed-vector bottleneck ---------------------------------------------------------------

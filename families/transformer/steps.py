@@ -60,7 +60,8 @@ def runs(family: Family, query: Query, *ivs: Interventions, forced: bool = False
 
 
 def pick(tokens: tuple[str, ...], i: int) -> str:
-    return f"{i}: ‘{md_escape(tokens[i])}’"
+    """An option naming a position (plain text: the quiz escapes what it shows)."""
+    return f"{i}: ‘{tokens[i]}’"
 
 
 def side_by_side(a: AttentionMaps, b: AttentionMaps, names: tuple[str, str]) -> tuple[AttentionMaps, list]:
