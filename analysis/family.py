@@ -197,7 +197,7 @@ class Step:
     view: Callable[[Any, str], None]
     quiz: Callable[[Any], Quiz]
     contrast: Query
-    deeper: str  # what the link opens on the family's page ("the Alignment tab")
+    deeper: str  # what the linked tab of the family's page offers beyond the step
     more: Mapping[str, Query] = nothing()  # the map of the material: other views of the idea, label → query
 
 

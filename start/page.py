@@ -75,19 +75,19 @@ def show(family: Family, step: Step, number: int, answers: dict[str, bool]) -> N
         st.rerun()  # the path, drawn before this step, marks it at once
     if step.id in answers:
         verdict(quiz, answers[step.id])
-    st.page_link(family.page, label=f"Go deeper — {family.title}: {step.deeper}", icon=family.icon,
-                 query_params=dict(step.query))  # fmt: skip
+    st.page_link(family.page, label=f"Go deeper: {family.title} → {step.query[family.tab_key]}",
+                 icon=family.icon, query_params=dict(step.query))  # fmt: skip
+    st.caption(f"There: {step.deeper}.")
 
 
 def material_map(steps: list[tuple[Family, Step]]) -> None:
-    """Every idea with the views that show it, one click each (the pages at their URL state)."""
+    """Every idea with the views that show it, one click each (the pages in the step's URL state)."""
     st.markdown("**Map of the material**")
     for i, (family, step) in enumerate(steps):
-        st.markdown(f"{i + 1}. {step.idea}")
-        st.page_link(family.page, label=f"{family.title}: {step.deeper.split(' (')[0]}", icon=family.icon,
-                     query_params=dict(step.query))  # fmt: skip
-        for label, query in step.more.items():
-            st.page_link(family.page, label=label, icon=family.icon, query_params=dict(query))
+        st.markdown(f"{i + 1}. {step.idea}  \n:gray[{family.icon} {family.title}]")
+        views = {step.query[family.tab_key]: step.query, **step.more}
+        for label, query in views.items():
+            st.page_link(family.page, label=label, query_params=dict(query))
 
 
 forward_old_links()
@@ -95,7 +95,7 @@ page_header(__doc__)
 answers = st.session_state.setdefault(ANSWERS, {})
 steps = path()
 ideas = {s.id: s.idea for _, s in steps}
-path_column, step_column, map_column = st.columns([1.1, 3.2, 1.3], gap="medium")
+path_column, step_column, map_column = st.columns([1.1, 3.1, 1.4], gap="medium")
 with path_column:
     chosen = st.radio("The path", list(ideas), format_func=ideas.get, key="step", bind="query-params",
                       captions=progress(steps, answers))  # fmt: skip

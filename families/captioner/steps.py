@@ -105,9 +105,9 @@ STEPS = (
         query={"source": "gallery", "sample": PICTURE, "cap_view": "Hide regions"},
         contrast={"source": "gallery", "sample": "05-the-digits-9-8"},
         measure=measure, view=view, quiz=quiz,
-        deeper="the Hide regions tab (hide any regions you like)",
-        more={"Captioning: where each word looks": {"source": "gallery", "sample": PICTURE,
+        deeper="hide any regions you like, with the coverage before and after",
+        more={"Where each word looks": {"source": "gallery", "sample": PICTURE,
                                                     "cap_view": "Where each word looks"},
-              "Captioning: draw your own": {"source": "draw"}},
+              "Draw your own": {"source": "draw"}},
     ),
 )  # fmt: skip

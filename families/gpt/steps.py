@@ -65,8 +65,8 @@ STEPS = (
         query={"gpt_input": "random", "gpt_seed": "7", "gpt_view": "Induction"},
         contrast={"gpt_input": "prompt", "gpt_prompt": "import os\nimport sys\nimport os\n"},
         measure=measure, view=view, quiz=quiz,
-        deeper="the Induction tab (the loss on each copy, with the induction heads switched off)",
-        more={"GPT lab: head roles": {"gpt_input": "random", "gpt_seed": "7", "gpt_view": "Head roles"},
-              "GPT lab: circuits (logit lens, patching)": {"gpt_view": "Circuits"}},
+        deeper="the loss on each copy, and with the induction heads switched off",
+        more={"Head roles": {"gpt_input": "random", "gpt_seed": "7", "gpt_view": "Head roles"},
+              "Circuits": {"gpt_view": "Circuits"}},
     ),
 )  # fmt: skip

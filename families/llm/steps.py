@@ -143,9 +143,9 @@ STEPS = (
         query={"llm_prompt": JAPAN, "llm_view": "Attention sinks"},
         contrast={"llm_prompt": llama.EXAMPLE},
         measure=measure_real, view=view_real, quiz=quiz_real,
-        deeper="the Attention sinks tab (every head's share on the first token; hide it)",
-        more={"SmolLM2: GQA and the KV cache": {"llm_prompt": JAPAN, "llm_view": "GQA"},
-              "SmolLM2: RoPE on one query and key": {"llm_prompt": JAPAN, "llm_view": "RoPE"}},
+        deeper="every head's share on the first token, and the losses with it hidden",
+        more={"GQA and the KV cache": {"llm_prompt": JAPAN, "llm_view": "GQA"},
+              "RoPE on one query and key": {"llm_prompt": JAPAN, "llm_view": "RoPE"}},
     ),
     Step(
         id="name-movers", idea="What one head does: moving a name (IOI)",
@@ -158,6 +158,6 @@ STEPS = (
         look_for="the few red cells: heads that write the answer over the rival.",
         query={"llm_prompt": IOI, "llm_view": "Circuits"}, contrast={"llm_prompt": llama.EXAMPLE},
         measure=measure_movers, view=view_movers, quiz=quiz_movers,
-        deeper="the Circuits tab (logit lens, patching, ablating the name movers)",
+        deeper="the logit lens, activation patching, and the name movers ablated",
     ),
 )  # fmt: skip

@@ -76,7 +76,7 @@ def view_bottleneck(result: Bottleneck, key: str) -> None:
     heatmap(run.maps["alignment"], 0, 0, f"{key}_map", title="With attention: where each output word looked",
             axes=("output", "source"), value_name="α")  # fmt: skip
     st.code(f"reference   : {' '.join(result.reference)}\nattention   : {run.text}\n"
-            f"no attention: {result.fixed.text}", language=None)  # fmt: skip
+            f"no attention: {result.fixed.text}", language=None, wrap_lines=True)  # fmt: skip
 
 
 def quiz_bottleneck(result: Bottleneck) -> Quiz:
@@ -161,8 +161,8 @@ STEPS = (
         contrast={"task": "translation", "input": "example",
                   "example": "my red young car writes my doctor under some friends"},
         measure=measure_bottleneck, view=view_bottleneck, quiz=quiz_bottleneck,
-        deeper="the Bottleneck study: accuracy by length for every model",
-        more={"Seq2seq: the RNN through time": {"s2s_view": "RNN through time"}},
+        deeper="exact match by source length for every scoring function and without attention",
+        more={"RNN through time": {"s2s_view": "RNN through time"}},
     ),
     Step(
         id="alignment", idea="Attention as alignment",
@@ -177,10 +177,10 @@ STEPS = (
         query={"input": "text", "text": TEXT, "s2s_view": "Alignment"},
         contrast={"input": "text", "text": "11/17/2026"},
         measure=measure_alignment, view=view_alignment, quiz=quiz_alignment,
-        deeper="the Alignment tab (other scoring functions, beam search, your own text)",
-        more={"Seq2seq: step inspector (scores → softmax → context)": {"input": "text", "text": TEXT,
+        deeper="other scoring functions, beam search, gold links, your own text",
+        more={"Step inspector": {"input": "text", "text": TEXT,
                                                                       "s2s_view": "Step inspector"},
-              "Seq2seq: attention vs importance": {"input": "text", "text": TEXT,
+              "Attention vs importance": {"input": "text", "text": TEXT,
                                                    "s2s_view": "Attention vs importance"}},
     ),
 )  # fmt: skip

@@ -274,7 +274,7 @@ STEPS = (
         look_for="the rows with 1/√d_k beside the same rows without: spread out or pinned to one key?",
         query={**TYPED, "tf_view": "Walkthrough"}, contrast=CONTRAST,
         measure=measure_scaling, view=view_scaling, quiz=quiz_scaling,
-        deeper="the Walkthrough (q·k, ÷√d_k, softmax for one query; switch the scale off in the sidebar)",
+        deeper="q·k, ÷√d_k and the softmax for one query; the scale switch is in the sidebar",
     ),
     Step(
         id="masks", idea="Masks",
@@ -288,7 +288,7 @@ STEPS = (
         query={**TYPED, "ref": "2026-11-21", "tf_view": "Heads"},
         contrast={**CONTRAST, "ref": "2026-11-17"},
         measure=measure_masks, view=view_masks, quiz=quiz_masks,
-        deeper="the Heads tab with the reference (untick ‘Causal mask’ in the sidebar)",
+        deeper="the reference teacher-forced; untick “Causal mask in decoder self-attention” in the sidebar",
     ),
     Step(
         id="multi-head", idea="Multi-head attention: split, concat, W_O",
@@ -301,9 +301,9 @@ STEPS = (
         look_for="how differently the heads of one layer look at the same sentence.",
         query={**TYPED, "model": "h8", "tf_view": "Heads"}, contrast={**TYPED, "model": "h4"},
         measure=measure_heads, view=view_heads, quiz=quiz_heads,
-        deeper="the Heads tab for the 8-head model (the walkthrough shows the concat and W_O)",
-        more={"Transformer: head ablation": {**TYPED, "model": "h8", "tf_view": "Ablation"},
-              "Transformer: the shape playground": {"tf_view": "Playground"}},
+        deeper="every block's heads of the 8-head model (the Walkthrough shows the concat and W_O)",
+        more={"Head ablation": {**TYPED, "model": "h8", "tf_view": "Ablation"},
+              "Shape playground": {"tf_view": "Playground"}},
     ),
     Step(
         id="positions", idea="Positional encoding",
@@ -315,7 +315,7 @@ STEPS = (
         look_for="the two copies of a repeated character in one row, and the output without positions.",
         query={**TYPED, "tf_view": "Positional encoding"}, contrast=CONTRAST,
         measure=measure_positions, view=view_positions, quiz=quiz_positions,
-        deeper="the Positional encoding tab (the sinusoid table, exact match without it)",
+        deeper="the sinusoid table, and exact match without it",
     ),
     block_step(read),
     Step(
@@ -328,7 +328,7 @@ STEPS = (
         look_for="each head's row for the token being written, and which source character it picks.",
         query={**TYPED, "tf_view": "Heads"}, contrast=CONTRAST,
         measure=measure_cross, view=view_cross, quiz=quiz_cross,
-        deeper="the Heads tab (pick the cross-attention block)",
-        more={"Transformer: circuits (logit lens, patching)": {**TYPED, "tf_view": "Circuits"}},
+        deeper="pick the cross-attention block: every layer and head",
+        more={"Circuits": {**TYPED, "tf_view": "Circuits"}},
     ),
 )  # fmt: skip

@@ -79,6 +79,6 @@ def block_step(read: Callable[[Query], Any]) -> Step:
         look_for="which twin's stream keeps growing, and which is pulled back after every sublayer.",
         query={**typed, "tf_view": "Post- vs pre-norm"}, contrast={"input": "text", "text": "11/17/2026"},
         measure=measure, view=view, quiz=quiz,
-        deeper="the Post- vs pre-norm tab (training curves, gradient norms, the warm-up experiment)",
-        more={"Transformer: walkthrough of one block": {**typed, "tf_view": "Walkthrough"}},
+        deeper="training curves, gradient norms and the warm-up experiment",
+        more={"Walkthrough of one block": {**typed, "tf_view": "Walkthrough"}},
     )  # fmt: skip
