@@ -63,12 +63,12 @@ def show(family: Family, step: Step, number: int, answers: dict[str, bool]) -> N
     key = f"path_{step.id}"
     try:
         result = step.measure(family, step.query)
+        quiz = step.quiz(result)
     except (CheckpointError, InputError, ValueError) as err:  # a model not installed, a preset it cannot read
         st.error(f"This step cannot run here: {md_escape(getattr(err, 'brief', str(err)))}")
         return
     step.view(result, key)
     st.markdown(f"**Look for:** {step.look_for}")
-    quiz = step.quiz(result)
     graded = ask(quiz, key)
     if graded is not None and answers.get(step.id) != graded:
         answers[step.id] = graded

@@ -10,6 +10,8 @@ own cached models (`tests.helpers.shipped`), so the floats are the same computat
 from __future__ import annotations
 
 import re
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +26,7 @@ from families.llm import runner as llama
 from families.seq2seq import runner as seq2seq
 from families.transformer import runner as transformer
 from models.attention import Interventions
+from models.checkpoints import CheckpointError
 from start import START
 from tasks import TASKS, prepare
 from tasks.images import model_input
@@ -313,3 +316,22 @@ def test_each_steps_link_opens_its_page_in_that_state(family, step):
         held = at.session_state[param]
         assert held == value or not isinstance(held, str), (param, held, value)
     assert not at.error and (at.code or at.metric or at.get("plotly_chart")), step.id  # it ran, no message
+
+
+def test_a_step_whose_model_is_missing_says_so_and_the_path_goes_on(monkeypatch):
+    """A model that is not installed (a wheel missing) is a message naming the file and the fix, no
+    traceback, and the path and the other steps still work."""
+    family = FAMILIES["seq2seq"]
+    first, *rest = family.steps
+
+    def missing(family, query):
+        fix = "python -m training --family seq2seq --task translation --variant none"
+        raise CheckpointError(Path("/srv/assets/seq2seq-translation-none.safetensors"), "no such file", fix)
+
+    monkeypatch.setitem(FAMILIES, "seq2seq", replace(family, steps=(replace(first, measure=missing), *rest)))
+    at = open_app(PAGE)
+    assert not at.exception
+    (error,) = [re.sub(r"\\(.)", r"\1", e.value) for e in at.error]  # as it reads: Markdown escapes dropped
+    assert "seq2seq-translation-none.safetensors: no such file. To fix: python -m training" in error
+    assert "/srv" not in error  # no server path reaches the visitor
+    assert at.radio(key="step").value == first.id and at.button(key="path_next")

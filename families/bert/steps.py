@@ -21,8 +21,8 @@ def measure(family: Family, query: Query) -> RawVsProjected:
     """Layer 0's comparison, as the page computes it for its first checkpoint and its sentences."""
     text_a, text_b = query.get("a", EXAMPLE_TEXT[0]), query.get("b", "")
     folder = next(iter(folders()))
-    layers = cached(family, "projections")(folder, text_a, text_b.strip() and text_b or None, Interventions())
-    return layers[LAYER]
+    pair = text_b if text_b.strip() else None  # the page's: an empty sentence B is no pair
+    return cached(family, "projections")(folder, text_a, pair, Interventions())[LAYER]
 
 
 def probe(result: RawVsProjected) -> int:
