@@ -128,7 +128,9 @@ def key_positions(query, quiz):
     run = tf_run(query, Interventions(positional=False))
     weights = run.maps["encoder"].weights[0, head, row]
     assert run.source[col] == run.source[twin] and col != twin != row != col
-    assert quiz.answer == weights[col] == weights[twin]  # one key, twice: the same weight, exactly
+    assert quiz.answer == weights[col]
+    # One key twice: the same score, up to how a matmul rounds two equal rows (the same here so far).
+    assert abs(weights[col] - weights[twin]) <= 1e-6
 
 
 def key_block(query, quiz):
