@@ -226,6 +226,11 @@ DRAWN = {
 NEEDS_LLM = {"sinks", "name-movers"}
 
 
+def test_every_step_of_the_story_has_its_drawing_checked_here():
+    """A family that brings a step brings its check here (what its view must be sent) too."""
+    assert set(DRAWN) == set(STEPS_IDS)
+
+
 def answer_widget(at, step_id: str):
     key = f"path_{step_id}_answer"
     found = [w for kind in ("radio", "selectbox", "number_input") for w in at.get(kind) if w.key == key]
