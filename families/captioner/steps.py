@@ -80,14 +80,15 @@ def quiz(result: Hidden) -> Quiz:
     held = float(before.alphas[result.word].ravel()[list(result.regions)].sum())
     same = after.text == before.text
     options = ("the caption stays the same", "the caption changes")
-    verdict = ("it is the same: the decoder still finds the object through other regions and its own state — "
-               "attention shows where it looked, not what it could not do without"
-               if same else "it changes: those regions carried the word")  # fmt: skip
-    feedback = (
-        f"‘{word}’ put {held:.2f} of its attention on {len(result.regions)} regions ({where(result)}). "
-        f"Hidden, the caption reads ‘{md_escape(after.text)}’ instead of ‘{md_escape(before.text)}’ — "
-        f"{verdict}."
-    )
+    if same:
+        what = (f"the caption still reads ‘{md_escape(after.text)}’: the decoder finds the object through "
+                "other regions and its own state — attention shows where it looked, not what it could not do "
+                "without")  # fmt: skip
+    else:
+        what = (f"the caption reads ‘{md_escape(after.text)}’ instead of ‘{md_escape(before.text)}’: those "
+                "regions carried the word")  # fmt: skip
+    feedback = (f"‘{word}’ put {held:.2f} of its attention on {len(result.regions)} regions "
+                f"({where(result)}). With them hidden, {what}.")  # fmt: skip
     question = f"Hide the regions the word ‘{word}’ looks at most. Does the caption change?"
     return Quiz(question, options[0] if same else options[1], feedback, options)
 
