@@ -191,10 +191,11 @@ def head_scores(weights: np.ndarray, ids: Sequence[int]) -> dict[str, np.ndarray
 
 
 def run(lm: LM, prompt: Prompt, iv: Interventions = NO_INTERVENTION, layers: Collection[int] | None = None,
-        *, every_position: bool = False) -> LMRun:  # fmt: skip
+        *, every_position: bool = False, roles: bool = False) -> LMRun:  # fmt: skip
     """Teacher forcing on ``prompt`` under ``iv`` (the causal mask may be off here); maps of ``layers``
     only (None: all; (): none, for a run whose losses and next tokens are all that is wanted).
-    ``every_position`` keeps every position's whole distribution (T × V floats: a small vocabulary's)."""
+    ``every_position`` keeps every position's whole distribution (T × V floats: a small vocabulary's);
+    ``roles`` measures each head's `head_scores` on this prompt (a pass over every map kept)."""
     model, cfg = lm.model, lm.model.cfg
     ids = torch.tensor([prompt.ids], device=next(model.parameters()).device)  # (1, T)
     shown = tuple(range(cfg.n_layers)) if layers is None else tuple(sorted(layers))
@@ -220,7 +221,7 @@ def run(lm: LM, prompt: Prompt, iv: Interventions = NO_INTERVENTION, layers: Col
         kv_heads=model.blocks[0].attn.kv_heads,  # query head → the K/V head it reads (every layer's)
         next_log_probs=to_numpy(logp[-1]),
         every_log_prob=to_numpy(logp) if every_position else None,
-        head_scores=head_scores(weights, prompt.ids),
+        head_scores=head_scores(weights, prompt.ids) if roles else {},
     )
 
 

@@ -25,7 +25,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,23 +34,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.timing import alternate, timed  # noqa: E402
 from models.dinov2 import load  # noqa: E402
 from training.vit_card import onnxruntime_session as session  # noqa: E402
 
 PARTS = ("speed", "memory")
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def alternate(a, b, repeat: int) -> tuple[float, float]:
-    """Median seconds of ``a`` and ``b``, run one after the other ``repeat`` times after a warm-up each."""
-    a(), b()
-    times = [(timed(a), timed(b)) for _ in range(repeat)]
-    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
 
 
 def median_of(fn, repeat: int) -> float:
