@@ -126,4 +126,5 @@ def hand_over(picture: Image.Image | bytes) -> None:
         picture.save(buffer, "PNG")
         picture = buffer.getvalue()
     st.session_state[HANDOFF] = picture
+    st.session_state["vit_source"] = HANDED  # the radio's value on arrival (its URL parameter says the same)
     st.switch_page(FAMILIES["vit"].page, query_params={"vit_source": HANDED})

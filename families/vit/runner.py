@@ -173,7 +173,7 @@ def largest_norm_ratio(run: ViTRun) -> str:
 
 def dino_masks(run: ViTRun, layer: int) -> np.ndarray:
     """(h, N) bool: each head's DINO mask (60% of [CLS]'s attention over the patches) in ``layer``."""
-    return measures.dino_mask(measures.cls_to_patches(run.cls_rows[run.kept(layer)]))
+    return measures.dino_mask(measures.cls_to_patches(run.weights[run.kept(layer)]))
 
 
 def jaccards(masks: np.ndarray, grid: tuple[int, int], target: np.ndarray) -> np.ndarray:

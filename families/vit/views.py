@@ -94,7 +94,7 @@ def overlay_view(run: ViTRun, seen: np.ndarray) -> None:
         f"your browser: no rerun. The red outline ({MASK_NAME}): the fewest patches holding 60% of [CLS]'s "
         "attention over the patches (Caron et al. 2021)."
     )
-    masks = measures.dino_mask(measures.cls_to_patches(run.cls_rows))  # (len(layers), h, N)
+    masks = measures.dino_mask(measures.cls_to_patches(run.weights))  # (len(layers), h, N)
     outline = {(i, h): masks[i, h] for i in range(len(run.layers)) for h in range(masks.shape[1])}
     image_overlay(run.maps["self"], "vit_overlay", seen, run.grid, outline=(MASK_NAME, outline),
                   layer_names=layer_names(run), title="DINOv2", file_stem="dinov2")  # fmt: skip
@@ -235,7 +235,7 @@ def saliency_view(run: ViTRun, seen: np.ndarray) -> None:
     pooled = patch_means(run.saliency, run.grid)
     left, right = st.columns(2)
     left.plotly_chart(picture_map(seen, run.saliency, value_name="saliency", title="The saliency head's map "
-                                  "(one value per pixel)"), key="vit_saliency")  # fmt: skip
+                                  "(one value per pixel)"), key="vit_saliency_map")  # fmt: skip
     title = f"[CLS] attention, L{run.layers[i]} head mean"
     right.plotly_chart(picture_map(seen, attention.reshape(run.grid), value_name="w", title=title),
                        key="vit_saliency_cls")  # fmt: skip
