@@ -120,7 +120,9 @@ def test_the_views_draw_the_runners_numbers(flower):
     np.testing.assert_array_equal(array(chart(at, "vit_saliency_cls")["data"][1]["z"]), head_mean)
     ok(open_view(at, "High-norm tokens"))
     found = runner.high_norm(run)
-    np.testing.assert_array_equal(array(chart(at, "vit_norm_grid")["data"][0]["z"]), found.ratios)
+    np.testing.assert_array_equal(array(chart(at, "vit_norm_grid")["data"][0]["z"]), run.norms[:, CLS + 1 :])
+    on_photo = array(chart(at, "vit_norm_photo")["data"][1]["z"])  # the layer with the largest ratio
+    np.testing.assert_array_equal(on_photo, found.ratios[found.largest[1]].reshape(16, 16))
     ratio, layer = found.largest
     said = f"**{ratio:.2f}×** (layer {layer})"
     assert any("**None here**" in m.value and said in m.value for m in at.markdown)

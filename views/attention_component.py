@@ -61,9 +61,9 @@ _HTML = """
   <div class="lines-wrap"><canvas class="lines" aria-label="Head view"></canvas></div>
   <div class="lines-note"></div>
   <div class="image-view">
-    <canvas class="overlays" aria-label="Every layer and head over the picture: click one to look at it">
-    </canvas>
     <canvas class="photo" aria-label="Attention over the picture: hover a patch, click it for its row">
+    </canvas>
+    <canvas class="overlays" aria-label="Every layer and head over the picture: click one to look at it">
     </canvas>
   </div>
   <div class="readout" aria-live="polite"></div>
@@ -88,7 +88,7 @@ canvas.map { cursor: crosshair; touch-action: none; }
 .chip.on { background: var(--c); color: #fff; opacity: 1; }
 .lines-wrap { max-height: 560px; overflow-y: auto; }
 .lines-note, .readout { font-size: 12px; opacity: 0.85; min-height: 1.2em; }
-.image-view { display: flex; flex-direction: column; gap: 6px; }
+.image-view { display: flex; flex-wrap: wrap; gap: 12px 24px; align-items: flex-start; }
 canvas.photo { cursor: crosshair; } canvas.overlays { cursor: pointer; }
 .tip { position: absolute; display: none; pointer-events: none; background: #222e; color: #fff;
        padding: 3px 6px; border-radius: 4px; font-size: 12px; max-width: 250px; z-index: 5; }

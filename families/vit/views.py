@@ -210,9 +210,9 @@ def high_norm_view(run: ViTRun, seen: np.ndarray, card: Mapping | None, sinks_ta
     llm = FAMILIES["llm"]
     st.page_link(llm.page, label="The same phenomenon in a language model: SmolLM2's attention sinks",
                  query_params={llm.tab_key: sinks_tab}, icon=llm.icon)  # fmt: skip
-    st.plotly_chart(matrix_heatmap(found.ratios, title="‖x‖ / layer median, per patch (columns) and layer",
-                                   x_title="patch", y_title="layer", value_name="ratio", diverging=False),
-                    key="vit_norm_grid")  # fmt: skip
+    norms = matrix_heatmap(run.norms[:, CLS + 1 :], title="‖x‖ of each patch (columns) leaving each layer",
+                           x_title="patch", y_title="layer", value_name="‖x‖", diverging=False)  # fmt: skip
+    st.plotly_chart(norms, key="vit_norm_grid")
     layers = range(run.n_layers)
     series = {"this picture": (layers, found.ratios.max(1)), f"{bar:g}×": ((0, layers[-1]), (bar, bar))}
     if "scenes_max_norm_ratio_per_layer" in held:

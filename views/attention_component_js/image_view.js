@@ -5,7 +5,8 @@
 // Its part of the header, `image`: src (a data URI of the picture as the model saw it, at display size),
 // rows, cols (the patch grid), first (the key of patch (0, 0): keys before it are not on the grid),
 // opacity (the starting one) and, optionally, outline {name, cells: [[layer, head, [key, …]], …]}: a mask
-// per map of the first query's rows (DINO's 60%-mass patches), drawn as an outline when that row is shown.
+// per map of query 0's rows (DINO's 60%-mass patches), drawn as an outline when that row is shown. The
+// photo canvas's geometry is on its dataset (cell, left, top) for whoever needs to find a patch on screen.
 // A row comes from the map sent exact, else from the rows sent for every layer and head (`rowOf`); a
 // clicked patch whose rows were not sent is asked of the server (state "request": "row:<query>").
 
@@ -45,8 +46,8 @@ function imageView(ae) {
     const show = L * H > 1;
     overlays.style.display = show ? "" : "none";
     if (!show) return;
-    const width = Math.min(root.clientWidth || 700, 1000);
-    B.small = Math.max(24, Math.min(80, Math.floor((width - B.left) / H) - B.gap));
+    const width = Math.min(root.clientWidth || 700, 1000);  // the grid takes at most half of it
+    B.small = Math.max(24, Math.min(56, Math.floor((width / 2 - B.left) / H) - B.gap));
     const s = B.small, sh = (s * P.rows) / P.cols;
     const w = B.left + H * (s + B.gap), h = B.top + L * (sh + B.gap);
     const ctx = fitCanvas(overlays, w, h);
@@ -73,9 +74,11 @@ function imageView(ae) {
   }
 
   function drawPhoto() {
-    B.size = Math.max(160, Math.min(480, (root.clientWidth || 700) - 10));
+    const width = root.clientWidth || 700, beside = width - (overlays.offsetWidth || 0) - 24;
+    B.size = Math.max(160, Math.min(480, beside >= 240 ? beside : width - 10));  // beside the grid if it fits
     B.cell = B.size / P.cols;
     const w = B.size, h = B.cell * P.rows, q = v.query;
+    Object.assign(photo.dataset, { cell: B.cell, left: 0, top: 0, x0: 0, y0: 0 });  // to find a patch on screen
     const ctx = fitCanvas(photo, w, h);
     ctx.fillStyle = th.bg; ctx.fillRect(0, 0, w, h);
     if (picture.complete && picture.naturalWidth) ctx.drawImage(picture, 0, 0, w, h);
