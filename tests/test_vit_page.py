@@ -8,11 +8,13 @@ compared bit for bit where the computation is the same call."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 import models.dinov2
 from families import FAMILIES
@@ -110,6 +112,24 @@ def test_a_scene_scores_each_heads_dino_mask_against_its_exact_mask(model):
     heat, rings = chart(at, "vit_dino_figure")["data"][1:]
     np.testing.assert_array_equal(array(heat["z"]), run.cls_rows[11, best, CLS + 1 :].reshape(16, 16))
     assert len(array(rings["x"])) == masks[best].sum()
+    assert metric(at, "Largest patch norm / layer median") == FAMILIES["vit"].soak.expected((7,))  # soak
+
+
+def test_a_mask_drawn_on_the_photo_scores_the_heads(flower):
+    """The canvas sends the strokes alone (an outline on transparency); the area they enclose is the mask."""
+    seen, run = flower
+    at = open_view(open_app(PAGE), "DINO's mask")
+    assert any("Draw the object's mask" in i.value for i in at.info)
+    strokes = Image.new("RGBA", (256, 256), (0, 0, 0, 0))
+    ImageDraw.Draw(strokes).rectangle((64, 48, 191, 175), outline=(255, 60, 60, 255), width=6)
+    key = f"vit_mask_{hashlib.sha1(seen.tobytes()).hexdigest()[:10]}"  # the canvas's key: one per picture
+    at.session_state[key] = {"drawing": "data:image/png;base64," + base64.b64encode(png(strokes)).decode()}
+    ok(at.run())
+    filled = Image.new("L", (256, 256), 0)
+    ImageDraw.Draw(filled).rectangle((64, 48, 191, 175), fill=255)  # the outline's inside, filled
+    target = np.asarray(filled.resize((224, 224), Image.NEAREST)) > 127
+    expected = runner.jaccards(runner.dino_masks(run, 11), run.grid, target)
+    np.testing.assert_array_equal(frame(at, "Jaccard, this picture")["Jaccard, this picture"], expected)
 
 
 def test_the_views_draw_the_runners_numbers(flower):

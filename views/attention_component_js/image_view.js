@@ -129,6 +129,7 @@ function imageView(ae) {
     const i = patchAt(e);
     v.imageHover = i;
     drawPhoto();
+    stamp();
     if (i == null) { tip.style.display = "none"; return; }
     const row = ae.rowOf(v.layer, v.head, v.query), k = first + i;
     const text = `${qLabel(v.query)} → ${qLabel(k)} (key ${k}): ` + (row ? `${d.value_name} = ${exact(row[k])}` : "loading…");
@@ -138,7 +139,7 @@ function imageView(ae) {
     tip.style.left = Math.min(e.clientX - rr.left + 12, rr.width - 260) + "px";
     tip.style.top = e.clientY - rr.top + 14 + "px";
   };
-  photo.onmouseleave = () => { v.imageHover = null; tip.style.display = "none"; drawPhoto(); };
+  photo.onmouseleave = () => { v.imageHover = null; tip.style.display = "none"; drawPhoto(); stamp(); };
   photo.onclick = (e) => {  // a patch: its rows; the same patch again: back to the first query's
     const i = patchAt(e);
     if (i == null) return;
