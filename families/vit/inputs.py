@@ -86,15 +86,14 @@ def choose() -> Picture:
     source = st.radio(
         "Picture: a real photo, a generated scene (with its exact object mask), your upload or your drawing",
         (*SOURCES, HANDED) if handed else SOURCES, horizontal=True, key="vit_source", bind="query-params",
-        format_func=lambda s: "from Captioning" if s == HANDED else s,
     )  # fmt: skip
     if source == "gallery":
         names = gallery_names()
         if not names:
             st.error("No gallery photo is installed: `pip install -r requirements.txt` installs two.")
             st.stop()
-        name = st.selectbox("Photo", names, format_func=lambda n: GALLERY[n][2], key="vit_photo",
-                            bind="query-params")  # fmt: skip
+        name = st.selectbox("Photo", names, key="vit_photo", bind="query-params")  # its name is in the URL
+        st.caption(f"{name}: {GALLERY[name][2]}.")
         return Picture(gallery_picture(name), name)
     if source == "scene":
         seed = whole_number_input(st, "Scene seed (the captioner's generator; reproducible)", 0, 10**9,

@@ -62,7 +62,7 @@ def sidebar(n_layers: int, n_heads: int, grid: tuple[int, int], most: list[int])
         st.header("Interventions")
         ablate = controls.heads_off(n_layers, n_heads, key="vit_ablate")
         st.button(f"Hide the {len(most)} patches [CLS] looks at most", on_click=_hide, args=(key, most),
-                  key="vit_hide_most", help="Last layer, head mean, without interventions.")  # fmt: skip
+                  key="vit_hide_most", help="Last kept layer, head mean, no interventions.")  # fmt: skip
         hidden = st.multiselect(
             "Hide patches (no query may attend to them)", range(1, 1 + rows * cols), key=key,
             format_func=lambda j: f"row {(j - 1) // cols}, column {(j - 1) % cols}",
@@ -88,11 +88,11 @@ def overlay_view(run: ViTRun, seen: np.ndarray) -> None:
     """Every kept layer's and head's [CLS] row over the photo, a clicked patch's rows, DINO's mask."""
     n = run.grid[0] * run.grid[1]
     st.markdown(
-        f"**[CLS]'s attention over the photo** — every layer × head small, the picked one large; the colours "
-        f"are each map's own scale over the {n} patches. Click a patch to see where *it* looks (its rows), "
-        "again to go back; hover for the exact weight; the arrow keys move the layer and head. All of it in "
-        f"your browser: no rerun. The red outline ({MASK_NAME}): the fewest patches holding 60% of [CLS]'s "
-        "attention over the patches (Caron et al. 2021)."
+        "**[CLS]'s attention over the photo** — every kept layer × head small, the picked one large; "
+        f"colours are each map's own scale over the {n} patches. Click a patch to see where *it* looks (its "
+        "rows), again to go back; hover for the exact weight; the arrow keys move the layer and head. All "
+        f"of it in your browser: no rerun. The red outline ({MASK_NAME}): the fewest patches holding 60% "
+        "of [CLS]'s attention over the patches (Caron et al. 2021)."
     )
     masks = measures.dino_mask(measures.cls_to_patches(run.weights))  # (len(layers), h, N)
     outline = {(i, h): masks[i, h] for i in range(len(run.layers)) for h in range(masks.shape[1])}
