@@ -189,11 +189,12 @@ def patch_means(values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
 
 
 def example() -> ViTRun:
-    """DINOv2 on scikit-learn's flower.jpg (tests and warm-up)."""
+    """DINOv2 on scikit-learn's flower.jpg at 112 × 112 (8 × 8 patches, 65 tokens: all 72 maps, 1.2 MB, go
+    exact in one payload — what the generic views' tests compare; the page's 224 sends one layer whole)."""
     from families.vit.inputs import gallery_picture
-    from families.vit.preprocess import model_input
+    from families.vit.preprocess import letterbox
 
-    return run(load().model, model_input(gallery_picture("flower")).seen)
+    return run(load().model, letterbox(gallery_picture("flower"), SIDE // 2)[0])
 
 
 # --- What the app serves cached (`views.serving.cached`): the `ViT` first ----------------------------
