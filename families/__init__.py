@@ -5,7 +5,7 @@ See docs/architecture.md, "Add a family"."""
 from __future__ import annotations
 
 from analysis.family import Family
-from families import bert, captioner, gpt, llm, seq2seq, transformer
+from families import bert, captioner, gpt, llm, seq2seq, transformer, vit
 from models.checkpoints import load_card, load_checkpoint
 
 FAMILIES: dict[str, Family] = {
@@ -17,6 +17,7 @@ FAMILIES: dict[str, Family] = {
         captioner.FAMILY,
         gpt.FAMILY,
         llm.FAMILY,
+        vit.FAMILY,
     )
 }
 
