@@ -181,11 +181,15 @@ def _gguf_files(repo: Path) -> list[Path]:
 
 def discover(env: Mapping[str, str] | None = None) -> Catalog:
     """Every model the settings point at, checked (configs and headers only) and named."""
-    from models.llama import gguf_path
+    from models.llama import FILE, gguf_path
 
     env = os.environ if env is None else env
     limit = size_limit(env)
-    offers = [Offer(SHIPPED, gguf_path(), "shipped", "llama", 0)]
+    try:
+        shipped = gguf_path()
+    except CheckpointError:  # its package is not installed: still listed, and opening it says how to install
+        shipped = Path(FILE)
+    offers = [Offer(SHIPPED, shipped, "shipped", "llama", 0)]
     candidates, refused = _candidates(env)
     for name, path, source in candidates:
         if name in {o.name for o in offers}:
