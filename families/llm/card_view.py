@@ -15,9 +15,9 @@ from families.llm import FAMILY
 from families.llm.card import TIMING_TOKENS
 from families.llm.picker import file_stem
 from views.inputs import md_escape
-from views.serving import cached
+from views.serving import cached, unrecorded
 
-MEASURED = "llm_measured"  # session state: the names of the models this session measured
+MEASURED = "llm_measured"  # session state: model name → the card this session measured (a few kB of JSON)
 
 
 def _heads_table(in_context: Mapping, n: int = 8) -> None:
@@ -46,6 +46,11 @@ def stored_card(card: Mapping) -> None:
     st.caption(md_escape(english["definition"]) + ". IOI: " + md_escape(ioi["definition"]) + ".")
     st.markdown("**Top heads by score** (on random sequences repeated twice):")
     _heads_table(ic)
+
+
+def measured(name: str) -> dict | None:
+    """The card this session measured for model ``name``, or None."""
+    return st.session_state.get(MEASURED, {}).get(name)
 
 
 def measured_card(name: str, card: Mapping) -> None:
@@ -81,18 +86,19 @@ def measure_view(name: str) -> None:
         f"{plan.forward_seconds * 1e3:,.0f} ms on this server). The card is shown and offered as a "
         "download; nothing is written on the server."
     )
-    measured = st.session_state.setdefault(MEASURED, set())
+    cards = st.session_state.setdefault(MEASURED, {})
     if st.button("Measure this model", key="llm_measure", type="primary"):
         bar = st.progress(0.0, text="Measuring…")
 
         def progress(done: int, total: int) -> None:
             bar.progress(done / total, text=f"Measuring: forward {done} of {total}")
 
-        cached(FAMILY, "card")(name, _progress=progress)
+        cards[name] = cached(FAMILY, "card")(name, _progress=unrecorded(progress))  # computed once, shared
         bar.empty()
-        measured.add(name)
-    if name in measured:
-        measured_card(name, cached(FAMILY, "card")(name))
+    if name in cards:
+        measured_card(name, cards[name])
+        st.caption("The other tabs now read this card where they read one (default layer and head: its best "
+                   "induction head; the sinks tab: its first-token scores).")  # fmt: skip
 
 
 def card_view(name: str, card: Mapping | None) -> None:

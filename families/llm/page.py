@@ -17,7 +17,7 @@ import streamlit as st
 from analysis import lm
 from families.llm import FAMILY, runner
 from families.llm import views as lm_tabs
-from families.llm.card_view import card_view
+from families.llm.card_view import card_view, measured
 from families.llm.circuits_view import circuits_view
 from families.llm.generation import generate_view
 from families.llm.picker import file_stem, pick
@@ -47,8 +47,9 @@ llm_run, llm_scores = cached(FAMILY, "run"), cached(FAMILY, "scores")
 page_header(__doc__)
 name, loaded, catalog = pick()
 cfg = loaded.model.cfg
-card = (measurements(SMOLLM2.card) or {}) if name == SMOLLM2.name else {}
-english, groups = card.get("english", {}), cfg.n_heads // cfg.n_kv_heads
+card = (measurements(SMOLLM2.card) or {}) if name == SMOLLM2.name else {}  # the shipped model's, stored
+measures = card or measured(name) or {}  # … else the card this session measured ("Model card" tab)
+english, groups = measures.get("english", {}), cfg.n_heads // cfg.n_kv_heads
 up_to = runner.all_layers_up_to(cfg)
 weights = SMOLLM2.weights if name == SMOLLM2.name else f"{name}'s own weights, in float32"
 sharing = {1: "each its own key/value head", cfg.n_heads: "all sharing one key/value head"}.get(
@@ -92,7 +93,7 @@ if mode == "chat":
     st.code(loaded.vocabulary.tokenizer.decode(list(ids), skip_special_tokens=False), language=None)
 
 layer_column, head_column, _ = st.columns([1, 1, 2])
-default_layer, default_head = card.get("in_context", {}).get("induction_head", (0, 0))
+default_layer, default_head = measures.get("in_context", {}).get("induction_head", (0, 0))
 layer = layer_column.selectbox(
     "Layer", range(cfg.n_layers), index=default_layer, format_func=lambda i: f"L{i}", key="llm_layer",
     bind="query-params", help=f"Up to {up_to} tokens the run keeps every layer's maps; beyond, only this "
@@ -160,7 +161,7 @@ lazy_tabs(
         "Generate": lambda: generate_view(loaded, name, prompt, run, interventions, layers, layer, head),
         "GQA": lambda: lm_tabs.gqa_view(loaded, name, run, layer, head),
         "RoPE": lambda: lm_tabs.rope_view(loaded, name, prompt, layer, head, interventions),
-        "Attention sinks": lambda: lm_tabs.sinks_view(loaded, name, prompt, card, layer, head),
+        "Attention sinks": lambda: lm_tabs.sinks_view(loaded, name, prompt, measures, layer, head),
         "Raw vs projected": lambda: lm_tabs.projections_view(loaded, name, prompt, interventions),
         "Attention vs importance": lambda: lm_tabs.importance_view(loaded, name, prompt, card),
         "Circuits": lambda: circuits_view(loaded, name, text, card),

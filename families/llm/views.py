@@ -274,11 +274,12 @@ def sinks_view(loaded: LM, name: str, prompt: Prompt, card: Mapping | None, laye
         right.plotly_chart(_head_table(held_out, "the card (held out)"), key="llm_sink_card")
         right.caption(
             f"The card's first-token score: the same mean, over {probe.get('sequences', '?')} sequences of "
-            f"<|endoftext|> then {probe.get('length', '?')} random tokens repeated once "
+            f"‘{md_escape(loaded.label(probe.get('first_id', 0)))}’ then {probe.get('length', '?')} random "
+            "tokens repeated once "
             f"({md_escape(str(probe.get('tokens', '')))}; seed {probe.get('seed', '?')})."
         )
     else:
-        right.info("The model's card has no first-token scores.")
+        right.info("No card with first-token scores for this model: the Model card tab measures one.")
     change = sinks.hidden
     st.markdown("**Hiding the first token** from every query (hidden keys (0,), as the sidebar hides):")
     cells = st.columns(4)

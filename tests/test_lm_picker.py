@@ -1,0 +1,171 @@
+"""The language-model page's model picker: what the catalog offers by name, what it refuses with its reason,
+junk in the URL's name ignored, a model that vanished, broke or grew too big since it was listed answered by
+a message while the other models keep working, and at most two user models held at once (the shipped one
+pinned apart).
+
+Models are tiny random checkpoints written here (tests/lm_checkpoints.py), offered through
+``ATTENTION_EXPLORER_LM_DIR``; the default model is one of them (``ATTENTION_EXPLORER_LM``), so no test here
+loads SmolLM2."""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import weakref
+
+import numpy as np
+import pytest
+
+from families import FAMILIES
+from families.llm import runner
+from families.llm.shipped import SMOLLM2
+from tests import lm_offered
+from tests.helpers import open_app, sent_maps
+from views.inputs import md_escape
+from views.serving import loaded_model
+
+pytest.importorskip("transformers")
+
+PAGE = "families/llm/page.py"
+ARCHS = ("llama", "qwen2", "gpt2")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """tiny-llama, tiny-qwen2, tiny-gpt2, and three entries the catalog refuses: another architecture, a
+    checkpoint without its tokenizer, a GGUF that is not one."""
+    models = lm_offered.write_models(tmp_path_factory.mktemp("lm-picker") / "models", ARCHS)
+    shutil.copytree(models / "tiny-qwen2", models / "bert")
+    (models / "bert" / "config.json").write_text('{"model_type": "bert", "hidden_size": 64}')
+    shutil.copytree(models / "tiny-qwen2", models / "no-tokenizer")
+    (models / "no-tokenizer" / "tokenizer.json").unlink()
+    (models / "junk.gguf").write_bytes(b"GGUF" + bytes(100))
+    return models
+
+
+@pytest.fixture
+def offered(folder):
+    with lm_offered.offered(folder, ATTENTION_EXPLORER_LM=str(folder / "tiny-llama")):
+        yield folder
+
+
+def shown_text(at) -> list[str]:
+    return [e.value for kind in ("markdown", "caption", "error", "info", "warning") for e in at.get(kind)]
+
+
+def test_the_picker_offers_each_model_by_name_and_lists_the_refused_with_reasons(offered):
+    at = open_app(PAGE)
+    picker = at.selectbox(key="llm_checkpoint")
+    assert picker.options == [SMOLLM2.name, "tiny-llama", "tiny-gpt2", "tiny-qwen2"]  # tiny-llama once
+    assert picker.value == "tiny-llama"  # ATTENTION_EXPLORER_LM is the default
+    (refused,) = [d.value for d in at.dataframe if "why not" in d.value.columns]
+    reasons = dict(zip(refused["model"], refused["why not"], strict=True))
+    assert set(reasons) == {"bert", "no-tokenizer", "junk.gguf"}
+    assert "architecture 'bert' is not supported" in reasons["bert"]
+    assert "no tokenizer.json" in reasons["no-tokenizer"]
+    assert "not a readable GGUF file" in reasons["junk.gguf"]
+    assert set(refused["where"]) == {"ATTENTION_EXPLORER_LM_DIR"}
+    page = "\n".join([*shown_text(at), *map(str, refused.values.ravel())])
+    assert str(offered) not in page  # no server path reaches the visitor
+    assert any("ATTENTION_EXPLORER_LM_DIR" in m for m in shown_text(at))  # how to offer more
+
+
+JUNK = ["/etc/passwd", "../tiny-qwen2", "tiny-qwen2/", "", "tiny-gpt2\x00", "x" * 5000]
+
+
+@pytest.mark.parametrize("junk", JUNK)
+def test_junk_in_the_urls_model_name_opens_the_default(offered, junk):
+    at = open_app(PAGE, llm_checkpoint=junk)
+    assert at.selectbox(key="llm_checkpoint").value == "tiny-llama" and not at.error
+    assert [m for m in at.metric if m.label.startswith("Next token")]
+
+
+def test_a_picked_model_shows_its_own_next_token_and_maps(offered):
+    at = open_app(PAGE, llm_checkpoint="tiny-qwen2", llm_view="Attention")
+    loaded = runner.open_lm("tiny-qwen2")
+    run = runner.run(loaded, runner.prepare(loaded, runner.EXAMPLE))
+    (shown,) = [m for m in at.metric if m.label.startswith("Next token")]
+    assert shown.value == run.top_tokens[-1][0] and shown.proto.delta == f"p = {run.top_probs[-1, 0]:.1%}"
+    np.testing.assert_array_equal(sent_maps(at, "llm_map"), run.maps["self"].weights)  # exact: the model's
+    at.selectbox(key="llm_checkpoint").set_value("tiny-gpt2").run()  # another model: its own numbers
+    assert not at.exception
+    loaded = runner.open_lm("tiny-gpt2")
+    run = runner.run(loaded, runner.prepare(loaded, runner.EXAMPLE))
+    np.testing.assert_array_equal(sent_maps(at, "llm_map"), run.maps["self"].weights)
+
+
+def error_of(at) -> str:
+    assert not at.exception, [e.value for e in at.exception]
+    (error,) = at.error
+    return error.value
+
+
+@pytest.mark.parametrize("damage", ["vanished", "corrupt", "too big"])
+def test_a_model_broken_after_it_was_listed_gets_a_message_and_the_others_still_open(
+    offered, tmp_path, monkeypatch, damage
+):
+    """Listed while it was fine (the listing is kept for a while), then removed, overwritten with garbage,
+    or over a limit that dropped (memory got scarce): picking it says why, without a path; the next pick
+    opens."""
+    victim = offered / "victim"
+    shutil.copytree(offered / "tiny-qwen2", victim)
+    lm_offered.forget()
+    try:
+        at = open_app(PAGE)
+        assert "victim" in at.selectbox(key="llm_checkpoint").options  # listed, and the listing is kept
+        if damage == "vanished":
+            shutil.rmtree(victim)
+        elif damage == "corrupt":
+            (victim / "model.safetensors").write_bytes(bytes(range(256)) * 64)
+        else:
+            limit = runner.catalog().limit_bytes
+            object.__setattr__(runner.catalog(), "limit_bytes", 1000)
+        at.selectbox(key="llm_checkpoint").set_value("victim").run()
+        message = error_of(at)
+        assert message.startswith(f"Cannot load {md_escape('victim')}: ") and "To fix:" in message
+        assert str(offered) not in message and not at.metric
+        assert any("The other models still open" in c.value for c in at.caption)
+        if damage == "too big":
+            object.__setattr__(runner.catalog(), "limit_bytes", limit)  # memory free again
+        at.selectbox(key="llm_checkpoint").set_value("tiny-gpt2").run()
+        assert not at.exception and not at.error and at.metric
+    finally:
+        shutil.rmtree(victim, ignore_errors=True)
+        lm_offered.forget()
+
+
+def test_a_model_over_the_size_limit_is_refused_with_its_size(folder, smollm2, monkeypatch):
+    """0.0001 GB (100 kB): every tiny model is larger, so only the shipped one is offered (the session's
+    SmolLM2 handed to the app)."""
+    shipped = runner.loaded_from(*smollm2)
+    monkeypatch.setattr(runner, "load_all", lambda: shipped)
+    runner.shipped_model.cache_clear()
+    try:
+        with lm_offered.offered(folder, ATTENTION_EXPLORER_LM_MAX_GB="0.0001"):
+            at = open_app(PAGE)
+    finally:
+        runner.shipped_model.cache_clear()
+    assert at.selectbox(key="llm_checkpoint").options == [SMOLLM2.name] and at.metric
+    (refused,) = [d.value for d in at.dataframe if "why not" in d.value.columns]
+    reasons = dict(zip(refused["model"], refused["why not"], strict=True))
+    said = "GB of float32 weights, over the 0.0 GB limit (ATTENTION_EXPLORER_LM_MAX_GB raises it)"
+    assert all(said in reasons[f"tiny-{arch}"] for arch in ARCHS), reasons
+
+
+def test_at_most_two_user_models_are_held_and_the_shipped_one_stays(offered, monkeypatch):
+    """The loader's cache holds two entries, least recently used out first; the shipped model is pinned by
+    the runner, so its entry pushed out costs no reload. A tiny model plays the shipped one here."""
+    monkeypatch.setattr(runner, "load_all", lambda: runner.open_lm("tiny-gpt2"))
+    runner.shipped_model.cache_clear()
+    family = FAMILIES["llm"]
+    try:
+        shipped = loaded_model(family, SMOLLM2.name)
+        held = {name: weakref.ref(loaded_model(family, name)) for name in ("tiny-llama", "tiny-qwen2")}
+        loaded_model(family, "tiny-llama")  # used again: tiny-qwen2 is now the least recently used
+        held["tiny-gpt2"] = weakref.ref(loaded_model(family, "tiny-gpt2"))
+        gc.collect()
+        alive = {name for name, ref in held.items() if ref() is not None}
+        assert alive == {"tiny-llama", "tiny-gpt2"}  # tiny-qwen2 dropped: two user models held
+        assert loaded_model(family, SMOLLM2.name) is shipped  # pushed out of the cache, yet not loaded again
+    finally:
+        runner.shipped_model.cache_clear()
