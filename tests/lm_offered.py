@@ -12,6 +12,8 @@ import pytest
 
 from tests import lm_checkpoints as lm
 
+SERVED = ("llama", "qwen2", "gemma2")  # what the browser tests' second server offers (browser_server.py)
+
 
 def write_models(folder: Path, archs: Iterable[str]) -> Path:
     """``folder``/tiny-<arch> for each architecture: a tiny random checkpoint with its tokenizer."""
