@@ -30,6 +30,7 @@ def forget() -> None:
     from views.serving import _once
 
     runner.forget_catalog()
+    runner.held.clear()
     _once(FAMILIES["llm"], None).clear()
 
 

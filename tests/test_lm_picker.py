@@ -153,19 +153,31 @@ def test_a_model_over_the_size_limit_is_refused_with_its_size(folder, smollm2, m
 
 
 def test_at_most_two_user_models_are_held_and_the_shipped_one_stays(offered, monkeypatch):
-    """The loader's cache holds two entries, least recently used out first; the shipped model is pinned by
-    the runner, so its entry pushed out costs no reload. A tiny model plays the shipped one here."""
-    monkeypatch.setattr(runner, "load_all", lambda: runner.open_lm("tiny-gpt2"))
+    """Through the family's loader, as every served call reaches its model: two user models held at most,
+    the least recently used dropped before the next one loads (never three in memory), and the shipped model
+    pinned apart, never loaded again. A tiny model plays the shipped one here."""
+    family, opened = FAMILIES["llm"], runner.open_user_model
+    monkeypatch.setattr(runner, "load_all", lambda: opened("tiny-gpt2"))
     runner.shipped_model.cache_clear()
-    family = FAMILIES["llm"]
+    refs: dict[str, weakref.ref] = {}
+
+    def load(name: str):
+        gc.collect()
+        alive = [n for n, ref in refs.items() if ref() is not None]
+        assert len(alive) < runner.USER_MODELS, alive  # the oldest was dropped before this load began
+        model = opened(name)
+        refs[name] = weakref.ref(model)
+        return model
+
+    monkeypatch.setattr(runner.held, "load", load)
     try:
         shipped = loaded_model(family, SMOLLM2.name)
-        held = {name: weakref.ref(loaded_model(family, name)) for name in ("tiny-llama", "tiny-qwen2")}
-        loaded_model(family, "tiny-llama")  # used again: tiny-qwen2 is now the least recently used
-        held["tiny-gpt2"] = weakref.ref(loaded_model(family, "tiny-gpt2"))
+        for name in ("tiny-llama", "tiny-qwen2", "tiny-llama", "tiny-gpt2"):  # tiny-qwen2 oldest at the end
+            loaded_model(family, name)
         gc.collect()
-        alive = {name for name, ref in held.items() if ref() is not None}
-        assert alive == {"tiny-llama", "tiny-gpt2"}  # tiny-qwen2 dropped: two user models held
-        assert loaded_model(family, SMOLLM2.name) is shipped  # pushed out of the cache, yet not loaded again
+        assert runner.held.names == ("tiny-llama", "tiny-gpt2")
+        assert {n for n, ref in refs.items() if ref() is not None} == {"tiny-llama", "tiny-gpt2"}
+        assert loaded_model(family, "tiny-llama") is refs["tiny-llama"]()  # held: not loaded again
+        assert loaded_model(family, SMOLLM2.name) is shipped  # out of Streamlit's one entry, yet pinned
     finally:
         runner.shipped_model.cache_clear()

@@ -2,13 +2,14 @@
 SmolLM2, folders and GGUF files named by ``ATTENTION_EXPLORER_LM_DIR`` / ``ATTENTION_EXPLORER_LM``, the
 Hugging Face hub cache) through the one decoder-LM runner (`analysis.lm`), by name.
 
-Models in memory. The family's loader (`LOAD`) is served from Streamlit's resource cache with
-``max_entries=USER_MODELS``: an LRU of two entries (every served call touches its model's entry), so at most
-two user models are held, the least recently used dropped first; the shipped model is pinned here
-(`shipped_model`), so when two user models push its entry out it is not loaded again, and a page switching
-between user models never holds more than the shipped one and two others. Why Streamlit's cache and not an
-LRU of our own: it already loads a name once however many sessions ask at the same time, and the served
-calls find the model through it (`views.serving.loaded_model`).
+Models in memory: an explicit LRU here (`Held`), not Streamlit's cache alone. At most `USER_MODELS` user
+models are held; the least recently used is dropped — and its memory handed back (`release_memory`) —
+*before* another loads, one load at a time, so even while a model loads no more than two are in memory; the
+shipped model is pinned apart (`shipped_model`). Streamlit's cache (`views.serving.loaded_model`, which every
+served call goes through) keeps only the last model asked for (``max_entries=1``): always one this LRU holds
+too, so it adds no model; a miss there costs a dictionary lookup here. Streamlit's cache alone could not
+promise this: it evicts after the new entry is computed (three models at the peak of a load), and an entry
+of its own for the shipped model would count against the two.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import math
 import os
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 from tokenizers import Tokenizer
@@ -30,6 +32,7 @@ from families.llm.shipped import SMOLLM2
 from models.attention import NO_INTERVENTION, Interventions
 from models.checkpoints import CheckpointError
 from models.decoder_config import DecoderConfig
+from models.device import release_memory
 from models.llama import Llama, load
 from models.lm_catalog import Catalog, discover, open_model
 from models.lm_checkpoint import OpenedModel
@@ -37,7 +40,7 @@ from models.lm_tokenizer import gguf_special
 
 WINDOW = 2048  # tokens a run reads at most (fewer where the model's context is shorter)
 EXAMPLE = "The Eiffel Tower is in the city of"
-USER_MODELS = 2  # user models held at once (the shipped one besides): the loader cache's entries
+USER_MODELS = 2  # user models held at once (the shipped one besides)
 # Bytes of attention maps up to which a page run keeps every layer: SmolLM2's 30 × 9 maps of 128 tokens
 # (17.7 MB); a model with more heads keeps them all up to fewer tokens.
 MAP_BUDGET = 30 * 9 * 128 * 128 * 4
@@ -114,16 +117,61 @@ def forget_catalog() -> None:
         _listed.clear()
 
 
-def open_lm(name: str) -> LM:
-    """The model called ``name``: the shipped one (pinned), else opened from what the catalog lists. A name
-    no longer listed, a file that vanished, changed or broke since it was listed, a model now over the size
-    limit: a `CheckpointError` whose text names the file (no server path) and the fix."""
-    if name == SMOLLM2.name:
-        return shipped_model()
+def open_user_model(name: str) -> LM:
+    """A user's model, opened from what the catalog lists. A name no longer listed, a file that vanished,
+    changed or broke since it was listed, a model now over the size limit: a `CheckpointError` whose text
+    names the file (no server path) and the fix."""
     found = catalog()
     if name not in found.names:
         raise CheckpointError(Path(name), "no model of that name is offered now", "pick one from the list")
     return opened_lm(open_model(found, name))
+
+
+class Held:
+    """User models in memory, least recently used first: at most ``capacity``, the oldest dropped before
+    another loads (one load at a time; a model already held is returned at once, even during a load)."""
+
+    def __init__(self, capacity: int, load: Callable[[str], LM]):
+        self.capacity, self.load = capacity, load
+        self._models: OrderedDict[str, LM] = OrderedDict()
+        self._guard, self._loading = threading.Lock(), threading.Lock()
+
+    def __call__(self, name: str) -> LM:
+        with self._guard:
+            if name in self._models:
+                self._models.move_to_end(name)
+                return self._models[name]
+        with self._loading:
+            with self._guard:
+                if name in self._models:  # loaded by another session while this one waited
+                    return self._models[name]
+                excess = len(self._models) - self.capacity + 1  # room for the one about to load
+                for _ in range(excess):
+                    self._models.popitem(last=False)  # the least recently used, dropped
+            if excess > 0:
+                release_memory()
+            loaded = self.load(name)
+            with self._guard:
+                self._models[name] = loaded
+            return loaded
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The models held, least recently used first."""
+        with self._guard:
+            return tuple(self._models)
+
+    def clear(self) -> None:
+        with self._guard:
+            self._models.clear()
+
+
+held = Held(USER_MODELS, lambda name: open_user_model(name))  # looked up per call: tests may patch it
+
+
+def open_lm(name: str) -> LM:
+    """The model called ``name``: the shipped one (pinned), else a user's (`held`, the LRU)."""
+    return shipped_model() if name == SMOLLM2.name else held(name)
 
 
 # --- Runs -------------------------------------------------------------------------------------------
@@ -175,7 +223,8 @@ def _served_scores(loaded: LM, ids: tuple[int, ...], iv: Interventions) -> lm.LM
     return run(loaded, Prompt(ids), iv, layers=())
 
 
-LOAD = Served(open_lm, max_entries=USER_MODELS, spinner="Loading the model (its weights read into float32)…")
+# One entry: the last model asked for, which `held` (or the pin) holds too (see the module's docstring).
+LOAD = Served(open_lm, max_entries=1, spinner="Loading the model (its weights read into float32)…")
 SERVED = {
     # With maps: a 2,048-token run of one SmolLM2 layer is 9 × 2048² × 4 B = 151 MB, a run of every layer up
     # to `all_layers_up_to` tokens 17.7 MB: few kept.
