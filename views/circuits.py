@@ -146,8 +146,9 @@ def _pick_pair(subject: Subject, run: C.Run, preset: Contrast | None) -> C.Pair 
         if len(wanted) == 2 and None not in wanted
         else [0, 1]
     )
+    labels = {i: subject.label(i) for i in options}  # a widget keeps its format_func: labels, not the model
     target, rival = (
-        column.selectbox(f"{role} token", options, index=index, format_func=subject.label,
+        column.selectbox(f"{role} token", options, index=index, format_func=labels.__getitem__,
                          key=token_key(f"{subject.key}_circ_{role.lower()}", [str(run.ids.tolist())]))
         for column, role, index in zip(st.columns(2), ("Target", "Rival"), default, strict=True)
     )  # fmt: skip

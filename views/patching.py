@@ -188,6 +188,9 @@ def value_view(subject: Subject, case: Case) -> None:
     labels = positions(subject, clean_ids)
     attention.value_weighted(weights, norms, labels, f"{key}_circ_vw", layer=f"L{layer}", sink=sink,
                              sink_name="the first token", rows=slice(1, None))  # fmt: skip
+    if not subject.heads_sum_to_stream:
+        st.caption("The norms are at the attention's output, each head's share through its slice of W_O: "
+                   "this model's norm after attention then rescales the heads' sum before the stream.")
 
 
 def restored_grids(

@@ -28,7 +28,7 @@ from tasks import InputError
 from views import attention
 from views import interventions as controls
 from views import lm as lm_views
-from views.inputs import token_key
+from views.inputs import assign, token_key
 from views.layout import lazy_tabs, page_header
 from views.outputs import next_tokens
 from views.serving import cached, measurements
@@ -64,10 +64,6 @@ st.caption(
 
 
 # --- Input ----------------------------------------------------------------------------------------
-def _preset(preset: str) -> None:
-    st.session_state["llm_mode"], st.session_state["llm_prompt"] = PRESETS[preset]
-
-
 mode = st.radio(  # the options are their own labels: a bound radio puts the label in the URL
     "Input: a prompt the model continues, or a chat message (the model's chat template around it)",
     ["prompt", "chat"], horizontal=True, key="llm_mode", bind="query-params",
@@ -75,7 +71,9 @@ mode = st.radio(  # the options are their own labels: a bound radio puts the lab
 text = st.text_area("Prompt" if mode == "prompt" else "Your message", runner.EXAMPLE, key="llm_prompt",
                     bind="query-params", height=110)  # fmt: skip
 for i, (column, preset) in enumerate(zip(st.columns(len(PRESETS)), PRESETS, strict=True)):
-    column.button(preset, on_click=_preset, args=(preset,), key=f"llm_preset_{i}", help="Try this example")
+    preset_mode, preset_text = PRESETS[preset]  # a module's callback: see views.inputs.assign
+    column.button(preset, on_click=assign, kwargs={"llm_mode": preset_mode, "llm_prompt": preset_text},
+                  key=f"llm_preset_{i}", help="Try this example")  # fmt: skip
 try:
     prompt = runner.prepare(loaded, text, chat=mode == "chat")
 except InputError as err:
@@ -95,11 +93,11 @@ if mode == "chat":
 layer_column, head_column, _ = st.columns([1, 1, 2])
 default_layer, default_head = measures.get("in_context", {}).get("induction_head", (0, 0))
 layer = layer_column.selectbox(
-    "Layer", range(cfg.n_layers), index=default_layer, format_func=lambda i: f"L{i}", key="llm_layer",
+    "Layer", range(cfg.n_layers), index=default_layer, format_func="L{}".format, key="llm_layer",
     bind="query-params", help=f"Up to {up_to} tokens the run keeps every layer's maps; beyond, only this "
     "layer's (every layer of a long prompt would take gigabytes).",
 )  # fmt: skip
-head = head_column.selectbox("Head", range(cfg.n_heads), index=default_head, format_func=lambda h: f"H{h}",
+head = head_column.selectbox("Head", range(cfg.n_heads), index=default_head, format_func="H{}".format,
                              key="llm_head", bind="query-params")  # fmt: skip
 layers = runner.page_layers(cfg, len(ids), layer)
 plain = Interventions()
@@ -159,8 +157,8 @@ lazy_tabs(
         "Attention": attention_view,
         "Model view": model_view,
         "Generate": lambda: generate_view(loaded, name, prompt, run, interventions, layers, layer, head),
-        "GQA": lambda: lm_tabs.gqa_view(loaded, name, run, layer, head),
-        "RoPE": lambda: lm_tabs.rope_view(loaded, name, prompt, layer, head, interventions),
+        "GQA": lambda: lm_tabs.gqa_view(name, run, layer, head),
+        "RoPE": lambda: lm_tabs.rope_view(name, prompt, layer, head, interventions),
         "Attention sinks": lambda: lm_tabs.sinks_view(loaded, name, prompt, measures, layer, head),
         "Raw vs projected": lambda: lm_tabs.projections_view(loaded, name, prompt, interventions),
         "Attention vs importance": lambda: lm_tabs.importance_view(loaded, name, prompt, card),

@@ -28,7 +28,7 @@ from views import lm as lm_views
 from views import projections as projection_view
 from views.attention import model_view
 from views.inputs import md_escape
-from views.serving import cached
+from views.serving import cached, loaded_model
 from viz.charts import lines
 from viz.heatmaps import matrix_heatmap
 from viz.rope import gqa_diagram, rope_pairs, rope_score
@@ -94,10 +94,12 @@ def windows_said(windows: Sequence[int | None]) -> str:
 
 
 @st.fragment
-def gqa_view(loaded: LM, name: str, run: LMRun, layer: int, head: int) -> None:
+def gqa_view(name: str, run: LMRun, layer: int, head: int) -> None:
     """Which query heads share each K/V head (multi-head: none; multi-query: all one), the group of ``head``
-    in ``layer`` side by side, and the KV cache this prompt needs with and without the sharing."""
-    g = lm_analysis.gqa(loaded, len(run.ids))
+    in ``layer`` side by side, and the KV cache this prompt needs with and without the sharing. A fragment
+    keeps its arguments for its reruns, in every session until it expires: the model's name, not the model
+    (a session that lingers must not keep a dropped model in memory)."""
+    g = lm_analysis.gqa(loaded_model(FAMILY, name), len(run.ids))
     kv = g.kv_heads[head]
     st.markdown(sharing(g, head))
     st.plotly_chart(gqa_diagram(g.kv_heads, picked=head), key="llm_gqa_diagram")
@@ -162,12 +164,14 @@ def positions_view(loaded: LM, name: str) -> None:
 
 
 @st.fragment
-def rope_view(loaded: LM, name: str, prompt: Prompt, layer: int, head: int,
+def rope_view(name: str, prompt: Prompt, layer: int, head: int,
               iv: Interventions = NO_INTERVENTION) -> None:  # fmt: skip
     """One query of ``head`` and one key of its K/V head in ``layer``, before rotation, scored as the offset
     between them moves; per frequency pair; checked against the model's own score. ``iv``: the page's
     interventions (only to say that RoPE off there does not change this view, which reads the model as is).
-    A model with learned positions gets `positions_view` instead."""
+    A model with learned positions gets `positions_view` instead. (A fragment: the model's name, as
+    `gqa_view`.)"""
+    loaded = loaded_model(FAMILY, name)
     if loaded.model.cfg.positions != "rope":
         return positions_view(loaded, name)
     ids = prompt.ids
