@@ -11,8 +11,8 @@ written on the server.
   BOS, else its first control token) and n ordinary tokens drawn uniformly, then the same n again; the loss on
   each copy, and on the second with the top induction heads switched off.
 
-Its cost is said before it runs (`plan`: one short forward timed on this machine, scaled by the tokens the
-card reads); the measurement reports its progress forward by forward.
+Its cost is said before it runs (`plan`: one window's forward timed on this machine, scaled by the tokens
+the card reads); the measurement reports its progress forward by forward.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from tasks import probes
 WINDOW = 128  # tokens per perplexity window (fewer where the model's context is shorter)
 WINDOWS = 16  # windows of the held-out text, at most
 PROBE = dict(sequences=8, length=30, seed=20261203)  # a first token, 30 random tokens, the same 30 again
-TIMING_TOKENS = 32  # the forward timed to estimate the card's time
 Progress = Callable[[int, int], None]  # (forwards done, forwards in all)
 
 
@@ -76,7 +75,7 @@ class Plan:
     window: int  # tokens each
     probe_tokens: int  # tokens of the probe's sequences (run twice: as is, then top induction heads off)
     parameters: int
-    forward_seconds: float  # one `TIMING_TOKENS`-token forward, timed now on this machine
+    forward_seconds: float  # one window's forward (every position's logits), timed now on this machine
 
     @property
     def forwards(self) -> int:
@@ -88,22 +87,22 @@ class Plan:
 
     @property
     def seconds(self) -> float:
-        """The estimate: the timed forward's seconds per token × the card's tokens (the MLPs and projections,
-        linear in the tokens, dominate at these lengths)."""
-        return self.forward_seconds * self.tokens / TIMING_TOKENS
+        """The estimate: the timed window's seconds per token × the card's tokens (the MLPs, projections and
+        readout, linear in the tokens, dominate at these lengths)."""
+        return self.forward_seconds * self.tokens / self.window
 
 
 def plan(loaded: LM) -> Plan:
-    """The card's size, and one short forward timed (after one untimed, so that nothing is first-run)."""
+    """The card's size, and its first window's forward timed as the card runs it (after a few tokens
+    untimed, so that nothing is a first run)."""
     model = loaded.model
-    device = model.unembedding.device
-    x = torch.zeros(1, min(TIMING_TOKENS, model.cfg.max_len), dtype=torch.long, device=device)
-    with torch.inference_mode():
-        model(x, logits="last")
-        start = time.perf_counter()
-        model(x, logits="last")
-        seconds = time.perf_counter() - start
     windows = english_windows(loaded)
+    x = torch.from_numpy(windows[:1]).to(model.unembedding.device)  # (1, W)
+    with torch.inference_mode():
+        model(x[:, :8], logits="last")
+        start = time.perf_counter()
+        model(x)
+        seconds = time.perf_counter() - start
     return Plan(windows=len(windows), window=windows.shape[1], probe_tokens=int(probe_ids(loaded).size),
                 parameters=sum(p.numel() for p in model.parameters()), forward_seconds=seconds)  # fmt: skip
 

@@ -12,7 +12,6 @@ import streamlit as st
 
 from analysis import lm
 from families.llm import FAMILY
-from families.llm.card import TIMING_TOKENS
 from families.llm.picker import file_stem
 from views.inputs import md_escape
 from views.serving import cached, unrecorded
@@ -82,7 +81,7 @@ def measure_view(name: str) -> None:
         f"({plan.windows} windows of {plan.window} tokens of Python's help texts) and every head's "
         f"induction, previous-token and first-token score on random tokens repeated — {plan.tokens:,} "
         f"tokens through the model in {plan.forwards} forwards. **About {plan.seconds:,.0f} s here** "
-        f"({plan.parameters:,} parameters; one {TIMING_TOKENS}-token forward just took "
+        f"({plan.parameters:,} parameters; one {plan.window}-token window's forward just took "
         f"{plan.forward_seconds * 1e3:,.0f} ms on this server). The card is shown and offered as a "
         "download; nothing is written on the server."
     )
