@@ -81,7 +81,7 @@ def cached_run(model, tokenizer, meta, ids: list[int]) -> None:
     from families.llm import runner as llama
 
     loaded = llama.loaded_from(model, tokenizer, meta)
-    assert llama.page_layers(len(ids), 0) is None  # the page keeps all 30 layers at this length
+    assert llama.page_layers(model.cfg, len(ids), 0) is None  # the page keeps all 30 layers at this length
     run = llama.run(loaded, Prompt(tuple(ids)), layers=None)
     arrays, other = held_bytes(run)
     shapes = {f.name: getattr(run, f.name).shape for f in dataclasses.fields(run)
