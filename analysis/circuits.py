@@ -159,9 +159,11 @@ def _readings(logits: Tensor, pair: Pair, k: int) -> _Readings:
     )  # fmt: skip
 
 
-def _readings_by_chunk(normed: Tensor, unembedding: Tensor, pair: Pair, k: int) -> _Readings:
-    """The `_Readings` of ``normed`` (N, d) @ ``unembedding``ᵀ (V, d), VOCAB_CHUNK tokens at a time, so
-    that each block of logits is reduced while it is in cache and the (N, V) logits never exist: the
+def _readings_by_chunk(normed: Tensor, unembedding: Tensor, pair: Pair, k: int,
+                       softcap: float | None = None) -> _Readings:  # fmt: skip
+    """The `_Readings` of ``normed`` (N, d) @ ``unembedding``ᵀ (V, d) — soft-capped to c · tanh(· / c)
+    where the model caps its logits (``softcap`` c, Gemma 2), as its readout does — VOCAB_CHUNK tokens at a
+    time, so that each block of logits is reduced while it is in cache and the (N, V) logits never exist: the
     chunks' softmax sums, rank counts and top k combine as over the whole row. The chunks that
     hold the target and the rival are read first, so the pair's logits are those very numbers.
 
@@ -178,7 +180,9 @@ def _readings_by_chunk(normed: Tensor, unembedding: Tensor, pair: Pair, k: int) 
 
     def read(i: int, buffer: Tensor) -> Tensor:  # (N, chunk) logits of chunk i, written into buffer
         a, b = chunks[i]
-        return torch.mm(normed, unembedding[a:b].T, out=_rows_of(buffer, (n, b - a)))
+        logits = torch.mm(normed, unembedding[a:b].T, out=_rows_of(buffer, (n, b - a)))
+        # The cap in place, op for op as `models.decoder.soft_cap` (÷ c, tanh, × c): the same floats.
+        return logits if softcap is None else logits.div_(softcap).tanh_().mul_(softcap)
 
     ready = {i: read(i, buffer) for i, buffer in zip(first, buffers, strict=True)}
     t = ready[first[0]][:, pair.target - chunks[first[0]][0]].clone()  # (N,), not a view: chunks are
@@ -230,10 +234,10 @@ def lens_of_logits(stages: Sequence[str], read_out: Iterable[Tensor], pair: Pair
 
 
 def logit_lens(model: nn.Module, run: Run, pair: Pair, *, k: int = 5) -> Lens:
-    """The lens over ``run``'s streams: each stream through the model's ``final_norm`` and
-    ``unembedding`` (what its ``readout`` applies), LENS_ROWS rows at a time. The last stage is the final
-    stream read out by ``readout`` itself, as the forward does, so its row is the model's output bit for
-    bit."""
+    """The lens over ``run``'s streams: each stream through the model's ``final_norm``, ``unembedding`` and
+    ``logit_softcap`` where it has one (what its ``readout`` applies), LENS_ROWS rows at a time. The last
+    stage is the final stream read out by ``readout`` itself, as the forward does, so its row is the model's
+    output bit for bit."""
     terms = model.embedding_terms(run.ids)
     stages = [("embedding", sum(terms.values()))]
     for i, (_, mid, post) in enumerate(run.streams):
@@ -241,7 +245,8 @@ def logit_lens(model: nn.Module, run: Run, pair: Pair, *, k: int = 5) -> Lens:
     with torch.inference_mode():
         rows = model.final_norm(torch.cat([x[0] for _, x in stages[:-1]]))  # ((S − 1)·T, d)
         blocks = math.ceil(len(rows) / LENS_ROWS)  # even blocks: 2,100 rows go as 2 × 1,050, not 2,048 + 52
-        readings = [_readings_by_chunk(b, model.unembedding, pair, k) for b in rows.tensor_split(blocks)]
+        cap, unembedding = model.logit_softcap, model.unembedding
+        readings = [_readings_by_chunk(b, unembedding, pair, k, cap) for b in rows.tensor_split(blocks)]
         last = model.readout(stages[-1][1])[0].float()  # (T, V)
         return lens_of([name for name, _ in stages], [*readings, _readings(last, pair, k)], last)
 

@@ -103,7 +103,8 @@ class Control(NamedTuple):
     label: the widget's aria-label (a trailing * matches a prefix; radios: the start of their label
     text; tabs: the tab name; look: the attention component's key). arg: radio (target option, home
     option); tab: the home tab; look: what the visitor does in the component — key:<key> (back with the
-    opposite key), hover (two cells in turn), zoom (+ then −), chip (a head toggled), select:<a>/<b> (its
+    opposite key), hover (two cells in turn), patch (two patches of an image overlay clicked in turn), zoom
+    (+ then −), chip (a head toggled), select:<a>/<b> (its
     layer picker), far:<a>/<b> (a layer not sent exact: asked of the server). tab: open this tab first."""
 
     kind: str

@@ -60,14 +60,18 @@ def gradient_x_input(
 
 GRADIENT_X_INPUT = "gradient × input"  # the non-attention reference, by that name in every card
 BLANK = "Ġ"  # a byte-level BPE's token for one space: what replaces an ablated token in a decoder's prompt
+BLANKS = (BLANK, "▁")  # one space as a byte-level BPE spells it, and as a SentencePiece vocabulary does
 
 
 def blank_id(tokenizer) -> int:
-    """The id of `BLANK` in a byte-level BPE (a `tokenizers.Tokenizer`); without it, no ablation."""
-    token_id = tokenizer.token_to_id(BLANK)
-    if token_id is None:
-        raise ValueError(f"the tokenizer has no {BLANK!r} (one space) token to ablate: use a byte-level BPE.")
-    return token_id
+    """The id of the one-space token (`BLANKS`: byte-level "Ġ", SentencePiece "▁") in a
+    `tokenizers.Tokenizer`; without one, no ablation."""
+    for piece in BLANKS:
+        token_id = tokenizer.token_to_id(piece)
+        if token_id is not None:
+            return token_id
+    spelt = " or ".join(map(repr, BLANKS))
+    raise ValueError(f"the tokenizer has no one-space token ({spelt}) to replace a token with.")
 
 
 @dataclass(frozen=True)
@@ -252,7 +256,7 @@ def next_token_explanation(result: NextTokenImportance, blank: int, ranked: str)
     t = result.position
     return (
         f"Importance of token j = the drop in log p({result.target!r} after position {t}) when token j alone "
-        f"becomes a blank — the single-space token {BLANK!r} (id {blank}). {ranked}; raw = attention from "
+        f"becomes a blank — the single-space token (id {blank}). {ranked}; raw = attention from "
         f"query {t}."
     )
 

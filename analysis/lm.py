@@ -15,6 +15,7 @@ yielding `models.llama.Step`-like steps (token, log_prob, start, weights, logits
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Collection, Iterator, Sequence
@@ -22,13 +23,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 from torch import nn
 
 from analysis.protocol import AttentionMaps, to_numpy
-from analysis.token_labels import readable
+from analysis.token_labels import readable, spelt
 from models.attention import NO_INTERVENTION, Interventions
+from models.lm_tokenizer import render_chat
 from tasks import InputError
 
 TOP_K = 10  # next-token candidates kept per position
@@ -49,14 +50,18 @@ class Vocabulary:
     bos: int | None = None  # prepended to every prompt (our GPT's <s>); None: the text's own tokens only
     chat_template: str | None = None  # a Jinja chat template, when the checkpoint has one
     stop: frozenset[int] = frozenset()  # ids that end a generation (an assistant's end of turn)
+    special: tuple[tuple[str, str], ...] = ()  # (bos_token, "<s>") …: the variables the chat template reads
+    byte_level: bool = True  # pieces spelt byte by byte (GPT-2's alphabet); else SentencePiece-style ("▁")
 
     @classmethod
     def of(cls, tokenizer: Tokenizer, **fields) -> Vocabulary:
         """The vocabulary of ``tokenizer``, with a copy of it for visitors' text: "<|im_end|>" typed by a
         visitor is text, not a turn boundary."""
-        plain = Tokenizer.from_str(tokenizer.to_str())
+        spec = tokenizer.to_str()
+        plain = Tokenizer.from_str(spec)
         plain.encode_special_tokens = True
-        return cls(tokenizer, plain, **fields)
+        byte_level = "ByteLevel" in json.dumps(json.loads(spec).get("decoder"))  # how its pieces are spelt
+        return cls(tokenizer, plain, **{"byte_level": byte_level, **fields})
 
     def label(self, token_id: int) -> str:
         """A token as the page shows it: a special token as it is spelt, any other as readable text
@@ -64,11 +69,13 @@ class Vocabulary:
         piece = self.tokenizer.id_to_token(int(token_id))
         if piece is None:
             return f"<{token_id}>"
-        return piece if token_id in self.specials else readable(piece)
+        if token_id in self.specials:
+            return piece
+        return readable(piece) if self.byte_level else spelt(piece)
 
     def word(self, text: str) -> int | None:
         """``text`` (e.g. " Paris") as its one token id, None when it is several."""
-        ids = self.text_tokenizer.encode(text).ids
+        ids = self.text_tokenizer.encode(text, add_special_tokens=False).ids  # no BOS: the word alone
         return ids[0] if len(ids) == 1 else None
 
 
@@ -117,14 +124,20 @@ def prepare(lm: LM, text: str, *, chat: bool = False) -> Prompt:
     if chat:
         if v.chat_template is None:
             raise InputError("This model has no chat template: type a prompt for it to continue.")
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         marker = "\x00message\x00"  # never in cleaned text: the template and the message are encoded apart
-        rendered = env.from_string(v.chat_template).render(
-            messages=[{"role": "user", "content": marker}], add_generation_prompt=True
-        )
+        try:
+            message = [{"role": "user", "content": marker}]
+            rendered = render_chat(v.chat_template, message, special=dict(v.special))
+        except ValueError as err:  # the template's own raise_exception, or a template that does not parse
+            raise InputError(f"{err}. Type a prompt instead.") from err
+        if rendered.count(marker) != 1:
+            raise InputError("This model's chat template does not write the message once: type a prompt.")
         before, after = rendered.split(marker)
-        ids = [*v.tokenizer.encode(before).ids, *v.text_tokenizer.encode(kept).ids,
-               *v.tokenizer.encode(after).ids]  # fmt: skip
+        # As transformers' apply_chat_template: the template writes every special token (BOS included), so
+        # nothing is added around it.
+        ids = [*v.tokenizer.encode(before, add_special_tokens=False).ids,
+               *v.text_tokenizer.encode(kept, add_special_tokens=False).ids,
+               *v.tokenizer.encode(after, add_special_tokens=False).ids]  # fmt: skip
     else:
         ids = v.text_tokenizer.encode(kept).ids
     first = () if v.bos is None else (v.bos,)
@@ -191,10 +204,11 @@ def head_scores(weights: np.ndarray, ids: Sequence[int]) -> dict[str, np.ndarray
 
 
 def run(lm: LM, prompt: Prompt, iv: Interventions = NO_INTERVENTION, layers: Collection[int] | None = None,
-        *, every_position: bool = False) -> LMRun:  # fmt: skip
+        *, every_position: bool = False, roles: bool = False) -> LMRun:  # fmt: skip
     """Teacher forcing on ``prompt`` under ``iv`` (the causal mask may be off here); maps of ``layers``
     only (None: all; (): none, for a run whose losses and next tokens are all that is wanted).
-    ``every_position`` keeps every position's whole distribution (T × V floats: a small vocabulary's)."""
+    ``every_position`` keeps every position's whole distribution (T × V floats: a small vocabulary's);
+    ``roles`` measures each head's `head_scores` on this prompt (a pass over every map kept)."""
     model, cfg = lm.model, lm.model.cfg
     ids = torch.tensor([prompt.ids], device=next(model.parameters()).device)  # (1, T)
     shown = tuple(range(cfg.n_layers)) if layers is None else tuple(sorted(layers))
@@ -220,7 +234,7 @@ def run(lm: LM, prompt: Prompt, iv: Interventions = NO_INTERVENTION, layers: Col
         kv_heads=model.blocks[0].attn.kv_heads,  # query head → the K/V head it reads (every layer's)
         next_log_probs=to_numpy(logp[-1]),
         every_log_prob=to_numpy(logp) if every_position else None,
-        head_scores=head_scores(weights, prompt.ids),
+        head_scores=head_scores(weights, prompt.ids) if roles else {},
     )
 
 

@@ -198,13 +198,13 @@ def prepare_look(page, c: Control, i: int):
         root.focus()
         key = arg if i % 2 == 0 else BACK[arg]
         return (lambda: page.keyboard.press(key)), None
-    if kind == "hover":
-        canvas = scope.locator("canvas.map")
+    if kind in ("hover", "patch"):  # a map's cells, or an image overlay's patches (hovered, or clicked)
+        canvas = scope.locator("canvas.map:visible, canvas.photo:visible").first
         box, g = canvas.bounding_box(), canvas.evaluate("c => ({...c.dataset})")
         cell = float(g["cell"])
         x, y = box["x"] + float(g["left"]) + cell * (1.5 + i % 2), box["y"] + float(g["top"]) + cell * 1.5
         page.mouse.move(x - cell, y)
-        return (lambda: page.mouse.move(x, y)), None
+        return (lambda: page.mouse.move(x, y) if kind == "hover" else page.mouse.click(x, y)), None
     if kind == "zoom":
         return scope.locator("button.zoom-in" if i % 2 == 0 else "button.zoom-out").click, None
     if kind == "chip":

@@ -21,9 +21,7 @@ import dataclasses
 import gc
 import multiprocessing
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,17 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analysis.lm import Prompt  # noqa: E402
+from benchmarks.timing import alternate, rss_mb  # noqa: E402
 from models.llama import gguf_path, load  # noqa: E402
 
 LENGTHS = (64, 512)
 NEW_TOKENS, PROMPT = 64, 32
 CACHED_RUN = 128  # tokens of the cached run measured (the page keeps every layer's maps up to here)
 PARTS = ("forward", "generation", "rss", "cached-run")
-
-
-def rss_mb() -> float:
-    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmRSS:"))
-    return int(line.split()[1]) / 1024
 
 
 def _model_rss(threads: int) -> float:
@@ -87,7 +81,7 @@ def cached_run(model, tokenizer, meta, ids: list[int]) -> None:
     from families.llm import runner as llama
 
     loaded = llama.loaded_from(model, tokenizer, meta)
-    assert llama.page_layers(len(ids), 0) is None  # the page keeps all 30 layers at this length
+    assert llama.page_layers(model.cfg, len(ids), 0) is None  # the page keeps all 30 layers at this length
     run = llama.run(loaded, Prompt(tuple(ids)), layers=None)
     arrays, other = held_bytes(run)
     shapes = {f.name: getattr(run, f.name).shape for f in dataclasses.fields(run)
@@ -96,19 +90,6 @@ def cached_run(model, tokenizer, meta, ids: list[int]) -> None:
           f"{run.maps['self'].weights.shape}: numpy arrays {arrays / 2**20:.2f} MiB "
           f"({arrays / 1e6:.2f} MB), other Python objects {other / 2**20:.2f} MiB  goal ≤ 20 MB")  # fmt: skip
     print(f"  other arrays: {shapes}")
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def alternate(a, b, repeat: int) -> tuple[float, float]:
-    """Median seconds of a and of b, run a, b, a, b … after one warm-up each."""
-    a(), b()
-    times = [(timed(a), timed(b)) for _ in range(repeat)]
-    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.timing import alternate, rss_mb  # noqa: E402
 from models.lm_checkpoint import open_checkpoint  # noqa: E402
 
 QWEN25_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
@@ -48,24 +49,6 @@ LENGTHS = (64, 512)
 PROMPT, NEW_TOKENS = 64, 32
 TINY_LENGTH = 256  # the tiny models' forward: long enough to be more than a few milliseconds
 PARTS = ("big", "tiny")
-
-
-def rss_mb() -> float:
-    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmRSS:"))
-    return int(line.split()[1]) / 1024
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def alternate(a, b, repeat: int) -> tuple[float, float]:
-    """Median seconds of a and of b, run a, b, a, b … after one warm-up each."""
-    a(), b()
-    times = [(timed(a), timed(b)) for _ in range(repeat)]
-    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
 
 
 def reference(folder: Path):

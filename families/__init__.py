@@ -6,7 +6,7 @@ See docs/architecture.md, "Add a family". ``PAGES``: every page the router serve
 from __future__ import annotations
 
 from analysis.family import Family, StartPage
-from families import bert, captioner, gpt, llm, seq2seq, transformer
+from families import bert, captioner, gpt, llm, seq2seq, transformer, vit
 from models.checkpoints import load_card, load_checkpoint
 from start import START
 
@@ -19,6 +19,7 @@ FAMILIES: dict[str, Family] = {
         captioner.FAMILY,
         gpt.FAMILY,
         llm.FAMILY,
+        vit.FAMILY,
     )
 }
 

@@ -185,10 +185,13 @@ class Dinov2(nn.Module):
     def forward(
         self, pixels: Tensor, *, iv: Interventions = NO_INTERVENTION, return_trace: bool = False,
         capture: Capture = "weights", trace_layers: Collection[int] | None = None,
+        hidden_per_row: Tensor | None = None,
     ) -> tuple[Dinov2Output, Dinov2Trace | None]:  # fmt: skip
         """pixels (B, 3, H, W), normalised as `families.vit.preprocess` does, H and W multiples of 14.
         Returns (the output, and the trace or None); ``trace_layers`` limits the attention traces to those
-        layers (the token norms are kept for every layer)."""
+        layers (the token norms are kept for every layer). ``hidden_per_row`` (B, T) bool hides, per batch
+        row, the tokens marked True from every query of that row (on top of ``iv.hidden_keys``): a batch of
+        pictures each with its own hidden tokens, as one forward (the importance measure's copies)."""
         b, _, height, width = pixels.shape
         rows, cols = self.grid(height, width)
         # 1) Patches → tokens: a 14×14 convolution with stride 14 is one linear map per patch.
@@ -200,8 +203,11 @@ class Dinov2(nn.Module):
         # 3) Hidden tokens: no query may attend to them, in any layer or head.
         t = x.shape[1]
         mask = None
-        if iv.hidden_keys:
-            mask = keys_kept(b, t, hidden=iv.hidden_keys, device=x.device)[:, None, None, :]  # (B, 1, 1, T)
+        if iv.hidden_keys or hidden_per_row is not None:
+            keep = keys_kept(b, t, hidden=iv.hidden_keys, device=x.device)  # (B, T)
+            if hidden_per_row is not None:
+                keep = keep & ~hidden_per_row.to(device=x.device, dtype=torch.bool)
+            mask = keep[:, None, None, :]  # (B, 1, 1, T)
         # 4) The blocks, each attention call through the shared core.
         traces = []
         for i, layer in enumerate(self.layers):

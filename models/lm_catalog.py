@@ -179,15 +179,29 @@ def _gguf_files(repo: Path) -> list[Path]:
         return []  # the entry is refused with its reason when inspected
 
 
+def _same(path: Path, offered: list[Path]) -> bool:
+    """Whether ``path`` is one of the ``offered`` paths (links resolved)."""
+    try:
+        return path.resolve() in {p.resolve() for p in offered}
+    except (OSError, RuntimeError):  # a link loop: refused with its reason when inspected
+        return False
+
+
 def discover(env: Mapping[str, str] | None = None) -> Catalog:
     """Every model the settings point at, checked (configs and headers only) and named."""
-    from models.llama import gguf_path
+    from models.llama import FILE, gguf_path
 
     env = os.environ if env is None else env
     limit = size_limit(env)
-    offers = [Offer(SHIPPED, gguf_path(), "shipped", "llama", 0)]
+    try:
+        shipped = gguf_path()
+    except CheckpointError:  # its package is not installed: still listed, and opening it says how to install
+        shipped = Path(FILE)
+    offers = [Offer(SHIPPED, shipped, "shipped", "llama", 0)]
     candidates, refused = _candidates(env)
     for name, path, source in candidates:
+        if _same(path, [o.path for o in offers]):  # one checkpoint named twice (a setting and its folder)
+            continue
         if name in {o.name for o in offers}:
             refused.append(Refused(name, source, "another model already has this name"))
             continue

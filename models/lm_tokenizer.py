@@ -160,6 +160,17 @@ def _sentencepiece(meta: dict, gemma: bool) -> Tokenizer:
     return tok
 
 
+GGUF_SPECIAL = {"bos": "bos_token", "eos": "eos_token", "unknown": "unk_token", "padding": "pad_token"}
+
+
+def gguf_special(meta: dict) -> dict:
+    """bos_token, eos_token, unk_token, pad_token: their text in a GGUF file's vocabulary (None where unset),
+    the variables its chat template reads."""
+    tokens = meta["tokenizer.ggml.tokens"]
+    ids = {name: meta.get(f"tokenizer.ggml.{k}_token_id") for k, name in GGUF_SPECIAL.items()}
+    return {name: tokens[i] if i is not None and 0 <= i < len(tokens) else None for name, i in ids.items()}
+
+
 def gguf_tokenizer(meta: dict, path: Path | None = None) -> CheckpointTokenizer:
     """The tokenizer a GGUF file's metadata describes, with its control tokens whole, BOS added where the
     file says (a SentencePiece vocabulary that says nothing adds it, as llama.cpp does), and its template."""
@@ -188,10 +199,7 @@ def gguf_tokenizer(meta: dict, path: Path | None = None) -> CheckpointTokenizer:
     user = [t for t, k in zip(tokens, kinds, strict=False) if k == USER_DEFINED and t in vocab]
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in user])
     ids = {k: meta.get(f"tokenizer.ggml.{k}_token_id") for k in ("bos", "eos", "unknown", "padding")}
-    names = {"bos": "bos_token", "eos": "eos_token", "unknown": "unk_token", "padding": "pad_token"}
-    special = {
-        names[k]: tokens[i] if i is not None and 0 <= i < len(tokens) else None for k, i in ids.items()
-    }
+    special = gguf_special(meta)
     if meta.get("tokenizer.ggml.add_bos_token", kind == "llama") and special["bos_token"] is not None:
         bos = special["bos_token"]
         tok.post_processor = processors.TemplateProcessing(

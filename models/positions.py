@@ -63,12 +63,16 @@ class RopeScaling:
         return torch.where(medium, smoothed, scaled)
 
 
+def frequencies(*, dim: int, base: float, scaling: RopeScaling | None = None, device=None) -> Tensor:
+    """(dim/2,) the angle per position of each channel pair: base^(−2i/dim), stretched by ``scaling``."""
+    channel = torch.arange(0, dim, 2, dtype=torch.int64, device=device).float()  # (dim/2,) 2i
+    inv_freq = 1.0 / (base ** (channel / dim))  # (dim/2,) base^(−2i/dim)
+    return inv_freq if scaling is None else scaling.apply(inv_freq)
+
+
 def rotary(positions: Tensor, *, dim: int, base: float, scaling: RopeScaling | None = None) -> Rotation:
     """The angles of ``positions`` (T,) for ``dim`` rotated channels, frequencies stretched by ``scaling``."""
-    channel = torch.arange(0, dim, 2, dtype=torch.int64, device=positions.device).float()  # (dim/2,) 2i
-    inv_freq = 1.0 / (base ** (channel / dim))  # (dim/2,) base^(−2i/dim)
-    if scaling is not None:
-        inv_freq = scaling.apply(inv_freq)
+    inv_freq = frequencies(dim=dim, base=base, scaling=scaling, device=positions.device)  # (dim/2,)
     angles = positions.float()[:, None] * inv_freq[None]  # (T, 1) · (1, dim/2) → (T, dim/2)
     both = torch.cat([angles, angles], -1)  # (T, dim): the same angle for both channels of a pair
     return Rotation(positions, both.cos(), both.sin())

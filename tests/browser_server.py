@@ -158,12 +158,11 @@ def outbound_guard(tmp_path_factory) -> tuple[dict[str, str], Path]:
     return env, log
 
 
-@pytest.fixture(scope="session")
-def server(outbound_guard):
+def start_server(env: dict[str, str]) -> tuple[str, subprocess.Popen]:
+    """`streamlit run app.py` on a free loopback port in ``env``, once its health check answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env, _ = outbound_guard
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -195,9 +194,36 @@ def server(outbound_guard):
     else:
         proc.kill()
         pytest.fail("streamlit did not start")
-    yield url, proc
+    return url, proc
+
+
+def stop_server(proc: subprocess.Popen) -> None:
     proc.terminate()
     proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def server(outbound_guard):
+    env, _ = outbound_guard
+    url, proc = start_server(env)
+    yield url, proc
+    stop_server(proc)
+
+
+@pytest.fixture(scope="session")
+def lm_server(outbound_guard, tmp_path_factory):
+    """A second server whose language-model page offers tiny checkpoints of a few architectures (written
+    here by tests/lm_offered.py, a few seconds), tiny-llama the default (``ATTENTION_EXPLORER_LM``): the
+    browser tests of user models load no SmolLM2. Yields (url, process, the checkpoints' folder)."""
+    from tests import lm_offered
+
+    folder = lm_offered.write_models(tmp_path_factory.mktemp("lm-server") / "models", lm_offered.SERVED)
+    env, _ = outbound_guard
+    env = {**env, "ATTENTION_EXPLORER_LM_DIR": str(folder), "HF_HUB_CACHE": str(folder.parent / "empty-hub"),
+           "ATTENTION_EXPLORER_LM": str(folder / "tiny-llama")}  # fmt: skip
+    url, proc = start_server(env)
+    yield url, proc, folder
+    stop_server(proc)
 
 
 @pytest.fixture(scope="session")

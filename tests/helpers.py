@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from families import FAMILIES
 from models.checkpoints import load_card
-from views.attention_component import unpack
+from views.attention_component import unpack, unpack_rows
 from views.serving import loaded_model
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -67,8 +67,18 @@ def open_view(app: AppTest, label: str) -> AppTest:
 def sent(app: AppTest, key: str) -> tuple[dict, dict, np.ndarray | None]:
     """What the attention component whose key ends with ``key`` was sent: its header, its exact maps
     by (layer, head) and its thumbnails (`views.attention_component.unpack`)."""
+    return unpack(sent_bytes(app, key))
+
+
+def sent_bytes(app: AppTest, key: str) -> bytes:
+    """The payload the attention component whose key ends with ``key`` was sent, as it went."""
     (c,) = [c for c in app.get("bidi_component") if c.proto.id.endswith(key)]
-    return unpack(c.proto.bytes)
+    return c.proto.bytes
+
+
+def sent_rows(app: AppTest, key: str) -> dict[int, np.ndarray]:
+    """The rows an image overlay was sent: query → its (L, h, Tk) row of every layer and head."""
+    return unpack_rows(sent_bytes(app, key))
 
 
 def sent_maps(app: AppTest, key: str) -> np.ndarray:

@@ -4,11 +4,25 @@ view in the URL is read back or dropped."""
 
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from analysis.protocol import AttentionMaps
-from views.attention_component import BUDGET, PREVIEW_SIDE, THUMB_SIDE, View, payload, thumbnails, unpack
+from views.attention_component import (
+    BUDGET,
+    PREVIEW_SIDE,
+    THUMB_SIDE,
+    View,
+    image_header,
+    payload,
+    thumbnails,
+    unpack,
+    unpack_rows,
+)
 
 
 def maps_of(n_layers: int, n_heads: int, t: int, tokens=None, seed: int = 0) -> AttentionMaps:
@@ -101,3 +115,51 @@ def test_the_head_view_gets_whole_layers_and_small_previews():
     _, exact, thumbs = unpack(data)
     assert {(layer, h) for layer in (18, 19) for h in range(9)} <= set(exact)
     assert thumbs.shape == (30, 9, PREVIEW_SIDE, PREVIEW_SIDE)  # no model view: thumbnails are previews
+
+
+def picture(side: int = 224) -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 256, (side, side, 3), dtype=np.uint8)
+
+
+def test_the_image_overlay_gets_rows_everywhere_and_its_layer_whole_within_the_budget():
+    """A ViT at 224 px: 72 maps of 257 × 257 are 19 MB. Sent: [CLS]'s row (query 0) and a clicked patch's
+    row of every layer and head, bit for bit, then the shown layer's maps whole (every patch's rows: a
+    click draws at once) — no thumbnails (the overlay draws rows), under 2 MB in all."""
+    maps = maps_of(12, 6, 257)
+    header_part = image_header(picture(), (16, 16))
+    data = payload(maps, View(7, 2, 0), views=("image",), rows=(0, 40), image=header_part)
+    assert len(data) <= 2_000_000
+    header, exact, thumbs = unpack(data)
+    assert thumbs is None and header["views"] == ["image"] and header["image"]["rows"] == 16
+    assert set(exact) == {(7, h) for h in range(6)}  # the shown layer, whole; no room for another
+    rows = unpack_rows(data)
+    assert set(rows) == {0, 40}
+    for query, row in rows.items():
+        np.testing.assert_array_equal(row, maps.weights[:, :, query])  # (L, h, Tk), the model's own
+    for (layer, head), w in exact.items():
+        np.testing.assert_array_equal(w, maps.weights[layer, head])
+
+
+def test_a_448_overlay_sends_rows_only_and_a_requested_layer_first():
+    """1,025 tokens: one map is 4.2 MB, over the budget — rows only (the first map does not go whatever
+    its size, as it does for views that draw maps). A smaller run's requested layer comes first."""
+    maps = maps_of(1, 6, 1025)
+    part = image_header(picture(448), (32, 32))
+    data = payload(maps, View(0, 3, 0), views=("image",), rows=(0, 517), image=part)
+    assert len(data) <= 2_000_000
+    _, exact, thumbs = unpack(data)
+    assert exact == {} and thumbs is None
+    np.testing.assert_array_equal(unpack_rows(data)[517], maps.weights[:, :, 517])
+    small = maps_of(12, 6, 65)
+    _, exact, _ = unpack(payload(small, View(0, 0, 0), views=("image",), rows=(0,), requested=(9, 4)))
+    assert next(iter(exact)) == (9, 4) and {(9, h) for h in range(6)} <= set(exact)
+
+
+def test_the_image_header_carries_the_picture_and_the_outline_on_the_grid():
+    shown = picture()
+    part = image_header(shown, (16, 16), first=1, outline=("mask", {(0, 1): np.arange(256) % 50 == 0}))
+    prefix = "data:image/jpeg;base64,"
+    assert part["src"].startswith(prefix)
+    decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(part["src"][len(prefix) :]))))
+    assert decoded.shape == shown.shape  # the picture as the model saw it (JPEG: a backdrop, not numbers)
+    assert part["outline"] == {"name": "mask", "cells": [[0, 1, [1, 51, 101, 151, 201, 251]]]}  # keys: 1 + i

@@ -136,7 +136,7 @@ def test_llm_map_looks_in_the_browser_and_asks_for_what_was_not_sent(server, pag
     loaded = llama.loaded_from(*smollm2)
     text = "One two three four five six seven eight nine ten. " * 8
     prompt = llama.prepare(loaded, text)
-    assert 64 < len(prompt.ids) <= llama.ALL_LAYERS_UP_TO
+    assert 64 < len(prompt.ids) <= llama.all_layers_up_to(loaded.model.cfg)
     weights = llama.run(loaded, prompt).maps["self"].weights  # (30, 9, T, T)
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(f"{url}/llm?llm_view=Attention&llm_layer=L3&llm_head=H5&llm_prompt=" + text.replace(" ", "+"))

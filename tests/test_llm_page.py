@@ -1,5 +1,6 @@
-"""The SmolLM2 page: what it shows is the runner's own numbers (next token, maps, the interventions'
-table, greedy generation), bad input gets a message, and a missing or corrupt GGUF an error with the fix.
+"""The language-model page on the shipped SmolLM2: what it shows is the runner's own numbers (next token,
+maps, the interventions' table, greedy generation), bad input gets a message, and a missing or corrupt GGUF
+an error with the fix.
 
 The app caches the model once per process; here it is handed the session's `smollm2`, so the module
 holds one copy of the 135M model."""
@@ -22,16 +23,22 @@ from views.inputs import md_escape
 PAGE = "families/llm/page.py"
 
 
-@pytest.fixture(scope="module")
-def loaded(smollm2):
+def forget_loaded() -> None:
+    """Nothing loaded: the app's loader cache and the runner's pinned shipped model both cleared."""
     from views.serving import _once
 
+    _once(FAMILIES["llm"], None).clear()
+    llama.shipped_model.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def loaded(smollm2):
     with pytest.MonkeyPatch.context() as patch:
         model = llama.loaded_from(*smollm2)
         patch.setattr(llama, "load_all", lambda: model)
-        _once(FAMILIES["llm"], None).clear()  # whatever an earlier test file loaded: the app takes this one
+        forget_loaded()  # whatever an earlier test file loaded: the app takes this one
         yield model
-    _once(FAMILIES["llm"], None).clear()
+    forget_loaded()
 
 
 def ok(at: AppTest) -> AppTest:
@@ -57,6 +64,7 @@ def test_the_page_shows_the_models_own_next_token_and_loss(loaded):
     assert metric(at, "Loss").value == f"{run.loss:.3f}"
     assert metric(at, "Tokens read").value == str(len(run.ids))
     assert any("Q4_1" in c.value for c in at.caption)  # says which weights it runs
+    assert at.selectbox(key="llm_checkpoint").value == "SmolLM2-135M-Instruct"  # the default of the picker
     top = ok(at).dataframe[0].value  # Next tokens: the top-k per position
     assert list(top["#1"])[-1] == f"{run.top_tokens[-1][0]}  {run.top_probs[-1, 0]:.1%}"
 
@@ -77,7 +85,7 @@ def test_the_picked_layer_and_head_is_the_map_drawn(loaded):
 def test_a_long_prompt_keeps_only_the_picked_layer(loaded):
     text = "The quick brown fox jumps over the lazy dog. " * 15  # > 128 tokens
     prompt = llama.prepare(loaded, text)
-    assert len(prompt.ids) > llama.ALL_LAYERS_UP_TO
+    assert len(prompt.ids) > llama.all_layers_up_to(loaded.model.cfg) == 128
     at = open_app(PAGE)
     at.text_area(key="llm_prompt").set_value(text)
     at.selectbox(key="llm_layer").set_value(7)
@@ -152,20 +160,19 @@ def test_bad_input_gets_a_message_never_a_traceback(loaded, text, message):
 
 @pytest.mark.parametrize("problem", ["missing", "corrupt"])
 def test_a_missing_or_corrupt_gguf_gets_the_error_with_the_fix(loaded, tmp_path, monkeypatch, problem):
-    from views.serving import _once
-
     path = tmp_path / models.llama.FILE
     if problem == "corrupt":
         path.write_bytes(b"GGUF" + bytes(64))
     monkeypatch.setattr(models.llama, "gguf_path", lambda: path)
     monkeypatch.setattr(llama, "load_all", lambda: llama.loaded_from(*models.llama.load()))
-    _once(FAMILIES["llm"], None).clear()
+    forget_loaded()
     try:
         at = ok(open_app(PAGE))
     finally:
-        _once(FAMILIES["llm"], None).clear()  # nothing cached: the next test loads the fixture's
+        forget_loaded()  # nothing cached: the next test loads the fixture's
     (error,) = at.error
-    assert error.value.startswith(f"Cannot load SmolLM2: {md_escape(models.llama.FILE)}: ")
+    name = md_escape("SmolLM2-135M-Instruct")
+    assert error.value.startswith(f"Cannot load {name}: {md_escape(models.llama.FILE)}: ")
     assert "To fix: reinstall it" in error.value and str(tmp_path) not in error.value
     assert not at.metric
 

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from families.llm import runner as llama
+from families.llm.shipped import SMOLLM2
 from models.checkpoints import ASSETS
 from tests.helpers import open_app, open_view
 
 PAGE = "families/llm/page.py"
-CARD = json.loads((ASSETS / f"{llama.NAME}.json").read_text(encoding="utf-8"))
+CARD = json.loads((ASSETS / f"{SMOLLM2.card}.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")

@@ -25,12 +25,16 @@ from families.gpt import runner as gpt
 from families.llm import runner as llama
 from families.seq2seq import runner as seq2seq
 from families.transformer import runner as transformer
+from families.vit import measures as vit_measures
+from families.vit import runner as vit
+from families.vit.inputs import gallery_picture
+from families.vit.preprocess import letterbox
 from models.attention import Interventions
 from models.checkpoints import CheckpointError
 from start import START
 from tasks import TASKS, prepare
 from tasks.images import model_input
-from tests.helpers import array, chart, open_app, sent, sent_maps, shipped
+from tests.helpers import array, chart, open_app, sent, sent_maps, sent_rows, shipped
 from views.serving import _once, held_out_examples, loaded_model
 
 PAGE = START.page
@@ -57,8 +61,7 @@ STEPS = [pytest.param(f, s, id=s.id) for f, s in registered()]
 
 def test_the_story_places_exactly_the_declared_steps():
     """Every step a registered family declares is in the story once, and the story names no step a
-    registered family lacks; a family the app does not register (the vision transformer, until it
-    comes) is skipped without error."""
+    registered family lacks; a family the app does not register is skipped without error."""
     declared = {name: {s.id for s in f.steps} for name, f in FAMILIES.items()}
     assert misplaced(START.story, declared) == []
     assert len(STEPS) == sum(f in FAMILIES for f, _ in START.story)
@@ -86,8 +89,10 @@ def llm(smollm2):
     with pytest.MonkeyPatch.context() as patch:
         model = llama.loaded_from(*smollm2)
         patch.setattr(llama, "load_all", lambda: model)
+        llama.shipped_model.cache_clear()
         _once(FAMILIES["llm"], None).clear()
         yield model
+    llama.shipped_model.cache_clear()
     _once(FAMILIES["llm"], None).clear()
 
 
@@ -216,12 +221,26 @@ def drawn_regions(at, step):
     assert run.output[word] == "circle"
 
 
+def drawn_patches(at, step):
+    seen = letterbox(gallery_picture(step.query["vit_photo"]), vit.SIDE)[0]
+    run = vit.run(loaded_model(FAMILIES["vit"], vit.NAME).model, seen)
+    last = run.n_layers - 1
+    header, exact, _ = sent(at, "path_patches_overlay")
+    assert set(exact) == {(0, h) for h in range(run.weights.shape[1])}  # the last layer, every head exact
+    for (_, head), w in exact.items():
+        np.testing.assert_array_equal(w, run.weights[last, head])
+    np.testing.assert_array_equal(sent_rows(at, "path_patches_overlay")[0][0], run.weights[last, :, 0])
+    masks = vit_measures.dino_mask(vit_measures.cls_to_patches(run.weights[last]))  # (h, N)
+    outline = {head: keys for _, head, keys in header["image"]["outline"]["cells"]}
+    assert outline == {h: [1 + int(i) for i in np.flatnonzero(m)] for h, m in enumerate(masks)}
+
+
 DRAWN = {
     "bottleneck": drawn_bottleneck, "alignment": drawn_alignment, "scaling": drawn_scaling,
     "self-attention": drawn_self_attention, "masks": drawn_masks, "multi-head": drawn_heads,
     "positions": drawn_positions, "block": drawn_block, "cross-attention": drawn_cross,
     "induction": drawn_induction, "sinks": drawn_sinks, "name-movers": drawn_movers,
-    "hide-regions": drawn_regions,
+    "hide-regions": drawn_regions, "patches": drawn_patches,
 }  # fmt: skip
 NEEDS_LLM = {"sinks", "name-movers"}
 

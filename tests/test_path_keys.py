@@ -23,6 +23,9 @@ from families.gpt import runner as gpt
 from families.llm import runner as llama
 from families.seq2seq import runner as seq2seq
 from families.transformer import runner as transformer
+from families.vit import runner as vit
+from families.vit.inputs import gallery_picture
+from families.vit.preprocess import letterbox
 from models.attention import Interventions
 from models.checkpoints import load_card
 from tasks import TASKS, prepare, probes
@@ -40,8 +43,10 @@ def llm(smollm2):
     with pytest.MonkeyPatch.context() as patch:
         model = llama.loaded_from(*smollm2)
         patch.setattr(llama, "load_all", lambda: model)
+        llama.shipped_model.cache_clear()
         _once(FAMILIES["llm"], None).clear()
         yield model
+    llama.shipped_model.cache_clear()
     _once(FAMILIES["llm"], None).clear()
 
 
@@ -193,11 +198,23 @@ def key_hide_regions(query, quiz):
     assert quiz.answer == ("the caption stays the same" if same else "the caption changes")
 
 
+def key_patches(query, quiz):
+    seen = letterbox(gallery_picture(query["vit_photo"]), vit.SIDE)[0]
+    run = vit.run(loaded_model(FAMILIES["vit"], vit.NAME).model, seen)
+    rows = run.weights[-1, :, 0, 1:].astype(np.float64)  # (h, N): [CLS]'s row over the patches, last layer
+    rows /= rows.sum(-1, keepdims=True)
+    # The fewest patches holding 60%: all but those whose ascending running sum stays within 40%.
+    sizes = [rows.shape[-1] - int((np.cumsum(np.sort(r)) <= 0.4).sum()) for r in rows]
+    assert quiz.answer == f"H{int(np.argmin(sizes))}"
+    assert f"sits in {min(sizes)} of the {rows.shape[-1]} patches" in quiz.feedback
+
+
 KEYS = {
     "bottleneck": key_bottleneck, "alignment": key_alignment, "scaling": key_scaling,
     "self-attention": key_self_attention, "masks": key_masks, "multi-head": key_multi_head,
     "positions": key_positions, "block": key_block, "cross-attention": key_cross, "induction": key_induction,
     "sinks": key_sinks, "name-movers": key_name_movers, "hide-regions": key_hide_regions,
+    "patches": key_patches,
 }  # fmt: skip
 
 

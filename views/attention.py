@@ -17,7 +17,7 @@ import streamlit as st
 
 from analysis.protocol import AttentionMaps, AttentionRun
 from analysis.stats import head_statistics, mean_entropy, to_csv, to_npz
-from views.attention_component import VIEWS, attention_maps
+from views.attention_component import VIEWS, Outline, attention_maps, image_header
 
 
 def heatmap(
@@ -72,6 +72,26 @@ def head_view(maps: AttentionMaps, key: str, **start) -> None:
     """BertViz-style lines from each query to the keys it attends to, one colour per head: toggle
     heads, hover a query (or pick one) for its lines alone."""
     explorer(maps, f"{key}_heads", ("lines",), **start)
+
+
+@st.fragment
+def image_overlay(
+    maps: AttentionMaps,
+    key: str,
+    picture: np.ndarray,
+    grid: tuple[int, int],
+    *,
+    first: int = 1,
+    opacity: float = 0.6,
+    outline: Outline | None = None,
+    **labels,
+) -> None:
+    """One query's row over ``picture``'s patch ``grid`` (keys ``first``… row-major), query 0's first
+    (a ViT's [CLS]), and every layer × head as small overlays: click a patch for its rows, hover for the
+    exact weight, opacity and the ``outline`` mask toggled — in the browser, no rerun. Rows not sent (a
+    long input) come on request: one rerun of this fragment. ``labels``: the component's payload's."""
+    header = image_header(picture, grid, first=first, opacity=opacity, outline=outline)
+    attention_maps(maps, key, views=("image",), image=header, **labels)
 
 
 def value_weighted(

@@ -3,7 +3,8 @@ JavaScript, nothing fetched), so it works offline.
 
 The visitor draws with the mouse or a pen in one of the given colours and widths; Undo removes the
 last stroke, Clear all of them. When a stroke ends, the picture goes to Python as a PNG data URL
-(the component's ``drawing`` state); Python checks those bytes like any upload.
+(the component's ``drawing`` state); Python checks those bytes like any upload. Over a picture (``image``),
+the strokes are drawn on it and sent alone, on transparency: a mask drawn over a photo.
 """
 
 from __future__ import annotations
@@ -41,9 +42,13 @@ export default function (component) {
   const ctx = canvas.getContext("2d");
   // Strokes live on the element, so a rerun that calls this function again keeps the drawing.
   const state = parentElement.__drawing ??= { strokes: [], colour: data.palette[0][1], width: 4 };
+  canvas.style.background = data.image ? `center / 100% 100% no-repeat url(${data.image})` : "";
   const paint = () => {
-    ctx.fillStyle = data.background;
-    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    if (!data.image) {  // over a picture the strokes stay alone: the picture is the element's background
+      ctx.fillStyle = data.background;
+      ctx.fillRect(0, 0, canvas.width, canvas.height);
+    }
     ctx.lineCap = "round";
     ctx.lineJoin = "round";
     for (const s of state.strokes) {
@@ -108,12 +113,16 @@ def _css(rgb: tuple[int, int, int]) -> str:
     return "#" + "".join(f"{c:02x}" for c in rgb)
 
 
-def drawing_canvas(palette: dict[str, tuple[int, int, int]], background: tuple[int, int, int], *, key: str):
+def drawing_canvas(palette: dict[str, tuple[int, int, int]], background: tuple[int, int, int], *, key: str,
+                   image: str | None = None):  # fmt: skip
     """Mount the canvas; returns the PNG bytes of the drawing once a stroke is finished (None while
-    the canvas is empty). The bytes come from the browser: check them like an upload."""
+    the canvas is empty). The bytes come from the browser: check them like an upload. ``image``: a
+    picture's data URI shown under the strokes (stretched to the square canvas); the PNG then holds the
+    strokes alone, on transparency."""
     data = {
         "palette": [[name, _css(rgb)] for name, rgb in palette.items()],
         "background": _css(background),
+        "image": image,
     }
     result = _canvas(data=data, key=key, on_drawing_change=lambda: None, height=330)
     url = getattr(result, "drawing", None) or ""

@@ -49,6 +49,8 @@ class Subject:
         default_factory=dict
     )  # preset → heads a card found
     found_name: str = ""  # where they were found, and what ablating them removed there
+    heads_sum_to_stream: bool = True  # the model's: False where a head's term is not its W_O slice (Gemma 2)
+    logit_softcap: float | None = None  # the model's cap on its output logits (Gemma 2), or None
 
     def served(self, call: str) -> Callable:
         """The family's served ``call`` (`views.serving.cached`) on this model: called with the call's
@@ -144,8 +146,9 @@ def _pick_pair(subject: Subject, run: C.Run, preset: Contrast | None) -> C.Pair 
         if len(wanted) == 2 and None not in wanted
         else [0, 1]
     )
+    labels = {i: subject.label(i) for i in options}  # a widget keeps its format_func: labels, not the model
     target, rival = (
-        column.selectbox(f"{role} token", options, index=index, format_func=subject.label,
+        column.selectbox(f"{role} token", options, index=index, format_func=labels.__getitem__,
                          key=token_key(f"{subject.key}_circ_{role.lower()}", [str(run.ids.tolist())]))
         for column, role, index in zip(st.columns(2), ("Target", "Rival"), default, strict=True)
     )  # fmt: skip
@@ -157,12 +160,14 @@ def _pick_pair(subject: Subject, run: C.Run, preset: Contrast | None) -> C.Pair 
 
 def _lens_view(subject: Subject, case: Case) -> None:
     lens = subject.served("circuit_lens")(case.clean_ids, case.pair, _clean=case.clean)
-    lens_view(lens, case.pair, subject.label, positions(subject, case.clean_ids), key=f"{subject.key}_circ")
+    lens_view(lens, case.pair, subject.label, positions(subject, case.clean_ids), key=f"{subject.key}_circ",
+              softcap=subject.logit_softcap)  # fmt: skip
 
 
 def lens_view(
-    lens: C.Lens, pair: C.Pair, label: Callable[[int], str], columns: Sequence[str], *, key: str
-) -> None:
+    lens: C.Lens, pair: C.Pair, label: Callable[[int], str], columns: Sequence[str], *, key: str,
+    softcap: float | None = None,
+) -> None:  # fmt: skip
     """The logit lens grid (stages × positions) with its chooser of what to colour by, and a summary."""
     shown = st.radio(
         "Show",
@@ -199,15 +204,29 @@ def lens_view(
         key=f"{key}_lens_grid",
     )
     last = len(columns) - 1
+    capped = f", then its soft cap {softcap:g} · tanh(logit / {softcap:g})" if softcap is not None else ""
     st.markdown(
-        "Each row is the residual stream after that step, read out by the model's own final norm and "
-        "unembedding. The last row is the model's output itself (the same computation on the same tensor). "
+        f"Each row is the residual stream after that step, read out by the model's own final norm and "
+        f"unembedding{capped}. The last row is the model's output itself (the same computation on the same "
+        "tensor). "
         f"At the last position the target is first ranked {int(lens.target_rank[:, last].min())} "
         f"at {lens.stages[int(lens.target_rank[:, last].argmin())]}."
     )
 
 
+NOT_ADDITIVE = (
+    "**Direct attribution is not shown for this model**: what each of its layers adds to the residual "
+    "stream is a norm of the heads' sum (a norm after attention, before the residual add: Gemma 2's "
+    "sandwich norms), γ ⊙ (Σ heads) / rms(Σ heads), not one term per head — so no number per head adds up "
+    "to the logit difference, and showing each head's W_O slice as if it did would mislead. The logit lens, "
+    "patching (exact and attribution) and ablation measure this model as it is: use them."
+)
+
+
 def _direct_view(subject: Subject, case: Case) -> None:
+    if not subject.heads_sum_to_stream:
+        st.info(NOT_ADDITIVE)
+        return
     direct = subject.served("circuit_direct")(case.clean_ids, case.pair, _clean=case.clean)
     direct_view(direct, [f"L{i}" for i in range(direct.heads.shape[0])], key=f"{subject.key}_circ")
 

@@ -169,3 +169,11 @@ def nearest_source(task: Task, src: tuple[str, ...]) -> tuple[str, ...] | None:
         e.src for e in held_out_examples(task.name, NEAREST_FROM) if len(e.src) == len(src) and e.src != src
     ]
     return min(same, key=lambda s: sum(a != b for a, b in zip(s, src, strict=True))) if same else None
+
+
+def assign(**values) -> None:
+    """A button's callback that sets session-state keys (``on_click=assign, kwargs={...}``). A widget keeps
+    its callback for the session's life, and a function defined in a page script keeps that run's whole
+    namespace (its model, its runs) alive with it: this one is a module's."""
+    for key, value in values.items():
+        st.session_state[key] = value

@@ -126,12 +126,17 @@ def patching_view(subject: Subject, case: Case) -> None:
 
 def ablation_view(subject: Subject, case: Case) -> None:
     key, clean_ids, corrupt_ids, pair = subject.key, case.clean_ids, case.corrupt_ids, case.pair
-    direct = subject.served("circuit_direct")(clean_ids, pair, _clean=case.clean)
-    n_layers, n_heads = direct.heads.shape
-    ranked = np.argsort(-direct.heads.ravel())[:3]
+    n_layers, n_heads = case.clean.layers_heads
     found = subject.found.get(case.choice, ())
-    heads = list(found) or [(int(i // n_heads), int(i % n_heads)) for i in ranked]
-    default = subject.found_name if found else "the three with the largest direct effect here"
+    if found:
+        heads, default = list(found), subject.found_name
+    elif subject.heads_sum_to_stream:
+        direct = subject.served("circuit_direct")(clean_ids, pair, _clean=case.clean)
+        ranked = np.argsort(-direct.heads.ravel())[:3]
+        heads = [(int(i // n_heads), int(i % n_heads)) for i in ranked]
+        default = "the three with the largest direct effect here"
+    else:  # no direct effects to rank by: they do not add up for this model (views.circuits.NOT_ADDITIVE)
+        heads, default = [], "none: this model's heads have no additive direct effect to rank them by"
     picked = st.multiselect(
         f"Heads to ablate (default: {default})",
         [(i, h) for i in range(n_layers) for h in range(n_heads)],
@@ -183,6 +188,9 @@ def value_view(subject: Subject, case: Case) -> None:
     labels = positions(subject, clean_ids)
     attention.value_weighted(weights, norms, labels, f"{key}_circ_vw", layer=f"L{layer}", sink=sink,
                              sink_name="the first token", rows=slice(1, None))  # fmt: skip
+    if not subject.heads_sum_to_stream:
+        st.caption("The norms are at the attention's output, each head's share through its slice of W_O: "
+                   "this model's norm after attention then rescales the heads' sum before the stream.")
 
 
 def restored_grids(

@@ -12,6 +12,7 @@ a `analysis.protocol.Served` its runner declares), and `cached(family, call)` wr
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import dataclasses
 import json
@@ -158,6 +159,15 @@ def loaded_model(family: Family, name: str):
     """The family's model ``name`` (a checkpoint name, or BERT's folder), loaded once for every session
     by the family's ``load`` (`analysis.protocol.Served`), or by `load_model` where it has none."""
     return load_model(name, family) if family.load is None else _once(family, None)(name)
+
+
+def unrecorded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (a progress callback that draws, e.g. ``bar.progress``) run in the context it was made in,
+    outside any cached call it is handed to. Streamlit records the elements a cached function draws and
+    replays them on a cache hit, where an element of a block made outside the function (the bar) cannot be
+    replayed (CacheReplayClosureError): drawn this way, the bar's updates are not recorded."""
+    outside = contextvars.copy_context()
+    return lambda *args, **kw: outside.run(fn, *args, **kw)
 
 
 def cached(family: Family, call: str) -> Callable[..., Any]:

@@ -94,3 +94,47 @@ def attention_overlay(
         frames=[go.Frame(data=[heat(t)], traces=[1], name=str(t)) for t in range(len(words))],
         layout=layout,
     )
+
+
+def picture_map(
+    picture: np.ndarray,
+    values: np.ndarray,
+    *,
+    title: str = "",
+    value_name: str = "value",
+    opacity: float = 0.6,
+    marks: np.ndarray | None = None,
+    mark_name: str = "",
+    side: int = 360,
+) -> go.Figure:
+    """``values`` (g_r, g_c) — one per patch, or per pixel — over ``picture`` (H, W, 3) uint8, each cell
+    covering H/g_r × W/g_c pixels (no smoothing: the cells are what was computed), exact value on hover;
+    ``marks`` (g_r, g_c) bool: cells marked with a ring (``mark_name`` in the hover)."""
+    img = np.asarray(picture, dtype=np.uint8)
+    h, w = img.shape[:2]
+    z = np.asarray(values, dtype=np.float32)
+    g_r, g_c = z.shape
+    dy, dx = h / g_r, w / g_c
+    traces = [
+        go.Image(z=img, hoverinfo="skip"),
+        go.Heatmap(
+            z=z, x0=(dx - 1) / 2, dx=dx, y0=(dy - 1) / 2, dy=dy, colorscale="Viridis", opacity=opacity,
+            colorbar=dict(thickness=10, title=value_name),
+            hovertemplate=f"row %{{customdata[0]}}, column %{{customdata[1]}}<br>{value_name} = %{{z:.5g}}"
+            "<extra></extra>", customdata=np.stack(np.indices((g_r, g_c)), -1),
+        ),
+    ]  # fmt: skip
+    if marks is not None and np.any(marks):
+        rows, cols = np.nonzero(marks)
+        traces.append(go.Scatter(
+            x=(cols + 0.5) * dx - 0.5, y=(rows + 0.5) * dy - 0.5, mode="markers", name=mark_name,
+            marker=dict(symbol="circle-open", size=max(8, 0.8 * side / g_c), color="#ff4b4b", line_width=2),
+            hovertemplate=f"{mark_name}: row %{{customdata[0]}}, column %{{customdata[1]}}<extra></extra>",
+            customdata=np.stack([rows, cols], -1),
+        ))  # fmt: skip
+    layout = dict(
+        title=title, width=side + 80, height=side + 50, margin=dict(l=0, r=0, t=40, b=10), showlegend=False,
+        xaxis=dict(visible=False, range=[-0.5, w - 0.5]),
+        yaxis=dict(visible=False, range=[h - 0.5, -0.5], scaleanchor="x"),
+    )  # fmt: skip
+    return go.Figure(traces, layout=layout)

@@ -50,12 +50,14 @@ def gqa_diagram(kv_heads: Sequence[int], *, picked: int | None = None) -> go.Fig
 
 
 def rope_score(offsets: np.ndarray, score: np.ndarray, *, offset: int, model_score: float,
-               unrotated: float) -> go.Figure:  # fmt: skip
+               unrotated: float, scaled: str = "√d") -> go.Figure:  # fmt: skip
     """q·R(Δ)k / √d against the offset Δ, the model's own score marked at the real offset, and the same two
-    vectors without rotation (RoPE off: one value at every offset) as a dashed line."""
+    vectors without rotation (RoPE off: one value at every offset) as a dashed line. ``scaled``: what the
+    dot product is divided by, as the labels write it."""
     return go.Figure(
         [
-            go.Scatter(x=offsets, y=np.asarray(score, dtype=np.float32), mode="lines", name="q·R(Δ)k / √d",
+            go.Scatter(x=offsets, y=np.asarray(score, dtype=np.float32), mode="lines",
+                       name=f"q·R(Δ)k / {scaled}",
                        hovertemplate="Δ = %{x}<br>score = %{y:.4f}<extra></extra>"),
             go.Scatter(x=[offset], y=[model_score], mode="markers", name="the model's score (its trace)",
                        marker=dict(size=11, color=PICKED_COLOUR, symbol="diamond"),
@@ -66,7 +68,8 @@ def rope_score(offsets: np.ndarray, score: np.ndarray, *, offset: int, model_sco
             yaxis=dict(title="pre-softmax score"),
             shapes=[dict(type="line", xref="paper", x0=0, x1=1, y0=unrotated, y1=unrotated,
                          line=dict(dash="dash", color="grey"))],
-            annotations=[dict(xref="paper", x=1, y=unrotated, text="no rotation: q·k / √d", showarrow=False,
+            annotations=[dict(xref="paper", x=1, y=unrotated, text=f"no rotation: q·k / {scaled}",
+                              showarrow=False,
                               xanchor="right", yanchor="bottom", font=dict(color="grey"))],
             height=340, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12),
         ),

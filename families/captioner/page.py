@@ -15,6 +15,7 @@ from analysis.importance import CARD_KEY
 from families.captioner import FAMILY
 from families.captioner.runner import DEFAULT, SAMPLES, map_similarity
 from families.captioner.views import weighed_words, word_view
+from families.vit.inputs import hand_over
 from tasks.images import ImageError, load_upload, model_input
 from tasks.scenes import COLOURS, PEN_INK, SHAPES, SIZES, VOCABULARY, caption_is_defined, compose, generate
 from views import attention, importance
@@ -161,6 +162,8 @@ if distance > fit.threshold:
         f"{distance:.1f} from theirs, where 99% of held-out scenes lie within {fit.threshold:.1f}. Read the "
         "caption as a guess from the scene vocabulary."
     )
+    if st.button("See what a real vision transformer makes of it", key="cap_to_vit"):
+        hand_over(upload.getvalue() if source == "upload" else picture)  # opens the ViT page on this picture
 else:
     st.caption(
         f"Like the training scenes: feature distance {distance:.1f} (99% of held-out scenes are within "

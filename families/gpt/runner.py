@@ -74,8 +74,9 @@ def random_repeat(length: int, seed: int, vocab: int) -> Prompt:
 
 
 def run(loaded: LM, prompt: Prompt, iv: Interventions = NO_INTERVENTION) -> lm.LMRun:
-    """Teacher forcing on ``prompt`` under ``iv``: every layer's maps, every position's distribution."""
-    return lm.run(loaded, prompt, iv, every_position=True)
+    """Teacher forcing on ``prompt`` under ``iv``: every layer's maps, every position's distribution, the
+    head roles measured on it."""
+    return lm.run(loaded, prompt, iv, every_position=True, roles=True)
 
 
 X_IS = (

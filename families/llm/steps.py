@@ -12,6 +12,7 @@ from analysis import circuits as C
 from analysis import lm
 from analysis.family import Family, Query, Quiz, Step
 from families.llm import runner as llama
+from families.llm.shipped import SMOLLM2
 from models.attention import Interventions
 from tasks import probes
 from views.attention import model_view
@@ -22,7 +23,7 @@ from viz.circuits import effect_grid
 
 def ids_of(family: Family, query: Query) -> tuple[int, ...]:
     """The page's prompt ids (its prompt mode, the page's default) from its URL parameter."""
-    return llama.prepare(loaded_model(family, llama.NAME), query.get("llm_prompt", llama.EXAMPLE)).ids
+    return llama.prepare(loaded_model(family, SMOLLM2.name), query.get("llm_prompt", llama.EXAMPLE)).ids
 
 
 # --- 11. A real LLM: GQA, RoPE, attention sinks ---------------------------------------------------
@@ -43,9 +44,9 @@ class Real:
 
 
 def measure_real(family: Family, query: Query) -> Real:
-    ids = ids_of(family, query)
-    run = cached(family, "run")(llama.NAME, ids, Interventions(), llama.page_layers(len(ids), 0))
-    return Real(run, cached(family, "scores")(llama.NAME, ids, HIDE_FIRST))
+    ids, cfg = ids_of(family, query), loaded_model(family, SMOLLM2.name).model.cfg
+    run = cached(family, "run")(SMOLLM2.name, ids, Interventions(), llama.page_layers(cfg, len(ids), 0))
+    return Real(run, cached(family, "scores")(SMOLLM2.name, ids, HIDE_FIRST))
 
 
 def view_real(result: Real, key: str) -> None:
@@ -95,9 +96,9 @@ def contrast_of(text: str) -> probes.Contrast:
 
 
 def measure_movers(family: Family, query: Query) -> Movers:
-    contrast, vocabulary = contrast_of(query["llm_prompt"]), loaded_model(family, llama.NAME).vocabulary
+    contrast, vocabulary = contrast_of(query["llm_prompt"]), loaded_model(family, SMOLLM2.name).vocabulary
     pair = C.Pair(vocabulary.word(" " + contrast.target), vocabulary.word(" " + contrast.rival))
-    return Movers(contrast, cached(family, "circuit_direct")(llama.NAME, ids_of(family, query), pair))
+    return Movers(contrast, cached(family, "circuit_direct")(SMOLLM2.name, ids_of(family, query), pair))
 
 
 def view_movers(result: Movers, key: str) -> None:
@@ -127,6 +128,7 @@ def quiz_movers(result: Movers) -> Quiz:
     return Quiz(question, names[ranked[0]], feedback, names)
 
 
+SHIPPED = {"llm_checkpoint": SMOLLM2.name}  # links open the shipped model, whatever the operator's default
 IOI = "When Mary and John went to the store, John gave a drink to"
 JAPAN = "The capital of Japan is"
 STEPS = (
@@ -140,12 +142,12 @@ STEPS = (
             "attention sink."
         ),
         look_for="the bright first column in most of the 270 maps — then hide that token.",
-        query={"llm_prompt": JAPAN, "llm_view": "Attention sinks"},
+        query={**SHIPPED, "llm_prompt": JAPAN, "llm_view": "Attention sinks"},
         contrast={"llm_prompt": llama.EXAMPLE},
         measure=measure_real, view=view_real, quiz=quiz_real,
         deeper="every head's share on the first token, and the losses with it hidden",
-        more={"GQA and the KV cache": {"llm_prompt": JAPAN, "llm_view": "GQA"},
-              "RoPE on one query and key": {"llm_prompt": JAPAN, "llm_view": "RoPE"}},
+        more={"GQA and the KV cache": {**SHIPPED, "llm_prompt": JAPAN, "llm_view": "GQA"},
+              "RoPE on one query and key": {**SHIPPED, "llm_prompt": JAPAN, "llm_view": "RoPE"}},
     ),
     Step(
         id="name-movers", idea="What one head does: moving a name (IOI)",
@@ -156,7 +158,7 @@ STEPS = (
             "each head wrote: every head's output, read through the final norm and the unembedding."
         ),
         look_for="the few red cells: heads that write the answer over the rival.",
-        query={"llm_prompt": IOI, "llm_view": "Circuits"}, contrast={"llm_prompt": llama.EXAMPLE},
+        query={**SHIPPED, "llm_prompt": IOI, "llm_view": "Circuits"}, contrast={"llm_prompt": llama.EXAMPLE},
         measure=measure_movers, view=view_movers, quiz=quiz_movers,
         deeper="the logit lens, activation patching, and the name movers ablated",
     ),

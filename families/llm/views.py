@@ -1,8 +1,9 @@
-"""SmolLM2's own views, each one call the LLM page makes inside a lazy tab: grouped-query attention and the
-KV cache, RoPE on one real query and key, attention sinks, raw vs projected, attention vs importance.
+"""The language-model page's analysis views, each one call the page makes inside a lazy tab, for any decoder:
+how query heads share K/V heads and the KV cache, RoPE on one real query and key (learned positions: how
+alike their vectors are), attention sinks, raw vs projected, attention vs importance, the Circuits tab.
 
 Every number is the runner's (`families.llm.analysis`, `families.llm.importance`), served cached through
-the family's registry entry (`views.serving.cached`); the figures are `viz`'s.
+the family's registry entry (`views.serving.cached`) under the model's name; the figures are `viz`'s.
 """
 
 from __future__ import annotations
@@ -12,24 +13,22 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import streamlit as st
 
+from analysis import importance as imp
 from analysis.importance import CARD_KEY
 from analysis.lm import LM, LMRun, Prompt
 from analysis.projections import RawVsProjected
 from analysis.protocol import AttentionMaps
 from families.llm import FAMILY
-from families.llm import analysis as llama_analysis
-from families.llm import importance as llama_importance
-from families.llm import runner as llama
+from families.llm import analysis as lm_analysis
+from families.llm import importance as lm_importance
 from models.attention import NO_INTERVENTION, Interventions
-from models.llama import BLOCK
-from tasks import probes
-from views import circuits as circuit_views
+from models.decoder import BLOCK
 from views import importance_tabs
 from views import lm as lm_views
 from views import projections as projection_view
 from views.attention import model_view
 from views.inputs import md_escape
-from views.serving import cached
+from views.serving import cached, loaded_model
 from viz.charts import lines
 from viz.heatmaps import matrix_heatmap
 from viz.rope import gqa_diagram, rope_pairs, rope_score
@@ -53,19 +52,56 @@ def _window(n: int, key: str, label: str = "First position drawn") -> np.ndarray
 
 
 # --- Grouped-query attention ----------------------------------------------------------------------
-@st.fragment
-def gqa_view(loaded: LM, run: LMRun, layer: int, head: int) -> None:
-    """Which query heads share each K/V head, the group of ``head`` in ``layer`` side by side, and the KV
-    cache this prompt needs with and without the sharing."""
-    g = llama_analysis.gqa(loaded, len(run.ids))
+def sharing(g: lm_analysis.GQA, head: int) -> str:
+    """One sentence: how this model's query heads read its K/V heads, said for ``head``."""
     kv = g.kv_heads[head]
-    st.markdown(
-        f"**Grouped-query attention.** Each layer has {g.n_heads} query heads but only {g.n_kv_heads} "
-        f"key/value heads: query heads {', '.join(map(str, g.groups[kv]))} all score the *same* keys and "
-        f"average the *same* values (K/V head {kv}); only their queries differ. The keys and values are "
-        "what a KV cache keeps for every token, so sharing them shrinks the cache by "
+    if g.kind == "multi-head":
+        return (f"**Multi-head attention.** Each of the {g.n_heads} query heads has a key/value head of "
+                f"its own (H{head} reads K/V head {kv} alone): nothing is shared, so a KV cache keeps "
+                f"{g.n_heads} heads' keys and values for every token.")  # fmt: skip
+    said = "Multi-query attention" if g.kind == "multi-query" else "Grouped-query attention"
+    return (
+        f"**{said}.** Each layer has {g.n_heads} query heads but only {g.n_kv_heads} key/value "
+        f"head{'s' * (g.n_kv_heads != 1)}: query heads {', '.join(map(str, g.groups[kv]))} all score the "
+        f"*same* keys and average the *same* values (K/V head {kv}); only their queries differ. The keys and "
+        f"values are what a KV cache keeps for every token, so sharing them shrinks the cache by "
         f"{g.n_heads // g.n_kv_heads}× at no cost in query heads."
     )
+
+
+def reads(g: lm_analysis.GQA, head: int) -> str:
+    """Which K/V head ``head`` reads, and who shares it: "reads key/value head **1** (shared by H3, H4, H5:
+    grouped-query attention)"."""
+    kv = g.kv_heads[head]
+    if g.kind == "multi-head":
+        return f"reads key/value head **{kv}**, its own (multi-head attention: nothing shared)"
+    shared = ", ".join(f"H{h}" for h in g.groups[kv])
+    return f"reads key/value head **{kv}** (shared by {shared}: {g.kind} attention)"
+
+
+def windows_said(windows: Sequence[int | None]) -> str:
+    """One sentence on the sliding windows, or "" for a model without."""
+    windowed = [i for i, w in enumerate(windows) if w is not None]
+    if not windowed:
+        return ""
+    listed = ", ".join(f"L{i}" for i in windowed)
+    which = "every layer" if len(windowed) == len(windows) else f"layers {listed}"
+    sizes = sorted({windows[i] for i in windowed})
+    return (f"On {which} a query sees only the last {', '.join(f'{w:,}' for w in sizes)} keys (a sliding "
+            "window, itself included); the KV cache here still keeps every key — the window is part of the "
+            "mask, so a cached step reads exactly what the whole-prompt forward reads — and a cache that "
+            "dropped the keys outside the window would hold at most the window per such layer.")  # fmt: skip
+
+
+@st.fragment
+def gqa_view(name: str, run: LMRun, layer: int, head: int) -> None:
+    """Which query heads share each K/V head (multi-head: none; multi-query: all one), the group of ``head``
+    in ``layer`` side by side, and the KV cache this prompt needs with and without the sharing. A fragment
+    keeps its arguments for its reruns, in every session until it expires: the model's name, not the model
+    (a session that lingers must not keep a dropped model in memory)."""
+    g = lm_analysis.gqa(loaded_model(FAMILY, name), len(run.ids))
+    kv = g.kv_heads[head]
+    st.markdown(sharing(g, head))
     st.plotly_chart(gqa_diagram(g.kv_heads, picked=head), key="llm_gqa_diagram")
     if tuple(run.kv_heads) != g.kv_heads:
         st.error(f"The run's trace names K/V heads {run.kv_heads}, the model's layer {g.kv_heads}.")
@@ -80,7 +116,7 @@ def gqa_view(loaded: LM, run: LMRun, layer: int, head: int) -> None:
         f"2 × {g.layers} × {g.n_kv_heads} × {g.d_head} × T × 4 = **{per_token:,} bytes a token** "
         f"({g.cache_bytes(1, shared=False):,} with {g.n_heads} K/V heads). At the full context of "
         f"{g.context:,} tokens: **{_size(g.cache_bytes(g.context))}** against "
-        f"**{_size(g.cache_bytes(g.context, shared=False))}** without sharing."
+        f"**{_size(g.cache_bytes(g.context, shared=False))}** without sharing. {windows_said(g.windows)}"
     )
     if layer not in run.layers:
         st.info(f"The run holds maps of layers {', '.join(map(str, run.layers))} only: pick one of them.")
@@ -89,8 +125,8 @@ def gqa_view(loaded: LM, run: LMRun, layer: int, head: int) -> None:
     weights = run.maps["self"].weights[run.layers.index(layer)][group]  # (3, T, T)
     shown = _window(len(run.ids), "llm_gqa_window")
     tokens = [run.inputs[i] for i in shown]
-    st.markdown(f"**Layer {layer}, K/V head {kv}: its {len(group)} query heads side by side** (same keys, "
-                "own queries).")  # fmt: skip
+    st.markdown(f"**Layer {layer}, K/V head {kv}: its {len(group)} query head{'s' * (len(group) != 1)} "
+                f"{'side by side** (same keys, own queries).' if len(group) > 1 else '** (its own keys).'}")
     maps = AttentionMaps(title=f"layer {layer}, K/V head {kv}", weights=weights[:, shown][:, :, shown][None],
                          queries=tuple(tokens), keys=tuple(tokens),
                          special_keys=np.zeros(len(tokens), dtype=bool))  # fmt: skip
@@ -104,52 +140,89 @@ def _position(column, label: str, options: Sequence[int], index: int, tokens: Se
                             format_func=lambda i: f"{i}: {tokens[i]}")  # fmt: skip
 
 
+NO_ROPE = (
+    "**This model has no RoPE.** Its positions are learned: a vector per position (its `wpe` rows), added to "
+    "each token's embedding before the first layer, so q and k are never turned by position and a score "
+    "does not depend on the offset alone. Below: how alike those position vectors are — the model's own "
+    "weights, compared by cosine."
+)
+
+
+def positions_view(loaded: LM, name: str) -> None:
+    """For learned positions: `NO_ROPE`, and the cosine similarity of the first position vectors."""
+    st.markdown(NO_ROPE)
+    similar = cached(FAMILY, "position_similarity")(name)
+    n = len(similar)
+    labels = [str(i) for i in range(n)]
+    st.plotly_chart(matrix_heatmap(similar, title=f"cosine similarity of position vectors 0…{n - 1}",
+                                   x_title="position", y_title="position", value_name="cosine",
+                                   x_labels=labels, y_labels=labels), key="llm_positions")  # fmt: skip
+    near = float(np.mean(np.diag(similar, 1))) if n > 1 else float("nan")
+    far = float(np.mean(np.diag(similar, n // 2))) if n > 2 else float("nan")
+    st.caption(f"Mean cosine of neighbouring positions {near:.3f}; of positions {n // 2} apart {far:.3f}. "
+               "The sidebar has no RoPE switch for this model: nothing inside attention turns by position.")
+
+
 @st.fragment
-def rope_view(loaded: LM, prompt: Prompt, layer: int, head: int,
+def rope_view(name: str, prompt: Prompt, layer: int, head: int,
               iv: Interventions = NO_INTERVENTION) -> None:  # fmt: skip
     """One query of ``head`` and one key of its K/V head in ``layer``, before rotation, scored as the offset
     between them moves; per frequency pair; checked against the model's own score. ``iv``: the page's
-    interventions (only to say that RoPE off there does not change this view, which reads the model as is)."""
+    interventions (only to say that RoPE off there does not change this view, which reads the model as is).
+    A model with learned positions gets `positions_view` instead. (A fragment: the model's name, as
+    `gqa_view`.)"""
+    loaded = loaded_model(FAMILY, name)
+    if loaded.model.cfg.positions != "rope":
+        return positions_view(loaded, name)
     ids = prompt.ids
     tokens = [loaded.label(i) for i in ids]
     t = len(ids)
     query_column, key_column = st.columns(2)
     query = _position(query_column, "Query position", range(t - 1, -1, -1), 0, tokens, "llm_rope_query")
     key = _position(key_column, "Key position", range(query, -1, -1), min(1, query), tokens, "llm_rope_key")
-    sweep = cached(FAMILY, "rope_sweep")(llama.NAME, ids, layer, head, query, key)
+    sweep = cached(FAMILY, "rope_sweep")(name, ids, layer, head, query, key)
     cfg = loaded.model.cfg
+    scaled = f"√{round(1 / sweep.scale**2, 4):g}"  # the dot product's divisor as the labels write it: √d_head
+    stretched = "" if cfg.rope_scaling is None else f", its frequencies stretched ({cfg.rope_scaling.kind})"
+    cap = sweep.softcap
+    capped = "" if cap is None else f" — then soft-capped to {cap:g} · tanh(score / {cap:g}) as the model is"
     st.markdown(
         f"**RoPE on real numbers.** The query of head {head} at position {query} "
         f"(‘{md_escape(tokens[query])}’) and the key of its K/V head {sweep.kv_head} at position {key} "
         f"(‘{md_escape(tokens[key])}’), layer {layer}, *before* rotation, from the model's trace. RoPE "
         f"turns each of the {cfg.rope_dim // 2} channel pairs (i, i + {cfg.rope_dim // 2}) of q and k by "
-        f"position × base^(−2i/{cfg.rope_dim}) (base {cfg.rope_base:,.0f}), so the score q·R(Δ)k / "
-        f"√{cfg.d_head} depends only on the offset Δ between them. "
+        f"position × base^(−2i/{cfg.rope_dim}) (base {cfg.rope_base:,.0f}{stretched}), so the score "
+        f"q·R(Δ)k / {scaled}{capped} depends only on the offset Δ between them. "
         "Below, the key stays where it is and the query is turned as if it stood Δ tokens after it, by the "
         "attention core's own `rotary` and `rotate`."
     )
-    products = np.abs(sweep.q * sweep.k).sum() / np.sqrt(cfg.d_head)
+    products = np.abs(sweep.q * sweep.k).sum() * sweep.scale  # the cap (tanh) shrinks gaps: the bound holds
     gap = abs(sweep.at_offset - sweep.model_score)
     cells = st.columns(4)
     cells[0].metric(f"Model's score (offset {sweep.offset})", f"{sweep.model_score:.4f}")
     cells[1].metric("The sweep at that offset", f"{sweep.at_offset:.4f}", f"|Δ| {gap:.1e}", delta_color="off")
-    cells[2].metric("No rotation: q·k / √d", f"{sweep.unrotated:.4f}")
+    cells[2].metric(f"No rotation: q·k / {scaled}", f"{sweep.unrotated:.4f}")
     cells[3].metric("Score range over Δ", f"{sweep.score.min():.2f} … {sweep.score.max():.2f}")
     check = "✅" if gap <= RELATIVE * products else "⚠️"
     st.caption(
         f"{check} Check: the sweep at the real offset is {gap:.1e} from the model's pre-softmax score (its "
-        f"trace's scaled scores), within {RELATIVE:g} × Σ|q_i k_i|/√d = {RELATIVE * products:.1e}: the same "
-        "rotated vectors, but the model sums the 64 products inside one matmul over every key, the sweep one "
-        "dot product at a time — float32 adds them in another order. The model read the prompt through its "
-        "KV cache here (the key's and the query's rows traced alone: no T × T map kept)."
+        f"trace's scaled scores), within {RELATIVE:g} × Σ|q_i k_i| / {scaled} = {RELATIVE * products:.1e}: "
+        f"the same rotated vectors, but the model sums the {cfg.d_head} products inside one matmul over "
+        "every key, the sweep one dot product at a time — float32 adds them in another order. The model "
+        "read the prompt through its KV cache here (the key's and the query's rows traced alone: no T × T "
+        "map kept)."
     )
     st.plotly_chart(rope_score(sweep.offsets, sweep.score, offset=sweep.offset, model_score=sweep.model_score,
-                               unrotated=sweep.unrotated), key="llm_rope_score")  # fmt: skip
+                               unrotated=sweep.unrotated, scaled=scaled), key="llm_rope_score")  # fmt: skip
     slow = int((sweep.wavelengths > cfg.max_len).sum())
+    half = cfg.rope_dim // 2
+    summed = ("sum to the curve above" if sweep.softcap is None else
+              "sum to the score before its cap")  # fmt: skip
+    before_cap = sweep.score if sweep.softcap is None else sweep.pairs.sum(0)  # the cap is not a sum
     st.markdown(
-        f"**Per frequency pair.** Pair i's part of the score, (q_i k_i + q_{{i+32}} k_{{i+32}}) turned by "
-        f"Δ · base^(−2i/64), ÷ √d; the {cfg.rope_dim // 2} rows sum to the curve above (largest gap "
-        f"{np.abs(sweep.pairs.sum(0) - sweep.score).max():.1e}, float order again). Pair 0 turns once every "
+        f"**Per frequency pair.** Pair i's part of the score, (q_i k_i + q_{{i+{half}}} k_{{i+{half}}}) "
+        f"turned by Δ · base^(−2i/{cfg.rope_dim}), ÷ {scaled}; the {half} rows {summed} (largest gap "
+        f"{np.abs(sweep.pairs.sum(0) - before_cap).max():.1e}, float order again). Pair 0 turns once every "
         f"{sweep.wavelengths[0]:.1f} tokens; the last {slow} pairs have wavelengths beyond the "
         f"{cfg.max_len:,}-token context, so they barely turn at all: they score what the token is, the "
         "fast ones where it is."
@@ -171,7 +244,7 @@ def _head_table(values: np.ndarray, title: str) -> object:
                           y_labels=[f"L{i}" for i in range(n_layers)], diverging=False)  # fmt: skip
 
 
-def sinks_view(loaded: LM, prompt: Prompt, card: Mapping | None, layer: int | None = None,
+def sinks_view(loaded: LM, name: str, prompt: Prompt, card: Mapping | None, layer: int | None = None,
                head: int | None = None) -> None:  # fmt: skip
     """Each head's share of attention on the first token, on this prompt beside the card's measurement, and
     what hiding the first token does; with ``layer`` and ``head``, that head's weight on it row by row."""
@@ -179,8 +252,8 @@ def sinks_view(loaded: LM, prompt: Prompt, card: Mapping | None, layer: int | No
     if len(ids) < 2:
         st.info("A one-token prompt has no row that could look anywhere but the first token: type more.")
         return
-    sinks = cached(FAMILY, "sinks")(llama.NAME, ids)
-    share, held_out = sinks.share, llama_analysis.card_first_token(card)
+    sinks = cached(FAMILY, "sinks")(name, ids)
+    share, held_out = sinks.share, lm_analysis.card_first_token(card)
     first = md_escape(sinks.first)
     st.markdown(
         f"**Attention sinks.** How much of each head's attention lands on the first token (‘{first}’), "
@@ -189,11 +262,15 @@ def sinks_view(loaded: LM, prompt: Prompt, card: Mapping | None, layer: int | No
         "to every row, so it makes a cheap ‘no-op’ target (Xiao et al. 2023)."
     )
     cells = st.columns(3)
-    cells[0].metric("Mean share, all 270 heads", f"{share.mean():.3f}")
+    cells[0].metric(f"Mean share, all {share.size:,} heads", f"{share.mean():.3f}")
     cells[1].metric("Heads with share ≥ 0.5", f"{int((share >= 0.5).sum())} / {share.size}")
     if held_out is not None:
         r = float(np.corrcoef(share.ravel(), held_out.ravel())[0, 1])
         cells[2].metric("Correlation with the card, per head", f"{r:.2f}")
+    windowed = windows_said(lm_analysis.gqa(loaded, len(ids)).windows)
+    if windowed:
+        st.caption("Sliding windows: a row further than the window from the first token cannot see it, so "
+                   "its weight there is exactly 0 on those layers.")  # fmt: skip
     left, right = st.columns(2)
     left.plotly_chart(_head_table(share, "this prompt"), key="llm_sink_share")
     if held_out is not None:
@@ -201,11 +278,12 @@ def sinks_view(loaded: LM, prompt: Prompt, card: Mapping | None, layer: int | No
         right.plotly_chart(_head_table(held_out, "the card (held out)"), key="llm_sink_card")
         right.caption(
             f"The card's first-token score: the same mean, over {probe.get('sequences', '?')} sequences of "
-            f"<|endoftext|> then {probe.get('length', '?')} random tokens repeated once "
+            f"‘{md_escape(loaded.label(probe.get('first_id', 0)))}’ then {probe.get('length', '?')} random "
+            "tokens repeated once "
             f"({md_escape(str(probe.get('tokens', '')))}; seed {probe.get('seed', '?')})."
         )
     else:
-        right.info("The model's card has no first-token scores.")
+        right.info("No card with first-token scores for this model: the Model card tab measures one.")
     change = sinks.hidden
     st.markdown("**Hiding the first token** from every query (hidden keys (0,), as the sidebar hides):")
     cells = st.columns(4)
@@ -230,8 +308,8 @@ def sinks_view(loaded: LM, prompt: Prompt, card: Mapping | None, layer: int | No
         st.caption(f"Most: row {top} ‘{md_escape(tokens[top])}’ at {weights[top]:.3f}.")
     st.caption(
         "Memory: every layer is traced, but the rows run in chunks through the KV cache so that one chunk's "
-        f"maps stay within {sinks.budget / 2**20:.0f} MiB (all 270 maps of 2,048 tokens would be 4.5 GB); "
-        "only each row's weight on the first token is kept (270 × T floats)."
+        f"maps stay within {sinks.budget / 2**20:.0f} MiB (SmolLM2's 270 maps of 2,048 tokens would be "
+        f"4.5 GB); only each row's weight on the first token is kept ({share.size:,} × T floats)."
     )
 
 
@@ -239,8 +317,8 @@ def sinks_view(loaded: LM, prompt: Prompt, card: Mapping | None, layer: int | No
 class _Layers(Sequence):
     """Every layer's comparison, each computed (and cached) when the layer picker first asks for it."""
 
-    def __init__(self, ids: tuple[int, ...], iv: Interventions, n_layers: int):
-        self.ids, self.iv, self.n_layers = ids, iv, n_layers
+    def __init__(self, name: str, ids: tuple[int, ...], iv: Interventions, n_layers: int):
+        self.name, self.ids, self.iv, self.n_layers = name, ids, iv, n_layers
 
     def __len__(self) -> int:
         return self.n_layers
@@ -248,32 +326,32 @@ class _Layers(Sequence):
     def __getitem__(self, layer: int) -> RawVsProjected:
         if not 0 <= layer < self.n_layers:
             raise IndexError(layer)
-        return cached(FAMILY, "raw_vs_projected")(llama.NAME, self.ids, self.iv, layer)
+        return cached(FAMILY, "raw_vs_projected")(self.name, self.ids, self.iv, layer)
 
 
-def projections_view(loaded: LM, prompt: Prompt, iv: Interventions = NO_INTERVENTION) -> None:
+def projections_view(loaded: LM, name: str, prompt: Prompt, iv: Interventions = NO_INTERVENTION) -> None:
     """softmax(XXᵀ) beside a layer's learned heads on the rows its W_Q, W_K, W_V read (`views.projections`),
     under the page's interventions (``iv``), on the prompt's first `PROJECTION_TOKENS` tokens."""
-    ids = prompt.ids[: llama_analysis.PROJECTION_TOKENS]
+    ids = prompt.ids[: lm_analysis.PROJECTION_TOKENS]
     if len(ids) < 2:
         st.info("Raw vs projected needs at least two tokens: type a longer prompt.")
         return
     if len(prompt.ids) > len(ids):
-        st.info(f"Raw vs projected reads the prompt's first {len(ids)} of {len(prompt.ids)} tokens (a 9-head "
+        st.info(f"Raw vs projected reads the prompt's first {len(ids)} of {len(prompt.ids)} tokens (a "
                 "layer's maps of more would be too large to keep); causal, those rows are the whole "
                 "prompt's.")  # fmt: skip
     n_layers = loaded.model.cfg.n_layers
     unprojected = sorted(i for block, i in iv.unprojected if block == BLOCK)
-    layers = _Layers(ids, iv, n_layers)
+    layers = _Layers(name, ids, iv, n_layers)
     window = _window(len(ids), "llm_proj_window")
     projection_view.layer_view(lambda: layers, n_layers, "llm", held_out=None, window=window,
                                unprojected=unprojected)  # fmt: skip
 
 
 # --- Attention vs importance -----------------------------------------------------------------------
-def importance_view(loaded: LM, prompt: Prompt, card: Mapping | None) -> None:
-    """The shared "Attention vs importance" tab on the prompt's first `llama_importance.MAX_TOKENS` tokens."""
-    cap = llama_importance.MAX_TOKENS
+def importance_view(loaded: LM, name: str, prompt: Prompt, card: Mapping | None) -> None:
+    """The shared "Attention vs importance" tab on the prompt's first `lm_importance.MAX_TOKENS` tokens."""
+    cap = lm_importance.MAX_TOKENS
     ids = prompt.ids[:cap]
     if len(prompt.ids) > cap:
         st.info(f"Ablation runs one copy of the prompt per token: it reads the first {cap} of the prompt's "
@@ -281,26 +359,9 @@ def importance_view(loaded: LM, prompt: Prompt, card: Mapping | None) -> None:
                 "cores).")  # fmt: skip
     labels = [loaded.label(i) for i in ids]
     held_out = card if card and CARD_KEY in card else None  # the card holds no held-out Spearman yet
-    importance_tabs.tab(FAMILY, llama.NAME, (ids,), held_out, labels=labels)
-
-
-def circuits_view(loaded: LM, text: str, card: Mapping | None) -> None:
-    """The shared Circuits tab (`views.circuits`) on SmolLM2, with the IOI and landmark pairs as presets and
-    the card's IOI name movers as the ablation's default on the IOI pairs."""
-    found = (card or {}).get("ioi_circuit", {})
-    heads = tuple((h["layer"], h["head"]) for h in found.get("heads", ()))
-    ioi = probes.ioi_set(3, probes.SEED, "preset")  # the first three of the card's preset set
-    presets = {f"IOI: {c.prompt.split(',')[0]} → {c.target}": c for c in ioi}
-    presets |= {f"Landmark: {c.prompt} → {c.target}": c for c in probes.fact_set()[:3]}
-    held = found.get("held_out", {})
-    subject = circuit_views.Subject(
-        key="llm", name=llama.NAME, family=FAMILY, encode=lambda t: llama.prepare(loaded, t).ids,
-        label=loaded.label, word=lambda w: loaded.vocabulary.word(" " + w), presets=presets,
-        reference=tuple(tuple(llama.prepare(loaded, c.corrupt).ids) for c in ioi),
-        reference_name="the IOI presets' corrupted twins (no name repeats), every position",
-        found={name: heads for name in presets if name.startswith("IOI")},
-        found_name=f"the card's name movers, found on the preset IOI prompts; mean-ablated they remove "
-        f"{held.get('mean_ablated_share_removed', float('nan')):.0%} of the logit difference on "
-        f"{held.get('prompts', 0)} held-out prompts",
-    )  # fmt: skip
-    circuit_views.tab(subject, text)
+    try:
+        imp.blank_id(loaded.vocabulary.tokenizer)
+    except ValueError as err:  # a vocabulary without a one-space token: nothing to ablate a token with
+        st.info(f"Attention vs importance replaces each token by a blank: {err} Its other tabs still work.")
+        return
+    importance_tabs.tab(FAMILY, name, (ids,), held_out, labels=labels)

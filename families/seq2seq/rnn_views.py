@@ -174,7 +174,8 @@ def _gradients(
     names = dict(zip(curves, (name, baseline), strict=True))
     entries = {label: (card(n) or {}).get("gradient_by_distance") for label, n in names.items()}
     if any(e is None for e in entries.values()):
-        st.info("No held-out average in the model cards yet: `python -m training.measure gradient-distance`.")
+        st.info("No held-out average in the model cards yet: "
+                "`python -m training.measure gradient-distance --family seq2seq`.")
         return
     held = {label: rnn.curve_from_card(e) for label, e in entries.items()}
     n_examples = next(iter(entries.values()))["n"]

@@ -3,8 +3,9 @@
 // says what it holds).
 //
 // The payload (views/attention_component.py, `payload`): "AEX1", a uint32 header length, a JSON
-// header, then the blocks — float32 maps (the model's own numbers, exact) and, where the run is
-// larger than what is sent exact, uint8 thumbnails (colours only).
+// header, then the blocks — float32 rows (one query's row of every layer and head, where a view asks
+// for them), float32 maps (the model's own numbers, exact) and, where the run is larger than what is
+// sent exact, uint8 thumbnails (colours only).
 
 function decode(bytes) {
   const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
@@ -16,6 +17,10 @@ function decode(bytes) {
   head.exactMaps = new Map();
   for (const [layer, h, offset] of head.exact) {
     head.exactMaps.set(layer * head.heads + h, new Float32Array(body.buffer, offset, size));
+  }
+  head.rowBlocks = new Map();  // query → (layers × heads × cols) float32: that query's row everywhere
+  for (const [query, offset] of head.row_blocks || []) {
+    head.rowBlocks.set(query, new Float32Array(body.buffer, offset, head.layers * head.heads * head.cols));
   }
   head.thumbData = head.thumbs ? new Uint8Array(body.buffer, head.thumbs.offset,
     head.layers * head.heads * head.thumbs.rows * head.thumbs.cols) : null;
@@ -47,20 +52,28 @@ function context(component, root, d) {
   const $ = (s) => root.querySelector(s);
   const readout = $(".readout");
   const requested = new Set();
+  const ask = (id) => {  // something not sent exact: ask the server once (a rerun of the view's fragment)
+    if (requested.has(id)) return;
+    requested.add(id);
+    setStateValue("request", id);
+  };
+  const mapOf = (layer, head) => d.exactMaps.get(layer * H + head) || null;
   return {
-    root, $, d, v, th, L: d.layers, H, R: d.rows, C: d.cols,
-    mapOf: (layer, head) => d.exactMaps.get(layer * H + head) || null,
+    root, $, d, v, th, L: d.layers, H, R: d.rows, C: d.cols, mapOf, ask,
+    rowOf: (layer, head, query) => {  // one query's exact row: from its map, else from the rows sent
+      const map = mapOf(layer, head);
+      if (map) return map.subarray(query * d.cols, (query + 1) * d.cols);
+      const rows = d.rowBlocks.get(query);
+      if (!rows) return null;
+      const i = (layer * H + head) * d.cols;
+      return rows.subarray(i, i + d.cols);
+    },
     thumbOf: (layer, head) => {
       if (!d.thumbData) return null;
       const n = d.thumbs.rows * d.thumbs.cols, i = (layer * H + head) * n;
       return d.thumbData.subarray(i, i + n);
     },
-    request: (layer, head) => {  // a map not sent exact: ask the server once
-      const id = `${layer},${head}`;
-      if (requested.has(id)) return;
-      requested.add(id);
-      setStateValue("request", id);
-    },
+    request: (layer, head) => ask(`${layer},${head}`),  // a map not sent exact
     say: (text) => { readout.textContent = text; },
     stamp: () => { root.dataset.drawn = String(performance.now()); },
     update: null,  // main.js sets it: redraw every view after the layer, head or query changed

@@ -9,23 +9,24 @@
 // The shared context `ae` (data.js, `context`): root and $ (its querySelector), d (the payload's
 // header and maps), v (the view state: layer, head, query, heads toggled, zoom, …, kept across
 // reruns), th (the theme), L, H, R, C (layers, heads, rows, columns), mapOf(layer, head) (the exact
-// float32 map or null), thumbOf, request(layer, head) (ask the server for a map not sent exact),
+// float32 map or null), rowOf(layer, head, query) (one exact row: from its map or the rows sent, or
+// null), thumbOf, request(layer, head) (ask the server for a map not sent exact), ask(id) (any request),
 // say(text) (the readout), stamp() (data-drawn), update() (after the layer, head or query changed:
 // clamp them, redraw every view, write the URL and the root's data-layer/-head/-query and `shown`).
 //
 // A view kind is one file defining a function of `ae` that finds its elements in the component's
 // HTML (_HTML in attention_component.py), shows them only when the payload's `views` name it, wires
 // its own mouse handlers and returns { on } when it is not shown, else
-//   { on: true, canvas, draw, pickers?, toggles?, picksQuery?, onKey? }
+//   { on: true, canvas, draw, pickers?, toggles?, picksQuery?, onKey?, shown? }
 // canvas: what PNG export takes; draw(): redraw from ae.v (update calls it; its own handlers too);
 // pickers, toggles: elements for the bar (pickers choose what is shown, toggles how); picksQuery:
-// Shift + arrows move ae.v.query; onKey(e): its own keys, true when it took one. A new kind (say an
-// image overlay: a photo with a patch-grid attention overlay, a click on a patch picks its query row)
-// adds: its file, before main.js in JS_PARTS; its name to VIEWS and its elements to _HTML in
-// attention_component.py (anything else it needs in the payload's header); its function to
+// Shift + arrows move ae.v.query; onKey(e): its own keys, true when it took one; shown(): the exact
+// numbers it draws (the root's `shown`; else the map at the layer and head). A new kind (as the image
+// overlay, image_view.js) adds: its file, before main.js in JS_PARTS; its name to VIEWS and its elements
+// to _HTML in attention_component.py (anything else it needs in the payload's header); its function to
 // VIEW_KINDS below. Views are drawn, and exported, in VIEW_KINDS order.
 
-const VIEW_KINDS = [modelView, mapView, headView];
+const VIEW_KINDS = [modelView, mapView, headView, imageView];
 
 function update(ae, views) {
   const { root, v, L, H, R } = ae;
@@ -35,7 +36,8 @@ function update(ae, views) {
   for (const view of views) if (view.on) view.draw();
   writeUrl(ae);
   root.dataset.layer = v.layer; root.dataset.head = v.head; root.dataset.query = v.query ?? "";
-  root.shown = ae.mapOf(v.layer, v.head);  // the exact map drawn (null while it is a preview): for tests
+  const own = views.find((view) => view.on && view.shown);
+  root.shown = own ? own.shown() : ae.mapOf(v.layer, v.head);  // the exact numbers drawn (null: a preview)
   ae.stamp();
 }
 
