@@ -14,7 +14,6 @@ from families.vit import measures
 from families.vit.inputs import gallery_names, gallery_picture
 from families.vit.preprocess import letterbox
 from families.vit.runner import NAME, SIDE, ViTRun
-from families.vit.views import MASK_NAME
 from models.attention import Interventions
 from views.attention import image_overlay
 from views.serving import cached
@@ -53,7 +52,7 @@ def view(result: Patches, key: str) -> None:
     maps = AttentionMaps(every.title, every.weights[last : last + 1], every.queries, every.keys,
                          every.special_keys)  # fmt: skip  # the last layer's 6 heads
     outline = {(0, h): mask for h, mask in enumerate(result.masks)}
-    image_overlay(maps, f"{key}_overlay", result.seen, run.grid, outline=(MASK_NAME, outline),
+    image_overlay(maps, f"{key}_overlay", result.seen, run.grid, outline=(measures.MASK_NAME, outline),
                   layer_names=[f"L{last}"], title="DINOv2", file_stem="dinov2_path")  # fmt: skip
 
 
