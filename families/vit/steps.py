@@ -58,13 +58,15 @@ def view(result: Patches, key: str) -> None:
 
 def quiz(result: Patches) -> Quiz:
     sizes = result.masks.sum(-1)  # (h,) patches in each head's outline
+    rows = measures.cls_to_patches(result.run.weights[result.last])  # (h, N) [CLS] on the patches
     n_patches = result.masks.shape[-1]
     names = tuple(f"H{h}" for h in range(len(sizes)))
     best = int(np.argmin(sizes))  # the first of equals: the question names "the fewest"
     listed = ", ".join(f"{n} {int(s)}" for n, s in zip(names, sizes, strict=True))
     feedback = (
         f"{names[best]}: 60% of [CLS]'s attention on the patches sits in {int(sizes[best])} of the "
-        f"{n_patches} patches (per head: {listed}). No label told the model what the object is; the last "
+        f"{n_patches} patches (per head: {listed}); its brightest patch alone holds "
+        f"{rows[best].max() / rows[best].sum():.3f}. No label told the model what the object is; the last "
         "layer's heads find parts of it on their own — DINO's finding, on a model trained without labels."
     )
     question = (f"In the last layer (L{result.last}), which head holds 60% of [CLS]'s attention on the "
