@@ -1,4 +1,5 @@
-"""Attention explorer — the router: one page per model family (families/__init__.py).
+"""Attention explorer — the router: the start page (a learner's path, start/), then one page per model
+family (families/__init__.py).
 
 Each family (a page, its runners and views) lives in families/<name>/; shared views in views/, shared
 analyses in analysis/, figures in viz/, networks in models/.
@@ -6,14 +7,14 @@ analyses in analysis/, figures in viz/, networks in models/.
 
 import streamlit as st
 
-from families import FAMILIES
+from families import PAGES
 
 
 def run() -> None:
     st.set_page_config(page_title="Attention explorer", page_icon="🔍", layout="wide")
     pages = [
-        st.Page(f.page, title=f.title, icon=f.icon, url_path=f.url_path, default=i == 0)
-        for i, f in enumerate(FAMILIES.values())
+        st.Page(p.page, title=p.title, icon=p.icon, url_path=p.url_path, default=i == 0)
+        for i, p in enumerate(PAGES.values())
     ]
     st.navigation(pages).run()
 

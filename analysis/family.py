@@ -5,8 +5,10 @@ Generic code reads these and names no family: the router (title, icon, page, add
 layer (`Served` calls, the loader), the shared "Attention vs importance" tab (`ImportanceTab`), the
 training CLI and the card measurements (``training``, ``measurements``), the junk-URL and hostile-input
 matrices (``url_inputs``, ``text_inputs``, ``image_inputs``), the tab explorer (``tab_key``), the browser
-smoke test (``smoke``), the soak (``soak``) and the browser benchmark (``bench``). `tests/test_families.py`
-fails when a family lacks one, so the next family cannot drop out of coverage silently.
+smoke test (``smoke``), the soak (``soak``), the browser benchmark (``bench``) and the start page's
+learner's path (``steps``). `tests/test_families.py` fails when a family lacks one, so the next family
+cannot drop out of coverage silently. The start page is no family: `StartPage` declares what the same
+generic code needs of it.
 """
 
 from __future__ import annotations
@@ -148,6 +150,58 @@ class Soak:
 Measure = Callable[[int, Path], dict[str, dict]]
 
 
+# --- The learner's path (the start page) ----------------------------------------------------------
+Query = Mapping[str, str]  # a page's URL parameters, as its bound widgets read them
+
+
+@dataclass(frozen=True)
+class Quiz:
+    """A step's question on one live result, with its key: computed from the result's numbers, never
+    written down. With ``options`` the answer is one of them; without, a number, right within
+    ``tolerance``. ``feedback`` says what decides it, with the numbers: shown after any answer."""
+
+    question: str  # Markdown
+    answer: str | float
+    feedback: str  # Markdown
+    options: tuple[str, ...] = ()  # plain text (tokens as they are: the page escapes what it shows)
+    tolerance: float = 0.0
+
+    def grade(self, given: str | float | None) -> bool:
+        if given is None:
+            return False
+        if self.options:
+            return given == self.answer
+        try:
+            return abs(float(given) - float(self.answer)) <= self.tolerance
+        except (TypeError, ValueError, OverflowError):
+            return False
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the learner's path, declared by the family whose model shows the idea. The start
+    page places it in the story (`start.STORY`, by ``id``) and draws it: the explanation, ``view`` of
+    ``measure``'s result, what to look for, the ``quiz`` and a link to the family's page at ``query``.
+
+    ``query`` is the family page's URL parameters: the preset the step measures, and the link that
+    opens the page in that state. ``measure(family, query)`` reads it as the page does and calls the
+    family's served runners (`views.serving.cached`); ``view(result, key)`` draws the result with the
+    shared views, every widget key starting with ``key``; ``quiz(result)`` asks and holds the key.
+    ``contrast``: another query on which the key differs (the tests prove no key is a constant)."""
+
+    id: str  # the story's name for it, unique over every family
+    idea: str  # the idea it teaches, as the path lists it (also the URL value: ?step=<idea>)
+    explain: str  # Markdown, in our own words
+    look_for: str  # one line: what to look for in the view
+    query: Query
+    measure: Callable[[Family, Query], Any]
+    view: Callable[[Any, str], None]
+    quiz: Callable[[Any], Quiz]
+    contrast: Query
+    deeper: str  # what the linked tab of the family's page offers beyond the step
+    more: Mapping[str, Query] = nothing()  # the map of the material: other views of the idea, label → query
+
+
 @dataclass(frozen=True)
 class Family:
     """One family's declaration: how the app, the tests, the training CLI and the benchmarks find it."""
@@ -174,8 +228,34 @@ class Family:
     load: Served | None = None  # name → the loaded model its served calls take (None: its checkpoint's)
     served: Mapping[str, Served] = nothing()  # cached calls
     importance: ImportanceTab | None = None  # its "Attention vs importance" tab
+    steps: tuple[Step, ...] = ()  # its steps of the learner's path (`start.STORY` orders them)
 
     @property
     def free_text(self) -> frozenset[str]:
         """The URL parameters that are text boxes: any text is input."""
+        return frozenset(b.key for b in self.text_inputs) & frozenset(self.url_inputs)
+
+
+@dataclass(frozen=True)
+class StartPage:
+    """The start page's declaration: the app's default page (at "/"), no family, read by the same generic
+    code as the families' (router, junk-URL and hostile-input matrices, smoke test, benchmark)."""
+
+    name: str
+    title: str
+    page: str
+    url_path: str  # "/<url_path>" is never served (the default page is at "/"); names its screenshot
+    icon: str
+    url_inputs: tuple[str, ...]  # every URL parameter the page reads
+    smoke: Smoke
+    bench: Bench
+    story: tuple[tuple[str, str], ...]  # (family, step id) in the order the path tells them
+    forwards: str | None = None  # the family whose old links at "/" the page forwards to its own page
+    url_needs: Mapping[str, Mapping[str, str]] = nothing()
+    text_inputs: tuple[TextBox, ...] = ()
+    image_inputs: tuple[ImageInput, ...] = ()
+    bench_variants: Mapping[str, Bench] = nothing()
+
+    @property
+    def free_text(self) -> frozenset[str]:
         return frozenset(b.key for b in self.text_inputs) & frozenset(self.url_inputs)

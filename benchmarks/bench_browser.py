@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from analysis.family import Bench, Control  # noqa: E402
 from benchmarks.browser_report import fmt_bytes, report  # noqa: E402
 from benchmarks.chromium import BROWSER_ARGS, CHROMIUM, LOADED_JS, start_server, stop_server  # noqa: E402
-from families import FAMILIES, address  # noqa: E402
+from families import PAGES, address  # noqa: E402
 
 FLOOR_APP = """import numpy as np, plotly.graph_objects as go, streamlit as st
 on = st.checkbox("Other data")
@@ -57,10 +57,10 @@ st.plotly_chart(go.Figure(go.Heatmap(z=z)), key="floor")
 
 
 def pages() -> dict[str, tuple[str, Bench]]:
-    """Every benchmark row the families declare: name → (the page's address, its `Bench`); a family's
-    extra rows (``bench_variants``) as "<family>-<variant>"."""
+    """Every benchmark row the pages declare (the start page's and each family's): name → (the page's
+    address, its `Bench`); a page's extra rows (``bench_variants``) as "<page>-<variant>"."""
     rows = {}
-    for f in FAMILIES.values():
+    for f in PAGES.values():
         rows[f.name] = (address(f), f.bench)
         rows |= {f"{f.name}-{name}": (address(f), bench) for name, bench in f.bench_variants.items()}
     return rows
@@ -329,7 +329,7 @@ def drawn_after_data(browser, url: str, key: str, repeat: int) -> None:
 
 def main() -> None:
     rows_declared = pages()
-    default = [name for name in rows_declared if name in FAMILIES]
+    default = [name for name in rows_declared if name in PAGES]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     rows_help = f"rows to measure (default: each family's page); any of {', '.join(rows_declared)}"

@@ -1,12 +1,14 @@
 """Every model family the app knows, one line each: a family is a package, `families/<name>/`, whose
 ``FAMILY`` declares what the router, the training CLI, the tests and the benchmarks need to know.
-See docs/architecture.md, "Add a family"."""
+See docs/architecture.md, "Add a family". ``PAGES``: every page the router serves, the start page
+(no family: `start.START`) first."""
 
 from __future__ import annotations
 
-from analysis.family import Family
+from analysis.family import Family, StartPage
 from families import bert, captioner, gpt, llm, seq2seq, transformer, vit
 from models.checkpoints import load_card, load_checkpoint
+from start import START
 
 FAMILIES: dict[str, Family] = {
     f.name: f
@@ -22,10 +24,15 @@ FAMILIES: dict[str, Family] = {
 }
 
 
-def address(family: Family) -> str:
-    """Where the family's page is served: the first family's is the app's default page, at "/" (its own
-    path would open a "Page not found" modal); every other at "/<url_path>"."""
-    return "/" if family is next(iter(FAMILIES.values())) else f"/{family.url_path}"
+# The router's pages in order: the first is the default page, at "/" — the start page, so every family's
+# page is at its own address, whatever order the families are listed in.
+PAGES: dict[str, Family | StartPage] = {START.name: START, **FAMILIES}
+
+
+def address(page: Family | StartPage) -> str:
+    """Where a page is served: the first of `PAGES` is the app's default page, at "/" (its own path would
+    open a "Page not found" modal); every other at "/<url_path>"."""
+    return "/" if page is next(iter(PAGES.values())) else f"/{page.url_path}"
 
 
 def load(name: str):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from families import FAMILIES
+from families import FAMILIES, PAGES
 from models.attention import SCORINGS
 from models.checkpoints import checkpoint_name
 from tasks import TASKS, prepare
@@ -91,7 +91,7 @@ def seq2seq_shown(text: str, scoring: str = SCORINGS[0]) -> str:
     return seq2seq_run(text, scoring).text or "(empty output)"
 
 
-SHOTS = tuple(f.url_path for f in FAMILIES.values())  # each page's screenshot, by its address
+SHOTS = tuple(p.url_path for p in PAGES.values())  # each page's screenshot, by its address
 
 
 def shot(page, folder: Path, name: str) -> None:

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from analysis import lm
-from families import FAMILIES, address
+from families import FAMILIES, PAGES, address
 from families.bert.runner import encode, folders
 from families.captioner.runner import run as run_captioner
 from families.gpt import runner as gpt
@@ -50,10 +50,11 @@ def bert_token_count(text_a: str) -> int:
     return len(encode(loaded_model(FAMILIES["bert"], next(iter(folders()))), text_a, None).tokens)
 
 
-@pytest.mark.parametrize("family", FAMILIES.values(), ids=list(FAMILIES))
+@pytest.mark.parametrize("family", PAGES.values(), ids=list(PAGES))
 def test_every_page_opens_draws_and_is_photographed(server, page, shot_dir, family):
-    """Each family's smoke steps (its declaration's ``smoke``): open the page at its address with its
-    query, wait for what it draws, no exception shown; the page's screenshot."""
+    """Each page's smoke steps (its declaration's ``smoke``: every family's and the start page's): open
+    the page at its address with its query, wait for what it draws, no exception shown; the page's
+    screenshot."""
     url, _ = server
     smoke = family.smoke
     page.set_viewport_size({"width": 1400, "height": 1000})
@@ -73,7 +74,7 @@ def test_seq2seq_page(server, page):
     first_text = "saturday, 21 november 2026"
     first, second = seq2seq_shown(first_text), seq2seq_shown("the 4th of july, 1976")
     assert first != second  # else the wait below would not see the page change
-    page.goto(f"{url}/?input=text&text=" + "saturday, 21 november 2026")
+    page.goto(f"{url}/seq2seq?input=text&text=" + "saturday, 21 november 2026")
     settle(page)
     no_exception(page)
     assert output(page) == first
@@ -92,7 +93,7 @@ def test_seq2seq_page(server, page):
 
 def test_user_text_is_never_html(server, page):
     url, _ = server
-    page.goto(f"{url}/?input=text")
+    page.goto(f"{url}/seq2seq?input=text")
     settle(page)
     box = page.get_by_label("Source text (at most 80 characters)")
     box.fill('<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> 2026')

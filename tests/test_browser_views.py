@@ -121,7 +121,7 @@ def test_seq2seq_alignment_hover_is_the_models_weight(server, page):
     text = "saturday, 21 november 2026"
     weights = seq2seq_run(text).weights
     page.set_viewport_size({"width": 1400, "height": 1000})
-    page.goto(f"{url}/?input=text&text={text}")
+    page.goto(f"{url}/seq2seq?input=text&text={text}")
     settle(page)
     state = wait_view(page, "s2s_heatmap", 0, 0)
     assert_drawn(state, weights)

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from families import FAMILIES, address
+from families import FAMILIES, PAGES, address
 from tests.helpers import open_app, open_view
 
 ROOT = Path(__file__).resolve().parent.parent
 FAMILY_IDS = list(FAMILIES)
+STEPS = [pytest.param(f, s, id=f"{f.name}-{s.id}") for f in FAMILIES.values() for s in f.steps]
 
 
 @pytest.mark.parametrize("family", FAMILIES.values(), ids=FAMILY_IDS)
@@ -33,12 +34,31 @@ def test_each_family_declares_what_generic_code_needs(family):
         assert control.kind in ("check", "radio", "select", "slider", "tab", "look"), control
     assert callable(family.soak.pick) and callable(family.soak.expected) and family.soak.output
     assert family.importance is None or family.importance.measure in family.served
+    assert family.steps, "no step of the learner's path (the start page): declare one in its steps.py"
 
 
 def test_families_have_their_own_names_pages_and_addresses():
-    assert len({f.url_path for f in FAMILIES.values()}) == len(FAMILIES)
+    assert len({f.url_path for f in PAGES.values()}) == len(PAGES) == len(FAMILIES) + 1
     assert len({f.tab_key for f in FAMILIES.values()}) == len(FAMILIES)  # one open-tab parameter per page
-    assert [address(f) for f in FAMILIES.values()][0] == "/"
+    # The start page is the default page, at "/"; every family's page at its own address, the first too.
+    assert [address(p) for p in PAGES.values()] == ["/", *(f"/{f.url_path}" for f in FAMILIES.values())]
+
+
+@pytest.mark.parametrize("family, step", STEPS)
+def test_each_step_links_its_page_through_the_parameters_the_page_binds(family, step):
+    """A step's preset is its family page's URL (the link that opens the page in that state): every
+    parameter of it, its contrast and its map links must be one the page binds, else the link would
+    open the page in another state than the step shows."""
+    for query in (step.query, step.contrast, *step.more.values()):
+        assert set(query) <= set(family.url_inputs), (step.id, set(query) - set(family.url_inputs))
+    assert family.tab_key in step.query, f"{step.id}: the link names no tab of the page"
+    assert step.idea and step.explain and step.look_for and step.deeper
+
+
+def test_steps_have_their_own_ids_and_ideas():
+    """The story names a step by its id; the path's URL carries its idea: both unique over families."""
+    steps = [s for f in FAMILIES.values() for s in f.steps]
+    assert len({s.id for s in steps}) == len({s.idea for s in steps}) == len(steps)
 
 
 def bound(node, keys: set[str]) -> set[str]:
@@ -61,10 +81,10 @@ def _oneof(proto) -> bool:
 
 
 @pytest.mark.slow  # a page load per mode
-@pytest.mark.parametrize("family", FAMILIES.values(), ids=FAMILY_IDS)
+@pytest.mark.parametrize("family", PAGES.values(), ids=list(PAGES))
 def test_the_page_binds_exactly_the_declared_url_parameters(family):
-    """Opened as it comes and in every mode its declaration names, the page binds to the URL exactly
-    the parameters its family declares."""
+    """Opened as it comes and in every mode its declaration names, every page (the start page too)
+    binds to the URL exactly the parameters its declaration names."""
     keys: set[str] = set()
     for mode in ({}, *family.url_needs.values()):
         keys |= bound(open_app(family.page, **mode)._tree, set())

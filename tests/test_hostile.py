@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from families import FAMILIES
+from families import PAGES
 from tests.helpers import open_app
 from tests.test_images import FILES, REFUSED
 
@@ -28,9 +28,9 @@ def corpus() -> dict[str, str]:
     }
 
 
-BOXES = [  # every box a visitor types into, on every family's page (its declaration's ``text_inputs``)
+BOXES = [  # every box a visitor types into, on every page (its declaration's ``text_inputs``)
     pytest.param(f, box, id=f"{f.name}-{box.key}-{'-'.join(box.setup.values())}".rstrip("-"))
-    for f in FAMILIES.values()
+    for f in PAGES.values()
     for box in f.text_inputs
 ]
 
@@ -58,9 +58,9 @@ def test_every_hostile_text_in_every_input(family, box):
             assert message or [c for c in at.get("plotly_chart") if box.answer in c.proto.id], name
 
 
-UPLOADS = [  # every image upload of every family's page, with every file of the hostile corpus
+UPLOADS = [  # every image upload of every page, with every file of the hostile corpus
     pytest.param(f, upload, name, id=f"{f.name}-{upload.key}-{name}")
-    for f in FAMILIES.values()
+    for f in PAGES.values()
     for upload in f.image_inputs
     for name in sorted(FILES)
 ]
@@ -101,7 +101,7 @@ def no_network(monkeypatch):
 
 def test_every_page_works_offline(no_network):
     at = open_app()
-    for f in FAMILIES.values():
+    for f in PAGES.values():
         at.switch_page(f.page).run()
         assert not at.exception, (f.name, [e.value for e in at.exception])
         assert at.code or at.metric, f.name

@@ -289,7 +289,7 @@ def spearman_table(app) -> dict[str, str]:
 
 
 def test_seq2seq_tab_shows_the_models_own_spearman():
-    at = open_app()
+    at = open_app("families/seq2seq/page.py")
     open_view(at, "Attention vs importance")
     ex = held_out("dates", 1)[0]
     model, _, sv, tv = load("seq2seq-dates-additive")

@@ -188,7 +188,7 @@ def test_card_curve_equals_a_recomputation(name):
 
 # --- The tabs ------------------------------------------------------------------------------------
 def test_rnn_tab_shows_the_models_states_gates_check_and_gradients():
-    at = open_view(open_app(), "RNN through time")
+    at = open_view(open_app("families/seq2seq/page.py"), "RNN through time")
     model, _, sv, tv = shipped("seq2seq-dates-additive")
     src = held_out("dates", 1)[0].src
     unrolled = rnn.unroll_encoder(model, src, sv)
@@ -217,7 +217,7 @@ def test_rnn_tab_shows_the_models_states_gates_check_and_gradients():
 
 
 def test_rnn_tab_with_unknown_tokens_gives_no_traceback():
-    at = open_app()
+    at = open_app("families/seq2seq/page.py")
     at.radio(key="input").set_value("text").run()
     at.text_input(key="text").set_value("21 Nov 2026 ☃").run()
     open_view(at, "RNN through time")
@@ -227,7 +227,7 @@ def test_rnn_tab_with_unknown_tokens_gives_no_traceback():
 def test_parallel_tab_draws_the_saved_table_and_measures_here():
     saved = parallel.read_table()
     before = parallel.TABLE_PATH.stat().st_mtime_ns
-    at = open_view(open_app(), "Sequential vs parallel")
+    at = open_view(open_app("families/seq2seq/page.py"), "Sequential vs parallel")
     figure = chart(at, "s2s_par_saved")
     assert len(figure["data"]) == 4 and figure["layout"]["xaxis"]["type"] == "log"
     assert [int(x) for x in figure["data"][0]["x"]] == saved.lengths

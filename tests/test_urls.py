@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from families import FAMILIES
+from families import PAGES
 from tests.helpers import open_app
 
 JUNK = {
@@ -32,8 +32,8 @@ def whole(value: str) -> list[str]:
         return []
 
 
-CASES = [  # every URL parameter of every family's page (its declaration's ``url_inputs``)
-    pytest.param(f, param, id=f"{f.name}-{param}") for f in FAMILIES.values() for param in f.url_inputs
+CASES = [  # every URL parameter of every page, the start page's too (its declaration's ``url_inputs``)
+    pytest.param(f, param, id=f"{f.name}-{param}") for f in PAGES.values() for param in f.url_inputs
 ]
 
 

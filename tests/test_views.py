@@ -181,7 +181,8 @@ def test_the_server_caps_mallocs_arenas_where_glibc_runs_it():
 # --- Views draw: model work is a runner's ----------------------------------------------------------
 ROOT = Path(__file__).resolve().parent.parent
 VIEW_CODE = ("views/*.py", "families/*/page.py", "families/*/views.py", "families/*/*_view.py",
-             "families/*/*_views.py", "families/*/lessons.py")  # fmt: skip
+             "families/*/*_views.py", "families/*/lessons.py", "families/*/steps*.py",
+             "start/*.py")  # fmt: skip
 
 
 def _model_work(path: Path) -> list[str]:

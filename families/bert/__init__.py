@@ -4,7 +4,7 @@ import functools
 import random
 
 from analysis.family import Bench, Control, Family, Smoke, Soak, TextBox
-from families.bert import circuits, importance, runner
+from families.bert import circuits, importance, runner, steps
 from models.bert import BertEncoder, load_bert
 from models.device import pick_device
 
@@ -43,6 +43,7 @@ FAMILY = Family(
     example=runner.example, network=BertEncoder, load=runner.LOAD,
     served=runner.SERVED | importance.SERVED | circuits.SERVED, importance=importance.TAB,
     measurements={"importance": importance.measure_cards, "diagonal-mass": runner.measure_diagonal},
+    steps=steps.STEPS,  # its steps of the learner's path (start.STORY places them)
     tab_key="bert_view",
     url_inputs=("a", "b", "bert_view"),
     text_inputs=(

@@ -7,7 +7,7 @@ from PIL import Image
 
 import models.captioner
 from analysis.family import Bench, Control, Family, ImageInput, Smoke, Soak
-from families.captioner import importance, runner
+from families.captioner import importance, runner, steps
 from models.captioner import Captioner, CaptionerConfig
 from models.checkpoints import load_checkpoint
 from tasks.images import model_input
@@ -36,6 +36,7 @@ FAMILY = Family(
     name="captioner", title="Captioning", page="families/captioner/page.py", url_path="captioning", icon="🖼️",
     example=runner.example, network=Captioner, config=CaptionerConfig, training=models.captioner,
     served=runner.SERVED | importance.SERVED, measurements={"importance": importance.measure_cards},
+    steps=steps.STEPS,  # its steps of the learner's path (start.STORY places them)
     tab_key="cap_view",
     url_inputs=("source", "sample", "seed", "cap_view"),
     url_needs={"seed": {"source": "random"}},

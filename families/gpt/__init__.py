@@ -6,7 +6,7 @@ import random
 import models.gpt
 from analysis import lm_circuits
 from analysis.family import Bench, Control, Family, Smoke, Soak, TextBox
-from families.gpt import importance, runner
+from families.gpt import importance, runner, steps
 from models.attention import Interventions
 from models.gpt import GPT, GPTConfig
 
@@ -45,6 +45,7 @@ FAMILY = Family(
     example=runner.example, network=GPT, config=GPTConfig, training=models.gpt, load=runner.LOAD,
     served=runner.SERVED | importance.SERVED | lm_circuits.SERVED, importance=importance.TAB,
     measurements={"importance": importance.measure_cards, "diagonal-mass": runner.measure_diagonal},
+    steps=steps.STEPS,  # its steps of the learner's path (start.STORY places them)
     tab_key="gpt_view",
     url_inputs=("gpt_input", "gpt_prompt", "gpt_seed", "gpt_view"),
     url_needs={"gpt_seed": {"gpt_input": "random"}},

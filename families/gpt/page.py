@@ -32,8 +32,7 @@ from views.layout import lazy_tabs, page_header
 from views.outputs import model_output, next_tokens
 from views.serving import cached, inference, loaded_model
 
-NAME = gpt.DEFAULT
-REPEAT = 40  # random tokens per copy in "repeat a random sequence"
+NAME, REPEAT = gpt.DEFAULT, gpt.REPEAT
 gpt_run, gpt_sample = cached(FAMILY, "run"), cached(FAMILY, "sample")
 
 page_header(__doc__)

@@ -29,6 +29,7 @@ from tasks.common import BOS_ID, SPECIALS
 DEFAULT = "gpt-stdlib"
 ROLE_MIN = 0.3  # a head's strongest measured pattern names its role from here …
 WEAK_MIN = 0.1  # … and, marked "(weak)", from here (uniform attention scores about 0.04 on the probe)
+REPEAT = 40  # random tokens per copy in the page's "repeat a random sequence"
 ROLES = lm.ROLES
 EXAMPLE = '''def add(self, item):
     """Add an item."""

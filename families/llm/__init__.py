@@ -7,7 +7,7 @@ import random
 
 from analysis import lm_circuits
 from analysis.family import Bench, Control, Family, Smoke, Soak, TextBox
-from families.llm import analysis, card, importance, runner
+from families.llm import analysis, card, importance, runner, steps
 from models.attention import Interventions
 from models.decoder import Decoder
 
@@ -47,6 +47,7 @@ FAMILY = Family(
     name="llm", title="Language models", page="families/llm/page.py", url_path="llm", icon="🦙",
     example=runner.example, network=Decoder, load=runner.LOAD, importance=importance.TAB,
     served=runner.SERVED | analysis.SERVED | importance.SERVED | card.SERVED | lm_circuits.SERVED,
+    steps=steps.STEPS,  # its steps of the learner's path (start.STORY places them)
     tab_key="llm_view",
     url_inputs=("llm_checkpoint", "llm_mode", "llm_prompt", "llm_layer", "llm_head", "llm_view"),
     text_inputs=(

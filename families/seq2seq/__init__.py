@@ -6,7 +6,7 @@ import random
 
 import models.seq2seq
 from analysis.family import Bench, Control, Family, Smoke, Soak, TextBox
-from families.seq2seq import circuits, importance, rnn, runner
+from families.seq2seq import circuits, importance, rnn, runner, steps
 from models.attention import SCORINGS
 from models.checkpoints import checkpoint_name, load_checkpoint
 from models.seq2seq import Seq2Seq, Seq2SeqConfig
@@ -38,6 +38,7 @@ FAMILY = Family(
     example=runner.example, network=Seq2Seq, config=Seq2SeqConfig, training=models.seq2seq,
     served=runner.SERVED | importance.SERVED | circuits.SERVED, importance=importance.TAB,
     measurements={"importance": importance.measure_cards, "gradient-distance": rnn.measure_cards},
+    steps=steps.STEPS,  # its steps of the learner's path (start.STORY places them)
     tab_key="s2s_view",
     url_inputs=("task", "scoring", "decoding", "k", "input", "example", "text", "ref", "s2s_view"),
     url_needs={"text": TEXT, "ref": TEXT, "k": {"decoding": "beam"}},

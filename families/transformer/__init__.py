@@ -6,7 +6,7 @@ import random
 
 import models.transformer
 from analysis.family import Bench, Control, Family, Smoke, Soak, TextBox
-from families.transformer import importance, runner
+from families.transformer import importance, runner, steps
 from models.attention import Interventions
 from models.checkpoints import checkpoint_name, load_checkpoint
 from models.transformer import Transformer, TransformerConfig
@@ -53,6 +53,7 @@ FAMILY = Family(
     icon="🧪", example=runner.example, network=Transformer, config=TransformerConfig,
     training=models.transformer, served=runner.SERVED | importance.SERVED, importance=importance.TAB,
     measurements={"importance": importance.measure_cards, "diagonal-mass": runner.measure_diagonal},
+    steps=steps.STEPS,  # its steps of the learner's path (start.STORY places them)
     tab_key="tf_view",
     url_inputs=("task", "model", "input", "example", "text", "ref", "tf_view"),
     url_needs={"text": TEXT, "ref": TEXT},

@@ -4,7 +4,7 @@ import functools
 import random
 
 from analysis.family import Bench, Control, Family, ImageInput, Smoke, Soak
-from families.vit import importance, runner
+from families.vit import importance, runner, steps
 
 NORM = ("metric", "Largest patch norm / layer median", ("stMetricValue",))  # what the soak compares
 
@@ -33,7 +33,7 @@ LOOKS = ("key:ArrowRight", "key:ArrowDown", "hover", "patch")  # another head, l
 FAMILY = Family(
     name="vit", title="Vision transformer (DINOv2)", page="families/vit/page.py", url_path="vit", icon="👁️",
     example=runner.example, load=runner.LOAD, served=runner.SERVED | importance.SERVED,
-    importance=importance.TAB,
+    importance=importance.TAB, steps=steps.STEPS,  # its step of the learner's path (start.STORY places it)
     tab_key="vit_view",
     url_inputs=("vit_source", "vit_photo", "vit_seed", "vit_side", "vit_layer", "vit_view"),
     url_needs={"vit_seed": {"vit_source": "scene"}, "vit_layer": {"vit_side": "448"}},

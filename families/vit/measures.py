@@ -29,6 +29,7 @@ from analysis.stats import rollout
 from models.dinov2 import CLS
 
 MASS = 0.6  # DINO keeps the patches holding 60% of a head's [CLS] attention
+MASK_NAME = "DINO's 60% mask"  # what the views call that set of patches
 HIGH_NORM_FACTOR = 3.0  # an outlier's norm is above 3 × its layer's median patch norm (module docstring)
 
 

@@ -21,6 +21,7 @@ from analysis.protocol import AttentionMaps
 from analysis.stats import rollout
 from families import FAMILIES
 from families.vit import measures
+from families.vit.measures import MASK_NAME
 from families.vit.runner import Change, HighNorm, ViTRun, dino_masks, high_norm, jaccards, patch_means
 from models.attention import Interventions
 from models.dinov2 import BLOCK, CLS
@@ -33,7 +34,6 @@ from viz.charts import lines
 from viz.heatmaps import matrix_heatmap
 from viz.lines import picture_map
 
-MASK_NAME = "DINO's 60% mask"
 PEN = {"red": (255, 60, 60)}  # the pen a mask is drawn with over the photo
 TINT = np.array([40, 120, 255])  # the object mask's colour over the photo
 
