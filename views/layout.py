@@ -6,6 +6,11 @@ from collections.abc import Callable, Mapping
 
 import streamlit as st
 
+from analysis.family import Family
+from models.checkpoints import CheckpointError
+from views.inputs import md_escape
+from views.serving import loaded_model
+
 
 def page_header(doc: str) -> None:
     """A page's module docstring as its header: the first line is the title, the rest the intro."""
@@ -23,3 +28,14 @@ def lazy_tabs(views: Mapping[str, Callable[[], None]], *, key: str) -> None:
         if tab.open:
             with tab:
                 render()
+
+
+def model_or_stop(family: Family, name: str, what: str):
+    """The family's loaded model ``name``; when it cannot load, a message naming ``what`` (as the visitor
+    knows it), the file and the fix — `CheckpointError.brief`: no server path reaches the visitor — and
+    the page stops."""
+    try:
+        return loaded_model(family, name)
+    except CheckpointError as err:
+        st.error(f"Cannot load {what}: {md_escape(err.brief)}")
+        st.stop()

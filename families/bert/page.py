@@ -16,14 +16,13 @@ from families.bert import FAMILY
 from families.bert.runner import EXAMPLE_TEXT, MAX_CHARS, encode, folders
 from models.attention import Interventions
 from models.bert import default_folder
-from models.checkpoints import CheckpointError
 from views import attention, importance_tabs
 from views import interventions as controls
 from views import projections as projection_view
 from views.inputs import md_escape, token_key
-from views.layout import lazy_tabs, page_header
+from views.layout import lazy_tabs, model_or_stop, page_header
 from views.patching import restored_grids
-from views.serving import cached, loaded_model, measurements
+from views.serving import cached, measurements
 from viz.charts import step_bars
 from viz.heatmaps import matrix_heatmap
 
@@ -38,11 +37,7 @@ page_header(__doc__)
 # --- Checkpoint and input -------------------------------------------------------------------------
 offered = folders()
 folder = st.selectbox("Checkpoint", list(offered), format_func=offered.get, key="bert_folder")
-try:
-    loaded = loaded_model(FAMILY, folder)
-except CheckpointError as err:  # `brief` names the file only: no server path reaches the visitor
-    st.error(f"Cannot use the checkpoint {md_escape(offered[folder])}: {md_escape(err.brief)}")
-    st.stop()
+loaded = model_or_stop(FAMILY, folder, f"the checkpoint {md_escape(offered[folder])}")
 cfg = loaded.config
 text_a = st.text_area(
     "Sentence A", EXAMPLE_TEXT[0], max_chars=MAX_CHARS, key="a", bind="query-params", height=80

@@ -19,6 +19,7 @@ from viz.lines import attention_overlay
 
 HALF = 0.5  # the regions hidden: the fewest that hold this share of the word's attention
 PICTURE = "01-a-small-red-circle-a-small-blue-triangle-and-a-big-red-square"  # a gallery sample's stem
+SHOWN = {"source": "gallery", "sample": PICTURE}  # the page's parameters that open it on that picture
 
 
 @dataclass(frozen=True)
@@ -103,12 +104,11 @@ STEPS = (
             "forced to 0) and caption again."
         ),
         look_for="where the object word's attention sits on the picture, and the caption once it is hidden.",
-        query={"source": "gallery", "sample": PICTURE, "cap_view": "Hide regions"},
+        query={**SHOWN, "cap_view": "Hide regions"},
         contrast={"source": "gallery", "sample": "05-the-digits-9-8"},
         measure=measure, view=view, quiz=quiz,
         deeper="hide any regions you like, with the coverage before and after",
-        more={"Where each word looks": {"source": "gallery", "sample": PICTURE,
-                                                    "cap_view": "Where each word looks"},
+        more={"Where each word looks": {**SHOWN, "cap_view": "Where each word looks"},
               "Draw your own": {"source": "draw"}},
     ),
 )  # fmt: skip

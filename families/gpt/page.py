@@ -19,7 +19,6 @@ from analysis.projections import RawVsProjected
 from families.gpt import FAMILY
 from families.gpt import runner as gpt
 from models.attention import Interventions
-from models.checkpoints import CheckpointError
 from models.gpt import BLOCK
 from tasks import InputError, probes
 from views import attention, importance_tabs
@@ -28,19 +27,15 @@ from views import interventions as controls
 from views import lm as lm_views
 from views import projections as projection_view
 from views.inputs import MAX_TEXT, md_escape, whole_number_input
-from views.layout import lazy_tabs, page_header
+from views.layout import lazy_tabs, model_or_stop, page_header
 from views.outputs import model_output, next_tokens
-from views.serving import cached, inference, loaded_model
+from views.serving import cached, inference
 
 NAME, REPEAT = gpt.DEFAULT, gpt.REPEAT
 gpt_run, gpt_sample = cached(FAMILY, "run"), cached(FAMILY, "sample")
 
 page_header(__doc__)
-try:
-    loaded = loaded_model(FAMILY, NAME)
-except CheckpointError as err:  # `brief` names the file only: no server path reaches the visitor
-    st.error(f"Cannot load the GPT: {md_escape(err.brief)}")
-    st.stop()
+loaded = model_or_stop(FAMILY, NAME, "the GPT")
 model, card = loaded.model, loaded.card
 cfg, test = model.cfg, card["test"]
 st.caption(

@@ -27,8 +27,6 @@ import torch
 
 from analysis.family import Served
 from analysis.lm import LM
-from models.attention import Interventions
-from models.decoder import BLOCK
 from models.decoder_config import describe
 from tasks import probes
 
@@ -123,7 +121,7 @@ def window_nll(loaded: LM, windows: np.ndarray, progress: Progress | None = None
 
 def measure(loaded: LM, *, _progress: Progress | None = None) -> dict:
     """Every measurement (the module's docstring), as plain JSON values."""
-    from training.evaluate import repeat_probe, top_induction_heads  # the cards' own code, run on request
+    from training.evaluate import in_context_metrics  # the cards' own code, run on request
     from training.llm_card import UNIGRAM_K, unigram_perplexity
 
     start = time.perf_counter()
@@ -134,13 +132,9 @@ def measure(loaded: LM, *, _progress: Progress | None = None) -> dict:
     nll = window_nll(loaded, test, _progress)
     ids = probe_ids(loaded)
     with torch.inference_mode():
-        probe = repeat_probe(model, ids=ids)
-        top = top_induction_heads(probe["induction"])
-        ablated = repeat_probe(model, Interventions(ablate=frozenset((BLOCK, i, h) for i, h in top)), ids=ids)
+        in_context = in_context_metrics(model, ids)  # the GPT card's measures, on this model's probe
     if _progress is not None:
         _progress(len(test) + 2, len(test) + 2)
-    table = lambda scores: [[round(float(v), 6) for v in row] for row in scores]  # noqa: E731
-    best = lambda scores: list(divmod(int(scores.argmax()), cfg.n_heads))  # noqa: E731
     n_first = len(_first(loaded))
     return {
         "kind": "measured on request (the language-model page's Measure this model)",
@@ -161,16 +155,8 @@ def measure(loaded: LM, *, _progress: Progress | None = None) -> dict:
             "unigram_perplexity": unigram_perplexity(train, test, cfg.vocab),
         },
         "in_context": {
-            "induction_scores": table(probe["induction"]),
-            "previous_token_scores": table(probe["previous_token"]),
-            "first_token_scores": table(probe["first_token"]),
-            "induction_head": best(probe["induction"]),
-            "previous_token_head": best(probe["previous_token"]),
-            "first_copy_loss": probe["first_copy_loss"],
-            "second_copy_loss": probe["second_copy_loss"],
-            "top_induction_heads": [list(t) for t in top],
-            "second_copy_loss_ablated": ablated["second_copy_loss"],
-            "probe": {**PROBE, "first_id": int(ids[0, 0]),
+            **in_context,
+            "probe": {**in_context["probe"], **PROBE, "first_id": int(ids[0, 0]),
                       "tokens": "uniform over the ids that are not control tokens"},  # fmt: skip
         },
         "threads": torch.get_num_threads(),

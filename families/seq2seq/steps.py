@@ -143,6 +143,7 @@ def quiz_alignment(run: Seq2SeqRun) -> Quiz:
 
 
 TEXT = "saturday, 21 november 2026"
+TYPED = {"input": "text", "text": TEXT}  # the page's parameters that open it on that date
 STEPS = (
     Step(
         id="bottleneck", idea="The fixed-vector bottleneck",
@@ -174,13 +175,10 @@ STEPS = (
         ),
         look_for="the rows that write the year, the month and the day, and which source characters they "
                  "light up.",
-        query={"input": "text", "text": TEXT, "s2s_view": "Alignment"},
+        query={**TYPED, "s2s_view": "Alignment"},
         contrast={"input": "text", "text": "11/17/2026"},
         measure=measure_alignment, view=view_alignment, quiz=quiz_alignment,
         deeper="other scoring functions, beam search, gold links, your own text",
-        more={"Step inspector": {"input": "text", "text": TEXT,
-                                                                      "s2s_view": "Step inspector"},
-              "Attention vs importance": {"input": "text", "text": TEXT,
-                                                   "s2s_view": "Attention vs importance"}},
+        more={view: {**TYPED, "s2s_view": view} for view in ("Step inspector", "Attention vs importance")},
     ),
 )  # fmt: skip

@@ -19,23 +19,18 @@ from families.vit.importance import BLOCKS
 from families.vit.preprocess import letterbox, letterbox_mask
 from families.vit.runner import NAME, SIDES, compare, largest_norm_ratio
 from models.attention import Interventions
-from models.checkpoints import CheckpointError
 from models.dinov2 import CLS
 from views import attention, importance_tabs
 from views.inputs import md_escape
-from views.layout import lazy_tabs, page_header
-from views.serving import cached, loaded_model
+from views.layout import lazy_tabs, model_or_stop, page_header
+from views.serving import cached
 
 SINKS_TAB = "Attention sinks"  # the LLM page's tab the high-norm view links to
 MOST = 16  # patches the "hide what [CLS] looks at most" button hides
 vit_run, vit_output = cached(FAMILY, "run"), cached(FAMILY, "output")
 
 page_header(__doc__)
-try:
-    loaded = loaded_model(FAMILY, NAME)
-except CheckpointError as err:  # `brief` names the file only: no server path reaches the visitor
-    st.error(f"Cannot load DINOv2-small: {md_escape(err.brief)}")
-    st.stop()
+loaded = model_or_stop(FAMILY, NAME, "DINOv2-small")
 card, cfg = loaded.card, loaded.model.cfg
 parity = (card or {}).get("parity_vs_onnxruntime", {})
 st.caption(
