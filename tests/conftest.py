@@ -55,3 +55,18 @@ def smollm2():
     from models.llama import load
 
     return load(device=torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def app_llm(smollm2):
+    """The app's shipped model is the session's `smollm2` (one copy of the 135M model in the process), for
+    one test file; whatever an earlier file loaded is forgotten before and after."""
+    from families.llm import runner
+    from tests.helpers import forget_app_llm
+
+    with pytest.MonkeyPatch.context() as patch:
+        model = runner.loaded_from(*smollm2)
+        patch.setattr(runner, "load_all", lambda: model)
+        forget_app_llm()
+        yield model
+    forget_app_llm()

@@ -121,3 +121,13 @@ def assert_spearman_means_recompute(stored: dict, recomputed: dict, positions: i
         bound = NEAR_TIE_SWAPS * 12 / (positions**2 - 1) / max(1, values["n"])
         got = recomputed[name]["mean"]
         assert abs(got - values["mean"]) <= bound, (name, got, values["mean"], bound)
+
+
+def forget_app_llm() -> None:
+    """Nothing loaded on the language-model page: the app's loader cache and the pinned shipped model."""
+    from families import FAMILIES
+    from families.llm import runner
+    from views.serving import _once
+
+    _once(FAMILIES["llm"], None).clear()
+    runner.shipped_model.cache_clear()

@@ -14,31 +14,17 @@ from streamlit.testing.v1 import AppTest
 
 import models.llama
 from analysis import lm
-from families import FAMILIES
 from families.llm import runner as llama
 from models.attention import Interventions
-from tests.helpers import open_app, sent, sent_maps
+from tests.helpers import forget_app_llm, open_app, sent, sent_maps
 from views.inputs import md_escape
 
 PAGE = "families/llm/page.py"
 
 
-def forget_loaded() -> None:
-    """Nothing loaded: the app's loader cache and the runner's pinned shipped model both cleared."""
-    from views.serving import _once
-
-    _once(FAMILIES["llm"], None).clear()
-    llama.shipped_model.cache_clear()
-
-
 @pytest.fixture(scope="module")
-def loaded(smollm2):
-    with pytest.MonkeyPatch.context() as patch:
-        model = llama.loaded_from(*smollm2)
-        patch.setattr(llama, "load_all", lambda: model)
-        forget_loaded()  # whatever an earlier test file loaded: the app takes this one
-        yield model
-    forget_loaded()
+def loaded(app_llm):
+    return app_llm
 
 
 def ok(at: AppTest) -> AppTest:
@@ -165,11 +151,11 @@ def test_a_missing_or_corrupt_gguf_gets_the_error_with_the_fix(loaded, tmp_path,
         path.write_bytes(b"GGUF" + bytes(64))
     monkeypatch.setattr(models.llama, "gguf_path", lambda: path)
     monkeypatch.setattr(llama, "load_all", lambda: llama.loaded_from(*models.llama.load()))
-    forget_loaded()
+    forget_app_llm()
     try:
         at = ok(open_app(PAGE))
     finally:
-        forget_loaded()  # nothing cached: the next test loads the fixture's
+        forget_app_llm()  # nothing cached: the next test loads the fixture's
     (error,) = at.error
     name = md_escape("SmolLM2-135M-Instruct")
     assert error.value.startswith(f"Cannot load {name}: {md_escape(models.llama.FILE)}: ")

@@ -35,7 +35,7 @@ from start import START
 from tasks import TASKS, prepare
 from tasks.images import model_input
 from tests.helpers import array, chart, open_app, sent, sent_maps, sent_rows, shipped
-from views.serving import _once, held_out_examples, loaded_model
+from views.serving import held_out_examples, loaded_model
 
 PAGE = START.page
 DATES, TRANSLATION = TASKS["dates"], TASKS["translation"]
@@ -84,16 +84,9 @@ def test_the_path_tells_every_idea_in_order():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def llm(smollm2):
-    """The app's SmolLM2 is the session's (one copy of the 135M model), as in tests/test_llm_page.py."""
-    with pytest.MonkeyPatch.context() as patch:
-        model = llama.loaded_from(*smollm2)
-        patch.setattr(llama, "load_all", lambda: model)
-        llama.shipped_model.cache_clear()
-        _once(FAMILIES["llm"], None).clear()
-        yield model
-    llama.shipped_model.cache_clear()
-    _once(FAMILIES["llm"], None).clear()
+def llm(app_llm):
+    """The app's SmolLM2 is the session's (`tests.conftest.app_llm`)."""
+    return app_llm
 
 
 # --- What each step's view was sent, recomputed by the runners ------------------------------------

@@ -33,21 +33,15 @@ from tasks.common import EOS
 from tasks.images import model_input
 from tests.helpers import shipped
 from tests.test_path import registered
-from views.serving import _once, held_out_examples, loaded_model
+from views.serving import held_out_examples, loaded_model
 
 STEPS = [pytest.param(f, s, id=s.id) for f, s in registered()]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def llm(smollm2):
-    with pytest.MonkeyPatch.context() as patch:
-        model = llama.loaded_from(*smollm2)
-        patch.setattr(llama, "load_all", lambda: model)
-        llama.shipped_model.cache_clear()
-        _once(FAMILIES["llm"], None).clear()
-        yield model
-    llama.shipped_model.cache_clear()
-    _once(FAMILIES["llm"], None).clear()
+def llm(app_llm):
+    """The app's SmolLM2 is the session's (`tests.conftest.app_llm`)."""
+    return app_llm
 
 
 def source(task_name: str, query, name: str) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
