@@ -141,8 +141,11 @@ GUARD = textwrap.dedent(
 
 
 @pytest.fixture(scope="session")
-def outbound_guard(tmp_path_factory) -> tuple[dict[str, str], Path]:
-    """The environment the server runs in (the guard first on PYTHONPATH), and the guard's log."""
+def outbound_guard(tmp_path_factory, pytestconfig) -> tuple[dict[str, str], Path]:
+    """The environment the server runs in (the guard first on PYTHONPATH), and the guard's log. Under
+    ``--threads N`` the server's torch runs N threads too (OMP_NUM_THREADS, read when torch loads): a map
+    the browser draws and the one a test recomputes must be the same computation, and a matmul rounds by
+    its thread split."""
     folder = tmp_path_factory.mktemp("outbound_guard")
     (folder / "sitecustomize.py").write_text(GUARD)
     log = folder / "outbound.log"
@@ -155,6 +158,9 @@ def outbound_guard(tmp_path_factory) -> tuple[dict[str, str], Path]:
         "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
         "HF_HUB_OFFLINE": "1",
     }
+    threads = pytestconfig.getoption("--threads", default=None)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(max(1, threads))
     return env, log
 
 
