@@ -53,10 +53,12 @@ class Refused:
 
 @dataclass(frozen=True)
 class Catalog:
+    """What this machine offers and refuses, listed without loading any model."""
+
     offers: tuple[Offer, ...]
     refused: tuple[Refused, ...]
     default: str  # the name opened when a visitor has chosen none
-    limit_bytes: int
+    limit_bytes: int  # float32 weights above this are refused (ATTENTION_EXPLORER_LM_MAX_GB)
 
     @property
     def names(self) -> tuple[str, ...]:
