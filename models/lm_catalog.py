@@ -46,9 +46,9 @@ class Offer:
 class Refused:
     """A model found but not offered, and why: the file, the problem and the fix (no server path)."""
 
-    name: str
-    source: str
-    reason: str
+    name: str  # the folder's or file's name, as the picker would have listed it
+    source: str  # where it was found: a setting's name or "hub cache"
+    reason: str  # what is wrong and the fix, naming the file only
 
 
 @dataclass(frozen=True)
