@@ -4,13 +4,13 @@ top-k per position, the log p of each prompt token, the attention maps; generati
 One runner for every decoder: a family loads its model into an `LM` (the network and its `Vocabulary`:
 how text becomes ids, what is special, how long a prompt may be) and serves these calls. A run is teacher
 forcing on the prompt: row t's distribution is over the token after position t. Every array is batch row 0
-of the model's own logits and trace; nothing is recomputed. Sampling is `models.sampling.next_token`'s,
-from a generator seeded per call, never the global seed.
+of the model's own logits and trace; nothing is recomputed. Sampling is `models.sampling`'s (a frozen
+`Sampling` per call), from a generator seeded per call, never the global seed.
 
 What the model must offer is what `models.contracts` names for decoders: ``model(ids, iv=…,
 return_trace=…, capture="weights", trace_layers=…, logits=…)`` → (logits, trace with ``weights``), its
 ``cfg`` (``n_layers``, ``n_heads``, ``max_len``), ``blocks[i].attn.kv_heads``, and ``stream(…)``
-yielding `models.llama.Step`-like steps (token, log_prob, start, weights, logits).
+yielding `models.sampling.Step`s (token, log_prob, start, weights, logits).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from analysis.protocol import AttentionMaps, to_numpy
 from analysis.token_labels import readable, spelt
 from models.attention import NO_INTERVENTION, Interventions
 from models.lm_tokenizer import render_chat
+from models.sampling import GREEDY, Sampling
 from tasks import InputError
 
 TOP_K = 10  # next-token candidates kept per position
@@ -284,16 +285,15 @@ class Generated:
 
 
 def generate(lm: LM, prompt: Prompt, iv: Interventions = NO_INTERVENTION, *, new_tokens: int,
-             temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None, seed: int = 0,
+             sampling: Sampling = GREEDY,
              layers: Collection[int] | None = None) -> Iterator[Generated]:  # fmt: skip
     """Tokens after the prompt, one at a time (a stop token ends it), each as soon as it is chosen; the
     attention of ``layers`` (None: all; (): none) kept per step. Always causal."""
     if not lm.slides:
         new_tokens = min(new_tokens, lm.model.cfg.max_len - len(prompt.ids))
     chosen: list[int] = []
-    for step in lm.model.stream(list(prompt.ids), new_tokens=new_tokens, temperature=temperature,
-                                top_k=top_k, top_p=top_p, seed=seed, stop=lm.vocabulary.stop, iv=iv,
-                                trace_layers=layers):  # fmt: skip
+    for step in lm.model.stream(list(prompt.ids), new_tokens=new_tokens, sampling=sampling,
+                                stop=lm.vocabulary.stop, iv=iv, trace_layers=layers):  # fmt: skip
         chosen.append(step.token)
         yield Generated(step.token, lm.label(step.token), lm.vocabulary.tokenizer.decode(chosen),
                         step.log_prob, step.start, to_numpy(step.weights))  # fmt: skip
@@ -309,11 +309,9 @@ class Sample:
 
 
 def sample(lm: LM, prompt: Prompt, iv: Interventions = NO_INTERVENTION, *, new_tokens: int,
-           temperature: float, top_k: int | None, top_p: float | None = None,
-           seed: int) -> Sample:  # fmt: skip
-    """``new_tokens`` after the prompt at once (temperature 0: greedy), seeded by ``seed`` alone."""
-    steps = list(generate(lm, prompt, iv, new_tokens=new_tokens, temperature=temperature, top_k=top_k,
-                          top_p=top_p, seed=seed, layers=()))  # fmt: skip
+           sampling: Sampling) -> Sample:  # fmt: skip
+    """``new_tokens`` after the prompt at once, chosen as ``sampling`` says."""
+    steps = list(generate(lm, prompt, iv, new_tokens=new_tokens, sampling=sampling, layers=()))
     return Sample(
         output=tuple(s.token for s in steps),
         token_log_probs=np.array([s.log_prob for s in steps], dtype=np.float32),

@@ -32,7 +32,7 @@ from models.kv_cache import KVCache
 from models.masks import decoder_mask
 from models.patching import Patch
 from models.positions import rotary
-from models.sampling import next_token
+from models.sampling import GREEDY, Sampling, Step, steps
 
 BLOCK = "self"  # the one attention block of a layer, as `Interventions.ablate` names it
 
@@ -247,40 +247,21 @@ class Decoder(nn.Module):
         return out, DecoderTrace(tuple(traces), out) if return_trace else None
 
     @torch.inference_mode()
-    def stream(
-        self, ids: list[int], *, new_tokens: int, temperature: float = 0.0, top_k: int | None = None,
-        top_p: float | None = None, seed: int = 0, stop: Collection[int] = (),
-        iv: Interventions = NO_INTERVENTION, trace_layers: Collection[int] | None = None,
-    ) -> Iterator[Step]:  # fmt: skip
+    def stream(self, ids: list[int], *, new_tokens: int, sampling: Sampling = GREEDY,
+               stop: Collection[int] = (), iv: Interventions = NO_INTERVENTION,
+               trace_layers: Collection[int] | None = None) -> Iterator[Step]:  # fmt: skip
         """Generate after ``ids`` one token at a time through a `KVCache`, yielding each `Step` as soon
-        as it is chosen (a stop token ends it, yielded). Always causal. ``temperature`` 0 is greedy;
-        sampling draws from a generator seeded by ``seed`` alone (`models.sampling.next_token`)."""
+        as it is chosen (a stop token ends it, yielded). Always causal. The prompt is read once; each
+        later step feeds only the token just chosen."""
         if not ids or new_tokens < 1:
             raise ValueError("need at least one prompt token and one new token.")
-        iv = replace(iv, causal=True)
-        device = self.tok_emb.weight.device
-        generator = torch.Generator(device=device).manual_seed(seed)
+        iv, device = replace(iv, causal=True), self.tok_emb.weight.device
         cache = self.new_cache(len(ids) + new_tokens)
-        fed, start = torch.tensor([ids], device=device), 0
-        for _ in range(new_tokens):
-            logits, trace = self(fed, iv=iv, cache=cache, return_trace=True, capture="weights",
-                                 trace_layers=trace_layers, logits="last")  # fmt: skip
-            last = logits[0, -1].float()  # (V,)
-            token = next_token(last, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
-            log_p = float(torch.log_softmax(last, -1)[token])
-            yield Step(token, log_p, start, trace.weights[0], last)
-            if token in stop:
-                return
-            start += fed.shape[1]
-            fed = fed.new_tensor([[token]])
 
+        def read(token: int | None) -> tuple[Tensor, Tensor, int]:
+            fed, start = list(ids) if token is None else [token], cache.length  # start: positions cached
+            logits, trace = self(torch.tensor([fed], device=device), iv=iv, cache=cache, return_trace=True,
+                                 capture="weights", trace_layers=trace_layers, logits="last")  # fmt: skip
+            return logits[0, -1], trace.weights[0], start  # (V,), (L, h, len(fed), keys so far)
 
-@dataclass(frozen=True)
-class Step:
-    """One generated token and what the model read to choose it."""
-
-    token: int
-    log_prob: float  # the model's own log p of it (temperature 1, every token)
-    start: int  # position of the first row this step read (0: the prompt; then the token before)
-    weights: Tensor  # (L, h, Tq, Tk) attention of those rows (Tq: the prompt's length at step 0, then 1)
-    logits: Tensor  # (V,) the distribution it was drawn from, before temperature
+        yield from steps(read, new_tokens=new_tokens, sampling=sampling, stop=stop, device=device)

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from models.attention import NO_INTERVENTION, MultiHeadAttention, keys_kept
 from models.patching import Patch
 from models.positions import sinusoids
-from models.sampling import Step, next_token
+from models.sampling import GREEDY, Sampling, Step, steps
 
 if TYPE_CHECKING:  # names only the annotations use
     from models.attention import Capture, Interventions, MultiHeadTrace
@@ -217,34 +217,26 @@ class GPT(nn.Module):
         return out, GPTTrace(tuple(traces), out, tuple(streams)) if return_trace else None
 
     @torch.inference_mode()
-    def stream(
-        self, ids: list[int], *, new_tokens: int, temperature: float = 0.0, top_k: int | None = None,
-        top_p: float | None = None, seed: int = 0, stop: Collection[int] = (),
-        iv: Interventions = NO_INTERVENTION, trace_layers: Collection[int] | None = None,
-    ) -> Iterator[Step]:  # fmt: skip
+    def stream(self, ids: list[int], *, new_tokens: int, sampling: Sampling = GREEDY,
+               stop: Collection[int] = (), iv: Interventions = NO_INTERVENTION,
+               trace_layers: Collection[int] | None = None) -> Iterator[Step]:  # fmt: skip
         """Generate after ``ids`` one token at a time, yielding each `Step` as soon as it is chosen (a stop
         token ends it, yielded). Always causal. Each step reads the whole text again, its last max_len
         tokens once it outgrows the context (<s> dropped once the window slides): positions are learned
-        per index, so a window that slides changes every position, and nothing could be cached.
-        ``temperature`` 0 is greedy; sampling draws from a generator seeded by ``seed`` alone."""
+        per index, so a window that slides changes every position, and nothing could be cached."""
         if not ids or new_tokens < 1:
             raise ValueError("need at least one prompt token and one new token.")
-        iv = replace(iv, causal=True)
-        device = self.tok_emb.weight.device
-        generator = torch.Generator(device=device).manual_seed(seed)
-        out, traced = torch.tensor([ids], device=device), trace_layers is None or len(trace_layers) > 0
-        for _ in range(new_tokens):
-            window = out[:, -self.cfg.max_len :]  # (1, ≤ max_len)
-            logits, trace = self(window, iv=iv, return_trace=traced, capture="weights",
-                                 trace_layers=trace_layers)  # fmt: skip
-            last = logits[0, -1].float()  # (V,)
-            token = next_token(last, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
-            log_p = float(torch.log_softmax(last, -1)[token])
-            start = out.shape[1] - window.shape[1]
-            yield Step(token, log_p, start, trace.weights[0] if traced else None, last)
-            if token in stop:
-                return
-            out = torch.cat([out, out.new_tensor([[token]])], 1)
+        iv, device = replace(iv, causal=True), self.tok_emb.weight.device
+        text, traced = list(ids), trace_layers is None or len(trace_layers) > 0
+
+        def read(token: int | None) -> tuple[Tensor, Tensor | None, int]:
+            text.extend([] if token is None else [token])
+            window = text[-self.cfg.max_len :]
+            logits, trace = self(torch.tensor([window], device=device), iv=iv, return_trace=traced,
+                                 capture="weights", trace_layers=trace_layers)  # fmt: skip
+            return logits[0, -1], trace.weights[0] if traced else None, len(text) - len(window)
+
+        yield from steps(read, new_tokens=new_tokens, sampling=sampling, stop=stop, device=device)
 
 
 # Training: what `python -m training --family gpt` reads (the loop is training/loop.py).

@@ -16,6 +16,7 @@ from families.gpt import runner as gpt
 from models.attention import Interventions
 from models.checkpoints import ASSETS
 from models.gpt import BLOCK, GPT, GPTConfig
+from models.sampling import Sampling
 from tasks import InputError, stdlib
 from tasks.common import BOS_ID
 from tests.helpers import open_app
@@ -114,7 +115,7 @@ def test_generation_is_seeded_by_its_own_generator():
     state = torch.random.get_rng_state()
 
     def sample(seed):
-        steps = list(model.stream(ids[0].tolist(), new_tokens=30, temperature=1.0, top_k=5, seed=seed,
+        steps = list(model.stream(ids[0].tolist(), new_tokens=30, sampling=Sampling(1.0, top_k=5, seed=seed),
                                   trace_layers=()))  # fmt: skip
         return [s.token for s in steps], np.array([s.log_prob for s in steps])
 
@@ -122,7 +123,7 @@ def test_generation_is_seeded_by_its_own_generator():
     assert a == b and a != c
     assert len(a) == 30 and lp.shape == (30,) and (lp <= 0).all()
     assert torch.equal(torch.random.get_rng_state(), state)  # the global generator was not touched
-    greedy = [s.token for s in model.stream(ids[0].tolist(), new_tokens=3, temperature=0)]
+    greedy = [s.token for s in model.stream(ids[0].tolist(), new_tokens=3)]
     with torch.inference_mode():
         first = model(ids)[0][0, -1].argmax()
     assert greedy[0] == first
@@ -133,7 +134,7 @@ def test_generation_slides_its_window_past_the_context():
     and the attention a step keeps is that window's."""
     model = tiny()
     ids = random_ids(model.cfg.max_len - 2)[0].tolist()
-    steps = list(model.stream(ids, new_tokens=4, temperature=0))
+    steps = list(model.stream(ids, new_tokens=4))
     assert [s.start for s in steps] == [0, 0, 0, 1]
     assert all(s.weights.shape[-1] == model.cfg.max_len for s in steps[2:])
     with torch.inference_mode():
@@ -280,10 +281,9 @@ def test_prompts_people_type(loaded):
 
 def test_generation_through_the_runner_is_repeatable(loaded):
     prompt = gpt.prepare(loaded, "import os\n\n\ndef ")
-    kw = dict(new_tokens=12, temperature=0.8, top_k=20)
-    a, b = (lm.sample(loaded, prompt, seed=3, **kw) for _ in range(2))
+    a, b = (lm.sample(loaded, prompt, new_tokens=12, sampling=Sampling(0.8, top_k=20, seed=3)) for _ in range(2))
     assert a.text == b.text and len(a.output) == 12 and (a.token_log_probs <= 0).all()
-    greedy = lm.sample(loaded, prompt, new_tokens=1, temperature=0, top_k=None, seed=0)
+    greedy = lm.sample(loaded, prompt, new_tokens=1, sampling=Sampling())
     assert greedy.output[0] == gpt.run(loaded, prompt).top_tokens[-1][0]
 
 

@@ -18,7 +18,7 @@ from models.attention import Interventions, MultiHeadAttention
 from models.checkpoints import CheckpointError
 from models.llama import BLOCK, gguf_path, read_gguf, unpermute
 from models.positions import rotary, rotate
-from models.sampling import next_token
+from models.sampling import Sampling, next_token
 from tasks import InputError
 
 ENGLISH = "The Eiffel Tower is in the city of"
@@ -217,13 +217,16 @@ def test_sampling_is_seeded_and_respects_top_k_and_top_p():
     logits = torch.tensor([3.0, 2.0, 1.0, 0.0, -1.0])
 
     def draws(n=200, **kw):
-        return [next_token(logits, generator=torch.Generator().manual_seed(s), **kw) for s in range(n)]
+        return [next_token(logits, Sampling(**kw), torch.Generator().manual_seed(s)) for s in range(n)]
 
     assert draws(temperature=1.0) == draws(temperature=1.0) and len(set(draws(temperature=1.0))) > 2
     assert set(draws(temperature=5.0, top_k=2)) == {0, 1}
     # p = softmax: 0.636, 0.234, 0.086 …; top_p 0.8 keeps the first two (0.636 < 0.8 ≤ 0.870).
     assert set(draws(temperature=1.0, top_p=0.8)) == {0, 1}
     assert next_token(logits) == 0
+    for bad in ({"temperature": -1.0}, {"top_k": 0}, {"top_p": 0.0}, {"top_p": 1.5}):
+        with pytest.raises(ValueError, match="need temperature ≥ 0, 0 < top_p ≤ 1 and top_k ≥ 1"):
+            Sampling(**bad)
 
 
 # --- The file ---------------------------------------------------------------------------------------

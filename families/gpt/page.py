@@ -20,6 +20,7 @@ from families.gpt import FAMILY
 from families.gpt import runner as gpt
 from models.attention import Interventions
 from models.gpt import BLOCK
+from models.sampling import Sampling
 from tasks import InputError, probes
 from views import attention, importance_tabs
 from views import circuits as circuit_views
@@ -166,7 +167,8 @@ def generate() -> None:
     temp = temp_column.slider("Sampling temperature (0 = greedy)", 0.0, 2.0, 0.8, 0.1, key="gpt_sample_temp")
     top_k = k_column.slider("Top-k (0 = every token)", 0, 50, 20, key="gpt_top_k")
     seed = whole_number_input(seed_column, "Seed", 0, 10**6, key="gpt_gen_seed")
-    sample = gpt_sample(NAME, ids, replace(interventions, causal=True), new, temp, top_k, seed)
+    sample = gpt_sample(NAME, ids, replace(interventions, causal=True), new,
+                        Sampling(temperature=temp, top_k=top_k or None, seed=seed))  # fmt: skip
     model_output(sample, empty="(nothing sampled)")
     if len(ids) + new > cfg.max_len:
         st.caption(f"Past {cfg.max_len} tokens the model reads the last {cfg.max_len} (the window slides).")

@@ -23,6 +23,7 @@ from analysis.protocol import to_numpy
 from models.attention import NO_INTERVENTION, Interventions
 from models.checkpoints import ASSETS, CheckpointError, load_checkpoint, retrain_fix, write_entry
 from models.gpt import GPT, GPTConfig
+from models.sampling import Sampling
 from tasks import stdlib
 from tasks.common import BOS_ID, SPECIALS
 
@@ -133,10 +134,9 @@ def _served_run(loaded: LM, ids: tuple[int, ...], iv: Interventions) -> lm.LMRun
     return run(loaded, Prompt(ids), iv)
 
 
-def _served_sample(loaded: LM, ids: tuple[int, ...], iv: Interventions, new: int, temp: float, top_k: int,
-                   seed: int) -> lm.Sample:  # fmt: skip
-    return lm.sample(loaded, Prompt(ids), iv, new_tokens=new, temperature=temp, top_k=top_k or None,
-                     seed=seed)  # fmt: skip
+def _served_sample(loaded: LM, ids: tuple[int, ...], iv: Interventions, new: int,
+                   sampling: Sampling) -> lm.Sample:  # fmt: skip
+    return lm.sample(loaded, Prompt(ids), iv, new_tokens=new, sampling=sampling)
 
 
 LOAD = Served(load, spinner="Loading the GPT…")

@@ -15,6 +15,7 @@ from analysis.lm import LM, LMRun, Prompt
 from analysis.protocol import AttentionMaps
 from families.llm import runner
 from models.attention import Interventions
+from models.sampling import Sampling
 from views import attention
 from views.inputs import md_escape, token_key
 from views.outputs import model_output
@@ -33,8 +34,8 @@ def _generate(loaded: LM, name: str, prompt: Prompt, settings: tuple, layers, st
     stop.button("Stop", key="llm_stop", help="Ends the generation after the token being computed.")
     shown = st.empty()
     with inference(name):
-        steps = runner.generate(loaded, prompt, gen_iv, new_tokens=new, temperature=temp, top_k=top_k or None,
-                                top_p=top_p if top_p < 1 else None, seed=seed, layers=layers)  # fmt: skip
+        sampling = Sampling(temp, top_k or None, top_p if top_p < 1 else None, seed)
+        steps = runner.generate(loaded, prompt, gen_iv, new_tokens=new, sampling=sampling, layers=layers)
         for g in steps:
             done["tokens"].append((g.id, g.token, g.log_prob))
             done["rows"].append(g.weights[:, :, -1].copy())  # (L, h, keys): the row that chose this token

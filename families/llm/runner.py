@@ -37,6 +37,7 @@ from models.llama import Llama, load
 from models.lm_catalog import Catalog, discover, open_model
 from models.lm_checkpoint import OpenedModel
 from models.lm_tokenizer import gguf_special
+from models.sampling import GREEDY, Sampling
 
 WINDOW = 2048  # tokens a run reads at most (fewer where the model's context is shorter)
 EXAMPLE = "The Eiffel Tower is in the city of"
@@ -188,11 +189,10 @@ def run(loaded: LM, prompt: Prompt, iv: Interventions = NO_INTERVENTION,
 
 
 def generate(loaded: LM, prompt: Prompt, iv: Interventions = NO_INTERVENTION, *, new_tokens: int,
-             temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None, seed: int = 0,
+             sampling: Sampling = GREEDY,
              layers: Collection[int] | None = None) -> Iterator[lm.Generated]:  # fmt: skip
     """Tokens after the prompt, one at a time (a stop at the model's end of turn), each as soon as chosen."""
-    return lm.generate(loaded, prompt, iv, new_tokens=new_tokens, temperature=temperature, top_k=top_k,
-                       top_p=top_p, seed=seed, layers=layers)  # fmt: skip
+    return lm.generate(loaded, prompt, iv, new_tokens=new_tokens, sampling=sampling, layers=layers)
 
 
 def all_layers_up_to(cfg: DecoderConfig) -> int:
