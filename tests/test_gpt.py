@@ -281,7 +281,8 @@ def test_prompts_people_type(loaded):
 
 def test_generation_through_the_runner_is_repeatable(loaded):
     prompt = gpt.prepare(loaded, "import os\n\n\ndef ")
-    a, b = (lm.sample(loaded, prompt, new_tokens=12, sampling=Sampling(0.8, top_k=20, seed=3)) for _ in range(2))
+    sampling = Sampling(0.8, top_k=20, seed=3)
+    a, b = (lm.sample(loaded, prompt, new_tokens=12, sampling=sampling) for _ in range(2))
     assert a.text == b.text and len(a.output) == 12 and (a.token_log_probs <= 0).all()
     greedy = lm.sample(loaded, prompt, new_tokens=1, sampling=Sampling())
     assert greedy.output[0] == gpt.run(loaded, prompt).top_tokens[-1][0]

@@ -136,6 +136,8 @@ def test_the_page_shows_the_runners_numbers_and_explains_bad_input(question):
     sweep = TC.source_sweep(model, src, corrupt, prefix, pair)
     (heat,) = chart(app, "tf_circ_positions")["data"]
     np.testing.assert_allclose(array(heat["z"]).reshape(sweep.restored.shape), sweep.restored, atol=1e-6)
+    said = f"Logit difference: **{sweep.clean:+.3f}** from the clean source, **{sweep.corrupt:+.3f}** from"
+    assert any(said in m.value for m in app.markdown)
     (box,) = [t for t in app.text_input if "circ_corrupt" in t.key]
     box.set_value("".join(held_out_examples("dates")[0].src)[:-1]).run()  # one character short
     assert not app.exception

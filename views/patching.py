@@ -197,15 +197,24 @@ def restored_grids(
     positions: P.Sweep,
     heads: P.Sweep,
     *,
+    metric: str,
+    value_format: str,
+    inputs: str,
     clean: Sequence[str],
     corrupt: Sequence[str],
-    stream_rows: Sequence[str],
     head_rows: Sequence[str],
     unit: str,
     key: str,
 ) -> None:
-    """An encoder's two sweeps as the share restored: the stream at each (layer, position) — columns
-    labelled clean/corrupted where the two inputs differ — and each head at every position."""
+    """An encoder's two sweeps as the share restored, after the ``metric`` on the clean and the corrupted
+    ``inputs``: the stream entering each layer at each position — columns labelled clean/corrupted where
+    the two inputs differ — and each head at every position."""
+    st.markdown(
+        f"{metric}: **{positions.clean:{value_format}}** from the clean {inputs}, "
+        f"**{positions.corrupt:{value_format}}** from the corrupted one. Each cell runs the corrupted "
+        f"{inputs} with one activation taken from the clean run and shows the share restored, (patched − "
+        "corrupt) / (clean − corrupt)."
+    )
     if positions.clean == positions.corrupt:
         st.info("The two inputs give the same metric: there is nothing to restore. Change the clue.")
         return
@@ -214,7 +223,7 @@ def restored_grids(
     grids = {
         f"{key}_positions": effect_grid(
             positions.restored,
-            rows=list(stream_rows),
+            rows=[f"enters L{i}" for i in range(len(positions.restored))],
             cols=columns,
             value_name="restored",
             title=f"The stream at one {unit}",

@@ -216,24 +216,11 @@ def patching_view() -> None:
     except ValueError as err:
         st.info(str(err)[:1].upper() + str(err)[1:])
         return
-    st.markdown(
-        f"Similarity to {'sentence B' if text_b else 'the clean sentence A'}: **{resid.clean:.4f}** from the "
-        f"clean sentence, **{resid.corrupt:.4f}** from the corrupted one. Each cell runs the corrupted "
-        "sentence with one activation from the clean run: the share restored, (patched − corrupt) / "
-        "(clean − corrupt)."
-    )
     clean, corrupt = (encode(loaded, text).tokens for text in (text_a, corrupt_text))
-    layers = [f"L{i}" for i in range(cfg.num_hidden_layers)]
-    restored_grids(
-        resid,
-        heads,
-        clean=clean,
-        corrupt=corrupt,
-        stream_rows=[f"enters {lay}" for lay in layers],
-        head_rows=layers,
-        unit="word piece",
-        key="bert_patch",
-    )
+    metric = f"Similarity to {'sentence B' if text_b else 'the clean sentence A'}"
+    restored_grids(resid, heads, metric=metric, value_format=".4f", inputs="sentence", clean=clean,
+                   corrupt=corrupt, head_rows=[f"L{i}" for i in range(cfg.num_hidden_layers)],
+                   unit="word piece", key="bert_patch")  # fmt: skip
 
 
 diagonal = (measurements(MEASUREMENTS) or {}).get("diagonal_mass")  # weight on self, held-out means

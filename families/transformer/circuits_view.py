@@ -97,19 +97,7 @@ def tab(name: str, task: Task, src: tuple[str, ...], *, key: str = "tf") -> None
 def _patching(name: str, src, corrupt, ids, corrupt_ids, decoder_in, pair: Pair, cfg, key: str) -> None:
     sources = cached(FAMILY, "source_sweep")(name, ids, corrupt_ids, decoder_in, pair)
     heads = cached(FAMILY, "head_sweep")(name, ids, corrupt_ids, decoder_in, pair)
-    st.markdown(
-        f"logit difference: **{sources.clean:+.3f}** on the clean source, **{sources.corrupt:+.3f}** on the "
-        "corrupted one. Each cell runs the corrupted source with one activation taken from the clean run "
-        "and shows the share restored, (patched − corrupt) / (clean − corrupt)."
-    )
-    layers = range(cfg.n_layers)
-    restored_grids(
-        sources,
-        heads,
-        clean=src,
-        corrupt=corrupt,
-        stream_rows=[f"enters L{i}" for i in layers],
-        head_rows=[f"{BLOCK_ROWS[b]} L{i}" for b in BLOCK_ROWS for i in layers],
-        unit="source position",
-        key=f"{key}_circ",
-    )
+    head_rows = [f"{BLOCK_ROWS[b]} L{i}" for b in BLOCK_ROWS for i in range(cfg.n_layers)]
+    restored_grids(sources, heads, metric="Logit difference", value_format="+.3f", inputs="source",
+                   clean=src, corrupt=corrupt, head_rows=head_rows, unit="source position",
+                   key=f"{key}_circ")  # fmt: skip
