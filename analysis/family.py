@@ -133,11 +133,11 @@ class Soak:
 
     ``pick(rng)`` → (URL parameters, the oracle's key); ``expected(key)`` → the output the page shows for
     that key alone, computed in the soak's process from the runners with the page's defaults (it loads
-    what it needs on first use); ``output``: where the page shows it — ("code after", a subheader) or
-    ("metric", its label, ("stMetricValue", …) the parts read); ``checks``: sidebar checkboxes a session
-    clicks, label → (the `Interventions` field or page switch it sets, its default) — the key's second
-    item is then the set of labels clicked away from their defaults; ``clicks``: other checkboxes a
-    session clicks that do not change the output."""
+    what it needs on first use); ``output``: where the page shows it — ("text after", a subheader: the
+    first `views.outputs.text_block` after it) or ("metric", its label, ("stMetricValue", …) the parts
+    read); ``checks``: sidebar checkboxes a session clicks, label → (the `Interventions` field or page
+    switch it sets, its default) — the key's second item is then the set of labels clicked away from
+    their defaults; ``clicks``: other checkboxes a session clicks that do not change the output."""
 
     pick: Callable[[random.Random], tuple[dict[str, str], tuple]]
     expected: Callable[[tuple], str]

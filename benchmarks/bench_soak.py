@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.chromium import BROWSER_ARGS, CHROMIUM, LOADED_JS, start_server, stop_server  # noqa: E402
 from benchmarks.soak_inputs import Oracle, pick_input  # noqa: E402
 from families import FAMILIES, address  # noqa: E402
+from views.outputs import TEXT_BLOCK  # noqa: E402
 
 LOAD_TIMEOUT_MS = 180_000  # a load or a rerun slower than this is counted as a timeout
 RSS_EVERY_S = 5
@@ -131,9 +132,9 @@ async def shown_output(page, name: str) -> str | None:
     if where == "metric":  # this metric's value, or its value and delta: "␣Paris p = 65.6%"
         metric = page.locator("[data-testid=stMetric]").filter(has_text=label).first
         parts = [metric.locator(f"[data-testid={test_id}]") for test_id in shown[0]]
-    else:  # the first code block after this subheader
+    else:  # the first text block (`views.outputs.text_block`) after this subheader
         heading = f"//*[@data-testid='stHeading'][contains(normalize-space(.), '{label}')]"
-        parts = [page.locator(f"xpath={heading}/following::*[@data-testid='stCode'][1]")]
+        parts = [page.locator(f"xpath={heading}/following::pre[contains(@class, '{TEXT_BLOCK}')][1]")]
     if not all([await part.count() for part in parts]):
         return None
     return " ".join([(await part.first.inner_text()).strip() for part in parts])

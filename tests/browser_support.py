@@ -14,6 +14,7 @@ from models.checkpoints import checkpoint_name
 from tasks import TASKS, prepare
 from tasks.common import Vocab
 from tests.browser_server import CHROMIUM
+from views.outputs import TEXT_BLOCK
 from views.serving import cached, card
 
 # Every browser test file's pytestmark.
@@ -59,7 +60,7 @@ def wait_for_chart(page, *types: str, timeout: float = 60_000) -> None:
 
 
 def output(page) -> str:
-    return page.get_by_test_id("stCode").first.inner_text().strip()
+    return page.locator(f"pre.{TEXT_BLOCK}").first.inner_text().strip()
 
 
 def no_exception(page) -> None:

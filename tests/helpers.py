@@ -4,7 +4,9 @@ data back from AppTest."""
 from __future__ import annotations
 
 import base64
+import html
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from families import FAMILIES
 from models.checkpoints import load_card
 from views.attention_component import unpack, unpack_rows
+from views.outputs import TEXT_BLOCK
 from views.serving import loaded_model
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -38,6 +41,12 @@ def shipped(name: str):
     """The app's one cached copy of shipped checkpoint ``name`` (model, card, vocabularies): what the
     pages compute with, so a test that recomputes a page's numbers runs the same model object."""
     return loaded_model(FAMILIES[load_card(name)["kind"]], name)
+
+
+def text_blocks(app: AppTest) -> list[str]:
+    """The text of every `views.outputs.text_block` on the page, in order, as the visitor reads it."""
+    block = re.compile(f'<pre class="{TEXT_BLOCK}"[^>]*>(.*)</pre>', re.S)
+    return [html.unescape(m.group(1)) for e in app.get("html") if (m := block.fullmatch(e.value))]
 
 
 def chart(app: AppTest, key: str) -> dict:

@@ -9,7 +9,7 @@ from families.transformer.lesson_runs import random_attention
 from families.transformer.runner import run
 from models.attention import Interventions
 from tasks import TASKS
-from tests.helpers import open_app, open_view, sent_maps, shipped
+from tests.helpers import open_app, open_view, sent_maps, shipped, text_blocks
 from views.serving import held_out_examples
 
 NAME = "transformer-dates-h4"
@@ -37,7 +37,7 @@ def metric(app, label):
 
 
 def test_page_shows_the_models_output_and_passes_its_own_checks(at):
-    assert at.code[0].value == model_run().text
+    assert text_blocks(at)[0] == model_run().text
     at.session_state["tf_wt_step_pre"] = "Σ w·v, heads, W_O"
     at.run()
     assert any(s.value.startswith("Check: concat @ W_Oᵀ") for s in at.success)
@@ -54,7 +54,7 @@ def test_scaling_and_temperature_change_the_attention(at):
     at.sidebar.checkbox(key="tf_scaled").uncheck().run()
     expected = model_run(replace(PLAIN, scaled=False)).blocks["encoder"][0].weights[0]
     np.testing.assert_allclose(focus_weights(at).reshape(expected.shape), expected, atol=1e-6)
-    assert at.code[0].value == model_run(replace(PLAIN, scaled=False)).text
+    assert text_blocks(at)[0] == model_run(replace(PLAIN, scaled=False)).text
 
 
 def test_padding_hidden_keys_and_ablation(at):
@@ -70,7 +70,7 @@ def test_padding_hidden_keys_and_ablation(at):
     at.sidebar.multiselect[0].set_value([]).run()
     at.sidebar.multiselect(key="tf_ablate_h4").set_value([("cross", 1, 0), ("cross", 1, 1)]).run()
     iv = replace(PLAIN, ablate=frozenset({("cross", 1, 0), ("cross", 1, 1)}))
-    assert at.code[0].value == model_run(iv).text
+    assert text_blocks(at)[0] == model_run(iv).text
     assert metric(at, "Exact match, ").delta is not None  # compared with the unablated model
 
 
@@ -78,7 +78,7 @@ def test_causal_toggle_acts_on_teacher_forcing(at):
     ex = held_out_examples("dates")[0]
     at.sidebar.checkbox(key="tf_causal").uncheck().run()
     forced = model_run(replace(PLAIN, causal=False), reference=ex.tgt)
-    assert at.code[1].value == " ".join(forced.predictions)
+    assert text_blocks(at)[1] == " ".join(forced.predictions)
     open_view(at, "Heads")
     at.radio(key="tf_heads_block").set_value("decoder_self").run()
     w = focus_weights(at)
@@ -90,9 +90,9 @@ def test_causal_toggle_acts_on_teacher_forcing(at):
 
 def test_positional_encoding_and_variant_switch(at):
     open_view(at, "Positional encoding")
-    assert f"without PE: {model_run(replace(PLAIN, positional=False)).text}" in at.code[-1].value
+    assert f"without PE: {model_run(replace(PLAIN, positional=False)).text}" in text_blocks(at)[-1]
     at.sidebar.checkbox(key="tf_pe").uncheck().run()
-    assert at.code[0].value == model_run(replace(PLAIN, positional=False)).text
+    assert text_blocks(at)[0] == model_run(replace(PLAIN, positional=False)).text
     open_view(at, "Heads")
     panels = sent_maps(at, "tf_model")  # layers × heads
     expected = np.stack([b.weights for b in model_run(replace(PLAIN, positional=False)).blocks["encoder"]])
@@ -132,12 +132,12 @@ def test_typed_dates_are_checked_in_and_out(at):
     with the model's probability for it, a valid one is not."""
     at.radio(key="input").set_value("text").run()
     at.text_input(key="text").set_value("next friday").run()
-    assert not at.code and any("relative date" in e.value for e in at.error)
+    assert not text_blocks(at) and any("relative date" in e.value for e in at.error)
     model, _, sv, tv = shipped(NAME)
     for text in ("99/99/99", "25/12/2020"):
         at.text_input(key="text").set_value(text).run()
         own = run(model, TASKS["dates"], TASKS["dates"].tokenize(text), sv, tv, PLAIN)
-        assert at.code[0].value == own.text
+        assert text_blocks(at)[0] == own.text
         flagged = [w.value for w in at.warning if "probability" in w.value]
         if TASKS["dates"].output_problem(own.text) is None:
             assert not flagged, text

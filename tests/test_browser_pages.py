@@ -40,6 +40,7 @@ from tests.browser_support import (
     wait_for_chart,
 )
 from tests.helpers import shipped
+from views.outputs import TEXT_BLOCK
 from views.serving import loaded_model
 
 pytestmark = BROWSER_TESTS
@@ -84,7 +85,7 @@ def test_seq2seq_page(server, page):
     box.fill("the 4th of july, 1976")
     box.press("Enter")
     page.wait_for_function(
-        "want => document.querySelector('[data-testid=\"stCode\"]').innerText.trim() === want", arg=second
+        f"want => document.querySelector('pre.{TEXT_BLOCK}').innerText.trim() === want", arg=second
     )
     settle(page)
     no_exception(page)

@@ -33,7 +33,7 @@ from tasks.scenes import (
     outline_points,
     vocab,
 )
-from tests.helpers import open_app, open_view, shipped
+from tests.helpers import open_app, open_view, shipped, text_blocks
 from training.evaluate import STRICT_SHARE, pointing_hits
 
 
@@ -260,11 +260,11 @@ def at():
 
 
 def test_every_image_source(at):
-    gallery = at.code[0].value
+    gallery = text_blocks(at)[0]
     at.select_slider(key="sample").set_value(2).run()
-    assert not at.exception and at.code[0].value
+    assert not at.exception and text_blocks(at)[0]
     at.radio(key="source").set_value("random").run()
-    first = at.code[0].value
+    first = text_blocks(at)[0]
     at.button(key="cap_new").click().run()
     assert at.number_input(key="seed").value == 1 and not at.exception
     at.radio(key="source").set_value("compose").run()
@@ -290,7 +290,7 @@ def test_upload_caption_is_the_models_own(at):
     at.file_uploader(key="cap_upload").set_value(("scene.png", buf.getvalue(), "image/png")).run()
     model, _, _, v = shipped("captioner-scenes")
     _, x = model_input(load_upload(buf.getvalue()))
-    assert at.code[0].value == run_captioner(model, v, x)[0].text
+    assert text_blocks(at)[0] == run_captioner(model, v, x)[0].text
     assert to_tensor(scene.image[None]).shape == (1, 3, 64, 64)
 
 
@@ -320,8 +320,8 @@ def test_hide_regions_view_recaptions_without_them(at):
     top = np.argsort(-before.coverage.ravel(), kind="stable")[:8]  # where the caption looked most
     assert sorted(hidden) == sorted(int(r) for r in top)
     (after,) = run_captioner(model, v, image, Interventions(hidden_keys=tuple(sorted(hidden))))
-    assert at.code[-1].value == (after.text or "(empty caption)")
-    assert at.code[-2].value == (before.text or "(empty caption)")
+    assert text_blocks(at)[-1] == (after.text or "(empty caption)")
+    assert text_blocks(at)[-2] == (before.text or "(empty caption)")
 
 
 def test_familiarity_tells_training_like_scenes_from_off_domain_pictures():

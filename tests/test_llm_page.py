@@ -16,7 +16,7 @@ import models.llama
 from analysis import lm
 from families.llm import runner as llama
 from models.attention import Interventions
-from tests.helpers import forget_app_llm, open_app, sent, sent_maps
+from tests.helpers import forget_app_llm, open_app, sent, sent_maps, text_blocks
 from views.inputs import md_escape
 
 PAGE = "families/llm/page.py"
@@ -113,9 +113,9 @@ def test_chat_mode_reads_the_files_template(loaded):
     at = open_app(PAGE)
     at.radio(key="llm_mode").set_value("chat")
     ok(at.text_area(key="llm_prompt").set_value("What is the capital of France?").run())
-    (shown,) = at.code
-    assert "<|im_start|>user\nWhat is the capital of France?<|im_end|>" in shown.value
-    assert "<|im_start|>assistant" in shown.value
+    (shown,) = text_blocks(at)
+    assert "<|im_start|>user\nWhat is the capital of France?<|im_end|>" in shown
+    assert "<|im_start|>assistant" in shown
     prompt = llama.prepare(loaded, "What is the capital of France?", chat=True)
     assert metric(at, "Tokens read").value == str(len(prompt.ids))
 
@@ -173,7 +173,7 @@ def test_greedy_generation_is_the_runners_and_survives_a_rerun(loaded, monkeypat
     at = generate(open_app(PAGE), 8)
     prompt = llama.prepare(loaded, llama.EXAMPLE)
     expected = list(llama.generate(loaded, prompt, new_tokens=8, layers=None))
-    assert at.code[0].value == expected[-1].text
+    assert text_blocks(at)[0] == expected[-1].text
     assert [t[0] for t in at.session_state["llm_generated"]["tokens"]] == [g.id for g in expected]
     rows = [g.weights[:, :, -1] for g in expected]
     np.testing.assert_array_equal(sent_maps(at, "llm_gen_map")[0, 0], lm.generated_attention(rows, 18, 6))
@@ -199,4 +199,4 @@ def test_stop_keeps_the_tokens_generated_so_far(loaded, monkeypatch):
     assert len(at.session_state["llm_generated"]["tokens"]) == 3
     prompt = llama.prepare(loaded, llama.EXAMPLE)
     text = list(real(loaded, prompt, new_tokens=3))[-1].text
-    assert at.session_state["llm_generated"]["text"] == text and at.code[0].value == text.rstrip()
+    assert at.session_state["llm_generated"]["text"] == text and text_blocks(at)[0] == text

@@ -34,7 +34,7 @@ from models.checkpoints import CheckpointError
 from start import START
 from tasks import TASKS, prepare
 from tasks.images import model_input
-from tests.helpers import array, chart, open_app, sent, sent_maps, sent_rows, shipped
+from tests.helpers import array, chart, open_app, sent, sent_maps, sent_rows, shipped, text_blocks
 from views.serving import held_out_examples, loaded_model
 
 PAGE = START.page
@@ -123,7 +123,7 @@ def drawn_bottleneck(at, step):
     src = example(TRANSLATION, step.query["example"]).src
     run = s2s("seq2seq-translation-additive", src)
     np.testing.assert_array_equal(exact(at, "path_bottleneck_map"), run.weights)
-    assert s2s("seq2seq-translation-none", src).text in at.code[0].value
+    assert s2s("seq2seq-translation-none", src).text in text_blocks(at)[0]
 
 
 def drawn_alignment(at, step):
@@ -320,7 +320,7 @@ def test_an_old_link_to_the_first_page_opens_seq2seq_with_its_parameters():
     """Before the start page, "/" was the seq2seq page: "/?input=text&text=…" still opens it, there."""
     at = open_app(None, input="text", text="11/17/2026")
     assert at.title[0].value == "Seq2seq alignment"
-    assert at.code[0].value == s2s("seq2seq-dates-additive", tuple("11/17/2026")).text
+    assert text_blocks(at)[0] == s2s("seq2seq-dates-additive", tuple("11/17/2026")).text
     assert open_app(None, step="Masks").session_state["step"] == "masks"  # the start page's own: stays
 
 
@@ -332,7 +332,8 @@ def test_each_steps_link_opens_its_page_in_that_state(family, step):
     for param, value in step.query.items():
         held = at.session_state[param]
         assert held == value or not isinstance(held, str), (param, held, value)
-    assert not at.error and (at.code or at.metric or at.get("plotly_chart")), step.id  # it ran, no message
+    ran = text_blocks(at) or at.metric or at.get("plotly_chart")
+    assert not at.error and ran, step.id  # it ran, no message
 
 
 def test_a_step_whose_model_is_missing_says_so_and_the_path_goes_on(monkeypatch):

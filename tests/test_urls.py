@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from families import PAGES
-from tests.helpers import open_app
+from tests.helpers import open_app, text_blocks
 
 JUNK = {
     "empty": "",
@@ -74,7 +74,7 @@ def test_junk_in_every_url_parameter_keeps_the_page_working(family, mode, params
             # in range as the widget's type (2.5 → 2 for a whole-number slider).
             assert taken == defaults[param] or param in family.free_text or str(taken) in sent, (param, name)
         assert at.title, (params, name)  # the page drew its header, not just an error
-        output = at.code or at.metric or at.get("plotly_chart")
+        output = text_blocks(at) or at.metric or at.get("plotly_chart")
         assert output or at.info or at.error or at.warning, (params, name)  # an output or a message
         shown = [m.value for m in at.markdown] + [e.value for e in at.error] + [c.value for c in at.caption]
         assert not any("<script>" in s for s in shown), (params, name)

@@ -3,6 +3,8 @@ each token, and a warning when the task says the output is not a valid answer (n
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import streamlit as st
 
@@ -11,14 +13,29 @@ from tasks import Task
 from views.inputs import md_escape
 
 UNSURE = 0.5  # tokens the model gave less than this probability are marked
+TEXT_BLOCK = "model-text"  # the class of a `text_block`'s <pre>: what the browser tests and the soak read
+_TEXT_STYLE = (  # st.code's look (its font, size, padding, corners) on a grey that suits either theme
+    'font-family: "Source Code Pro", monospace; font-size: 0.875rem; line-height: 1.6; padding: 0.75rem '
+    "1rem; margin: 0; border-radius: 0.5rem; background: rgba(151, 166, 195, 0.15)"
+)
+_WRAP = {True: "white-space: pre-wrap; overflow-wrap: anywhere", False: "white-space: pre; overflow-x: auto"}
+
+
+def text_block(text: str, where=st, *, wrap: bool = False) -> None:
+    """``text`` exactly as written, in a monospace block (spaces and newlines kept, nothing parsed) in
+    ``where`` (the page, a column, an `st.empty`); long lines scroll, or ``wrap``. Not `st.code`: with no
+    language to colour, its 1.5 MB syntax highlighter was most of what the transformer and captioning
+    pages loaded before their first paint (1.5–2 s of a 6 s load here, `benchmarks/bench_browser.py`)."""
+    style = f"{_TEXT_STYLE}; {_WRAP[wrap]}"
+    where.html(f'<pre class="{TEXT_BLOCK}" style=\'{style}\'>{html.escape(text)}</pre>')
 
 
 def model_output(run: AttentionRun, *, empty: str, problem: str | None = None) -> None:
-    """``run.text`` (the output joined; ``empty`` when there is none) in a code block; under it every
+    """``run.text`` (the output joined; ``empty`` when there is none) in a `text_block`; under it every
     token with the probability the model gave it (``run.token_log_probs``, the model's own numbers),
     unsure ones in bold; and ``problem`` (e.g. "not a calendar date") as a warning with the output's
     probability. ``run``: a run that writes text (seq2seq, transformer, captioner)."""
-    st.code(run.text or empty, language=None)
+    text_block(run.text or empty)
     probs = np.exp(np.asarray(run.token_log_probs, dtype=np.float64))  # (T,)
     shown = [
         f"**{md_escape(tok)}\u00a0{p:.0%}**" if p < UNSURE else f"{md_escape(tok)}\u00a0{p:.0%}"

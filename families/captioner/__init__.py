@@ -42,7 +42,7 @@ FAMILY = Family(
     url_needs={"seed": {"source": "random"}},
     image_inputs=(ImageInput("cap_upload", {"source": "upload"}),),
     smoke=Smoke(charts=3, traces=("image", "heatmap")),
-    soak=Soak(_soak_pick, _soak_expected, output=("code after", "Caption")),
+    soak=Soak(_soak_pick, _soak_expected, output=("text after", "Caption")),
     bench=Bench((
         Control("radio", "Image:", ("random", "gallery")), Control("radio", "Image:", ("compose", "gallery")),
         *(Control("slider", s) for s in ("Sample", "Beam size (1 = greedy)", "Overlay opacity")),

@@ -18,7 +18,7 @@ from models.attention import Interventions
 from models.sampling import Sampling
 from views import attention
 from views.inputs import md_escape, token_key
-from views.outputs import model_output
+from views.outputs import model_output, text_block
 from views.serving import inference
 
 STATE = "llm_generated"  # session state: the last continuation, kept across reruns with its settings
@@ -40,7 +40,7 @@ def _generate(loaded: LM, name: str, prompt: Prompt, settings: tuple, layers, st
             done["tokens"].append((g.id, g.token, g.log_prob))
             done["rows"].append(g.weights[:, :, -1].copy())  # (L, h, keys): the row that chose this token
             done["text"] = g.text
-            shown.code(g.text + "▌", language=None)  # a rerun request ends this run here
+            text_block(g.text + "▌", shown)  # a rerun request ends this run here
     done["done"] = True
     stop.empty()
     shown.empty()

@@ -30,7 +30,7 @@ from views import interventions as controls
 from views import lm as lm_views
 from views.inputs import assign, token_key
 from views.layout import lazy_tabs, page_header
-from views.outputs import next_tokens
+from views.outputs import next_tokens, text_block
 from views.serving import cached, measurements
 
 HEAD_VIEW_UP_TO = 128  # prompt tokens up to which the head view (a line per query–key pair) is drawn
@@ -88,7 +88,7 @@ if prompt.removed:
     st.warning(f"{prompt.removed} control character(s) removed: the model reads text, newlines and tabs.")
 if mode == "chat":
     st.caption("What the model reads: the chat template around your message, the assistant's turn opened:")
-    st.code(loaded.vocabulary.tokenizer.decode(list(ids), skip_special_tokens=False), language=None)
+    text_block(loaded.vocabulary.tokenizer.decode(list(ids), skip_special_tokens=False), wrap=True)
 
 layer_column, head_column, _ = st.columns([1, 1, 2])
 default_layer, default_head = measures.get("in_context", {}).get("induction_head", (0, 0))

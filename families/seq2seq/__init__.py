@@ -49,7 +49,7 @@ FAMILY = Family(
                 answer="s2s_causal_grid"),
     ),
     smoke=Smoke({**TEXT, "text": "saturday, 21 november 2026"}, component="s2s_heatmap"),
-    soak=Soak(_soak_pick, _soak_expected, output=("code after", "Output")),
+    soak=Soak(_soak_pick, _soak_expected, output=("text after", "Output")),
     bench=Bench((
         Control("radio", "Decoding", ("beam", "greedy")), Control("select", "Scoring function"),
         *(Control("look", "s2s_heatmap", a) for a in ("hover", "zoom")),

@@ -27,7 +27,7 @@ from tasks.common import EOS, Vocab, aer, argmax_links
 from views import attention, cards, importance_tabs
 from views.inputs import md_escape, nearest_source, quoted, source_picker, task_select, token_key
 from views.layout import lazy_tabs, page_header
-from views.outputs import task_output
+from views.outputs import task_output, text_block
 from views.serving import cached, card
 from viz.charts import length_curves, token_bars
 from viz.circuits import effect_grid
@@ -158,7 +158,7 @@ def bottleneck() -> None:
     if card(baseline) is not None:
         (base,) = seq2seq_runs(baseline, src, 1, None)
         st.markdown(f"**Your input ({len(src)} {task.unit})** through both models:")
-        st.code(f"attention ({scoring}): {run.text}\nno attention        : {base.text}", language=None)
+        text_block(f"attention ({scoring}): {run.text}\nno attention        : {base.text}")
 
 
 def alignment() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import streamlit as st
 
 from analysis.family import Family, Query, Quiz, Step
 from families.seq2seq.runner import Seq2SeqRun
@@ -17,6 +16,7 @@ from tasks import TASKS, Task, prepare
 from tasks.common import EOS, Vocab
 from views.attention import heatmap
 from views.inputs import md_escape
+from views.outputs import text_block
 from views.serving import cached, card, held_out_examples
 
 
@@ -75,8 +75,8 @@ def view_bottleneck(result: Bottleneck, key: str) -> None:
     run = result.attention
     heatmap(run.maps["alignment"], 0, 0, f"{key}_map", title="With attention: where each output word looked",
             axes=("output", "source"), value_name="α")  # fmt: skip
-    st.code(f"reference   : {' '.join(result.reference)}\nattention   : {run.text}\n"
-            f"no attention: {result.fixed.text}", language=None, wrap_lines=True)  # fmt: skip
+    text_block(f"reference   : {' '.join(result.reference)}\nattention   : {run.text}\n"
+               f"no attention: {result.fixed.text}", wrap=True)  # fmt: skip
 
 
 def quiz_bottleneck(result: Bottleneck) -> Quiz:
@@ -120,7 +120,7 @@ def month_rows(run: Seq2SeqRun) -> list[int]:
 def view_alignment(run: Seq2SeqRun, key: str) -> None:
     heatmap(run.maps["alignment"], 0, 0, f"{key}_map", axes=("output", "source"), value_name="α",
             title="Alignment α (row t: where output token t looked)")  # fmt: skip
-    st.code(run.text, language=None)
+    text_block(run.text)
 
 
 def quiz_alignment(run: Seq2SeqRun) -> Quiz:

@@ -63,7 +63,7 @@ FAMILY = Family(
         TextBox("circ_corrupt", "text_input", {"tf_view": "Circuits"}, answer="tf_circ_lens_grid"),
     ),
     smoke=Smoke(charts=2, traces=("heatmap",)),
-    soak=Soak(_soak_pick, _soak_expected, output=("code after", "Output"), checks=CHECKS),
+    soak=Soak(_soak_pick, _soak_expected, output=("text after", "Output"), checks=CHECKS),
     bench=Bench((
         Control("check", "Causal mask in decoder self-attention"), Control("check", "Padding mask"),
         Control("check", "Scale logits by 1/√d_k"), Control("check", "Positional encoding"),

@@ -14,6 +14,7 @@ from models.attention import Interventions
 from models.checkpoints import ASSETS, CheckpointError, CheckpointFileMissing, checkpoint_name, read_json
 from views import cards
 from views.attention import model_view
+from views.outputs import text_block
 from views.serving import cached, card
 from viz.charts import lines
 from viz.heatmaps import matrix_heatmap
@@ -56,7 +57,7 @@ def positional_encoding(
         "The same input with positional encoding removed (everything else as in the sidebar): "
         "without positions, self-attention is order-blind."
     )
-    st.code(f"with PE   : {with_pe.text}\nwithout PE: {without.text}", language=None)
+    text_block(f"with PE   : {with_pe.text}\nwithout PE: {without.text}")
     st.metric(
         "Exact match without PE", f"{batch_accuracy(name, replace(interventions, positional=False)):.0%}"
     )

@@ -26,7 +26,7 @@ from views import interventions as controls
 from views import projections as projection_view
 from views.inputs import source_picker, task_select
 from views.layout import lazy_tabs, page_header
-from views.outputs import task_output
+from views.outputs import task_output, text_block
 from views.serving import cached, card, loaded_model
 
 transformer_run = cached(FAMILY, "run")
@@ -145,7 +145,7 @@ if reference is not None:
         f"{wrong} of {len(forced.output)} positions predicted wrong; −log p(reference) = "
         f"**{-forced.log_prob:.3f}**."
     )
-    st.code(" ".join(forced.predictions), language=None)
+    text_block(" ".join(forced.predictions))
 view = forced or free
 
 

@@ -21,6 +21,7 @@ from tasks import TASKS, Task, prepare
 from tasks.common import Vocab
 from views.attention import explorer, model_view
 from views.inputs import md_escape
+from views.outputs import text_block
 from views.serving import cached, card, held_out_examples
 
 PLAIN = Interventions()
@@ -86,7 +87,7 @@ def view_scaling(result: Scaling, key: str) -> None:
     maps, layers = side_by_side(result.scaled.maps["encoder"], result.unscaled.maps["encoder"],
                                 ("with 1/√d_k", "without"))  # fmt: skip
     model_view(maps, key, layer=0, head=0, layer_names=layers)
-    st.code(f"with 1/√d_k: {result.scaled.text}\nwithout    : {result.unscaled.text}", language=None)
+    text_block(f"with 1/√d_k: {result.scaled.text}\nwithout    : {result.unscaled.text}")
 
 
 def quiz_scaling(result: Scaling) -> Quiz:
@@ -203,7 +204,7 @@ def view_positions(result: Positions, key: str) -> None:
     explorer(result.without.maps["encoder"], f"{key}_map", ("map",), layer=0, head=probe(result)[3],
              title="Encoder self-attention, positional encoding off")  # fmt: skip
     text = f"with positions   : {result.with_pe.text}\nwithout positions: {result.without.text}"
-    st.code(text, language=None)
+    text_block(text)
 
 
 def quiz_positions(result: Positions) -> Quiz:
@@ -239,7 +240,7 @@ def cross_head(run: TransformerRun) -> tuple[int, int, int]:
 def view_cross(run: TransformerRun, key: str) -> None:
     layer, head, _ = cross_head(run)
     explorer(run.maps["cross"], f"{key}_map", ("map",), layer=layer, head=head)
-    st.code(run.text, language=None)
+    text_block(run.text)
 
 
 def quiz_cross(run: TransformerRun) -> Quiz:
