@@ -258,3 +258,20 @@ def test_the_model_work_check_sees_torch_networks_and_blocks(tmp_path):
         path.write_text(source, encoding="utf-8")
         found = " ".join(_model_work(path))
         assert (said in found) if said else not found, (source, found)
+
+
+def _code_calls(path: Path) -> list[int]:
+    """The lines where a file calls ``.code(…)`` on anything (``st.code``, a column's, an ``st.empty``'s)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    calls = (n for n in ast.walk(tree) if isinstance(n, ast.Call))
+    return [n.lineno for n in calls if getattr(n.func, "attr", "") == "code"]
+
+
+def test_model_text_is_drawn_without_the_syntax_highlighter(tmp_path):
+    """`st.code` loads Streamlit's 1.5 MB syntax highlighter before the page paints (1.5–2 s of the
+    transformer and captioning pages' load): the app shows text in `views.outputs.text_block`."""
+    files = sorted({*ROOT.glob("families/*/*.py"), *ROOT.glob("views/*.py"), *ROOT.glob("start/*.py")})
+    assert len(files) > 40
+    assert not {str(p.relative_to(ROOT)): lines for p in files if (lines := _code_calls(p))}
+    (tmp_path / "a.py").write_text('import streamlit as st\nst.code("x")\nbox = st.empty()\nbox.code("y")\n')
+    assert _code_calls(tmp_path / "a.py") == [2, 4]  # the check sees both kinds of call
