@@ -15,8 +15,8 @@ from torch import Tensor
 class Sampling:
     """How the next token is chosen. ``temperature`` 0 is greedy (the most likely token, first of ties);
     otherwise softmax(logits / temperature) restricted to the ``top_k`` most likely tokens and to the
-    smallest set, best first, whose probability reaches ``top_p``, drawn with a generator seeded by
-    ``seed`` alone (None: no restriction)."""
+    smallest set, best first, whose probability reaches ``top_p`` (either None: no such restriction),
+    drawn with a generator seeded by ``seed`` alone."""
 
     temperature: float = 0.0
     top_k: int | None = None

@@ -23,9 +23,10 @@ _WRAP = {True: "white-space: pre-wrap; overflow-wrap: anywhere", False: "white-s
 
 def text_block(text: str, where=st, *, wrap: bool = False) -> None:
     """``text`` exactly as written, in a monospace block (spaces and newlines kept, nothing parsed) in
-    ``where`` (the page, a column, an `st.empty`); long lines scroll, or ``wrap``. Not `st.code`: with no
-    language to colour, its 1.5 MB syntax highlighter was most of what the transformer and captioning
-    pages loaded before their first paint (1.5–2 s of a 6 s load here, `benchmarks/bench_browser.py`)."""
+    ``where`` (the page, a column, an `st.empty`); long lines scroll, or ``wrap``. Not `st.code`: even with
+    no language to colour, it loads a 1.5 MB syntax highlighter before it paints — 0.5–0.7 s of the
+    browser's main thread, about 1 s of each load of the transformer and captioning pages (README,
+    Performance)."""
     style = f"{_TEXT_STYLE}; {_WRAP[wrap]}"
     where.html(f'<pre class="{TEXT_BLOCK}" style=\'{style}\'>{html.escape(text)}</pre>')
 
