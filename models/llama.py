@@ -16,7 +16,7 @@ from tokenizers import Tokenizer
 
 from models import gguf_checkpoint
 from models.checkpoints import CheckpointError
-from models.decoder import BLOCK, Block, LayerTrace, Step  # noqa: F401  (the names SmolLM2's callers import)
+from models.decoder import BLOCK, Block, LayerTrace  # noqa: F401  (the names SmolLM2's callers import)
 from models.decoder import Decoder as Llama
 from models.decoder import DecoderTrace as LlamaTrace  # noqa: F401
 from models.decoder_config import DecoderConfig as LlamaConfig
